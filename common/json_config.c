@@ -1,0 +1,182 @@
+/* json_config.c - see json_config.h. */
+#include "json_config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+sd_status sd_json_load(sd_json_doc *doc, const char *path, sd_error *err)
+{
+    memset(doc, 0, sizeof *doc);
+    json_error_t jerr;
+    doc->root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc->root) {
+        if (jerr.line < 0 || strstr(jerr.text, "unable to open"))
+            return sd_fail(err, SD_ERR_MISSING, "%s: cannot read: %s", path, jerr.text);
+        return sd_fail(err, SD_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
+    }
+    if (!json_is_object(doc->root)) {
+        json_decref(doc->root);
+        doc->root = NULL;
+        return sd_fail(err, SD_ERR_FORMAT, "%s: top level is not a JSON object", path);
+    }
+    doc->path = strdup(path);
+    if (!doc->path) {
+        json_decref(doc->root);
+        doc->root = NULL;
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    }
+    return SD_OK;
+}
+
+void sd_json_free(sd_json_doc *doc)
+{
+    json_decref(doc->root);
+    free(doc->path);
+    memset(doc, 0, sizeof *doc);
+}
+
+static json_t *get(const sd_json_doc *d, const char *key)
+{
+    json_t *v = json_object_get(d->root, key);
+    return (v && !json_is_null(v)) ? v : NULL;
+}
+
+static sd_status missing(const sd_json_doc *d, const char *key, sd_error *err)
+{
+    return sd_fail(err, SD_ERR_MISSING, "%s: missing required key '%s'", d->path, key);
+}
+
+sd_status sd_json_int(const sd_json_doc *d, const char *key, long long *out, sd_error *err)
+{
+    json_t *v = get(d, key);
+    if (!v)
+        return missing(d, key, err);
+    if (json_is_integer(v)) {
+        *out = json_integer_value(v);
+        return SD_OK;
+    }
+    if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) {
+        *out = (long long)json_real_value(v);
+        return SD_OK;
+    }
+    return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be an integer", d->path, key);
+}
+
+sd_status sd_json_double(const sd_json_doc *d, const char *key, double *out, sd_error *err)
+{
+    json_t *v = get(d, key);
+    if (!v)
+        return missing(d, key, err);
+    if (!json_is_number(v))
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be a number", d->path, key);
+    *out = json_number_value(v);
+    return SD_OK;
+}
+
+sd_status sd_json_bool(const sd_json_doc *d, const char *key, int *out, sd_error *err)
+{
+    json_t *v = get(d, key);
+    if (!v)
+        return missing(d, key, err);
+    if (!json_is_boolean(v))
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be true or false", d->path, key);
+    *out = json_is_true(v);
+    return SD_OK;
+}
+
+sd_status sd_json_string(const sd_json_doc *d, const char *key, const char **out, sd_error *err)
+{
+    json_t *v = get(d, key);
+    if (!v)
+        return missing(d, key, err);
+    if (!json_is_string(v))
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be a string", d->path, key);
+    *out = json_string_value(v);
+    return SD_OK;
+}
+
+long long sd_json_int_or(const sd_json_doc *d, const char *key, long long dflt)
+{
+    long long v;
+    return get(d, key) && sd_json_int(d, key, &v, NULL) == SD_OK ? v : dflt;
+}
+
+double sd_json_double_or(const sd_json_doc *d, const char *key, double dflt)
+{
+    double v;
+    return get(d, key) && sd_json_double(d, key, &v, NULL) == SD_OK ? v : dflt;
+}
+
+int sd_json_bool_or(const sd_json_doc *d, const char *key, int dflt)
+{
+    int v;
+    return get(d, key) && sd_json_bool(d, key, &v, NULL) == SD_OK ? v : dflt;
+}
+
+const char *sd_json_string_or(const sd_json_doc *d, const char *key, const char *dflt)
+{
+    json_t *v = get(d, key);
+    return v && json_is_string(v) ? json_string_value(v) : dflt;
+}
+
+sd_status sd_json_int_array(const sd_json_doc *d, const char *key, int scalar_ok, long long *out, int n,
+                            sd_error *err)
+{
+    json_t *v = get(d, key);
+    if (!v)
+        return missing(d, key, err);
+    if (json_is_integer(v) && scalar_ok) {
+        for (int i = 0; i < n; i++)
+            out[i] = json_integer_value(v);
+        return SD_OK;
+    }
+    if (!json_is_array(v))
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be an array%s", d->path, key,
+                       scalar_ok ? " or an integer" : "");
+    if ((int)json_array_size(v) != n)
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' has %zu entries, expected %d", d->path, key,
+                       json_array_size(v), n);
+    for (int i = 0; i < n; i++) {
+        json_t *e = json_array_get(v, (size_t)i);
+        if (!json_is_integer(e))
+            return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s'[%d] must be an integer", d->path, key, i);
+        out[i] = json_integer_value(e);
+    }
+    return SD_OK;
+}
+
+sd_status sd_json_int_list(const sd_json_doc *d, const char *key, long long *out, int cap, int *n_out,
+                           sd_error *err)
+{
+    json_t *v = get(d, key);
+    if (!v)
+        return missing(d, key, err);
+    if (!json_is_array(v))
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be an array", d->path, key);
+    if ((int)json_array_size(v) > cap || json_array_size(v) == 0)
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' has %zu entries (1 to %d supported)", d->path, key,
+                       json_array_size(v), cap);
+    *n_out = (int)json_array_size(v);
+    return sd_json_int_array(d, key, 0, out, *n_out, err);
+}
+
+sd_status sd_json_string_list(const sd_json_doc *d, const char *key, const char **out, int cap, int *n_out,
+                              sd_error *err)
+{
+    json_t *v = get(d, key);
+    if (!v)
+        return missing(d, key, err);
+    if (!json_is_array(v))
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be an array", d->path, key);
+    if ((int)json_array_size(v) > cap || json_array_size(v) == 0)
+        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' has %zu entries (1 to %d supported)", d->path, key,
+                       json_array_size(v), cap);
+    *n_out = (int)json_array_size(v);
+    for (int i = 0; i < *n_out; i++) {
+        json_t *e = json_array_get(v, (size_t)i);
+        if (!json_is_string(e))
+            return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s'[%d] must be a string", d->path, key, i);
+        out[i] = json_string_value(e);
+    }
+    return SD_OK;
+}

@@ -1,0 +1,14 @@
+/* cli.h - the subcommands of the user CLI `sdxl`. Each takes the arguments
+ * after its name and returns a process exit code: 0 success, 1 failure,
+ * 2 usage error. Data goes to stdout, diagnostics to stderr. */
+#ifndef SDXL_COORDINATOR_CLI_H
+#define SDXL_COORDINATOR_CLI_H
+
+int cmd_inspect(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_devices(int argc, char **argv);
+
+/* Prints "sdxl <cmd>: <msg>" to stderr. */
+void cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#endif

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sdxl needs to build and test, when missing.
+# Safe to run repeatedly: it only calls apt-get when something is absent.
+# Run as root (or with sudo available) on Debian 12.
+set -euo pipefail
+pkgs=(make gcc clang libclang-rt-14-dev pkg-config python3
+      libjansson-dev libutf8proc-dev libopenblas-dev libcriterion-dev)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${missing[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO=sudo
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! command -v nvcc >/dev/null 2>&1 && [ ! -x /usr/local/cuda/bin/nvcc ]; then
+    echo "bootstrap: nvcc not found: building the CPU backend only" >&2
+fi

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The whole test suite (what `make test` and CI run):
+#   1. build everything and the Criterion tests (plain), run them;
+#   2. the same under AddressSanitizer + UBSan (build-asan/);
+#   3. a short libFuzzer run of every fuzz target;
+#   4. CLI checks of the built binaries;
+#   5. the tokenizer speed floor (20,000 prompts/s on one core).
+# Ends with one line "N passed, N failed" (every Criterion test, CLI check and
+# stage counted once); exit status 0 only when nothing failed.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+JOBS=${JOBS:-$(nproc)}
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+passed=0
+failed=0
+
+stage_ok() { passed=$((passed + 1)); echo "[suite] ok: $1"; }
+stage_fail() { failed=$((failed + 1)); echo "[suite] FAILED: $1"; }
+
+if [ ! -f ../shared/testdata/golden/manifest.json ] && [ -z "${SDXL_TESTDATA:-}" ]; then
+    echo "[suite] FATAL: ../shared/testdata is missing (the golden data lives beside the project root)"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+
+# Runs a Criterion binary and adds its counts.
+run_criterion() {
+    local label=$1 bin=$2 log
+    log=$(mktemp)
+    "$bin" --jobs "$JOBS" 2>&1 | tee "$log" | grep -vE '^\[----\]   $' | grep -E 'FAIL|CRASH|Synthesis|Assertion|----' || true
+    local syn
+    syn=$(grep 'Synthesis:' "$log" | tail -1)
+    if [ -z "$syn" ]; then
+        stage_fail "$label: no Criterion summary (crashed?)"
+        tail -30 "$log"
+        rm -f "$log"
+        return
+    fi
+    local t p f c
+    t=$(sed -E 's/.*Tested: ([0-9]+).*/\1/' <<<"$syn")
+    p=$(sed -E 's/.*Passing: ([0-9]+).*/\1/' <<<"$syn")
+    f=$(sed -E 's/.*Failing: ([0-9]+).*/\1/' <<<"$syn")
+    c=$(sed -E 's/.*Crashing: ([0-9]+).*/\1/' <<<"$syn")
+    passed=$((passed + p))
+    failed=$((failed + f + c))
+    echo "[suite] $label: $t tested, $p passing, $f failing, $c crashing"
+    rm -f "$log"
+}
+
+echo "[suite] building (plain)"
+if make -j"$JOBS" tests-bin >/tmp/sdxl-build.log 2>&1; then
+    stage_ok "build"
+    run_criterion "unit+golden" build/bin/sdxl-tests
+else
+    stage_fail "build"
+    tail -40 /tmp/sdxl-build.log
+fi
+
+echo "[suite] building (ASan + UBSan)"
+if make -j"$JOBS" SANITIZE=1 tests-bin >/tmp/sdxl-build-asan.log 2>&1; then
+    stage_ok "build under ASan+UBSan"
+    ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
+    UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+        run_criterion "unit+golden (ASan+UBSan)" build-asan/bin/sdxl-tests
+else
+    stage_fail "build under ASan+UBSan"
+    tail -40 /tmp/sdxl-build-asan.log
+fi
+
+echo "[suite] fuzzing ${FUZZ_SECONDS}s per target"
+if tests/fuzz/run_fuzz.sh "$FUZZ_SECONDS"; then stage_ok "fuzz"; else stage_fail "fuzz"; fi
+
+echo "[suite] CLI checks"
+cli_log=$(mktemp)
+BIN=build/bin tests/cli/test_cli.sh | tee "$cli_log"
+cli=$(grep '^cli:' "$cli_log" | tail -1)
+rm -f "$cli_log"
+if [ -n "$cli" ]; then
+    passed=$((passed + $(sed -E 's/cli: ([0-9]+) passed.*/\1/' <<<"$cli")))
+    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$cli")))
+else
+    stage_fail "CLI checks printed no summary"
+fi
+
+echo "[suite] tokenizer speed floor"
+if build/bin/bench-tokenizer ../shared/testdata/sdxl-tiny/tokenizer --min 20000; then
+    stage_ok "tokenizer >= 20000 prompts/s"
+else
+    stage_fail "tokenizer speed"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]

@@ -1,0 +1,167 @@
+/* test_util.c - see test_util.h. */
+#include "test_util.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/fsutil.h"
+
+const char *tu_testdata(void)
+{
+    const char *env = getenv("SDXL_TESTDATA");
+    const char *dir = env && *env ? env : "../shared/testdata";
+    char *manifest = sd_path_join(dir, "golden/manifest.json");
+    int ok = manifest && sd_path_exists(manifest);
+    free(manifest);
+    if (!ok)
+        cr_assert_fail("shared test data not found at '%s' (expected golden/manifest.json there; run the tests from the "
+                 "project root with ../shared/testdata beside it, or set SDXL_TESTDATA)",
+                 dir);
+    return dir;
+}
+
+char *tu_data_path(const char *rel)
+{
+    return sd_path_join(tu_testdata(), rel);
+}
+
+sd_st_file *tu_golden(const char *file)
+{
+    char rel[512];
+    snprintf(rel, sizeof rel, "golden/%s", file);
+    char *p = tu_data_path(rel);
+    sd_st_file *f = NULL;
+    sd_error err = {0};
+    if (sd_st_open(&f, p, &err) != SD_OK)
+        cr_assert_fail("cannot open golden file: %s", err.msg);
+    free(p);
+    return f;
+}
+
+const sd_st_tensor *tu_tensor(const sd_st_file *f, const char *name, sd_dtype dt)
+{
+    const sd_st_tensor *t = sd_st_find(f, name);
+    if (!t)
+        cr_assert_fail("%s: golden tensor '%s' missing", f->path, name);
+    if (t->dtype != dt)
+        cr_assert_fail("%s: golden tensor '%s' is %s, expected %s", f->path, name, sd_dtype_name(t->dtype),
+                 sd_dtype_name(dt));
+    return t;
+}
+
+char *tu_tmpdir(void)
+{
+    char tmpl[] = "/tmp/sdxl-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    if (!d)
+        cr_assert_fail("mkdtemp failed");
+    return strdup(d);
+}
+
+void tu_rmrf(const char *path)
+{
+    char cmd[1024];
+    if (strncmp(path, "/tmp/sdxl-test-", 15) != 0)
+        return;
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", path);
+}
+
+void tu_write(const char *path, const void *data, size_t len)
+{
+    FILE *fp = fopen(path, "wb");
+    if (!fp)
+        cr_assert_fail("cannot write %s", path);
+    if (len && fwrite(data, 1, len, fp) != len)
+        cr_assert_fail("short write to %s", path);
+    fclose(fp);
+}
+
+double tu_rel_l2(const float *a, const float *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = (double)a[i] - (double)b[i];
+        if (isnan(a[i]))
+            return INFINITY;
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+double tu_max_abs_diff(const float *a, const float *b, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (isnan(a[i]) || isnan(b[i]))
+            return INFINITY;
+        if (d > m)
+            m = d;
+    }
+    return m;
+}
+
+json_t *tu_manifest(void)
+{
+    char *p = tu_data_path("golden/manifest.json");
+    char *text;
+    size_t len;
+    sd_error err = {0};
+    if (sd_read_file(p, &text, &len, &err) != SD_OK)
+        cr_assert_fail("%s", err.msg);
+    free(p);
+    /* blank out non-standard number tokens outside strings */
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in_str) {
+            if (text[i] == '\\')
+                i++;
+            else if (text[i] == '"')
+                in_str = 0;
+            continue;
+        }
+        if (text[i] == '"') {
+            in_str = 1;
+            continue;
+        }
+        static const char *toks[] = {"-Infinity", "Infinity", "NaN"};
+        for (int k = 0; k < 3; k++) {
+            size_t tl = strlen(toks[k]);
+            if (!strncmp(text + i, toks[k], tl)) {
+                memset(text + i, ' ', tl);
+                memcpy(text + i, "null", 4);
+                i += tl - 1;
+                break;
+            }
+        }
+    }
+    json_error_t jerr;
+    json_t *m = json_loads(text, 0, &jerr);
+    free(text);
+    if (!m)
+        cr_assert_fail("manifest.json: %s (line %d)", jerr.text, jerr.line);
+    return m;
+}
+
+json_t *tu_manifest_case(const char *name)
+{
+    json_t *m = tu_manifest();
+    size_t i;
+    json_t *c;
+    json_array_foreach(json_object_get(m, "cases"), i, c) {
+        if (!strcmp(json_string_value(json_object_get(c, "name")), name)) {
+            json_incref(c);
+            json_decref(m);
+            return c;
+        }
+    }
+    cr_assert_fail("manifest has no case '%s'", name);
+    return NULL;
+}

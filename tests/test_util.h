@@ -1,0 +1,36 @@
+/* test_util.h - helpers shared by the Criterion tests: where the shared test
+ * data lives, golden tensor access, temp folders, float comparisons. */
+#ifndef SDXL_TESTS_TEST_UTIL_H
+#define SDXL_TESTS_TEST_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/safetensors.h"
+
+/* ../shared/testdata relative to the project root (tests run from there), or
+ * $SDXL_TESTDATA. Fails the calling test loudly if it does not exist. */
+const char *tu_testdata(void);
+/* tu_testdata()/rel, malloc'd. */
+char *tu_data_path(const char *rel);
+/* Opens golden/<file>; fails the test if absent. */
+sd_st_file *tu_golden(const char *file);
+/* Tensor of a golden file; fails the test if absent or not of dtype dt. */
+const sd_st_tensor *tu_tensor(const sd_st_file *f, const char *name, sd_dtype dt);
+/* A fresh temp folder (removed by tu_rmrf). */
+char *tu_tmpdir(void);
+void tu_rmrf(const char *path);
+/* Writes bytes to a file; fails the test on error. */
+void tu_write(const char *path, const void *data, size_t len);
+/* ||a - b|| / ||b|| in double. */
+double tu_rel_l2(const float *a, const float *b, size_t n);
+double tu_max_abs_diff(const float *a, const float *b, size_t n);
+
+#endif
+
+#include <jansson.h>
+/* golden/manifest.json, parsed. Python wrote it, with -Infinity where JSON
+ * has no spelling for it: such tokens (outside strings) are read as null. */
+json_t *tu_manifest(void);
+/* The case called name from the manifest (a new reference); fails if absent. */
+json_t *tu_manifest_case(const char *name);
