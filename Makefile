@@ -14,7 +14,7 @@ endif
 
 CC ?= cc
 OPT ?= -O2
-CFLAGS_BASE := -std=c11 $(OPT) -g -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE \
+CFLAGS_BASE := -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE \
                -I. -MMD -MP -pthread $(SANFLAGS)
 CFLAGS_BASE += $(shell pkg-config --cflags jansson libutf8proc 2>/dev/null)
 CFLAGS_BASE += -I/usr/include/x86_64-linux-gnu/openblas-pthread
@@ -37,7 +37,7 @@ $(info sdxl: CUDA backend: nvcc not found, CPU backend only)
 endif
 
 CFLAGS := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
-LDFLAGS := $(SANFLAGS) -pthread
+LDFLAGS := $(SANFLAGS) -pthread -fopenmp
 
 ifeq ($(V),1)
 Q :=

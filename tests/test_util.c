@@ -165,3 +165,43 @@ json_t *tu_manifest_case(const char *name)
     cr_assert_fail("manifest has no case '%s'", name);
     return NULL;
 }
+
+double tu_expect_close_host(const float *got, size_t n, const sd_st_file *g, const char *golden_name, double tol)
+{
+    const sd_st_tensor *ref = tu_tensor(g, golden_name, SD_DTYPE_F32);
+    cr_assert_eq(sd_st_numel(ref), n, "%s: %zu elements, golden has %llu", golden_name, n,
+                 (unsigned long long)sd_st_numel(ref));
+    double e = tu_rel_l2(got, ref->data, n);
+    cr_assert(e < tol, "%s: relative L2 error %.3g is not under %.1g (max abs diff %.3g)", golden_name, e, tol,
+              tu_max_abs_diff(got, ref->data, n));
+    return e;
+}
+
+double tu_expect_close(const sd_tensor *t, const sd_st_file *g, const char *golden_name, double tol)
+{
+    size_t n = (size_t)sd_tensor_numel(t);
+    float *host = malloc(n * sizeof *host + 1);
+    sd_error err = {0};
+    cr_assert_eq(sd_tensor_to_host_f32(t, host, &err), SD_OK, "%s", err.msg);
+    double e = tu_expect_close_host(host, n, g, golden_name, tol);
+    free(host);
+    return e;
+}
+
+sd_backend *tu_cpu(void)
+{
+    sd_backend *be;
+    sd_error err = {0};
+    cr_assert_eq(sd_backend_create(&be, "cpu", SD_DTYPE_F32, &err), SD_OK, "%s", err.msg);
+    return be;
+}
+
+void tu_upload(sd_backend *be, sd_tensor *t, const sd_st_file *g, const char *name)
+{
+    const sd_st_tensor *s = tu_tensor(g, name, SD_DTYPE_F32);
+    sd_error err = {0};
+    int ndim = s->ndim ? s->ndim : 1;
+    int64_t one = 1;
+    cr_assert_eq(sd_tensor_from_host(be, t, s->data, SD_DTYPE_F32, ndim, s->ndim ? s->shape : &one, 0, &err), SD_OK,
+                 "%s: %s", name, err.msg);
+}

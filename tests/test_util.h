@@ -34,3 +34,14 @@ double tu_max_abs_diff(const float *a, const float *b, size_t n);
 json_t *tu_manifest(void);
 /* The case called name from the manifest (a new reference); fails if absent. */
 json_t *tu_manifest_case(const char *name);
+
+#include "kernels/ops.h"
+/* Downloads t and asserts ||t - golden|| / ||golden|| < tol, with equal
+ * element counts; prints the error in the failure message. Returns it. */
+double tu_expect_close(const sd_tensor *t, const sd_st_file *g, const char *golden_name, double tol);
+/* Same for a host array. */
+double tu_expect_close_host(const float *got, size_t n, const sd_st_file *g, const char *golden_name, double tol);
+/* A backend for tests: the CPU one. */
+sd_backend *tu_cpu(void);
+/* Uploads a golden F32 tensor to the backend. */
+void tu_upload(sd_backend *be, sd_tensor *t, const sd_st_file *g, const char *name);

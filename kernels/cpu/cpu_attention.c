@@ -1,0 +1,65 @@
+/* cpu_attention.c - multi-head attention of the CPU backend: per batch and
+ * head, scores = q k^T / sqrt(D) in blocks of queries (so a 16384-token VAE
+ * attention needs 64 MiB, not 1 GiB), softmax in fp32, then scores v. */
+#include <cblas.h>
+#include <float.h>
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu_internal.h"
+
+#define ATTN_MAX_SCORE_FLOATS (16u << 20)
+
+sd_status sd_cpu_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k,
+                           const sd_tensor *v, int heads, int causal, sd_error *err)
+{
+    (void)be;
+    int64_t B = q->shape[0], Sq = q->shape[1], Sk = k->shape[1], HD = q->shape[2];
+    int64_t D = HD / heads;
+    int64_t block = Sk > 0 ? (int64_t)(ATTN_MAX_SCORE_FLOATS / (uint64_t)Sk) : Sq;
+    if (block > Sq)
+        block = Sq;
+    if (block < 1)
+        block = 1;
+    float *S = malloc((size_t)(block * (Sk ? Sk : 1)) * sizeof *S);
+    if (!S)
+        return sd_fail(err, SD_ERR_NOMEM, "attention: out of memory for %lldx%lld scores", (long long)block,
+                       (long long)Sk);
+    float scale = 1.0f / sqrtf((float)D);
+    const float *Q = CF32(q), *K = CF32(k), *V = CF32(v);
+    float *O = F32(o);
+    for (int64_t n = 0; n < B; n++) {
+        for (int h = 0; h < heads; h++) {
+            const float *qh = Q + n * Sq * HD + h * D;
+            const float *kh = K + n * Sk * HD + h * D;
+            const float *vh = V + n * Sk * HD + h * D;
+            float *oh = O + n * Sq * HD + h * D;
+            for (int64_t q0 = 0; q0 < Sq; q0 += block) {
+                int64_t rows = Sq - q0 < block ? Sq - q0 : block;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)Sk, (int)D, scale,
+                            qh + q0 * HD, (int)HD, kh, (int)HD, 0.0f, S, (int)Sk);
+#pragma omp parallel for schedule(static)
+                for (int64_t r = 0; r < rows; r++) {
+                    float *s = S + r * Sk;
+                    int64_t limit = causal ? q0 + r + 1 : Sk;
+                    float mx = -FLT_MAX;
+                    for (int64_t j = 0; j < limit; j++)
+                        mx = s[j] > mx ? s[j] : mx;
+                    float sum = 0;
+                    for (int64_t j = 0; j < limit; j++) {
+                        s[j] = expf(s[j] - mx);
+                        sum += s[j];
+                    }
+                    float inv = 1.0f / sum;
+                    for (int64_t j = 0; j < limit; j++)
+                        s[j] *= inv;
+                    for (int64_t j = limit; j < Sk; j++)
+                        s[j] = 0.0f;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)D, (int)Sk, 1.0f, S,
+                            (int)Sk, vh, (int)HD, 0.0f, oh + q0 * HD, (int)HD);
+            }
+        }
+    }
+    free(S);
+    return SD_OK;
+}

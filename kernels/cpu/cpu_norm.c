@@ -1,0 +1,73 @@
+/* cpu_norm.c - group norm and layer norm of the CPU backend. Statistics are
+ * accumulated in double (cheap here, and keeps fp32 results as close to
+ * torch's as summation order allows). */
+#include "kernels/cpu/cpu_internal.h"
+
+sd_status sd_cpu_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *gamma,
+                            const sd_tensor *beta, int groups, float eps, int silu, sd_error *err)
+{
+    (void)be;
+    (void)err;
+    int64_t B = x->shape[0], C = x->shape[1];
+    int64_t HW = sd_tensor_numel(x) / (B * C);
+    int64_t cpg = C / groups;
+    const float *X = CF32(x), *G = CF32(gamma), *Bt = CF32(beta);
+    float *Y = F32(y);
+#pragma omp parallel for collapse(2) schedule(dynamic)
+    for (int64_t n = 0; n < B; n++) {
+        for (int g = 0; g < groups; g++) {
+            const float *xs = X + (n * C + g * cpg) * HW;
+            float *ys = Y + (n * C + g * cpg) * HW;
+            int64_t cnt = cpg * HW;
+            double sum = 0, sq = 0;
+            for (int64_t i = 0; i < cnt; i++)
+                sum += xs[i];
+            double mean = sum / (double)cnt;
+            for (int64_t i = 0; i < cnt; i++) {
+                double d = xs[i] - mean;
+                sq += d * d;
+            }
+            float rstd = (float)(1.0 / sqrt(sq / (double)cnt + (double)eps));
+            float fmean = (float)mean;
+            for (int64_t c = 0; c < cpg; c++) {
+                float a = G[g * cpg + c] * rstd, bb = Bt[g * cpg + c];
+                const float *xc = xs + c * HW;
+                float *yc = ys + c * HW;
+                for (int64_t i = 0; i < HW; i++) {
+                    float v = (xc[i] - fmean) * a + bb;
+                    yc[i] = silu ? v / (1.0f + expf(-v)) : v;
+                }
+            }
+        }
+    }
+    return SD_OK;
+}
+
+sd_status sd_cpu_layer_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *gamma,
+                            const sd_tensor *beta, float eps, sd_error *err)
+{
+    (void)be;
+    (void)err;
+    int64_t D = x->shape[x->ndim - 1];
+    int64_t rows = sd_tensor_numel(x) / D;
+    const float *X = CF32(x), *G = CF32(gamma), *Bt = CF32(beta);
+    float *Y = F32(y);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = X + r * D;
+        float *yr = Y + r * D;
+        double sum = 0, sq = 0;
+        for (int64_t i = 0; i < D; i++)
+            sum += xr[i];
+        double mean = sum / (double)D;
+        for (int64_t i = 0; i < D; i++) {
+            double d = xr[i] - mean;
+            sq += d * d;
+        }
+        float rstd = (float)(1.0 / sqrt(sq / (double)D + (double)eps));
+        float fmean = (float)mean;
+        for (int64_t i = 0; i < D; i++)
+            yr[i] = (xr[i] - fmean) * rstd * G[i] + Bt[i];
+    }
+    return SD_OK;
+}
