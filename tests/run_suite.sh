@@ -27,7 +27,7 @@ fi
 run_criterion() {
     local label=$1 bin=$2 log
     log=$(mktemp)
-    "$bin" --jobs "$JOBS" 2>&1 | tee "$log" | grep -vE '^\[----\]   $' | grep -E 'FAIL|CRASH|Synthesis|Assertion|----' || true
+    SDXL_BIN_DIR=${label_bin_dir:-build/bin} "$bin" --jobs "$JOBS" 2>&1 | tee "$log" | grep -vE '^\[----\]   $' | grep -E 'FAIL|CRASH|Synthesis|Assertion|----' || true
     local syn
     syn=$(grep 'Synthesis:' "$log" | tail -1)
     if [ -z "$syn" ]; then
@@ -61,7 +61,7 @@ if make -j"$JOBS" SANITIZE=1 tests-bin >/tmp/sdxl-build-asan.log 2>&1; then
     stage_ok "build under ASan+UBSan"
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
-        run_criterion "unit+golden (ASan+UBSan)" build-asan/bin/sdxl-tests
+        label_bin_dir=build-asan/bin run_criterion "unit+golden (ASan+UBSan)" build-asan/bin/sdxl-tests
 else
     stage_fail "build under ASan+UBSan"
     tail -40 /tmp/sdxl-build-asan.log
