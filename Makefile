@@ -48,7 +48,8 @@ endif
 MAINS := coordinator/main_sdxl.c coordinator/main_coordinator.c worker/main_worker.c
 LIB_SRC := $(filter-out $(MAINS),$(wildcard common/*.c kernels/*.c kernels/cpu/*.c worker/*.c proto/*.c coordinator/*.c))
 CU_SRC := $(if $(filter 1,$(HAVE_CUDA)),$(wildcard kernels/cuda/*.cu))
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
+ASM_SRC := $(wildcard worker/*.S)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(ASM_SRC:%.S=$(BUILD)/obj/%.S.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
 LIB := $(BUILD)/libsdxl.a
 
 BINS := $(BUILD)/bin/sdxl $(BUILD)/bin/sdxl-coordinator $(BUILD)/bin/sdxl-worker
@@ -69,6 +70,13 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# data blobs (.incbin) are rebuilt when the files they include change
+$(BUILD)/obj/worker/clip_vocab_blob.S.o: worker/data/clip/vocab.json worker/data/clip/merges.txt
+$(BUILD)/obj/%.S.o: %.S $(BUILD)/flags
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  AS    $<")
+	$(Q)$(CC) -c $< -o $@
 
 $(BUILD)/obj/%.cu.o: %.cu $(BUILD)/flags
 	@mkdir -p $(dir $@)

@@ -14,6 +14,7 @@ static const struct {
     {"inspect", cmd_inspect, "list a diffusers model folder's components, sizes and configs"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids of prompts"},
     {"eval", cmd_eval, "run one network forward on safetensors inputs (text, unet, vae-decode, vae-encode)"},
+    {"random-model", cmd_random_model, "write a diffusers SDXL folder with random weights (sdxl-base, sdxl-refiner, tiny)"},
     {"devices", cmd_devices, "list the compute backends and devices of this build"},
 };
 

@@ -258,3 +258,20 @@ sd_status sd_clip_text_forward(sd_clip_text *m, const int64_t *ids, int B, int S
         sd_tensor_free(&pooled);
     return st;
 }
+
+sd_status sd_clip_text_list_params(const sd_component *c, sd_param_list *list, sd_error *err)
+{
+    sd_clip_text *m = calloc(1, sizeof *m);
+    if (!m)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_status st = sd_clip_config_load(&m->cfg, c, err);
+    if (st == SD_OK && !(m->layers = calloc((size_t)m->cfg.layers, sizeof *m->layers)))
+        st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    if (st == SD_OK) {
+        sd_param_loader pl;
+        sd_params_begin_record(&pl, list);
+        st = load_all(m, &pl, err);
+    }
+    sd_clip_text_free(m);
+    return st;
+}

@@ -40,4 +40,9 @@ const sd_clip_config *sd_clip_text_config(const sd_clip_text *m);
 sd_status sd_clip_text_forward(sd_clip_text *m, const int64_t *ids, int B, int S, sd_clip_outputs *out,
                                sd_error *err);
 
+/* Names and shapes of every parameter the config implies, in load order
+ * (what sdxl random-model writes). */
+#include "worker/param_loader.h"
+sd_status sd_clip_text_list_params(const sd_component *c, sd_param_list *list, sd_error *err);
+
 #endif

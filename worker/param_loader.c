@@ -41,12 +41,60 @@ static long find_index(const sd_weights *w, const char *name)
     return -1;
 }
 
+void sd_params_begin_record(sd_param_loader *pl, sd_param_list *list)
+{
+    memset(pl, 0, sizeof *pl);
+    pl->record = list;
+}
+
+void sd_param_list_free(sd_param_list *l)
+{
+    free(l->p);
+    memset(l, 0, sizeof *l);
+}
+
+unsigned long long sd_param_list_numel(const sd_param_list *l)
+{
+    unsigned long long total = 0;
+    for (int i = 0; i < l->n; i++) {
+        unsigned long long n = 1;
+        for (int d = 0; d < l->p[i].ndim; d++)
+            n *= (unsigned long long)l->p[i].shape[d];
+        total += n;
+    }
+    return total;
+}
+
+static sd_status record(sd_param_loader *pl, const char *full, int ndim, const int64_t *shape, sd_tensor **out,
+                        sd_error *err)
+{
+    static sd_tensor placeholder;
+    sd_param_list *l = pl->record;
+    if (l->n == l->cap) {
+        int nc = l->cap ? l->cap * 2 : 512;
+        sd_param_info *np = realloc(l->p, (size_t)nc * sizeof *np);
+        if (!np)
+            return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        l->p = np;
+        l->cap = nc;
+    }
+    sd_param_info *pi = &l->p[l->n++];
+    snprintf(pi->name, sizeof pi->name, "%s", full);
+    pi->ndim = ndim;
+    for (int i = 0; i < ndim && i < 4; i++)
+        pi->shape[i] = shape[i];
+    *out = &placeholder;
+    return SD_OK;
+}
+
 static sd_status load(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape, sd_tensor **out,
                       int optional, sd_error *err)
 {
     *out = NULL;
     char full[512];
     snprintf(full, sizeof full, "%s%s", pl->prefix, name);
+    if (pl->record)
+        return record(pl, full, ndim, shape, out, err);
     long idx = find_index(pl->w, full);
     if (idx < 0) {
         if (optional)
@@ -107,6 +155,8 @@ sd_status sd_params_get_opt(sd_param_loader *pl, const char *name, int ndim, con
 
 sd_status sd_params_check_all_used(sd_param_loader *pl, const char *const *ignore, sd_error *err)
 {
+    if (pl->record)
+        return SD_OK;
     for (size_t i = 0; i < pl->w->n; i++) {
         if (pl->used[i])
             continue;

@@ -10,9 +10,25 @@
 #include "common/model_folder.h"
 #include "kernels/ops.h"
 
+/* A parameter's name and shape, as recorded by a loader in record mode. */
+typedef struct {
+    char name[200];
+    int ndim;
+    int64_t shape[4];
+} sd_param_info;
+
+typedef struct {
+    sd_param_info *p;
+    int n, cap;
+} sd_param_list;
+
+void sd_param_list_free(sd_param_list *l);
+unsigned long long sd_param_list_numel(const sd_param_list *l);
+
 typedef struct {
     sd_backend *be;
     const sd_weights *w;
+    sd_param_list *record; /* record mode: names and shapes only, no weights */
     unsigned char *used; /* per tensor of w, in w->tensors order */
     /* every tensor loaded, freed together by sd_params_free */
     sd_tensor **owned;
@@ -41,6 +57,10 @@ void sd_param_set_finish(sd_param_set *ps, sd_param_loader *pl, int ok);
 void sd_param_set_free(sd_param_set *ps);
 
 sd_status sd_params_begin(sd_param_loader *pl, sd_backend *be, const sd_weights *w, sd_error *err);
+/* Record mode: every get appends (name, shape) to list and yields a
+ * placeholder tensor; used to enumerate a model's parameters from its config
+ * (random-model writes exactly what the loader will ask for). */
+void sd_params_begin_record(sd_param_loader *pl, sd_param_list *list);
 /* Loads prefix+name with the given shape into a new tensor. */
 sd_status sd_params_get(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape, sd_tensor **out,
                         sd_error *err);

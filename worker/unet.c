@@ -364,3 +364,18 @@ sd_status sd_unet_forward(sd_unet *u, const sd_tensor *sample, const float *time
         sd_tensor_free(out);
     return st;
 }
+
+sd_status sd_unet_list_params(const sd_component *c, sd_param_list *list, sd_error *err)
+{
+    sd_unet *m = calloc(1, sizeof *m);
+    if (!m)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_status st = sd_unet_config_load(&m->cfg, c, err);
+    if (st == SD_OK) {
+        sd_param_loader pl;
+        sd_params_begin_record(&pl, list);
+        st = load_all(m, &pl, err);
+    }
+    sd_unet_free(m);
+    return st;
+}

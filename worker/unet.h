@@ -41,4 +41,9 @@ sd_status sd_unet_forward(sd_unet *u, const sd_tensor *sample, const float *time
                           const sd_tensor *text_embeds, const float *time_ids, int n_time_ids, sd_tensor *out,
                           sd_error *err);
 
+/* Names and shapes of every parameter the config implies, in load order
+ * (what sdxl random-model writes). */
+#include "worker/param_loader.h"
+sd_status sd_unet_list_params(const sd_component *c, sd_param_list *list, sd_error *err);
+
 #endif

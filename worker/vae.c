@@ -365,3 +365,18 @@ void sd_vae_moments_split(const float *moments, int64_t B, int64_t L, int64_t hw
         }
     }
 }
+
+sd_status sd_vae_list_params(const sd_component *c, sd_param_list *list, sd_error *err)
+{
+    sd_vae *m = calloc(1, sizeof *m);
+    if (!m)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_status st = sd_vae_config_load(&m->cfg, c, err);
+    if (st == SD_OK) {
+        sd_param_loader pl;
+        sd_params_begin_record(&pl, list);
+        st = load_all(m, &pl, err);
+    }
+    sd_vae_free(m);
+    return st;
+}

@@ -35,4 +35,9 @@ sd_status sd_vae_encode(sd_vae *v, const sd_tensor *image, sd_tensor *moments, s
 void sd_vae_moments_split(const float *moments, int64_t B, int64_t L, int64_t hw, float *mean, float *std,
                           float *logvar);
 
+/* Names and shapes of every parameter the config implies, in load order
+ * (what sdxl random-model writes). */
+#include "worker/param_loader.h"
+sd_status sd_vae_list_params(const sd_component *c, sd_param_list *list, sd_error *err);
+
 #endif
