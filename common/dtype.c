@@ -135,12 +135,14 @@ int sd_convert_to_f32(float *dst, const void *src, sd_dtype src_dt, size_t n)
         return 0;
     case SD_DTYPE_F16: {
         const uint16_t *s = src;
+#pragma omp parallel for schedule(static) if (n > (1u << 16))
         for (size_t i = 0; i < n; i++)
             dst[i] = sd_f16_to_f32(s[i]);
         return 0;
     }
     case SD_DTYPE_BF16: {
         const uint16_t *s = src;
+#pragma omp parallel for schedule(static) if (n > (1u << 16))
         for (size_t i = 0; i < n; i++)
             dst[i] = sd_bf16_to_f32(s[i]);
         return 0;

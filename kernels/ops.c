@@ -9,6 +9,20 @@
 
 #include "kernels/backend_impl.h"
 
+/* ---- FLOP accounting ---- */
+
+static _Atomic unsigned long long flop_count;
+
+unsigned long long sd_ops_flops(void)
+{
+    return flop_count;
+}
+
+void sd_ops_flops_reset(void)
+{
+    flop_count = 0;
+}
+
 /* ---- backends ---- */
 
 sd_status sd_backend_create(sd_backend **out, const char *device, sd_dtype compute_dtype, sd_error *err)
@@ -218,6 +232,7 @@ sd_status sd_op_linear(sd_tensor *y, const sd_tensor *x, const sd_tensor *w, con
         return shape_error(err, "linear", "output must be [M, N]", y, w);
     if (b && (b->ndim != 1 || b->shape[0] != N))
         return shape_error(err, "linear", "bias must be [N]", b, w);
+    flop_count += 2ull * (unsigned long long)(M * N * K);
     return y->be->vt->linear(y->be, y, x, w, b, act, M, N, K, err);
 }
 
@@ -237,6 +252,8 @@ sd_status sd_op_conv2d_pad4(sd_tensor *y, const sd_tensor *x, const sd_tensor *w
         return shape_error(err, "conv2d", "output shape does not match input, weight, stride and padding", y, w);
     if (b && (b->ndim != 1 || b->shape[0] != w->shape[0]))
         return shape_error(err, "conv2d", "bias must be [out_channels]", b, w);
+    flop_count += 2ull * (unsigned long long)(y->shape[0] * y->shape[1] * oh * ow) *
+                  (unsigned long long)(w->shape[1] * w->shape[2] * w->shape[3]);
     return y->be->vt->conv2d(y->be, y, x, w, b, stride, pt, pb, pl, pr, err);
 }
 
@@ -286,6 +303,7 @@ sd_status sd_op_attention(sd_tensor *o, const sd_tensor *q, const sd_tensor *k, 
                        (long long)q->shape[2], heads);
     if (causal && k->shape[1] != q->shape[1])
         return shape_error(err, "attention", "causal attention needs Sq == Sk", q, k);
+    flop_count += 4ull * (unsigned long long)(q->shape[0] * q->shape[1] * k->shape[1] * q->shape[2]);
     return o->be->vt->attention(o->be, o, q, k, v, heads, causal, err);
 }
 

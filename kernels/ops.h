@@ -58,6 +58,12 @@ sd_dtype sd_backend_dtype(const sd_backend *be);
 /* Waits for queued work (a no-op on the CPU). */
 sd_status sd_backend_sync(sd_backend *be, sd_error *err);
 
+/* Floating-point operations issued through ops.h since the last reset
+ * (matrix products, convolutions and attention; 2 per multiply-add), for
+ * benchmarks that report GFLOP/s against a floor. */
+unsigned long long sd_ops_flops(void);
+void sd_ops_flops_reset(void);
+
 /* ---- tensors ---- */
 
 int64_t sd_tensor_numel(const sd_tensor *t);

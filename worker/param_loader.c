@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 sd_status sd_params_begin(sd_param_loader *pl, sd_backend *be, const sd_weights *w, sd_error *err)
 {
@@ -87,6 +89,18 @@ static sd_status record(sd_param_loader *pl, const char *full, int ndim, const i
     return SD_OK;
 }
 
+/* The tensor was copied (converted, or uploaded to a device): drop its pages
+ * of the file mapping, so a model's weights are held once, not twice
+ * (mapped pages of the file plus the converted copy). */
+static void release_source_pages(const sd_st_tensor *t)
+{
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a = ((uintptr_t)t->data + page - 1) & ~(page - 1);
+    uintptr_t b = ((uintptr_t)t->data + (t->end - t->begin)) & ~(page - 1);
+    if (b > a)
+        madvise((void *)a, b - a, MADV_DONTNEED);
+}
+
 static sd_status load(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape, sd_tensor **out,
                       int optional, sd_error *err)
 {
@@ -135,6 +149,8 @@ static sd_status load(sd_param_loader *pl, const char *name, int ndim, const int
     }
     pl->owned[pl->n_owned++] = tt;
     pl->borrowed += !tt->owned;
+    if (tt->owned)
+        release_source_pages(t);
     pl->used[idx] = 1;
     pl->bytes += tt->bytes;
     *out = tt;
