@@ -21,7 +21,14 @@ CFLAGS_BASE += $(shell pkg-config --cflags jansson libutf8proc 2>/dev/null)
 # spins against the other on a 2-core machine (the pthread build lost 20-50%)
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 CFLAGS_BASE += -I/usr/include/x86_64-linux-gnu/openblas-openmp
+# BLAS=none: the portable sgemm (kernels/cpu/sgemm.c) instead of OpenBLAS
+BLAS ?= openblas
+ifeq ($(BLAS),none)
+LIBS := -ljansson -lutf8proc -lm -lpthread
+CFLAGS_BASE += -DSDXL_NO_BLAS=1
+else
 LIBS := -ljansson -lutf8proc -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lm -lpthread
+endif
 
 # ---- CUDA detection (llm.c style: one line per feature) ----
 NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))

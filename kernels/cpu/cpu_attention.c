@@ -1,11 +1,11 @@
 /* cpu_attention.c - multi-head attention of the CPU backend: per batch and
  * head, scores = q k^T / sqrt(D) in blocks of queries (so a 16384-token VAE
  * attention needs 64 MiB, not 1 GiB), softmax in fp32, then scores v. */
-#include <cblas.h>
 #include <float.h>
 #include <stdlib.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/sgemm.h"
 
 #define ATTN_MAX_SCORE_FLOATS (16u << 20)
 
@@ -35,8 +35,7 @@ sd_status sd_cpu_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, con
             float *oh = O + n * Sq * HD + h * D;
             for (int64_t q0 = 0; q0 < Sq; q0 += block) {
                 int64_t rows = Sq - q0 < block ? Sq - q0 : block;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, (int)Sk, (int)D, scale,
-                            qh + q0 * HD, (int)HD, kh, (int)HD, 0.0f, S, (int)Sk);
+                sd_sgemm(1, rows, Sk, D, scale, qh + q0 * HD, HD, kh, HD, 0.0f, S, Sk);
 #pragma omp parallel for schedule(static)
                 for (int64_t r = 0; r < rows; r++) {
                     float *s = S + r * Sk;
@@ -55,8 +54,7 @@ sd_status sd_cpu_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, con
                     for (int64_t j = limit; j < Sk; j++)
                         s[j] = 0.0f;
                 }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)D, (int)Sk, 1.0f, S,
-                            (int)Sk, vh, (int)HD, 0.0f, oh + q0 * HD, (int)HD);
+                sd_sgemm(0, rows, D, Sk, 1.0f, S, Sk, vh, HD, 0.0f, oh + q0 * HD, HD);
             }
         }
     }

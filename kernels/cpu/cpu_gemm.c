@@ -1,11 +1,11 @@
 /* cpu_gemm.c - matrix products of the CPU backend through OpenBLAS: linear
  * layers, and convolutions as im2col + sgemm, tiled over output rows so the
  * column buffer stays small even for the VAE's 1024x1024 maps. */
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/cpu/cpu_internal.h"
+#include "kernels/cpu/sgemm.h"
 
 /* Column buffers are capped at this many floats (64 MiB). */
 #define IM2COL_MAX_FLOATS (16u << 20)
@@ -18,8 +18,7 @@ sd_status sd_cpu_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const 
     float *Y = F32(y);
     if (M == 0 || N == 0)
         return SD_OK;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)M, (int)N, (int)K, 1.0f, CF32(x), (int)K, CF32(w),
-                (int)K, 0.0f, Y, (int)N);
+    sd_sgemm(1, M, N, K, 1.0f, CF32(x), K, CF32(w), K, 0.0f, Y, N);
     if (b || act != SD_ACT_NONE) {
         const float *B = b ? CF32(b) : NULL;
 #pragma omp parallel for schedule(static)
@@ -92,15 +91,13 @@ sd_status sd_cpu_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const 
         const float *xn = X + n * C * H * W;
         float *yn = Y + n * O * P;
         if (direct) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)P, (int)C, 1.0f, Wt, (int)C, xn,
-                        (int)P, 0.0f, yn, (int)P);
+            sd_sgemm(0, O, P, C, 1.0f, Wt, C, xn, P, 0.0f, yn, P);
             continue;
         }
         for (int64_t r0 = 0; r0 < OH; r0 += rows_per_tile) {
             int64_t rows = OH - r0 < rows_per_tile ? OH - r0 : rows_per_tile;
             im2col_rows(col, xn, C, H, W, kh, kw, stride, pt, pl, OW, r0, rows);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)O, (int)(rows * OW), (int)K, 1.0f, Wt,
-                        (int)K, col, (int)(rows * OW), 0.0f, yn + r0 * OW, (int)P);
+            sd_sgemm(0, O, rows * OW, K, 1.0f, Wt, K, col, rows * OW, 0.0f, yn + r0 * OW, P);
         }
     }
     free(col);

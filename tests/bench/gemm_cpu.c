@@ -3,10 +3,10 @@
  * shapes, measured in the same run: the ratio says what our layer adds
  * (epilogues, column buffers) on top of the library. Shapes are SDXL's at a
  * 64x64 latent (512x512 image). */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kernels/cpu/sgemm.h"
 #include "kernels/ops.h"
 #include "tests/bench/bench_util.h"
 
@@ -20,10 +20,10 @@ static void fill(float *p, size_t n, unsigned seed)
 
 static double time_sgemm(int M, int N, int K, const float *A, const float *B, float *C, int reps)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+    sd_sgemm(1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
     double t0 = bench_now();
     for (int r = 0; r < reps; r++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
+        sd_sgemm(1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
     return (bench_now() - t0) / reps;
 }
 
@@ -101,10 +101,10 @@ int main(void)
               *Cm = malloc((size_t)O * P * sizeof *Cm);
         fill(A, (size_t)O * K, 7);
         fill(Bm, (size_t)K * P, 8);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, P, K, 1.0f, A, K, Bm, P, 0.0f, Cm, P);
+        sd_sgemm(0, O, P, K, 1.0f, A, K, Bm, P, 0.0f, Cm, P);
         t0 = bench_now();
         for (int r = 0; r < reps; r++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, O, P, K, 1.0f, A, K, Bm, P, 0.0f, Cm, P);
+            sd_sgemm(0, O, P, K, 1.0f, A, K, Bm, P, 0.0f, Cm, P);
         double ref = (bench_now() - t0) / reps;
         double fl = 2.0 * O * P * K;
         printf("%-40s %12.1f %12.1f %8.2f\n", conv[i].what, fl / ours * 1e-9, fl / ref * 1e-9, ref / ours);

@@ -3,12 +3,12 @@
  * memory, and the floor: the forward's FLOPs at the sgemm rate measured on a
  * large square product in the same run.
  * usage: bench-unet_cpu MODEL_DIR [--size 64] [--batch 1] [--variant fp16] */
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/model_folder.h"
+#include "kernels/cpu/sgemm.h"
 #include "kernels/ops.h"
 #include "tests/bench/bench_util.h"
 #include "worker/unet.h"
@@ -20,9 +20,9 @@ static double sgemm_rate(void)
           *c = malloc((size_t)n * n * sizeof *c);
     for (size_t i = 0; i < (size_t)n * n; i++)
         a[i] = b[i] = (float)(i % 7) * 0.1f;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    sd_sgemm(0, n, n, n, 1, a, n, b, n, 0, c, n);
     double t0 = bench_now();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    sd_sgemm(0, n, n, n, 1, a, n, b, n, 0, c, n);
     double t = bench_now() - t0;
     free(a);
     free(b);
