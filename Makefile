@@ -38,7 +38,7 @@ HAVE_CUDA := 1
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
 NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -I. -Xcompiler -Wall,-Wextra,-Werror -Werror all-warnings \
              -lineinfo --expt-relaxed-constexpr
-CFLAGS_BASE += -DSDXL_HAVE_CUDA=1
+CFLAGS_BASE += -DSDXL_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lstdc++
 $(info sdxl: CUDA backend: found nvcc at $(NVCC))
 else
@@ -69,8 +69,18 @@ TEST_BIN := $(BUILD)/bin/sdxl-tests
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bin/bench-%)
 
-.PHONY: all test test-fast fuzz bench run clean
-all: $(BINS)
+GPU_SRC := $(wildcard tests/gpu/*.c)
+GPUCHECK := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/bin/sdxl-gpucheck)
+
+.PHONY: all test test-fast fuzz bench run clean gpu-tools
+all: $(BINS) $(GPUCHECK)
+
+# the GPU machine's checks and timings (tests/gpu/run.sh runs them)
+gpu-tools: $(BINS) $(GPUCHECK)
+$(BUILD)/bin/sdxl-gpucheck: $(GPU_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
 $(BUILD)/flags: FORCE
 	@mkdir -p $(BUILD)

@@ -1,0 +1,230 @@
+/* bench_gpu.c - full-size SDXL on the GPU: the UNet step at 1024x1024 with
+ * CFG (batch 2), the VAE decode, both text encoders, each next to its floor
+ * (its FLOPs over the dense fp16 matrix rate measured here, in this run, with
+ * the same cuBLASLt path). Also checks that the timed steps made no cudaMalloc. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/model_folder.h"
+#include "kernels/cuda/cuda_api.h"
+#include "tests/gpu/gpucheck.h"
+#include "worker/clip_text.h"
+#include "worker/unet.h"
+#include "worker/vae.h"
+
+#define DIE(...)                                                                                                   \
+    do {                                                                                                           \
+        fprintf(stderr, "bench: " __VA_ARGS__);                                                                    \
+        fprintf(stderr, "\n");                                                                                     \
+        return 1;                                                                                                  \
+    } while (0)
+
+static void fill_random(sd_backend *be, sd_tensor *t, float scale, unsigned seed)
+{
+    size_t n = (size_t)sd_tensor_numel(t);
+    float *h = malloc(n * sizeof *h);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        h[i] = scale * ((float)(seed >> 8) / 8388608.0f - 1.0f);
+    }
+    sd_error err;
+    sd_tensor tmp;
+    sd_tensor_from_host(be, &tmp, h, SD_DTYPE_F32, t->ndim, t->shape, 0, &err);
+    sd_op_copy(t, &tmp, &err);
+    sd_tensor_free(&tmp);
+    free(h);
+}
+
+static double median(double *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++)
+            if (v[j] < v[i]) {
+                double t = v[i];
+                v[i] = v[j];
+                v[j] = t;
+            }
+    return v[n / 2];
+}
+
+/* dense matrix rate through sd_op_linear (cuBLASLt), TFLOP/s */
+static double gemm_rate(sd_backend *be)
+{
+    int64_t n = strcmp(gc_device(), "cpu") ? 8192 : 512, s2[2] = {n, n};
+    sd_tensor a, b, c;
+    sd_error err;
+    sd_tensor_alloc(be, &a, 2, s2, &err);
+    sd_tensor_alloc(be, &b, 2, s2, &err);
+    sd_tensor_alloc(be, &c, 2, s2, &err);
+    fill_random(be, &a, 1, 1);
+    fill_random(be, &b, 1, 2);
+    double t[10];
+    sd_op_linear(&c, &a, &b, NULL, SD_ACT_NONE, &err);
+    sd_backend_sync(be, &err);
+    for (int r = 0; r < 10; r++) {
+        double t0 = gc_now();
+        sd_op_linear(&c, &a, &b, NULL, SD_ACT_NONE, &err);
+        sd_backend_sync(be, &err);
+        t[r] = gc_now() - t0;
+    }
+    sd_tensor_free(&a);
+    sd_tensor_free(&b);
+    sd_tensor_free(&c);
+    return 2.0 * n * n * n / median(t, 10) * 1e-12;
+}
+
+int gpucheck_bench(const char *model, int res, int batch, int steps)
+{
+    sd_error err = {0};
+    sd_backend *be, *bvae;
+    if (gc_backend(&be, SD_DTYPE_F16, &err) != SD_OK ||
+        gc_backend(&bvae, SD_DTYPE_BF16, &err) != SD_OK)
+        DIE("%s", err.msg);
+    char devname[256] = "cpu (rehearsal)";
+    if (strcmp(gc_device(), "cpu"))
+        sd_cuda_device_name(0, devname, sizeof devname, &err);
+    double rate16 = gemm_rate(be), rate_bf = gemm_rate(bvae);
+    printf("device: %s\n", devname);
+    printf("dense matrix rate (cuBLASLt 8192^3, this run): fp16 %.0f TFLOP/s, bf16 %.0f TFLOP/s\n", rate16, rate_bf);
+
+    sd_model_folder m;
+    const sd_component *cu, *cv, *c1, *c2;
+    if (sd_model_open(&m, model, &err) != SD_OK || sd_model_require(&m, "unet", &cu, &err) != SD_OK ||
+        sd_model_require(&m, "vae", &cv, &err) != SD_OK || sd_model_require(&m, "text_encoder", &c1, &err) != SD_OK ||
+        sd_model_require(&m, "text_encoder_2", &c2, &err) != SD_OK)
+        DIE("%s", err.msg);
+    double t0 = gc_now();
+    sd_unet *u;
+    if (sd_unet_load(&u, be, cu, NULL, &err) != SD_OK)
+        DIE("%s", err.msg);
+    double load_s = gc_now() - t0;
+    const sd_unet_config *uc = sd_unet_get_config(u);
+    int lat = res / 8;
+    sd_clip_config c2cfg;
+    if (sd_clip_config_load(&c2cfg, c2, &err) != SD_OK)
+        DIE("%s", err.msg);
+    int P = c2cfg.projection_dim, nids = sd_unet_time_ids(u, P);
+    int64_t ss[4] = {batch, 4, lat, lat}, cs[3] = {batch, 77, uc->cross_dim}, ts[2] = {batch, P};
+    sd_tensor s, ctx, te, out = {0};
+    sd_tensor_alloc(be, &s, 4, ss, &err);
+    sd_tensor_alloc(be, &ctx, 3, cs, &err);
+    sd_tensor_alloc(be, &te, 2, ts, &err);
+    fill_random(be, &s, 1, 3);
+    fill_random(be, &ctx, 1, 4);
+    fill_random(be, &te, 1, 5);
+    float tsteps[16], ids[16 * 6];
+    for (int b = 0; b < batch; b++) {
+        tsteps[b] = 500;
+        for (int k = 0; k < nids; k++)
+            ids[b * nids + k] = (float)(k == 2 || k == 3 ? 0 : res);
+    }
+    /* warm-up: the allocator reaches its steady set of blocks */
+    for (int w = 0; w < 2; w++) {
+        if (sd_unet_forward(u, &s, tsteps, &ctx, &te, ids, nids, &out, &err) != SD_OK)
+            DIE("unet: %s", err.msg);
+        sd_tensor_free(&out);
+    }
+    sd_backend_sync(be, &err);
+    sd_cuda_stats st0 = {0}, st1 = {0};
+    int on_gpu = strcmp(gc_device(), "cpu") != 0;
+    if (on_gpu)
+        sd_cuda_backend_stats(be, &st0);
+    double tu[8];
+    sd_ops_flops_reset();
+    for (int r = 0; r < 8; r++) {
+        double a = gc_now();
+        sd_unet_forward(u, &s, tsteps, &ctx, &te, ids, nids, &out, &err);
+        sd_backend_sync(be, &err);
+        tu[r] = (gc_now() - a) * 1e3;
+        sd_tensor_free(&out);
+    }
+    double unet_flops = (double)sd_ops_flops() / 8;
+    if (on_gpu)
+        sd_cuda_backend_stats(be, &st1);
+    double unet_ms = median(tu, 8);
+    /* a finite output on random weights, as a sanity check */
+    sd_unet_forward(u, &s, tsteps, &ctx, &te, ids, nids, &out, &err);
+    size_t n = (size_t)sd_tensor_numel(&out);
+    float *h = malloc(n * sizeof *h);
+    sd_tensor_to_host_f32(&out, h, &err);
+    int finite = 1;
+    for (size_t i = 0; i < n; i++)
+        finite &= isfinite(h[i]) != 0;
+    free(h);
+    sd_tensor_free(&out);
+    double unet_floor = unet_flops / (rate16 * 1e12) * 1e3;
+    sd_tensor_free(&s);
+    sd_tensor_free(&ctx);
+    sd_tensor_free(&te);
+    sd_unet_free(u);
+
+    /* VAE decode in bf16 (force_upcast: fp16 overflows) */
+    sd_vae *v;
+    if (sd_vae_load(&v, bvae, cv, NULL, &err) != SD_OK)
+        DIE("%s", err.msg);
+    int64_t zs[4] = {1, 4, lat, lat};
+    sd_tensor z, img = {0};
+    sd_tensor_alloc(bvae, &z, 4, zs, &err);
+    fill_random(bvae, &z, 1, 6);
+    if (sd_vae_decode(v, &z, &img, &err) != SD_OK)
+        DIE("vae: %s", err.msg);
+    sd_tensor_free(&img);
+    sd_backend_sync(bvae, &err);
+    double tv[3];
+    sd_ops_flops_reset();
+    for (int r = 0; r < 3; r++) {
+        double a = gc_now();
+        sd_vae_decode(v, &z, &img, &err);
+        sd_backend_sync(bvae, &err);
+        tv[r] = (gc_now() - a) * 1e3;
+        sd_tensor_free(&img);
+    }
+    double vae_flops = (double)sd_ops_flops() / 3, vae_ms = median(tv, 3);
+    sd_tensor_free(&z);
+    sd_vae_free(v);
+
+    /* text encoders, batch 2 (prompt and negative prompt) */
+    sd_clip_text *t1, *t2;
+    if (sd_clip_text_load(&t1, be, c1, NULL, &err) != SD_OK || sd_clip_text_load(&t2, be, c2, NULL, &err) != SD_OK)
+        DIE("%s", err.msg);
+    int64_t tid[2 * 77];
+    for (int i = 0; i < 2 * 77; i++)
+        tid[i] = i % 77 == 0 ? 49406 : i % 77 < 20 ? 320 + (i * 37) % 40000 : 49407;
+    double tt[5];
+    for (int r = -1; r < 5; r++) {
+        double a = gc_now();
+        sd_tensor p1 = {0}, p2 = {0}, e2 = {0};
+        sd_clip_outputs o1 = {.penultimate = &p1}, o2 = {.penultimate = &p2, .text_embeds = &e2};
+        if (sd_clip_text_forward(t1, tid, 2, 77, &o1, &err) != SD_OK ||
+            sd_clip_text_forward(t2, tid, 2, 77, &o2, &err) != SD_OK)
+            DIE("text: %s", err.msg);
+        sd_backend_sync(be, &err);
+        if (r >= 0)
+            tt[r] = (gc_now() - a) * 1e3;
+        sd_tensor_free(&p1);
+        sd_tensor_free(&p2);
+        sd_tensor_free(&e2);
+    }
+    double text_ms = median(tt, 5);
+    sd_clip_text_free(t1);
+    sd_clip_text_free(t2);
+
+    double image_s = (text_ms + steps * unet_ms + vae_ms) * 1e-3;
+    printf("\n%-44s %12s %12s %10s\n", "stage", "time", "floor", "x floor");
+    printf("%-44s %9.1f ms %9.1f ms %9.2fx\n", "UNet step, batch 2 (CFG), f16", unet_ms, unet_floor,
+           unet_ms / unet_floor);
+    printf("%-44s %9.1f ms %9.1f ms %9.2fx\n", "VAE decode, batch 1, bf16", vae_ms,
+           vae_flops / (rate_bf * 1e12) * 1e3, vae_ms / (vae_flops / (rate_bf * 1e12) * 1e3));
+    printf("%-44s %9.1f ms\n", "text encoders (CLIP-L + bigG), batch 2, f16", text_ms);
+    printf("%-44s %9.2f s  (%.2f images/s)\n", "one image, 30 steps (sum of stages above)", image_s, 1.0 / image_s);
+    printf("UNet: %.2f TFLOP per step, %.0f TFLOP/s achieved; load %.1f s; output finite: %s\n", unet_flops * 1e-12,
+           unet_flops / (unet_ms * 1e-3) * 1e-12, load_s, finite ? "yes" : "NO");
+    printf("cudaMalloc calls during the 8 timed steps: %llu; peak device memory in use %.2f GiB\n",
+           st1.mallocs - st0.mallocs, (double)st1.peak_in_use / (1 << 30));
+    sd_model_close(&m);
+    sd_backend_free(be);
+    sd_backend_free(bvae);
+    return finite ? 0 : 1;
+}

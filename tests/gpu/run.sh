@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The one GPU script (issue: the CUDA backend). Three modes:
+#
+#   tests/gpu/run.sh --prepare   (here, on the CPU machine) build the GPU bundle in .gpu/:
+#                                binaries built with BLAS=none (the GPU host has no OpenBLAS),
+#                                their Debian libraries, the tiny models and goldens, diffusers'
+#                                source (from DIFFUSERS_REPO, a git dir) and the peer script.
+#   tests/gpu/run.sh --dry-run   (here) --prepare, then rehearse every step on the CPU backend
+#                                (SDXL_GPUCHECK_DEVICE=cpu) with small sizes, so device minutes
+#                                go to measuring, not to typos.
+#   tests/gpu/run.sh             (on the GPU machine, from the repository root, .gpu carried):
+#                                1. every op on the GPU vs the CPU backend (f16, bf16)
+#                                2. the tiny goldens on the GPU
+#                                3. a full-size random sdxl-base: UNet step at 1024x1024 batch 2,
+#                                   VAE decode, text encoders, each vs the floor measured here
+#                                4. diffusers' UNet and VAE on the same card and settings
+#                                Logs and a summary go to $OUT (or /tmp/sdxl-gpu-out).
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+G=.gpu
+mode=run
+case "${1:-}" in --prepare) mode=prepare ;; --dry-run) mode=dry ;; "") ;; *) echo "usage: $0 [--prepare|--dry-run]"; exit 2 ;; esac
+
+prepare() {
+    echo "== preparing $G"
+    make -j"$(nproc)" BLAS=none BUILD=build-gpu gpu-tools >/tmp/sdxl-gpu-build.log 2>&1 || { tail -30 /tmp/sdxl-gpu-build.log; return 1; }
+    rm -rf "$G" && mkdir -p "$G/bin" "$G/lib" "$G/testdata/golden"
+    cp build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck "$G/bin/"
+    for lib in libjansson.so.4 libutf8proc.so.2 libgomp.so.1; do
+        cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$G/lib/"
+    done
+    local td=../shared/testdata
+    for m in sdxl-tiny sdxl-tiny-refiner; do
+        mkdir -p "$G/testdata/$m"
+        cp "$td/$m/model_index.json" "$G/testdata/$m/"
+        for c in "$td/$m"/*/; do
+            c=$(basename "$c")
+            mkdir -p "$G/testdata/$m/$c"
+            cp "$td/$m/$c"/*.json "$G/testdata/$m/$c/" 2>/dev/null || true
+            # fp16 weights only: they halve the bundle, and the GPU computes in 16 bits anyway
+            cp "$td/$m/$c"/*.fp16.safetensors "$G/testdata/$m/$c/" 2>/dev/null || true
+        done
+    done
+    cp "$td"/golden/{text_encoders,unet_base,unet_refiner,vae}.safetensors "$G/testdata/golden/"
+    cp ../shared/bench/diffusers_peer.py "$G/"
+    local repo=${DIFFUSERS_REPO:-/work/.mirror/huggingface+diffusers/repo}
+    if [ -d "$repo" ]; then
+        git --git-dir="$repo" archive HEAD src/diffusers | xz -6 >"$G/diffusers-src.tar.xz"
+        git --git-dir="$repo" log -1 --format='%H %cs' >"$G/diffusers-commit.txt"
+    else
+        echo "   (no diffusers source at $repo: the peer timing will be skipped)"
+    fi
+    local size
+    size=$(du -sm "$G" | cut -f1)
+    echo "   bundle: ${size} MiB (limit 64 MiB for everything that travels)"
+    [ "$size" -lt 56 ] || { echo "bundle too large"; return 1; }
+}
+
+find_cuda_libs() {
+    # libcublasLt.so.13 lives with the CUDA toolkit or in PyTorch's wheels
+    local d
+    for d in /usr/local/cuda/lib64 /usr/local/cuda-13*/lib64 /usr/local/cuda/targets/x86_64-linux/lib \
+        $(python3 -c 'import os, nvidia; print(" ".join(os.path.join(p, "cublas", "lib") for p in nvidia.__path__))' 2>/dev/null); do
+        [ -e "$d/libcublasLt.so.13" ] && { echo "$d"; return 0; }
+    done
+    ldconfig -p 2>/dev/null | awk '/libcublasLt.so.13/ {print $NF; exit}' | xargs -r dirname
+}
+
+if [ "$mode" = prepare ]; then prepare; exit $?; fi
+
+OUTDIR=${OUT:-/tmp/sdxl-gpu-out}
+mkdir -p "$OUTDIR"
+export LD_LIBRARY_PATH="$PWD/$G/lib:${LD_LIBRARY_PATH:-}"
+BIN=$G/bin
+status=0
+step() { # name, timeout, command...
+    local name=$1 t=$2
+    shift 2
+    echo
+    echo "== $name"
+    local t0=$SECONDS
+    timeout "$t" "$@" 2>&1 | tee "$OUTDIR/$name.log"
+    local rc=${PIPESTATUS[0]}
+    echo "-- $name: exit $rc, $((SECONDS - t0)) s"
+    [ "$rc" = 0 ] || status=1
+    return "$rc"
+}
+
+if [ "$mode" = dry ]; then
+    prepare || exit 1
+    export SDXL_GPUCHECK_DEVICE=cpu
+    ldd "$BIN/sdxl-gpucheck" | grep "not found" | grep -v cublasLt && { echo "unresolved libraries"; exit 1; }
+    step ops 600 "$BIN/sdxl-gpucheck" ops --quick
+    step goldens 120 "$BIN/sdxl-gpucheck" goldens "$G/testdata"
+    step model 120 "$BIN/sdxl" random-model --preset tiny --out /tmp/sdxl-gpu-rehearsal --dtype f16
+    step bench 300 "$BIN/sdxl-gpucheck" bench /tmp/sdxl-gpu-rehearsal 64 2 30
+    python3 -m py_compile "$G/diffusers_peer.py" && echo "peer script compiles"
+    [ -f "$G/diffusers-src.tar.xz" ] && xz -t "$G/diffusers-src.tar.xz" && echo "diffusers archive intact"
+    echo
+    echo "dry run: exit $status"
+    exit $status
+fi
+
+# ---- on the GPU machine ----
+[ -x "$BIN/sdxl-gpucheck" ] || { echo "no $BIN: run tests/gpu/run.sh --prepare here and carry .gpu"; exit 1; }
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUTDIR/gpu.txt"
+cl=$(find_cuda_libs)
+[ -n "$cl" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cl"
+echo "cuBLASLt from: ${cl:-not found}"
+if ldd "$BIN/sdxl-gpucheck" | grep "not found"; then echo "unresolved libraries"; exit 1; fi
+"$BIN/sdxl" devices
+
+step ops 150 "$BIN/sdxl-gpucheck" ops
+step goldens 60 "$BIN/sdxl-gpucheck" goldens "$G/testdata"
+MODEL=/tmp/sdxl-base-f16
+step model 100 "$BIN/sdxl" random-model --preset sdxl-base --out "$MODEL" --dtype f16
+step bench 150 "$BIN/sdxl-gpucheck" bench "$MODEL" 1024 2 30
+
+if [ -f "$G/diffusers-src.tar.xz" ]; then
+    mkdir -p /tmp/diffusers && tar -xJf "$G/diffusers-src.tar.xz" -C /tmp/diffusers
+    PYTHONUNBUFFERED=1 step peer 200 python3 "$G/diffusers_peer.py" --diffusers-src /tmp/diffusers/src \
+        --model-config "$MODEL" --res 1024 --batch 2 --dtype fp16 --gemm --reps 10 --json "$OUTDIR/peer.json"
+fi
+
+echo
+echo "== summary ($(head -2 "$OUTDIR/gpu.txt" | tail -1))"
+grep -E "^ops:|^goldens:" "$OUTDIR"/ops.log "$OUTDIR"/goldens.log 2>/dev/null
+grep -E "UNet step|VAE decode|text encoders|one image|TFLOP per step|cudaMalloc|dense matrix" "$OUTDIR/bench.log" 2>/dev/null
+if [ -f "$OUTDIR/peer.json" ]; then
+    ours_unet=$(awk '/UNet step/ {print $(NF-4)}' "$OUTDIR/bench.log")
+    ours_vae=$(awk '/VAE decode/ {print $(NF-4)}' "$OUTDIR/bench.log")
+    python3 - "$OUTDIR/peer.json" "$ours_unet" "$ours_vae" <<'PY'
+import json, sys
+p = json.load(open(sys.argv[1]))
+ou, ov = float(sys.argv[2]), float(sys.argv[3])
+print(f"diffusers {p.get('diffusers','?')} / torch {p.get('torch','?')}: UNet {p['unet_eager_ms']:.1f} ms, VAE {p['vae_decode_ms']:.1f} ms ({p.get('vae_decode_dtype')})")
+print(f"ours / diffusers: UNet step {ou / p['unet_eager_ms']:.2f}x the time, VAE decode {ov / p['vae_decode_ms']:.2f}x the time")
+PY
+fi
+echo "gpu run: exit $status"
+exit $status
