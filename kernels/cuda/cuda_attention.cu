@@ -1,78 +1,92 @@
-// cuda_attention.cu - fused multi-head attention: scores never reach global
-// memory. Head size 64 (every UNet and CLIP layer of SDXL) runs a
-// flash-attention kernel on the tensor cores (WMMA 16x16x16, fp32
-// accumulators, online softmax in fp32 over key tiles of 64). Other head
-// sizes (the VAE's single 512-wide head, the tiny test models) run a scalar
-// online-softmax kernel, one warp per query, keys staged in shared memory.
-#include <mma.h>
+// cuda_attention.cu - multi-head attention. SDXL's UNet and CLIP heads (64 wide) run fused:
+// scores never reach global memory. Head size 64 runs a
+// flash-attention kernel on the tensor cores (mma.sync m16n8k16, scores,
+// softmax and accumulators in registers, fp32). Wide heads (the VAE's 512)
+// go through cuBLASLt products on bounded blocks of queries. Other head
+// sizes (the tiny test models) run a scalar online-softmax kernel, one warp
+// per query, keys staged in shared memory.
 #include <stdio.h>
 
 #include "kernels/cuda/cuda_internal.h"
-
-using namespace nvcuda;
 
 #define FA_D 64
 #define FA_BQ 64
 #define FA_BK 64
 #define FA_WARPS 4
-/* Row strides in shared memory, padded so that neither the WMMA fragment
- * loads/stores nor the softmax loops hit the same bank from several lanes:
- * 72 halves (144 B) for Q, K, V, P; 68 floats (272 B) for S and O. The
- * softmax loops also rotate their column order by lane (see below). */
-#define FA_LDT 72
-#define FA_LDF 68
+/* shared-memory row stride in halves: 72 (36 words) puts the 8 rows a
+ * fragment load touches on different banks */
+#define FA_LD 72
 
-static const size_t FA_SMEM = (size_t)3 * FA_BQ * FA_LDT * 2 /* Q, K, V */ +
-                              (size_t)FA_WARPS * 16 * FA_LDF * 4 /* S */ + (size_t)FA_WARPS * 16 * FA_LDT * 2 /* P */ +
-                              (size_t)FA_WARPS * 16 * FA_LDF * 4 /* O */ + (size_t)FA_WARPS * 16 * 2 * 4 /* m, l */;
+static const size_t FA_SMEM = (size_t)2 * FA_BK * FA_LD * 2; /* K tile and transposed V tile */
 
+/* One m16n8k16 tensor-core product, fp32 accumulators (PTX mma.sync). The
+ * fragment layouts are PTX's: A rows lane/4 and lane/4+8, columns
+ * (lane%4)*2 + {0,1} and +8; B columns lane/4, rows (lane%4)*2 + {0,1} and +8;
+ * C rows lane/4 and lane/4+8, columns (lane%4)*2 + {0,1}. */
+template <typename T> __device__ __forceinline__ void mma16816(float c[4], const uint32_t a[4], const uint32_t b[2]);
+template <> __device__ __forceinline__ void mma16816<__half>(float c[4], const uint32_t a[4], const uint32_t b[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float c[4], const uint32_t a[4], const uint32_t b[2])
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+template <typename T> __device__ __forceinline__ uint32_t pack2(float lo, float hi);
+template <> __device__ __forceinline__ uint32_t pack2<__half>(float lo, float hi)
+{
+    __half2 h = __floats2half2_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+template <> __device__ __forceinline__ uint32_t pack2<__nv_bfloat16>(float lo, float hi)
+{
+    __nv_bfloat162 h = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&h;
+}
+
+/* Flash attention for head size 64 (FlashAttention-2's scheme): a block of 4
+ * warps takes 64 queries, each warp 16, with Q held in registers as mma
+ * fragments; key tiles of 64 are staged in shared memory (K as is, V
+ * transposed so both load as 32-bit fragment pairs); scores, the online
+ * softmax (fp32, exp2) and the output accumulators stay in registers. */
 template <typename T>
 __global__ void __launch_bounds__(FA_WARPS * 32)
     flash64_kernel(T *__restrict__ O, const T *__restrict__ Q, const T *__restrict__ K, const T *__restrict__ V,
                    int Sq, int Sk, int H, int HD, float scale_log2, int causal)
 {
     extern __shared__ __align__(16) unsigned char smem[];
-    T *sQ = (T *)smem;
-    T *sK = sQ + FA_BQ * FA_LDT;
-    T *sV = sK + FA_BK * FA_LDT;
-    float *sS = (float *)(sV + FA_BK * FA_LDT);
-    T *sP = (T *)(sS + FA_WARPS * 16 * FA_LDF);
-    float *sO = (float *)(sP + FA_WARPS * 16 * FA_LDT);
-    float *sM = sO + FA_WARPS * 16 * FA_LDF;
-    float *sL = sM + FA_WARPS * 16;
-
+    T *sK = (T *)smem;
+    T *sVt = sK + FA_BK * FA_LD;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int qb = blockIdx.x, b = blockIdx.y / H, h = blockIdx.y % H;
     const T *Qb = Q + (size_t)b * Sq * HD + (size_t)h * FA_D;
     const T *Kb = K + (size_t)b * Sk * HD + (size_t)h * FA_D;
     const T *Vb = V + (size_t)b * Sk * HD + (size_t)h * FA_D;
+    const int g = lane >> 2, t4 = lane & 3;
+    const int row0 = qb * FA_BQ + warp * 16 + g, row1 = row0 + 8;
 
-    for (int v = tid; v < FA_BQ * FA_D / 8; v += FA_WARPS * 32) {
-        int r = v / 8, c = (v % 8) * 8, q = qb * FA_BQ + r;
-        uint4 val = make_uint4(0, 0, 0, 0);
-        if (q < Sq)
-            val = *(const uint4 *)(Qb + (size_t)q * HD + c);
-        *(uint4 *)(sQ + r * FA_LDT + c) = val;
+    /* Q fragments: 4 chunks of 16 dims */
+    uint32_t qa[4][4];
+    for (int kc = 0; kc < 4; kc++) {
+        int c = kc * 16 + t4 * 2;
+        uint32_t z = 0;
+        qa[kc][0] = row0 < Sq ? *(const uint32_t *)(Qb + (size_t)row0 * HD + c) : z;
+        qa[kc][1] = row1 < Sq ? *(const uint32_t *)(Qb + (size_t)row1 * HD + c) : z;
+        qa[kc][2] = row0 < Sq ? *(const uint32_t *)(Qb + (size_t)row0 * HD + c + 8) : z;
+        qa[kc][3] = row1 < Sq ? *(const uint32_t *)(Qb + (size_t)row1 * HD + c + 8) : z;
     }
-    for (int i = lane; i < 16 * FA_LDF; i += 32)
-        sO[warp * 16 * FA_LDF + i] = 0.0f;
-    if (lane < 16) {
-        sM[warp * 16 + lane] = -INFINITY;
-        sL[warp * 16 + lane] = 0.0f;
-    }
-    __syncthreads();
-
-    wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> qf[FA_D / 16];
-    for (int kk = 0; kk < FA_D / 16; kk++)
-        wmma::load_matrix_sync(qf[kk], sQ + warp * 16 * FA_LDT + kk * 16, FA_LDT);
-
-    /* two lanes per query row, 32 columns each, visited in an order rotated
-     * by lane so the 32 lanes touch 32 different banks */
-    const int r = lane >> 1, c0 = (lane & 1) * 32;
-    const int qi = qb * FA_BQ + warp * 16 + r;
-    float *srow = sS + warp * 16 * FA_LDF + r * FA_LDF;
-    T *prow = sP + warp * 16 * FA_LDT + r * FA_LDT;
-    float *orow = sO + warp * 16 * FA_LDF + r * FA_LDF;
+    float o[8][4];
+    for (int n = 0; n < 8; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.0f, l1 = 0.0f;
     int kend = causal ? min(Sk, (qb + 1) * FA_BQ) : Sk;
 
     for (int kb0 = 0; kb0 < kend; kb0 += FA_BK) {
@@ -84,81 +98,87 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
                 kv = *(const uint4 *)(Kb + (size_t)key * HD + c);
                 vv = *(const uint4 *)(Vb + (size_t)key * HD + c);
             }
-            *(uint4 *)(sK + rr * FA_LDT + c) = kv;
-            *(uint4 *)(sV + rr * FA_LDT + c) = vv;
+            *(uint4 *)(sK + rr * FA_LD + c) = kv;
+            const T *ve = (const T *)&vv;
+            for (int e = 0; e < 8; e++)
+                sVt[(c + e) * FA_LD + rr] = ve[e];
         }
         __syncthreads();
-        /* S = Q K^T for this warp's 16 queries */
-        for (int n = 0; n < FA_BK / 16; n++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kk = 0; kk < FA_D / 16; kk++) {
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::col_major> kf;
-                wmma::load_matrix_sync(kf, sK + n * 16 * FA_LDT + kk * 16, FA_LDT);
-                wmma::mma_sync(acc, qf[kk], kf, acc);
+        /* S = Q K^T: 8 tiles of 8 keys */
+        float s[8][4];
+        for (int n = 0; n < 8; n++) {
+            s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+            const T *kr = sK + (n * 8 + g) * FA_LD + t4 * 2;
+            for (int kc = 0; kc < 4; kc++) {
+                uint32_t bb[2] = {*(const uint32_t *)(kr + kc * 16), *(const uint32_t *)(kr + kc * 16 + 8)};
+                mma16816<T>(s[n], qa[kc], bb);
             }
-            wmma::store_matrix_sync(sS + warp * 16 * FA_LDF + n * 16, acc, FA_LDF, wmma::mem_row_major);
         }
-        __syncwarp();
-        /* online softmax */
-        float mx = -INFINITY;
-        for (int k = 0; k < 32; k++) {
-            int c = c0 + ((k + lane) & 31), key = kb0 + c;
-            float sv = srow[c] * scale_log2;
-            if (key >= Sk || (causal && key > qi))
-                sv = -INFINITY;
-            srow[c] = sv;
-            mx = fmaxf(mx, sv);
-        }
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        float m_old = sM[warp * 16 + r];
-        float m_new = fmaxf(m_old, mx);
-        float m_use = m_new == -INFINITY ? 0.0f : m_new;
-        float sum = 0.0f;
-        for (int k = 0; k < 32; k++) {
-            int c = c0 + ((k + lane) & 31);
-            T pt = from_f<T>(exp2f(srow[c] - m_use));
-            prow[c] = pt;
-            sum += ld_f(&pt); /* the rounded value, as it enters P V */
-        }
-        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-        float alpha = exp2f(m_old - m_use);
-        __syncwarp();
-        if ((lane & 1) == 0) {
-            sL[warp * 16 + r] = sL[warp * 16 + r] * alpha + sum;
-            sM[warp * 16 + r] = m_new;
-        }
-        for (int k = 0; k < 32; k++) {
-            int c = c0 + ((k + lane) & 31);
-            orow[c] *= alpha;
-        }
-        __syncwarp();
-        /* O += P V */
-        for (int n = 0; n < FA_D / 16; n++) {
-            wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
-            wmma::fill_fragment(acc, 0.0f);
-            for (int kk = 0; kk < FA_BK / 16; kk++) {
-                wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> pf;
-                wmma::fragment<wmma::matrix_b, 16, 16, 16, T, wmma::row_major> vf;
-                wmma::load_matrix_sync(pf, sP + warp * 16 * FA_LDT + kk * 16, FA_LDT);
-                wmma::load_matrix_sync(vf, sV + kk * 16 * FA_LDT + n * 16, FA_LDT);
-                wmma::mma_sync(acc, pf, vf, acc);
+        /* mask, scale, row maxima (rows g and g+8, 4 lanes each) */
+        float mx0 = -INFINITY, mx1 = -INFINITY;
+        for (int n = 0; n < 8; n++)
+            for (int e = 0; e < 2; e++) {
+                int key = kb0 + n * 8 + t4 * 2 + e;
+                float a0 = s[n][e] * scale_log2, a1 = s[n][2 + e] * scale_log2;
+                if (key >= Sk || (causal && key > row0))
+                    a0 = -INFINITY;
+                if (key >= Sk || (causal && key > row1))
+                    a1 = -INFINITY;
+                s[n][e] = a0;
+                s[n][2 + e] = a1;
+                mx0 = fmaxf(mx0, a0);
+                mx1 = fmaxf(mx1, a1);
             }
-            wmma::store_matrix_sync(sS + warp * 16 * FA_LDF + n * 16, acc, FA_LDF, wmma::mem_row_major);
+        for (int off = 1; off < 4; off <<= 1) {
+            mx0 = fmaxf(mx0, __shfl_xor_sync(0xffffffffu, mx0, off));
+            mx1 = fmaxf(mx1, __shfl_xor_sync(0xffffffffu, mx1, off));
         }
-        __syncwarp();
-        for (int k = 0; k < 32; k++) {
-            int c = c0 + ((k + lane) & 31);
-            orow[c] += srow[c];
+        float mn0 = fmaxf(m0, mx0), mn1 = fmaxf(m1, mx1);
+        float mu0 = mn0 == -INFINITY ? 0.0f : mn0, mu1 = mn1 == -INFINITY ? 0.0f : mn1;
+        float al0 = exp2f(m0 - mu0), al1 = exp2f(m1 - mu1);
+        float sum0 = 0.0f, sum1 = 0.0f;
+        for (int n = 0; n < 8; n++) {
+            s[n][0] = exp2f(s[n][0] - mu0);
+            s[n][1] = exp2f(s[n][1] - mu0);
+            s[n][2] = exp2f(s[n][2] - mu1);
+            s[n][3] = exp2f(s[n][3] - mu1);
+            sum0 += s[n][0] + s[n][1];
+            sum1 += s[n][2] + s[n][3];
         }
-        __syncwarp();
+        for (int off = 1; off < 4; off <<= 1) {
+            sum0 += __shfl_xor_sync(0xffffffffu, sum0, off);
+            sum1 += __shfl_xor_sync(0xffffffffu, sum1, off);
+        }
+        l0 = l0 * al0 + sum0;
+        l1 = l1 * al1 + sum1;
+        m0 = mn0;
+        m1 = mn1;
+        for (int n = 0; n < 8; n++) {
+            o[n][0] *= al0;
+            o[n][1] *= al0;
+            o[n][2] *= al1;
+            o[n][3] *= al1;
+        }
+        /* O += P V: P's accumulator layout is the A fragment layout */
+        for (int kc = 0; kc < 4; kc++) {
+            uint32_t pa[4] = {pack2<T>(s[2 * kc][0], s[2 * kc][1]), pack2<T>(s[2 * kc][2], s[2 * kc][3]),
+                              pack2<T>(s[2 * kc + 1][0], s[2 * kc + 1][1]),
+                              pack2<T>(s[2 * kc + 1][2], s[2 * kc + 1][3])};
+            for (int n = 0; n < 8; n++) {
+                const T *vr = sVt + (n * 8 + g) * FA_LD + kc * 16 + t4 * 2;
+                uint32_t bb[2] = {*(const uint32_t *)vr, *(const uint32_t *)(vr + 8)};
+                mma16816<T>(o[n], pa, bb);
+            }
+        }
     }
-    if (qi < Sq) {
-        float l = sL[warp * 16 + r];
-        float inv = l > 0.0f ? 1.0f / l : 0.0f;
-        T *orow_g = O + ((size_t)b * Sq + qi) * HD + (size_t)h * FA_D;
-        for (int c = c0; c < c0 + 32; c++)
-            orow_g[c] = from_f<T>(orow[c] * inv);
+    float inv0 = l0 > 0.0f ? 1.0f / l0 : 0.0f, inv1 = l1 > 0.0f ? 1.0f / l1 : 0.0f;
+    T *o0 = O + ((size_t)b * Sq + row0) * HD + (size_t)h * FA_D, *o1 = o0 + (size_t)8 * HD;
+    for (int n = 0; n < 8; n++) {
+        int c = n * 8 + t4 * 2;
+        if (row0 < Sq)
+            *(uint32_t *)(o0 + c) = pack2<T>(o[n][0] * inv0, o[n][1] * inv0);
+        if (row1 < Sq)
+            *(uint32_t *)(o1 + c) = pack2<T>(o[n][2] * inv1, o[n][3] * inv1);
     }
 }
 
@@ -268,6 +288,91 @@ template <typename T> static sd_status generic(sd_backend *be, T *o, const T *q,
     return SD_OK;
 }
 
+/* Row softmax of fp32 scores into the storage type: one block per row. */
+template <typename T> __global__ void softmax_rows_kernel(T *P, const float *S, int Sk, int q0, int causal)
+{
+    __shared__ float red[32];
+    const float *s = S + (size_t)blockIdx.x * Sk;
+    T *p = P + (size_t)blockIdx.x * Sk;
+    int limit = causal ? min(Sk, q0 + (int)blockIdx.x + 1) : Sk;
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+    float mx = -INFINITY;
+    for (int j = threadIdx.x; j < limit; j += blockDim.x)
+        mx = fmaxf(mx, s[j]);
+    for (int off = 16; off; off >>= 1)
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    if (lane == 0)
+        red[warp] = mx;
+    __syncthreads();
+    mx = -INFINITY;
+    for (int w = 0; w < nw; w++)
+        mx = fmaxf(mx, red[w]);
+    __syncthreads();
+    float sum = 0.0f;
+    for (int j = threadIdx.x; j < limit; j += blockDim.x)
+        sum += __expf(s[j] - mx);
+    for (int off = 16; off; off >>= 1)
+        sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    if (lane == 0)
+        red[warp] = sum;
+    __syncthreads();
+    sum = 0.0f;
+    for (int w = 0; w < nw; w++)
+        sum += red[w];
+    float inv = 1.0f / sum;
+    for (int j = threadIdx.x; j < Sk; j += blockDim.x)
+        p[j] = from_f<T>(j < limit ? __expf(s[j] - mx) * inv : 0.0f);
+}
+
+/* Wide heads (the VAE's single 512-wide head over up to 16384 positions):
+ * the scores of a block of queries are produced by one cuBLASLt product in
+ * fp32, turned into probabilities, and multiplied into V by a second
+ * product. Score blocks are capped at ATT_CHUNK_BYTES, so the full score
+ * matrix (1 GiB at 1024x1024) never exists; on this shape the tensor-core
+ * products run ~50x faster than the scalar kernel. */
+#define ATT_CHUNK_BYTES (64u << 20)
+
+template <typename T>
+static sd_status chunked(sd_backend *be, T *o, const T *q, const T *k, const T *v, int B, int Sq, int Sk, int H,
+                         int D, int HD, int causal, sd_error *err)
+{
+    int qc = (int)(ATT_CHUNK_BYTES / ((size_t)Sk * sizeof(float)));
+    qc = qc < 1 ? 1 : qc > Sq ? Sq : qc;
+    void *sbuf = NULL, *pbuf = NULL;
+    SD_TRY(cuda_scratch(be, (size_t)qc * Sk * sizeof(float), &sbuf, err));
+    sd_status st = cuda_scratch(be, (size_t)qc * Sk * sizeof(T), &pbuf, err);
+    float scale = 1.0f / sqrtf((float)D);
+    for (int b = 0; b < B && st == SD_OK; b++)
+        for (int h = 0; h < H && st == SD_OK; h++) {
+            const T *qb = q + (size_t)b * Sq * HD + (size_t)h * D;
+            const T *kb = k + (size_t)b * Sk * HD + (size_t)h * D;
+            const T *vb = v + (size_t)b * Sk * HD + (size_t)h * D;
+            T *ob = o + (size_t)b * Sq * HD + (size_t)h * D;
+            for (int q0 = 0; q0 < Sq && st == SD_OK; q0 += qc) {
+                int n = Sq - q0 < qc ? Sq - q0 : qc;
+                /* S (n x Sk, row-major) = Q K^T: col-major S^T (Sk x n) = K (Sk x D) Q^T */
+                st = cuda_lt_matmul(be, 1, 0, Sk, n, D, kb, HD, 0, qb + (size_t)q0 * HD, HD, 0, sbuf, Sk, 0, 1, NULL,
+                                    scale, 1, err);
+                if (st != SD_OK)
+                    break;
+                softmax_rows_kernel<T><<<n, 256, 0, cuda_st(be)->stream>>>((T *)pbuf, (const float *)sbuf, Sk, q0,
+                                                                          causal);
+                cudaError_t e = cudaGetLastError();
+                if (e != cudaSuccess) {
+                    st = sd_fail(err, SD_ERR_BACKEND, "cuda: softmax: %s", cudaGetErrorString(e));
+                    break;
+                }
+                /* O (n x D, row stride HD) = P V: col-major O^T (D x n) = V^T (D x Sk) P^T (Sk x n) */
+                st = cuda_lt_matmul(be, 0, 0, D, n, Sk, vb, HD, 0, pbuf, Sk, 0, ob + (size_t)q0 * HD, HD, 0, 1, NULL,
+                                    1.0f, 0, err);
+            }
+        }
+    if (pbuf)
+        cuda_scratch_free(be, pbuf);
+    cuda_scratch_free(be, sbuf);
+    return st;
+}
+
 sd_status cuda_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
                          int heads, int causal, sd_error *err)
 {
@@ -283,6 +388,13 @@ sd_status cuda_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const
         else
             st = flash64(be, (__half *)o->data, (const __half *)q->data, (const __half *)k->data,
                          (const __half *)v->data, B, Sq, Sk, heads, HD, causal, err);
+    } else if (D >= 256 && D % 8 == 0 && HD % 8 == 0) {
+        if (be->dtype == SD_DTYPE_BF16)
+            st = chunked(be, (__nv_bfloat16 *)o->data, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)k->data,
+                         (const __nv_bfloat16 *)v->data, B, Sq, Sk, heads, D, HD, causal, err);
+        else
+            st = chunked(be, (__half *)o->data, (const __half *)q->data, (const __half *)k->data,
+                         (const __half *)v->data, B, Sq, Sk, heads, D, HD, causal, err);
     } else {
         if (be->dtype == SD_DTYPE_BF16)
             st = generic(be, (__nv_bfloat16 *)o->data, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)k->data,

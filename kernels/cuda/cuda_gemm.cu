@@ -56,12 +56,13 @@ static algo_entry *algo_slot(const int64_t key[9], int *hit)
 
 /* D (col-major m x n, ld m) = op(A) * op(B) [+ bias over rows], batched.
  * A: col-major, op(A) is m x k. B: col-major, op(B) is k x n. */
-static sd_status lt_matmul(sd_backend *be, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A,
-                           int64_t lda, int64_t strideA, const void *B, int64_t ldb, int64_t strideB, void *D,
-                           int64_t ldd, int64_t strideD, int batch, const void *bias, sd_error *err)
+sd_status cuda_lt_matmul(sd_backend *be, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A,
+                         int64_t lda, int64_t strideA, const void *B, int64_t ldb, int64_t strideB, void *D,
+                         int64_t ldd, int64_t strideD, int batch, const void *bias, float alpha, int d_f32,
+                         sd_error *err)
 {
     cuda_state *s = cuda_st(be);
-    cudaDataType_t dt = cuda_dt(be->dtype);
+    cudaDataType_t dt = cuda_dt(be->dtype), ddt = d_f32 ? CUDA_R_32F : dt;
     char shape[160];
     snprintf(shape, sizeof shape, "m=%lld n=%lld k=%lld batch=%d", (long long)m, (long long)n, (long long)k, batch);
     sd_status st = SD_OK;
@@ -69,7 +70,7 @@ static sd_status lt_matmul(sd_backend *be, int transA, int transB, int64_t m, in
     cublasLtMatrixLayout_t la = NULL, lb = NULL, ld = NULL;
     cublasLtMatmulPreference_t pref = NULL;
     cublasOperation_t ta = transA ? CUBLAS_OP_T : CUBLAS_OP_N, tb = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-    float alpha = 1.0f, beta = 0.0f;
+    float beta = 0.0f;
     cublasLtMatmulHeuristicResult_t heur;
     int found = 0;
     LT_TRY(cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F), "MatmulDescCreate");
@@ -83,7 +84,7 @@ static sd_status lt_matmul(sd_backend *be, int transA, int transB, int64_t m, in
     }
     LT_TRY(cublasLtMatrixLayoutCreate(&la, dt, transA ? k : m, transA ? m : k, lda), "layout A");
     LT_TRY(cublasLtMatrixLayoutCreate(&lb, dt, transB ? n : k, transB ? k : n, ldb), "layout B");
-    LT_TRY(cublasLtMatrixLayoutCreate(&ld, dt, m, n, ldd), "layout D");
+    LT_TRY(cublasLtMatrixLayoutCreate(&ld, ddt, m, n, ldd), "layout D");
     if (batch > 1) {
         cublasLtMatrixLayout_t ls[3] = {la, lb, ld};
         int64_t strides[3] = {strideA, strideB, strideD};
@@ -96,7 +97,8 @@ static sd_status lt_matmul(sd_backend *be, int transA, int transB, int64_t m, in
         }
     }
     {
-        int64_t key[9] = {transA * 2 + transB + (bias ? 4 : 0) + (int64_t)dt * 8, m, n, k, lda, ldb, ldd, batch,
+        int64_t key[9] = {transA * 2 + transB + (bias ? 4 : 0) + (d_f32 ? 8 : 0) + (int64_t)dt * 16, m, n, k, lda, ldb,
+                          ldd, batch,
                           (int64_t)(((uintptr_t)A | (uintptr_t)B | (uintptr_t)D) & 15)};
         int hit = 0;
         algo_entry *slot = algo_slot(key, &hit);
@@ -145,8 +147,8 @@ sd_status cuda_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd
         return SD_OK;
     /* row-major Y[M,N] = X[M,K] W[N,K]^T  <=>  col-major Y^T (N x M) = W^T' ... :
      * A = W as col-major K x N (transposed -> N x K), B = X as col-major K x M */
-    sd_status st = lt_matmul(be, 1, 0, N, M, K, w->data, K, 0, x->data, K, 0, y->data, N, 0, 1, b ? b->data : NULL,
-                             err);
+    sd_status st = cuda_lt_matmul(be, 1, 0, N, M, K, w->data, K, 0, x->data, K, 0, y->data, N, 0, 1,
+                                  b ? b->data : NULL, 1.0f, 0, err);
     if (st != SD_OK)
         return sd_error_prefix(err, "linear [%lld x %lld] x [%lld x %lld]^T: ", (long long)M, (long long)K,
                                (long long)N, (long long)K);
@@ -220,8 +222,8 @@ sd_status cuda_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd
     if (direct) {
         /* Y[b] (O x P row-major) = W (O x C) X[b] (C x P): col-major Y^T = X^T W^T */
         for (int64_t n = 0; n < B && st == SD_OK; n++)
-            st = lt_matmul(be, 0, 0, P, O, C, (const char *)x->data + n * C * P * (int64_t)es, P, 0, w->data, C, 0,
-                           (char *)y->data + n * O * P * (int64_t)es, P, 0, 1, NULL, err);
+            st = cuda_lt_matmul(be, 0, 0, P, O, C, (const char *)x->data + n * C * P * (int64_t)es, P, 0, w->data, C, 0,
+                           (char *)y->data + n * O * P * (int64_t)es, P, 0, 1, NULL, 1.0f, 0, err);
     } else {
         /* one image at a time: the weights are shared, and cuBLASLt's batch
          * strides cannot broadcast them */
@@ -245,7 +247,7 @@ sd_status cuda_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd
                 st = sd_fail(err, SD_ERR_BACKEND, "cuda: im2col: %s", cudaGetErrorString(e));
             /* Y[n] (O x P) = W (O x K) col (K x P)  ->  col-major Y^T = col^T W^T */
             if (st == SD_OK)
-                st = lt_matmul(be, 0, 0, P, O, K, col, P, 0, w->data, K, 0, yb, P, 0, 1, NULL, err);
+                st = cuda_lt_matmul(be, 0, 0, P, O, K, col, P, 0, w->data, K, 0, yb, P, 0, 1, NULL, 1.0f, 0, err);
         }
         if (col)
             cuda_scratch_free(be, col);

@@ -56,6 +56,13 @@ static inline unsigned cuda_blocks(size_t n)
     return (unsigned)(b < 1 ? 1 : b > 65535 * 8 ? 65535 * 8 : b);
 }
 
+/* cuBLASLt: D (col-major m x n, ld ldd) = alpha op(A) op(B) [+ bias over
+ * rows], A and B in the backend dtype, D in it too or in fp32 (d_f32). */
+sd_status cuda_lt_matmul(sd_backend *be, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A,
+                         int64_t lda, int64_t strideA, const void *B, int64_t ldb, int64_t strideB, void *D,
+                         int64_t ldd, int64_t strideD, int batch, const void *bias, float alpha, int d_f32,
+                         sd_error *err);
+
 /* Launchers (all asynchronous on the backend's stream). */
 sd_status cuda_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *w, const sd_tensor *b,
                       sd_act act, int64_t M, int64_t N, int64_t K, sd_error *err);
