@@ -26,6 +26,7 @@ static cudaStream_t stream_of(sd_backend *be)
     return cuda_st(be)->stream;
 }
 
+
 #define LAUNCH_CHECK(what)                                                                \
     do {                                                                                  \
         cudaError_t e_ = cudaGetLastError();                                              \
@@ -51,20 +52,21 @@ sd_status cuda_act(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act,
     return CUDA_DISPATCH(be, act_t, be, y, x, act, err);
 }
 
-template <typename T> __global__ void geglu_kernel(T *y, const T *x, int64_t N, int64_t total)
+/* rows on the grid's y axis (and a y-stride loop), columns on x */
+template <typename T> __global__ void geglu_kernel(T *y, const T *x, int N, int64_t rows)
 {
-    GRID_STRIDE(i, total)
-    {
-        int64_t row = i / N, j = i % N;
+    for (int64_t row = blockIdx.y; row < rows; row += gridDim.y) {
         const T *h = x + row * 2 * N;
-        y[i] = from_f<T>(ld_f(&h[j]) * act_f(ld_f(&h[N + j]), SD_ACT_GELU));
+        T *yr = y + row * N;
+        for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < N; j += gridDim.x * blockDim.x)
+            yr[j] = from_f<T>(ld_f(&h[j]) * act_f(ld_f(&h[N + j]), SD_ACT_GELU));
     }
 }
 
 template <typename T> static sd_status geglu_t(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_error *err)
 {
-    int64_t N = y->shape[y->ndim - 1], total = sd_tensor_numel(y);
-    geglu_kernel<T><<<cuda_blocks(total), 256, 0, stream_of(be)>>>((T *)y->data, (const T *)x->data, N, total);
+    int64_t N = y->shape[y->ndim - 1], rows = sd_tensor_numel(y) / N;
+    geglu_kernel<T><<<cuda_plane_grid(N, rows), 256, 0, stream_of(be)>>>((T *)y->data, (const T *)x->data, (int)N, rows);
     LAUNCH_CHECK("geglu");
 }
 
@@ -73,21 +75,26 @@ sd_status cuda_geglu(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_error 
     return CUDA_DISPATCH(be, geglu_t, be, y, x, err);
 }
 
+/* one row of blocks per plane; 32-bit index math inside a plane */
 template <typename T>
-__global__ void upsample_kernel(T *y, const T *x, int64_t NC, int64_t H, int64_t W, int64_t OH, int64_t OW)
+__global__ void upsample_kernel(T *y, const T *x, int64_t NC, int H, int W, int OH, int OW)
 {
-    GRID_STRIDE(i, NC * OH * OW)
-    {
-        int64_t ow = i % OW, oh = (i / OW) % OH, c = i / (OW * OH);
-        y[i] = x[(c * H + oh * H / OH) * W + ow * W / OW];
+    for (int64_t c = blockIdx.y; c < NC; c += gridDim.y) {
+        const T *xp = x + c * H * W;
+        T *yp = y + c * OH * OW;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < OH * OW; i += gridDim.x * blockDim.x) {
+            int oh = i / OW, ow = i - oh * OW;
+            yp[i] = xp[(int)((int64_t)oh * H / OH) * W + (int)((int64_t)ow * W / OW)];
+        }
     }
 }
 
 template <typename T> static sd_status upsample_t(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_error *err)
 {
     int64_t NC = x->shape[0] * x->shape[1];
-    upsample_kernel<T><<<cuda_blocks(sd_tensor_numel(y)), 256, 0, stream_of(be)>>>(
-        (T *)y->data, (const T *)x->data, NC, x->shape[2], x->shape[3], y->shape[2], y->shape[3]);
+    upsample_kernel<T><<<cuda_plane_grid(y->shape[2] * y->shape[3], NC), 256, 0, stream_of(be)>>>(
+        (T *)y->data, (const T *)x->data, NC, (int)x->shape[2], (int)x->shape[3], (int)y->shape[2],
+        (int)y->shape[3]);
     LAUNCH_CHECK("upsample");
 }
 
@@ -114,18 +121,27 @@ sd_status cuda_add(sd_backend *be, sd_tensor *y, const sd_tensor *a, const sd_te
     return CUDA_DISPATCH(be, add_t, be, y, a, b, err);
 }
 
-template <typename T> __global__ void channel_bias_kernel(T *y, const T *x, const T *bias, int64_t HW, int64_t n)
+/* one row of blocks per (batch, channel) plane: no 64-bit divisions */
+template <typename T> __global__ void channel_bias_kernel(T *y, const T *x, const T *bias, int HW, int planes)
 {
-    GRID_STRIDE(i, n) y[i] = from_f<T>(ld_f(&x[i]) + ld_f(&bias[i / HW]));
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        float bv = ld_f(&bias[plane]);
+        const T *xp = x + (size_t)plane * HW;
+        T *yp = y + (size_t)plane * HW;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < HW; i += gridDim.x * blockDim.x)
+            yp[i] = from_f<T>(ld_f(&xp[i]) + bv);
+    }
 }
+
+
 
 template <typename T>
 static sd_status channel_bias_t(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *bias,
                                 sd_error *err)
 {
-    int64_t n = sd_tensor_numel(x), HW = x->shape[2] * x->shape[3];
-    channel_bias_kernel<T><<<cuda_blocks(n), 256, 0, stream_of(be)>>>((T *)y->data, (const T *)x->data,
-                                                                     (const T *)bias->data, HW, n);
+    int64_t HW = x->shape[2] * x->shape[3], planes = x->shape[0] * x->shape[1];
+    channel_bias_kernel<T><<<cuda_plane_grid(HW, planes), 256, 0, stream_of(be)>>>(
+        (T *)y->data, (const T *)x->data, (const T *)bias->data, (int)HW, (int)planes);
     LAUNCH_CHECK("add_channel_bias");
 }
 

@@ -185,22 +185,28 @@ __global__ void im2col_kernel(T *__restrict__ col, const T *__restrict__ x, int 
     }
 }
 
-template <typename T> __global__ void add_bias_nc_kernel(T *y, const T *bias, int64_t C, int64_t P, int64_t total)
+/* one row of blocks per (batch, channel) plane: no 64-bit divisions */
+template <typename T> __global__ void add_bias_nc_kernel(T *y, const T *bias, int C, int P, int planes)
 {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x)
-        y[i] = from_f<T>(ld_f(&y[i]) + ld_f(&bias[(i / P) % C]));
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        float bv = ld_f(&bias[plane % C]);
+        T *yp = y + (size_t)plane * P;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < P; i += gridDim.x * blockDim.x)
+            yp[i] = from_f<T>(ld_f(&yp[i]) + bv);
+    }
 }
 
 sd_status cuda_add_bias_nc(sd_backend *be, sd_tensor *y, const sd_tensor *bias, sd_error *err)
 {
-    int64_t C = y->shape[1], P = sd_tensor_numel(y) / (y->shape[0] * C), total = sd_tensor_numel(y);
+    int64_t C = y->shape[1], P = sd_tensor_numel(y) / (y->shape[0] * C), planes = y->shape[0] * C;
     cudaStream_t s = cuda_st(be)->stream;
+    dim3 grid = cuda_plane_grid(P, planes);
     if (be->dtype == SD_DTYPE_BF16)
-        add_bias_nc_kernel<<<cuda_blocks(total), 256, 0, s>>>((__nv_bfloat16 *)y->data,
-                                                             (const __nv_bfloat16 *)bias->data, C, P, total);
+        add_bias_nc_kernel<<<grid, 256, 0, s>>>((__nv_bfloat16 *)y->data, (const __nv_bfloat16 *)bias->data, (int)C,
+                                                (int)P, (int)planes);
     else
-        add_bias_nc_kernel<<<cuda_blocks(total), 256, 0, s>>>((__half *)y->data, (const __half *)bias->data, C, P,
-                                                             total);
+        add_bias_nc_kernel<<<grid, 256, 0, s>>>((__half *)y->data, (const __half *)bias->data, (int)C, (int)P,
+                                                (int)planes);
     SD_CUDA_LAUNCH_CHECK(err, "conv bias");
     return SD_OK;
 }

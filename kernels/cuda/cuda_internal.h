@@ -63,6 +63,16 @@ sd_status cuda_lt_matmul(sd_backend *be, int transA, int transB, int64_t m, int6
                          int64_t ldd, int64_t strideD, int batch, const void *bias, float alpha, int d_f32,
                          sd_error *err);
 
+/* Grid for row- or plane-wise kernels: x blocks (of 256 threads) cover a row
+ * of n elements, one row of blocks per plane on y (kernels loop when planes
+ * exceed the y limit). Keeps per-element index math 32-bit and divide-free. */
+static inline dim3 cuda_plane_grid(int64_t n, int64_t planes)
+{
+    int64_t bx = (n + 255) / 256;
+    return dim3((unsigned)(bx > 1024 ? 1024 : bx < 1 ? 1 : bx),
+                (unsigned)(planes > 65535 ? 65535 : planes < 1 ? 1 : planes));
+}
+
 /* Launchers (all asynchronous on the backend's stream). */
 sd_status cuda_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *w, const sd_tensor *b,
                       sd_act act, int64_t M, int64_t N, int64_t K, sd_error *err);

@@ -94,20 +94,29 @@ __global__ void gn_finish_kernel(float *stats, const float *part, int nbg, int s
     stats[bg * 2 + 1] = rsqrtf(w.m2 / fmaxf(w.n, 1.0f) + eps);
 }
 
+/* One row of blocks per (batch, channel) plane: the plane's statistics and
+ * affine parameters are loaded once, and no thread divides 64-bit indices
+ * (which made the first version run at a tenth of memory bandwidth). */
 template <typename T>
-__global__ void gn_apply_kernel(T *y, const T *x, const float *stats, const T *gamma, const T *beta, int64_t C,
-                                int64_t HW, int64_t cpg, int64_t total, int silu)
+__global__ void gn_apply_kernel(T *y, const T *x, const float *stats, const T *gamma, const T *beta, int C, int HW,
+                                int cpg, int planes, int silu)
 {
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t c = (i / HW) % C, n = i / (HW * C);
-        int64_t bg = n * (C / cpg) + c / cpg;
-        float v = (ld_f(&x[i]) - stats[bg * 2]) * stats[bg * 2 + 1] * ld_f(&gamma[c]) + ld_f(&beta[c]);
-        if (silu)
-            v = v / (1.0f + __expf(-v));
-        y[i] = from_f<T>(v);
+    for (int plane = blockIdx.y; plane < planes; plane += gridDim.y) {
+        int c = plane % C, n = plane / C;
+        int bg = n * (C / cpg) + c / cpg;
+        float mean = stats[bg * 2], rstd = stats[bg * 2 + 1];
+        float a = rstd * ld_f(&gamma[c]), bb = ld_f(&beta[c]) - mean * a;
+        const T *xp = x + (size_t)plane * HW;
+        T *yp = y + (size_t)plane * HW;
+        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < HW; i += gridDim.x * blockDim.x) {
+            float v = ld_f(&xp[i]) * a + bb;
+            if (silu)
+                v = v / (1.0f + __expf(-v));
+            yp[i] = from_f<T>(v);
+        }
     }
 }
+
 
 template <typename T>
 static sd_status group_norm_t(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *gamma,
@@ -126,9 +135,9 @@ static sd_status group_norm_t(sd_backend *be, sd_tensor *y, const sd_tensor *x, 
     cudaStream_t s = cuda_st(be)->stream;
     gn_partial_kernel<T><<<nbg * slices, 256, 0, s>>>(part, (const T *)x->data, group_elems, slices);
     gn_finish_kernel<<<(nbg + 127) / 128, 128, 0, s>>>(stats, part, nbg, slices, eps);
-    gn_apply_kernel<T><<<cuda_blocks(total), 256, 0, s>>>((T *)y->data, (const T *)x->data, stats,
-                                                          (const T *)gamma->data, (const T *)beta->data, C, HW, cpg,
-                                                          total, silu);
+    gn_apply_kernel<T><<<cuda_plane_grid(HW, B * C), 256, 0, s>>>((T *)y->data, (const T *)x->data, stats,
+                                                             (const T *)gamma->data, (const T *)beta->data, (int)C,
+                                                             (int)HW, (int)cpg, (int)(B * C), silu);
     cudaError_t e = cudaGetLastError();
     cuda_scratch_free(be, scratch);
     if (e != cudaSuccess)
