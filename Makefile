@@ -14,7 +14,7 @@ endif
 
 CC ?= cc
 OPT ?= -O2
-CFLAGS_BASE := -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -D_GNU_SOURCE \
+CFLAGS_BASE := -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -ffp-contract=off -D_GNU_SOURCE \
                -I. -MMD -MP -pthread $(SANFLAGS)
 CFLAGS_BASE += $(shell pkg-config --cflags jansson libutf8proc 2>/dev/null)
 # OpenBLAS built on OpenMP: its threads and ours share one pool, so neither

@@ -1,0 +1,110 @@
+/* torch_rng.c - see torch_rng.h. */
+#include "torch_rng.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MT_N 624
+#define MT_M 397
+
+void sd_torch_gen_seed(sd_torch_gen *g, uint64_t seed)
+{
+    memset(g, 0, sizeof *g);
+    g->state[0] = (uint32_t)(seed & 0xffffffffu);
+    for (int j = 1; j < MT_N; j++)
+        g->state[j] = 1812433253u * (g->state[j - 1] ^ (g->state[j - 1] >> 30)) + (uint32_t)j;
+    g->left = 1;
+    g->next = 0;
+}
+
+static uint32_t twist(uint32_t u, uint32_t v)
+{
+    uint32_t mixed = (u & 0x80000000u) | (v & 0x7fffffffu);
+    return (mixed >> 1) ^ ((v & 1u) ? 0x9908b0dfu : 0u);
+}
+
+static void next_state(sd_torch_gen *g)
+{
+    uint32_t *p = g->state;
+    g->left = MT_N;
+    g->next = 0;
+    for (int j = MT_N - MT_M + 1; --j; p++)
+        *p = p[MT_M] ^ twist(p[0], p[1]);
+    for (int j = MT_M; --j; p++)
+        *p = p[MT_M - MT_N] ^ twist(p[0], p[1]);
+    *p = p[MT_M - MT_N] ^ twist(p[0], g->state[0]);
+}
+
+uint32_t sd_torch_gen_u32(sd_torch_gen *g)
+{
+    if (--g->left == 0)
+        next_state(g);
+    uint32_t y = g->state[g->next++];
+    y ^= y >> 11;
+    y ^= (y << 7) & 0x9d2c5680u;
+    y ^= (y << 15) & 0xefc60000u;
+    y ^= y >> 18;
+    return y;
+}
+
+static float uniform_f32(sd_torch_gen *g)
+{
+    return (float)(sd_torch_gen_u32(g) & 0xffffffu) * (1.0f / 16777216.0f);
+}
+
+static double uniform_f64(sd_torch_gen *g)
+{
+    uint64_t hi = sd_torch_gen_u32(g), lo = sd_torch_gen_u32(g);
+    uint64_t v = (hi << 32) | lo;
+    return (double)(v & ((1ull << 53) - 1)) * (1.0 / 9007199254740992.0);
+}
+
+void sd_torch_rand(sd_torch_gen *g, float *out, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = uniform_f32(g);
+}
+
+/* at::normal_distribution<double>(0, 1), with its cached second value */
+static double normal_f64(sd_torch_gen *g)
+{
+    if (g->has_cached_normal) {
+        g->has_cached_normal = 0;
+        return g->cached_normal;
+    }
+    double u1 = uniform_f64(g), u2 = uniform_f64(g);
+    double r = sqrt(-2.0 * log(1.0 - u2));
+    double theta = 2.0 * 3.14159265358979323846 * u1;
+    g->cached_normal = r * sin(theta);
+    g->has_cached_normal = 1;
+    return r * cos(theta);
+}
+
+static void randn(sd_torch_gen *g, float *out, size_t n, void (*step16)(float *))
+{
+    if (n < 16) {
+        for (size_t i = 0; i < n; i++)
+            out[i] = (float)normal_f64(g);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        out[i] = uniform_f32(g);
+    for (size_t i = 0; i + 16 <= n; i += 16)
+        step16(out + i);
+    if (n % 16) {
+        float *tail = out + n - 16;
+        for (int i = 0; i < 16; i++)
+            tail[i] = uniform_f32(g);
+        step16(tail);
+    }
+}
+
+void sd_torch_randn(sd_torch_gen *g, float *out, size_t n)
+{
+    randn(g, out, n, sd_torch_normal16);
+}
+
+void sd_torch_randn_scalar(sd_torch_gen *g, float *out, size_t n)
+{
+    randn(g, out, n, sd_torch_normal16_scalar);
+}
