@@ -1,0 +1,137 @@
+/* test_scheduler_golden.c - the four schedulers against diffusers (v0.24):
+ * timesteps, sigmas and init_noise_sigma for 4, 10 and 30 steps, then four
+ * steps from a fixed sample with fixed model outputs: scaled model input,
+ * predicted x0 and previous sample. Tolerance: the manifest's atol 1e-5 +
+ * rtol 1e-5 per element (we follow diffusers' float32 expression order, so
+ * the observed differences are a few float32 ulps). */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/json_config.h"
+#include "tests/test_util.h"
+#include "worker/scheduler.h"
+
+static void expect_close_arr(const float *got, const sd_st_tensor *ref, const char *what)
+{
+    size_t n = (size_t)sd_st_numel(ref);
+    float *r = malloc(n * sizeof *r + 4);
+    sd_convert_to_f32(r, ref->data, ref->dtype, n);
+    if (ref->dtype == SD_DTYPE_I64)
+        for (size_t i = 0; i < n; i++)
+            r[i] = (float)((const int64_t *)ref->data)[i];
+    for (size_t i = 0; i < n; i++)
+        cr_assert(fabsf(got[i] - r[i]) <= 1e-5f + 1e-5f * fabsf(r[i]), "%s[%zu]: %.9g vs %.9g", what, i,
+                  (double)got[i], (double)r[i]);
+    free(r);
+}
+
+static void init_sched(sd_scheduler *s, sd_sched_kind kind)
+{
+    char *p = tu_data_path("sdxl-tiny/scheduler/scheduler_config.json");
+    sd_json_doc d;
+    sd_error err = {0};
+    cr_assert_eq(sd_json_load(&d, p, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_scheduler_init(s, &d, (int)kind, &err), SD_OK, "%s", err.msg);
+    sd_json_free(&d);
+    free(p);
+}
+
+static void check_scheduler(const char *file, sd_sched_kind kind, int has_sigmas, int has_x0)
+{
+    sd_st_file *g = tu_golden(file);
+    int counts[3] = {4, 10, 30};
+    char name[64];
+    sd_error err = {0};
+    for (int c = 0; c < 3; c++) {
+        sd_scheduler s;
+        init_sched(&s, kind);
+        cr_assert_eq(sd_scheduler_set_timesteps(&s, counts[c], &err), SD_OK, "%s", err.msg);
+        snprintf(name, sizeof name, "n%d_timesteps", counts[c]);
+        const sd_st_tensor *ts = sd_st_find(g, name);
+        cr_assert_not_null(ts);
+        cr_assert_eq((int64_t)s.n, sd_st_numel(ts), "%s: %d timesteps", name, s.n);
+        expect_close_arr(s.timesteps, ts, name);
+        if (has_sigmas) {
+            snprintf(name, sizeof name, "n%d_sigmas", counts[c]);
+            expect_close_arr(s.sigmas, tu_tensor(g, name, SD_DTYPE_F32), name);
+        }
+        snprintf(name, sizeof name, "n%d_init_noise_sigma", counts[c]);
+        expect_close_arr(&s.init_noise_sigma, tu_tensor(g, name, SD_DTYPE_F32), name);
+        sd_scheduler_free(&s);
+    }
+    /* four steps on a fresh 10-step schedule */
+    sd_scheduler s;
+    init_sched(&s, kind);
+    cr_assert_eq(sd_scheduler_set_timesteps(&s, 10, &err), SD_OK);
+    const sd_st_tensor *x0t = tu_tensor(g, "step_initial_sample", SD_DTYPE_F32);
+    size_t n = (size_t)sd_st_numel(x0t);
+    float *x = malloc(n * sizeof *x), *scaled = malloc(n * sizeof *x), *pred = malloc(n * sizeof *x);
+    memcpy(x, x0t->data, n * sizeof *x);
+    sd_torch_gen gen;
+    sd_torch_gen_seed(&gen, 2024);
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "step%d_timestep", i);
+        float t = *(const float *)tu_tensor(g, name, SD_DTYPE_F32)->data;
+        float div;
+        cr_assert_eq(sd_scheduler_input_divisor(&s, t, &div, &err), SD_OK, "%s", err.msg);
+        for (size_t k = 0; k < n; k++)
+            scaled[k] = x[k] / div;
+        snprintf(name, sizeof name, "step%d_scaled_model_input", i);
+        expect_close_arr(scaled, tu_tensor(g, name, SD_DTYPE_F32), name);
+        snprintf(name, sizeof name, "step%d_model_output", i);
+        const sd_st_tensor *mo = tu_tensor(g, name, SD_DTYPE_F32);
+        cr_assert_eq(sd_scheduler_step(&s, mo->data, t, x, n, kind == SD_SCHED_EULER_ANCESTRAL ? &gen : NULL, pred,
+                                       &err),
+                     SD_OK, "%s", err.msg);
+        if (has_x0) {
+            snprintf(name, sizeof name, "step%d_pred_original_sample", i);
+            expect_close_arr(pred, tu_tensor(g, name, SD_DTYPE_F32), name);
+        }
+        snprintf(name, sizeof name, "step%d_prev_sample", i);
+        expect_close_arr(x, tu_tensor(g, name, SD_DTYPE_F32), name);
+    }
+    free(x);
+    free(scaled);
+    free(pred);
+    sd_scheduler_free(&s);
+    sd_st_close(g);
+}
+
+Test(scheduler_golden, euler)
+{
+    check_scheduler("scheduler_euler.safetensors", SD_SCHED_EULER, 1, 1);
+}
+
+Test(scheduler_golden, euler_ancestral)
+{
+    check_scheduler("scheduler_euler_ancestral.safetensors", SD_SCHED_EULER_ANCESTRAL, 1, 1);
+}
+
+Test(scheduler_golden, dpmpp_2m_karras)
+{
+    check_scheduler("scheduler_dpmpp_2m_karras.safetensors", SD_SCHED_DPMPP_2M_KARRAS, 1, 0);
+}
+
+Test(scheduler_golden, ddim)
+{
+    check_scheduler("scheduler_ddim.safetensors", SD_SCHED_DDIM, 0, 1);
+}
+
+Test(scheduler_golden, names_and_errors)
+{
+    sd_sched_kind k;
+    cr_assert_eq(sd_sched_parse("dpmpp_2m_karras", &k), 0);
+    cr_assert_eq(k, SD_SCHED_DPMPP_2M_KARRAS);
+    cr_assert_eq(sd_sched_parse("EulerAncestralDiscreteScheduler", &k), 0);
+    cr_assert_eq(sd_sched_parse("lms", &k), -1);
+    sd_scheduler s;
+    init_sched(&s, SD_SCHED_EULER);
+    sd_error err = {0};
+    cr_assert_eq(sd_scheduler_set_timesteps(&s, 0, &err), SD_ERR_INVALID);
+    cr_assert_eq(sd_scheduler_set_timesteps(&s, 4, &err), SD_OK);
+    float div;
+    cr_assert_eq(sd_scheduler_input_divisor(&s, 123.0f, &div, &err), SD_ERR_INVALID, "a foreign timestep");
+}
