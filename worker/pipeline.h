@@ -1,0 +1,120 @@
+/* pipeline.h - SDXL generation as diffusers' StableDiffusionXLPipeline and
+ * StableDiffusionXLImg2ImgPipeline (v0.24) do it, split into the three stage
+ * functions the cluster runs apart (DESIGN.md): text -> unet -> final.
+ * Each stage takes host fp32 arrays and returns host fp32 arrays, so the
+ * stages can run in one process or in three, with the same bits.
+ *
+ * One item = one image. Randomness comes from torch's CPU generator seeded
+ * with the item's seed: the initial latents (torch.randn [1,4,h,w]), the VAE
+ * sample and noise of img2img, and the schedulers' draws. */
+#ifndef SDXL_WORKER_PIPELINE_H
+#define SDXL_WORKER_PIPELINE_H
+
+#include <stdint.h>
+
+#include "common/model_folder.h"
+#include "kernels/ops.h"
+#include "worker/clip_text.h"
+#include "worker/clip_tokenizer.h"
+#include "worker/scheduler.h"
+#include "worker/unet.h"
+#include "worker/vae.h"
+
+typedef struct {
+    const char *prompt, *prompt_2, *negative_prompt, *negative_prompt_2; /* NULL: not given */
+    uint64_t seed;
+    int steps;
+    float guidance, guidance_rescale;
+    int width, height;      /* 0: the UNet's sample_size x the VAE's scale factor */
+    int scheduler;          /* sd_sched_kind, or -1 for the model's scheduler_config.json */
+    float high_noise_frac;  /* with a refiner: base denoises until this fraction (denoising_end) */
+    float aesthetic_score, negative_aesthetic_score;
+    int original_w, original_h, crop_top, crop_left, target_w, target_h; /* 0: default */
+    /* img2img: image [3, init_h, init_w] in [-1, 1], or NULL */
+    const float *init_image;
+    int init_w, init_h;
+    float strength;
+} sd_gen_params;
+
+/* Defaults as diffusers': 50 steps, guidance 5, rescale 0, aesthetic 6 / 2.5,
+ * strength 0.3, high_noise_frac 0.8. */
+void sd_gen_params_init(sd_gen_params *p);
+
+/* Everything a process needs for the stages it runs. Load with the flags of
+ * the stages wanted; the cluster's workers each load one stage. */
+typedef struct {
+    sd_backend *be;      /* UNet / text compute */
+    sd_backend *vae_be;  /* the VAE's (bf16 on CUDA when force_upcast; may equal be) */
+    sd_model_folder base, refiner;
+    int has_refiner;
+    sd_clip_tokenizer *tok1, *tok2, *rtok2;
+    sd_clip_text *te1, *te2, *rte2;
+    sd_unet *unet, *runet;
+    sd_vae *vae;
+    sd_json_doc sched_cfg, rsched_cfg;
+    int force_zeros, r_force_zeros, r_aesthetics;
+    char identity[80]; /* hash of configs and weight headers: which model made an image */
+} sd_pipeline;
+
+enum { SD_STAGE_TEXT = 1, SD_STAGE_UNET = 2, SD_STAGE_FINAL = 4, SD_STAGE_ALL = 7 };
+
+/* refiner_dir may be NULL. variant may be NULL. */
+sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, const char *model_dir,
+                           const char *refiner_dir, const char *variant, int stages, sd_error *err);
+void sd_pipeline_free(sd_pipeline *p);
+/* The output size the pipeline will use for these params. */
+void sd_pipeline_size(const sd_pipeline *p, const sd_gen_params *g, int *width, int *height);
+
+/* ---- text stage ---- */
+typedef struct {
+    int cfg;        /* 1: [negative, positive] rows; 0: positive only */
+    int S, D, P;    /* sequence length, embedding width, pooled width */
+    float *embeds;  /* [1 + cfg, S, D] */
+    float *pooled;  /* [1 + cfg, P] */
+    int rD, rP;     /* refiner conditioning (when a refiner is loaded) */
+    float *r_embeds, *r_pooled;
+} sd_text_result;
+
+sd_status sd_stage_text(sd_pipeline *p, const sd_gen_params *g, sd_text_result *out, sd_error *err);
+void sd_text_result_free(sd_text_result *t);
+
+/* ---- progress and intermediate tensors ---- */
+typedef struct {
+    /* after each denoising step: stage "base" or "refiner" */
+    void (*on_step)(void *user, const char *stage, int step, int steps);
+    /* named latents for --save-latents: noise, initial, step_000..., refiner_step_000..., final */
+    void (*on_latents)(void *user, const char *name, const float *data, const int64_t shape[4]);
+    void *user;
+} sd_gen_hooks;
+
+/* ---- unet stage: base denoising ---- */
+typedef struct {
+    int64_t shape[4]; /* [1, 4, h, w] */
+    float *latents;
+    int refiner_pending; /* the final stage continues with the refiner */
+} sd_latent_result;
+
+sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_result *text,
+                        const sd_gen_hooks *hooks, sd_latent_result *out, sd_error *err);
+void sd_latent_result_free(sd_latent_result *l);
+
+/* ---- final stage: refiner steps (if any) and the VAE decode ---- */
+typedef struct {
+    int width, height;
+    float *image;    /* [3, H, W] decoder output in [-1, 1] */
+    uint8_t *rgb;    /* [H, W, 3], as diffusers rounds: round((x / 2 + 0.5).clamp(0, 1) * 255) */
+} sd_image_result;
+
+sd_status sd_stage_final(sd_pipeline *p, const sd_gen_params *g, const sd_text_result *text,
+                         const sd_latent_result *lat, const sd_gen_hooks *hooks, sd_image_result *out,
+                         sd_error *err);
+void sd_image_result_free(sd_image_result *r);
+
+/* Converts the decoder output to 8-bit RGB exactly as diffusers does. */
+void sd_image_to_rgb8(const float *chw, int width, int height, uint8_t *rgb);
+
+/* Checks params against the loaded models before any work; messages name the
+ * flag (--width, --steps, ...). */
+sd_status sd_gen_params_check(const sd_pipeline *p, const sd_gen_params *g, sd_error *err);
+
+#endif
