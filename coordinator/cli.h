@@ -9,6 +9,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_devices(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_random_model(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
 
 /* Prints "sdxl <cmd>: <msg>" to stderr. */
 void cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

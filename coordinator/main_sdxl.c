@@ -11,6 +11,7 @@ static const struct {
     int (*fn)(int, char **);
     const char *summary;
 } commands[] = {
+    {"generate", cmd_generate, "prompt to image in one process (text, unet and final stages)"},
     {"inspect", cmd_inspect, "list a diffusers model folder's components, sizes and configs"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids of prompts"},
     {"eval", cmd_eval, "run one network forward on safetensors inputs (text, unet, vae-decode, vae-encode)"},

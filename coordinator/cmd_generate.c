@@ -1,0 +1,369 @@
+/* cmd_generate.c - `sdxl generate`: prompt to image in one process, through
+ * the three stage functions the cluster runs apart (worker/pipeline.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "common/image_io.h"
+#include "common/safetensors.h"
+#include "worker/pipeline.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sdxl generate --model DIR --prompt TEXT --out FILE.png [options]\n\n"
+            "Generates images as diffusers' StableDiffusionXLPipeline does (same seed, same picture,\n"
+            "up to backend rounding). Defaults are diffusers': 50 steps, guidance 5.0, the size the\n"
+            "UNet was trained for (1024x1024 for SDXL), a random seed (printed).\n\n"
+            "  --model DIR              diffusers SDXL base folder\n"
+            "  --refiner DIR            refiner folder: ensemble of experts (base until --high-noise-frac)\n"
+            "  --prompt TEXT            (required)     --prompt-2 TEXT (for the second text encoder)\n"
+            "  --negative-prompt TEXT                  --negative-prompt-2 TEXT\n"
+            "  --seed N                 item i of a batch uses seed N+i\n"
+            "  --steps N                --guidance F   --guidance-rescale F\n"
+            "  --width W --height H     multiples of 8\n"
+            "  --scheduler NAME         euler (default from the model), euler_a, dpmpp_2m_karras, ddim\n"
+            "  --high-noise-frac F      0.8           --aesthetic-score F 6.0  --negative-aesthetic-score F 2.5\n"
+            "  --original-size WxH      --crop-top-left Y,X   --target-size WxH (micro-conditioning)\n"
+            "  --init-image FILE --strength F          img2img from a PNG or JPEG of the output size (0.3)\n"
+            "  --batch N                N images: FILE becomes FILE-000.png, FILE-001.png, ...\n"
+            "  --variant fp16           read *.fp16.safetensors weights\n"
+            "  --device cpu|cuda:N      (cpu)          --dtype f16|bf16 on CUDA (f16)\n"
+            "  --out FILE               .png (parameters in text chunks), .webp or .jpg\n"
+            "  --save-latents FILE      noise, initial, step_000.., refiner_step_000.., final (safetensors)\n"
+            "  --quiet                  no progress bar\n"
+            "exit codes: 0 done, 1 failed, 2 usage error\n");
+}
+
+typedef struct {
+    sd_st_writer *w;
+    int n;
+    int quiet, tty;
+    double t0;
+    int item, items;
+} gen_ctx;
+
+static void on_latents(void *user, const char *name, const float *data, const int64_t shape[4])
+{
+    gen_ctx *c = user;
+    if (!c->w || c->n >= 512)
+        return;
+    sd_error err;
+    char full[96];
+    if (c->items > 1)
+        snprintf(full, sizeof full, "item%03d_%s", c->item, name);
+    else
+        snprintf(full, sizeof full, "%s", name);
+    if (sd_st_writer_add_copy(c->w, full, SD_DTYPE_F32, 4, shape, data, &err) == SD_OK)
+        c->n++;
+}
+
+static void on_step(void *user, const char *stage, int step, int steps)
+{
+    gen_ctx *c = user;
+    if (c->quiet || !c->tty)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    double el = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - c->t0;
+    double rate = step / (el > 0 ? el : 1e-9), eta = (steps - step) / (rate > 0 ? rate : 1e-9);
+    int bar = 30, done = steps ? step * bar / steps : bar;
+    fprintf(stderr, "\r%s %d/%d [", stage, step, steps);
+    for (int i = 0; i < bar; i++)
+        fputc(i < done ? '#' : '.', stderr);
+    fprintf(stderr, "] %d/%d  %.2f it/s  ETA %.0fs   ", c->item + 1, c->items, rate, eta);
+    if (step == steps)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+static int parse_wxh(const char *s, int *w, int *h)
+{
+    char x;
+    return sscanf(s, "%d%c%d", w, &x, h) == 3 && (x == 'x' || x == 'X') && *w > 0 && *h > 0;
+}
+
+static int parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    float v = strtof(s, &end);
+    if (end == s || *end || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* output path of item i of n: FILE.ext or FILE-iii.ext */
+static void item_path(const char *out, int i, int n, char *buf, size_t len)
+{
+    if (n == 1) {
+        snprintf(buf, len, "%s", out);
+        return;
+    }
+    const char *dot = strrchr(out, '.');
+    int stem = dot ? (int)(dot - out) : (int)strlen(out);
+    snprintf(buf, len, "%.*s-%03d%s", stem, out, i, dot ? dot : "");
+}
+
+#define NEED(flag)                                                                                                  \
+    do {                                                                                                            \
+        if (i + 1 >= argc) {                                                                                        \
+            cli_errorf("generate", "%s needs a value", flag);                                                      \
+            return 2;                                                                                               \
+        }                                                                                                           \
+    } while (0)
+
+int cmd_generate(int argc, char **argv)
+{
+    sd_gen_params g;
+    sd_gen_params_init(&g);
+    const char *model = NULL, *refiner = NULL, *out = NULL, *variant = NULL, *device = "cpu", *save = NULL,
+               *init = NULL;
+    sd_dtype dtype = SD_DTYPE_F16;
+    int have_seed = 0, quiet = 0;
+    long long batch = 1, v;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(a, "--quiet")) {
+            quiet = 1;
+            continue;
+        }
+        NEED(a);
+        const char *val = argv[++i];
+        if (!strcmp(a, "--model")) {
+            model = val;
+        } else if (!strcmp(a, "--refiner")) {
+            refiner = val;
+        } else if (!strcmp(a, "--prompt")) {
+            g.prompt = val;
+        } else if (!strcmp(a, "--prompt-2")) {
+            g.prompt_2 = val;
+        } else if (!strcmp(a, "--negative-prompt")) {
+            g.negative_prompt = val;
+        } else if (!strcmp(a, "--negative-prompt-2")) {
+            g.negative_prompt_2 = val;
+        } else if (!strcmp(a, "--out")) {
+            out = val;
+        } else if (!strcmp(a, "--save-latents")) {
+            save = val;
+        } else if (!strcmp(a, "--variant")) {
+            variant = val;
+        } else if (!strcmp(a, "--device")) {
+            device = val;
+        } else if (!strcmp(a, "--init-image")) {
+            init = val;
+        } else if (!strcmp(a, "--dtype")) {
+            if (sd_dtype_parse_user(val, &dtype) != 0 || dtype == SD_DTYPE_F32) {
+                cli_errorf("generate", "--dtype: f16 or bf16, not '%s'", val);
+                return 2;
+            }
+        } else if (!strcmp(a, "--seed")) {
+            if (parse_int(val, 0, (long long)0x7fffffffffffffff, &v)) {
+                cli_errorf("generate", "--seed: '%s' is not a non-negative integer", val);
+                return 2;
+            }
+            g.seed = (uint64_t)v;
+            have_seed = 1;
+        } else if (!strcmp(a, "--steps")) {
+            if (parse_int(val, 1, 1000, &v)) {
+                cli_errorf("generate", "--steps: '%s' is not an integer from 1 to 1000", val);
+                return 2;
+            }
+            g.steps = (int)v;
+        } else if (!strcmp(a, "--batch")) {
+            if (parse_int(val, 1, 1000, &batch)) {
+                cli_errorf("generate", "--batch: '%s' is not an integer from 1 to 1000", val);
+                return 2;
+            }
+        } else if (!strcmp(a, "--width") || !strcmp(a, "--height")) {
+            if (parse_int(val, 8, 8192, &v) || v % 8) {
+                cli_errorf("generate", "%s: '%s' is not a multiple of 8 from 8 to 8192", a, val);
+                return 2;
+            }
+            *(a[2] == 'w' ? &g.width : &g.height) = (int)v;
+        } else if (!strcmp(a, "--guidance") || !strcmp(a, "--guidance-rescale") || !strcmp(a, "--high-noise-frac") ||
+                   !strcmp(a, "--aesthetic-score") || !strcmp(a, "--negative-aesthetic-score") ||
+                   !strcmp(a, "--strength")) {
+            float f;
+            if (parse_float(val, &f)) {
+                cli_errorf("generate", "%s: '%s' is not a finite number", a, val);
+                return 2;
+            }
+            if (!strcmp(a, "--guidance"))
+                g.guidance = f;
+            else if (!strcmp(a, "--guidance-rescale"))
+                g.guidance_rescale = f;
+            else if (!strcmp(a, "--high-noise-frac"))
+                g.high_noise_frac = f;
+            else if (!strcmp(a, "--aesthetic-score"))
+                g.aesthetic_score = f;
+            else if (!strcmp(a, "--negative-aesthetic-score"))
+                g.negative_aesthetic_score = f;
+            else
+                g.strength = f;
+        } else if (!strcmp(a, "--scheduler")) {
+            sd_sched_kind k;
+            if (sd_sched_parse(val, &k)) {
+                cli_errorf("generate", "--scheduler: '%s' is not euler, euler_a, dpmpp_2m_karras or ddim", val);
+                return 2;
+            }
+            g.scheduler = (int)k;
+        } else if (!strcmp(a, "--original-size") || !strcmp(a, "--target-size")) {
+            int w, h;
+            if (!parse_wxh(val, &w, &h)) {
+                cli_errorf("generate", "%s: '%s' is not WIDTHxHEIGHT", a, val);
+                return 2;
+            }
+            if (a[2] == 'o')
+                g.original_w = w, g.original_h = h;
+            else
+                g.target_w = w, g.target_h = h;
+        } else if (!strcmp(a, "--crop-top-left")) {
+            if (sscanf(val, "%d,%d", &g.crop_top, &g.crop_left) != 2 || g.crop_top < 0 || g.crop_left < 0) {
+                cli_errorf("generate", "--crop-top-left: '%s' is not Y,X", val);
+                return 2;
+            }
+        } else {
+            cli_errorf("generate", "unknown option '%s'", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!model || !g.prompt || !out) {
+        cli_errorf("generate", "--model, --prompt and --out are required");
+        usage(stderr);
+        return 2;
+    }
+    if (sd_image_format_of(out) < 0) {
+        cli_errorf("generate", "--out: '%s' must end in .png, .webp or .jpg", out);
+        return 2;
+    }
+    if (!have_seed) {
+        uint64_t r = 0;
+        if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+            r = (uint64_t)time(NULL);
+        g.seed = r & 0x7fffffffffffull;
+    }
+    sd_error err = {0};
+    uint8_t *init_rgb = NULL;
+    float *init_f = NULL;
+    if (init) {
+        int w, h;
+        if (sd_image_read(init, &init_rgb, &w, &h, &err) != SD_OK) {
+            cli_errorf("generate", "--init-image: %s", err.msg);
+            return 2;
+        }
+        init_f = malloc((size_t)w * h * 3 * sizeof *init_f);
+        for (int c = 0; init_f && c < 3; c++)
+            for (int k = 0; k < w * h; k++)
+                init_f[(size_t)c * w * h + k] = (float)init_rgb[(size_t)k * 3 + c] / 255.0f * 2.0f - 1.0f;
+        g.init_image = init_f;
+        g.init_w = w;
+        g.init_h = h;
+    }
+    int is_cpu = !strcmp(device, "cpu");
+    sd_backend *be = NULL, *vbe = NULL;
+    sd_pipeline p;
+    memset(&p, 0, sizeof p);
+    sd_status st = sd_backend_create(&be, device, is_cpu ? SD_DTYPE_F32 : dtype, &err);
+    /* the VAE of SDXL overflows in fp16 (force_upcast): on CUDA it runs in bf16 */
+    if (st == SD_OK && !is_cpu && dtype == SD_DTYPE_F16)
+        st = sd_backend_create(&vbe, device, SD_DTYPE_BF16, &err);
+    if (st == SD_OK)
+        st = sd_pipeline_load(&p, be, vbe, model, refiner, variant, SD_STAGE_ALL, &err);
+    if (st == SD_OK)
+        st = sd_gen_params_check(&p, &g, &err);
+    if (st != SD_OK) {
+        cli_errorf("generate", "%s", err.msg);
+        sd_pipeline_free(&p);
+        sd_backend_free(vbe);
+        sd_backend_free(be);
+        free(init_rgb);
+        free(init_f);
+        return err.code == SD_ERR_INVALID ? 2 : 1;
+    }
+    int W, H;
+    sd_pipeline_size(&p, &g, &W, &H);
+    gen_ctx ctx = {0};
+    ctx.quiet = quiet;
+    ctx.tty = isatty(2);
+    ctx.items = (int)batch;
+    if (save)
+        ctx.w = sd_st_writer_new();
+    sd_gen_hooks hooks = {on_step, on_latents, &ctx};
+    uint64_t base_seed = g.seed;
+    for (int item = 0; item < batch && st == SD_OK; item++) {
+        g.seed = base_seed + (uint64_t)item;
+        ctx.item = item;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ctx.t0 = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+        sd_text_result t;
+        sd_latent_result lat;
+        sd_image_result img;
+        memset(&lat, 0, sizeof lat);
+        memset(&img, 0, sizeof img);
+        st = sd_stage_text(&p, &g, &t, &err);
+        if (st == SD_OK)
+            st = sd_stage_unet(&p, &g, &t, &hooks, &lat, &err);
+        if (st == SD_OK)
+            st = sd_stage_final(&p, &g, &t, &lat, &hooks, &img, &err);
+        if (st == SD_OK) {
+            char path[4096], seed_s[32], steps_s[16], cfg_s[32], size_s[32];
+            item_path(out, item, (int)batch, path, sizeof path);
+            snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)g.seed);
+            snprintf(steps_s, sizeof steps_s, "%d", g.steps);
+            snprintf(cfg_s, sizeof cfg_s, "%g", (double)g.guidance);
+            snprintf(size_s, sizeof size_s, "%dx%d", W, H);
+            sd_image_text text[] = {
+                {"prompt", g.prompt},
+                {"negative_prompt", g.negative_prompt ? g.negative_prompt : ""},
+                {"seed", seed_s},
+                {"steps", steps_s},
+                {"guidance", cfg_s},
+                {"size", size_s},
+                {"scheduler", g.scheduler >= 0 ? sd_sched_name((sd_sched_kind)g.scheduler) : "model default"},
+                {"model", p.identity},
+                {"software", "sdxl"},
+            };
+            st = sd_image_write(path, img.rgb, img.width, img.height, text, (int)(sizeof text / sizeof text[0]),
+                                &err);
+            if (st == SD_OK)
+                printf("%s seed=%llu %dx%d\n", path, (unsigned long long)g.seed, img.width, img.height);
+        }
+        sd_image_result_free(&img);
+        sd_latent_result_free(&lat);
+        sd_text_result_free(&t);
+    }
+    if (st == SD_OK && ctx.w)
+        st = sd_st_writer_save(ctx.w, save, &err);
+    if (st != SD_OK)
+        cli_errorf("generate", "%s", err.msg);
+    sd_st_writer_free(ctx.w);
+    sd_pipeline_free(&p);
+    sd_backend_free(vbe);
+    sd_backend_free(be);
+    free(init_rgb);
+    free(init_f);
+    return st == SD_OK ? 0 : 1;
+}
