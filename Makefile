@@ -72,8 +72,18 @@ BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bin/bench-%)
 GPU_SRC := $(wildcard tests/gpu/*.c)
 GPUCHECK := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/bin/sdxl-gpucheck)
 
-.PHONY: all test test-fast fuzz bench run clean gpu-tools
-all: $(BINS) $(GPUCHECK)
+# The project's own small default model (random weights, the tiny preset,
+# the embedded CLIP vocabulary): what the main job uses when no model is
+# given, so a fresh clone generates without ../shared.
+DEFAULT_MODEL := $(BUILD)/models/sdxl-tiny-random
+
+.PHONY: all test test-fast fuzz bench run clean gpu-tools default-model
+all: $(BINS) $(GPUCHECK) $(DEFAULT_MODEL)/model_index.json
+
+default-model: $(DEFAULT_MODEL)/model_index.json
+$(DEFAULT_MODEL)/model_index.json: $(BUILD)/bin/sdxl
+	@$(if $(Q),echo "  MODEL $(DEFAULT_MODEL)")
+	$(Q)rm -rf $(DEFAULT_MODEL) && $(BUILD)/bin/sdxl random-model --preset tiny --out $(DEFAULT_MODEL) --dtype f32 --seed 0 2>/dev/null
 
 # the GPU machine's checks and timings (tests/gpu/run.sh runs them)
 gpu-tools: $(BINS) $(GPUCHECK)
@@ -146,8 +156,8 @@ fuzz:
 bench: $(BENCH_BINS) $(BINS)
 	$(Q)tests/bench/run_bench.sh
 
-# The main job: for now, inspect and tokenize (issue 2); later, generate.
-run: $(BINS)
+# The main job: generate an image (see deploy/main_job.sh).
+run: $(BINS) $(DEFAULT_MODEL)/model_index.json
 	$(Q)deploy/main_job.sh
 
 clean:

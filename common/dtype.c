@@ -130,27 +130,38 @@ uint16_t sd_f32_to_bf16(float f)
 int sd_convert_to_f32(float *dst, const void *src, sd_dtype src_dt, size_t n)
 {
     switch (src_dt) {
+    /* safetensors does not promise aligned data: elements are read with
+     * memcpy (a plain load where the compiler can see it is allowed) */
     case SD_DTYPE_F32:
         memcpy(dst, src, n * 4);
         return 0;
     case SD_DTYPE_F16: {
-        const uint16_t *s = src;
+        const unsigned char *s = src;
 #pragma omp parallel for schedule(static) if (n > (1u << 16))
-        for (size_t i = 0; i < n; i++)
-            dst[i] = sd_f16_to_f32(s[i]);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = sd_f16_to_f32(h);
+        }
         return 0;
     }
     case SD_DTYPE_BF16: {
-        const uint16_t *s = src;
+        const unsigned char *s = src;
 #pragma omp parallel for schedule(static) if (n > (1u << 16))
-        for (size_t i = 0; i < n; i++)
-            dst[i] = sd_bf16_to_f32(s[i]);
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, s + 2 * i, 2);
+            dst[i] = sd_bf16_to_f32(h);
+        }
         return 0;
     }
     case SD_DTYPE_F64: {
-        const double *s = src;
-        for (size_t i = 0; i < n; i++)
-            dst[i] = (float)s[i];
+        const unsigned char *s = src;
+        for (size_t i = 0; i < n; i++) {
+            double d;
+            memcpy(&d, s + 8 * i, 8);
+            dst[i] = (float)d;
+        }
         return 0;
     }
     default:

@@ -286,3 +286,14 @@ uint64_t sd_st_numel(const sd_st_tensor *t)
         n *= (uint64_t)t->shape[d];
     return n;
 }
+
+int64_t *sd_st_copy_i64(const sd_st_tensor *t)
+{
+    if (t->dtype != SD_DTYPE_I64)
+        return NULL;
+    size_t n = (size_t)sd_st_numel(t);
+    int64_t *out = malloc((n ? n : 1) * sizeof *out);
+    if (out && n)
+        memcpy(out, t->data, n * sizeof *out);
+    return out;
+}

@@ -51,6 +51,10 @@ void sd_st_close(sd_st_file *f);
 /* Finds a tensor by name (binary search); NULL if absent. */
 const sd_st_tensor *sd_st_find(const sd_st_file *f, const char *name);
 uint64_t sd_st_numel(const sd_st_tensor *t);
+/* Copies an I64 tensor into an aligned array (safetensors data need not be
+ * aligned to 8 bytes); returns a malloc'd array, or NULL if t is not I64 or
+ * memory runs out. */
+int64_t *sd_st_copy_i64(const sd_st_tensor *t);
 
 /* ---- writer ----
  * Collects tensors (borrowing their data until sd_st_writer_save) and writes

@@ -85,14 +85,16 @@ static sd_status add_output(sd_st_writer *w, const char *name, const sd_tensor *
     return st;
 }
 
-static sd_status ids_input(const sd_st_file *f, const char *name, const int64_t **ids, int *B, int *S, sd_error *err)
+static sd_status ids_input(const sd_st_file *f, const char *name, int64_t **ids, int *B, int *S, sd_error *err)
 {
     const sd_st_tensor *s = sd_st_find(f, name);
     if (!s)
         return sd_fail(err, SD_ERR_MISSING, "%s: input tensor '%s' is missing", f->path, name);
     if (s->dtype != SD_DTYPE_I64 || s->ndim != 2)
         return sd_fail(err, SD_ERR_FORMAT, "%s: input '%s' must be I64 [B, 77]", f->path, name);
-    *ids = s->data;
+    *ids = sd_st_copy_i64(s);
+    if (!*ids)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     *B = (int)s->shape[0];
     *S = (int)s->shape[1];
     return SD_OK;
@@ -104,17 +106,18 @@ static sd_status eval_text(const eval_args *a, sd_backend *be, const sd_model_fo
     const sd_component *c1 = sd_model_find(m, "text_encoder"), *c2;
     SD_TRY(sd_model_require(m, "text_encoder_2", &c2, err));
     int has1 = c1 && c1->present;
-    const int64_t *ids1 = NULL, *ids2;
+    int64_t *ids1 = NULL, *ids2 = NULL;
     int B1 = 0, S1 = 0, B2, S2;
-    if (has1)
-        SD_TRY(ids_input(in, "input_ids", &ids1, &B1, &S1, err));
-    SD_TRY(ids_input(in, "input_ids_2", &ids2, &B2, &S2, err));
-    if (has1 && (B1 != B2 || S1 != S2))
-        return sd_fail(err, SD_ERR_FORMAT, "%s: input_ids [%d,%d] and input_ids_2 [%d,%d] differ in shape", in->path,
-                       B1, S1, B2, S2);
     sd_tensor pen1 = {0}, pen2 = {0}, pooled = {0}, cat = {0};
     sd_status st = SD_OK;
-    if (has1) {
+    if (has1)
+        st = ids_input(in, "input_ids", &ids1, &B1, &S1, err);
+    if (st == SD_OK)
+        st = ids_input(in, "input_ids_2", &ids2, &B2, &S2, err);
+    if (st == SD_OK && has1 && (B1 != B2 || S1 != S2))
+        st = sd_fail(err, SD_ERR_FORMAT, "%s: input_ids [%d,%d] and input_ids_2 [%d,%d] differ in shape", in->path, B1,
+                     S1, B2, S2);
+    if (st == SD_OK && has1) {
         sd_clip_text *t1;
         st = sd_clip_text_load(&t1, be, c1, a->variant, err);
         if (st == SD_OK) {
@@ -146,6 +149,8 @@ static sd_status eval_text(const eval_args *a, sd_backend *be, const sd_model_fo
     sd_tensor_free(&pen2);
     sd_tensor_free(&pooled);
     sd_tensor_free(&cat);
+    free(ids1);
+    free(ids2);
     return st;
 }
 

@@ -141,7 +141,7 @@ sd_status sd_tensor_from_host(sd_backend *be, sd_tensor *t, const void *src, sd_
     t->be = be;
     t->dtype = be->dtype;
     t->bytes = (size_t)sd_tensor_numel(t) * sd_dtype_size(t->dtype);
-    if (borrow && src_dtype == be->dtype && !strcmp(be->vt->name, "cpu")) {
+    if (borrow && src_dtype == be->dtype && !strcmp(be->vt->name, "cpu") && (uintptr_t)src % sizeof(float) == 0) {
         t->data = (void *)src;
         t->owned = 0;
         return SD_OK;

@@ -96,6 +96,37 @@ check "tokenize rejects invalid UTF-8" out_has "UTF-8" $BIN/sdxl tokenize --mode
 check "tokenize on the refiner's missing tokenizer names it" out_has "'tokenizer'" $BIN/sdxl tokenize --model "$DATA/sdxl-tiny-refiner" "x"
 check "tokenize --which 3 is a usage error" expect_rc 2 $BIN/sdxl tokenize --model "$DATA/sdxl-tiny" --which 3 x
 
+# ---- generate ----
+M=build/models/sdxl-tiny-random
+T=$(mktemp -d)
+gen() { $BIN/sdxl generate --model "$M" --quiet "$@"; }
+check "generate rejects a width not a multiple of 8, naming --width" out_has "--width" gen --prompt x --width 65 --out $T/a.png
+check "generate: bad width is a usage error" expect_rc 2 gen --prompt x --width 65 --out $T/a.png
+check "generate rejects --steps 0" out_has "--steps" gen --prompt x --steps 0 --out $T/a.png
+check "generate rejects NaN guidance" out_has "--guidance" gen --prompt x --guidance nan --out $T/a.png
+check "generate rejects an unreadable init image" out_has "--init-image" gen --prompt x --init-image /no/such.png --out $T/a.png
+check "generate rejects an unknown output extension" out_has "--out" gen --prompt x --out $T/a.bmp
+check "generate without --prompt is a usage error" expect_rc 2 gen --out $T/a.png
+check "generate prints the seed it drew" out_has "seed=" gen --prompt x --steps 2 --out $T/r.png
+webp_ok() { gen --prompt x --steps 2 --seed 5 --out $T/w.webp >/dev/null && [ "$(head -c 4 $T/w.webp)" = RIFF ]; }
+check "generate writes WebP by extension" webp_ok
+jpg_ok() { gen --prompt x --steps 2 --seed 5 --out $T/j.jpg >/dev/null && [ "$(head -c 2 $T/j.jpg | od -An -tx1 | tr -d ' ')" = ffd8 ]; }
+check "generate writes JPEG by extension" jpg_ok
+batch_invariant() {
+    gen --prompt "a cat" --steps 3 --seed 10 --batch 2 --out $T/b.png >/dev/null &&
+    gen --prompt "a cat" --steps 3 --seed 11 --out $T/single.png >/dev/null &&
+    cmp -s $T/b-001.png $T/single.png && [ -f $T/b-000.png ]
+}
+check "generate --batch: item i equals a single run with seed+i" batch_invariant
+img2img_ok() {
+    gen --prompt "a cat" --steps 3 --seed 1 --out $T/src.png >/dev/null &&
+    gen --prompt "a dog" --steps 4 --seed 2 --init-image $T/src.png --strength 0.5 --out $T/i2i.png >/dev/null &&
+    [ -s $T/i2i.png ] && ! cmp -s $T/i2i.png $T/src.png
+}
+check "generate --init-image --strength runs img2img" img2img_ok
+check "generate on a missing model exits 1 naming it" out_has "/no/model" $BIN/sdxl generate --model /no/model --prompt x --out $T/a.png
+rm -rf "$T"
+
 rm -f /tmp/sdxl-cli-out.$$
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

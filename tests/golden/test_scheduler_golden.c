@@ -19,9 +19,12 @@ static void expect_close_arr(const float *got, const sd_st_tensor *ref, const ch
     size_t n = (size_t)sd_st_numel(ref);
     float *r = malloc(n * sizeof *r + 4);
     sd_convert_to_f32(r, ref->data, ref->dtype, n);
-    if (ref->dtype == SD_DTYPE_I64)
+    if (ref->dtype == SD_DTYPE_I64) {
+        int64_t *v = sd_st_copy_i64(ref);
         for (size_t i = 0; i < n; i++)
-            r[i] = (float)((const int64_t *)ref->data)[i];
+            r[i] = (float)v[i];
+        free(v);
+    }
     for (size_t i = 0; i < n; i++)
         cr_assert(fabsf(got[i] - r[i]) <= 1e-5f + 1e-5f * fabsf(r[i]), "%s[%zu]: %.9g vs %.9g", what, i,
                   (double)got[i], (double)r[i]);

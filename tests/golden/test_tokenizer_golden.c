@@ -21,7 +21,7 @@ static void check_tokenizer(const char *folder, const char *golden_key, int chec
     sd_error err = {0};
     cr_assert_eq(sd_clip_tokenizer_load(&t, dir, &err), SD_OK, "%s", err.msg);
     cr_assert_eq(sd_clip_tokenizer_max_length(t), 77);
-    const int64_t *exp = ids->data;
+    int64_t *exp = sd_st_copy_i64(ids), *lens_v = sd_st_copy_i64(lens);
     for (size_t i = 0; i < json_array_size(prompts); i++) {
         const char *text = json_string_value(json_array_get(prompts, i));
         int64_t got[77];
@@ -31,9 +31,11 @@ static void check_tokenizer(const char *folder, const char *golden_key, int chec
             cr_assert_eq(got[k], exp[i * 77 + k], "prompt %zu (%s): id %d is %lld, expected %lld", i, text, k,
                          (long long)got[k], (long long)exp[i * 77 + k]);
         if (check_lengths)
-            cr_assert_eq(untrunc, ((const int64_t *)lens->data)[i], "prompt %zu untruncated length", i);
+            cr_assert_eq(untrunc, lens_v[i], "prompt %zu untruncated length", i);
     }
     sd_clip_tokenizer_free(t);
+    free(exp);
+    free(lens_v);
     free(dir);
     sd_st_close(g);
     json_decref(c);

@@ -96,7 +96,10 @@ static void text(const char *td, sd_backend *be, double tol)
         const sd_st_tensor *it = gt(g, ids[k]);
         sd_tensor pen = {0}, emb = {0};
         sd_clip_outputs o = {.penultimate = &pen, .text_embeds = k ? &emb : NULL};
-        if (sd_clip_text_forward(t, it->data, (int)it->shape[0], (int)it->shape[1], &o, &err) != SD_OK) {
+        int64_t *idv = sd_st_copy_i64(it); /* safetensors data may be unaligned */
+        sd_status fst = sd_clip_text_forward(t, idv, (int)it->shape[0], (int)it->shape[1], &o, &err);
+        free(idv);
+        if (fst != SD_OK) {
             printf("FAIL %s: %s\n", names[k], err.msg);
             fails++;
         } else {
@@ -131,7 +134,9 @@ static void unet(const char *td, sd_backend *be, const char *model, const char *
     float t[2] = {((const float *)ts->data)[0], ((const float *)ts->data)[0]};
     char what[96];
     snprintf(what, sizeof what, "unet %s", model);
-    if (sd_unet_forward(u, &s, t, &ctx, &te, ids->data, (int)ids->shape[1], &out, &err) != SD_OK) {
+    float idf[16];
+    memcpy(idf, ids->data, (size_t)sd_st_numel(ids) * sizeof(float));
+    if (sd_unet_forward(u, &s, t, &ctx, &te, idf, (int)ids->shape[1], &out, &err) != SD_OK) {
         printf("FAIL %s: %s\n", what, err.msg);
         fails++;
     } else {

@@ -26,7 +26,7 @@ prepare() {
     make -j"$(nproc)" BLAS=none BUILD=build-gpu gpu-tools >/tmp/sdxl-gpu-build.log 2>&1 || { tail -30 /tmp/sdxl-gpu-build.log; return 1; }
     rm -rf "$G" && mkdir -p "$G/bin" "$G/lib" "$G/testdata/golden"
     cp build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck "$G/bin/"
-    for lib in libjansson.so.4 libutf8proc.so.2 libgomp.so.1; do
+    for lib in libjansson.so.4 libutf8proc.so.2 libgomp.so.1 libpng16.so.16 libwebp.so.7 libjpeg.so.62; do
         cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$G/lib/"
     done
     local td=../shared/testdata
