@@ -24,10 +24,10 @@ CFLAGS_BASE += -I/usr/include/x86_64-linux-gnu/openblas-openmp
 # BLAS=none: the portable sgemm (kernels/cpu/sgemm.c) instead of OpenBLAS
 BLAS ?= openblas
 ifeq ($(BLAS),none)
-LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lm -lpthread
+LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lzmq -lmsgpackc -lsqlite3 -lm -lpthread
 CFLAGS_BASE += -DSDXL_NO_BLAS=1
 else
-LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lm -lpthread
+LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lzmq -lmsgpackc -lsqlite3 -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lm -lpthread
 endif
 
 # ---- CUDA detection (llm.c style: one line per feature) ----

@@ -1,0 +1,72 @@
+/* message.h - the wire format: every ZeroMQ message is multipart, frame 0 a
+ * MessagePack map {v, type, ...fields}, then one frame per tensor, raw
+ * little-endian bytes described in the header's "tensors" list by name,
+ * dtype and shape. Decoding checks every type, length, dtype, shape and the
+ * frame count against the header; a malformed message is refused with a
+ * reason (and the receiver keeps serving). The header is handled as a
+ * jansson object in memory: MessagePack on the wire, JSON-like in code. */
+#ifndef SDXL_PROTO_MESSAGE_H
+#define SDXL_PROTO_MESSAGE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/dtype.h"
+#include "common/error.h"
+
+#define SD_PROTO_VERSION 1
+#define SD_MSG_MAX_TENSORS 16
+#define SD_MSG_MAX_HEADER (1u << 20)
+#define SD_MSG_MAX_TENSOR_BYTES (1ull << 31)
+
+typedef struct {
+    char name[64];
+    sd_dtype dtype;
+    int ndim;
+    int64_t shape[4];
+    size_t nbytes;
+    const void *data; /* borrowed (sending) or owned (received) */
+    void *owned;
+} sd_msg_tensor;
+
+typedef struct {
+    json_t *hdr; /* object: v, type, fields */
+    int ntensors;
+    sd_msg_tensor tensors[SD_MSG_MAX_TENSORS];
+} sd_msg;
+
+/* Known message types. Workers: REGISTER HEARTBEAT RESULT FAIL; the
+ * coordinator to workers: TASK HEARTBEAT; clients: SUBMIT STATUS WATCH
+ * CANCEL RESULTS WORKERS; replies: OK ERROR. */
+int sd_msg_type_known(const char *type);
+
+sd_status sd_msg_new(sd_msg *m, const char *type, sd_error *err);
+void sd_msg_free(sd_msg *m);
+const char *sd_msg_type(const sd_msg *m);
+/* Attaches a tensor (data borrowed until the message is sent or freed). */
+sd_status sd_msg_add_tensor(sd_msg *m, const char *name, sd_dtype dtype, int ndim, const int64_t *shape,
+                            const void *data, sd_error *err);
+const sd_msg_tensor *sd_msg_tensor_get(const sd_msg *m, const char *name);
+
+/* Serialises to frames: frame 0 (malloc'd MessagePack) and the tensor data
+ * pointers. */
+sd_status sd_msg_encode_header(const sd_msg *m, void **buf, size_t *len, sd_error *err);
+/* Parses and validates frames (header first): the inverse of encode. The
+ * message owns copies of the tensor data. */
+sd_status sd_msg_decode(sd_msg *m, const void *const *frames, const size_t *sizes, int nframes, sd_error *err);
+
+/* ZeroMQ transport. route (a ROUTER's peer identity) may be NULL. Sends
+ * never block forever: a peer that is gone makes send fail. */
+sd_status sd_msg_send(void *sock, const void *route, size_t route_len, const sd_msg *m, sd_error *err);
+/* Receives one message; a ROUTER socket (is_router) first yields the peer
+ * identity into route (up to 255 bytes). Returns SD_ERR_IO on timeout. */
+sd_status sd_msg_recv(void *sock, int is_router, sd_msg *m, unsigned char *route, size_t *route_len,
+                      sd_error *err);
+
+/* Header field helpers; errors name the field and the message type. */
+sd_status sd_msg_get_str(const sd_msg *m, const char *key, const char **out, sd_error *err);
+sd_status sd_msg_get_int(const sd_msg *m, const char *key, long long lo, long long hi, long long *out,
+                         sd_error *err);
+
+#endif
