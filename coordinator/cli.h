@@ -10,6 +10,12 @@ int cmd_devices(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_random_model(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
+int cmd_submit(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
+int cmd_cancel(int argc, char **argv);
+int cmd_results(int argc, char **argv);
+int cmd_workers(int argc, char **argv);
 
 /* Prints "sdxl <cmd>: <msg>" to stderr. */
 void cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -12,6 +12,7 @@
 #include "cli.h"
 #include "common/image_io.h"
 #include "common/safetensors.h"
+#include "worker/image_meta.h"
 #include "worker/pipeline.h"
 
 static void usage(FILE *out)
@@ -329,25 +330,11 @@ int cmd_generate(int argc, char **argv)
         if (st == SD_OK)
             st = sd_stage_final(&p, &g, &t, &lat, &hooks, &img, &err);
         if (st == SD_OK) {
-            char path[4096], seed_s[32], steps_s[16], cfg_s[32], size_s[32];
+            char path[4096];
             item_path(out, item, (int)batch, path, sizeof path);
-            snprintf(seed_s, sizeof seed_s, "%llu", (unsigned long long)g.seed);
-            snprintf(steps_s, sizeof steps_s, "%d", g.steps);
-            snprintf(cfg_s, sizeof cfg_s, "%g", (double)g.guidance);
-            snprintf(size_s, sizeof size_s, "%dx%d", W, H);
-            sd_image_text text[] = {
-                {"prompt", g.prompt},
-                {"negative_prompt", g.negative_prompt ? g.negative_prompt : ""},
-                {"seed", seed_s},
-                {"steps", steps_s},
-                {"guidance", cfg_s},
-                {"size", size_s},
-                {"scheduler", g.scheduler >= 0 ? sd_sched_name((sd_sched_kind)g.scheduler) : "model default"},
-                {"model", p.identity},
-                {"software", "sdxl"},
-            };
-            st = sd_image_write(path, img.rgb, img.width, img.height, text, (int)(sizeof text / sizeof text[0]),
-                                &err);
+            sd_image_meta meta;
+            sd_image_meta_fill(&meta, &g, W, H, p.identity);
+            st = sd_image_write(path, img.rgb, img.width, img.height, meta.text, SD_IMAGE_META_N, &err);
             if (st == SD_OK)
                 printf("%s seed=%llu %dx%d\n", path, (unsigned long long)g.seed, img.width, img.height);
         }

@@ -1,21 +1,85 @@
-/* main_coordinator.c - the coordinator process (broker of the cluster).
- * Not built yet: prints its usage. See DESIGN.md, "Coordinator". */
+/* main_coordinator.c - `sdxl-coordinator`: the cluster's broker (broker.h). */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "coordinator/broker.h"
+
+static volatile int stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: sdxl-coordinator --bind ENDPOINT --state DIR\n\n"
-                 "The cluster coordinator. Not implemented yet in this build: the job\n"
-                 "broker arrives with the cluster work (see README.md).\n");
+    fprintf(out, "usage: sdxl-coordinator --bind ENDPOINT --state DIR [--heartbeat-ms N] [--max-attempts N]\n"
+                 "                        [--curve-secret FILE --allow FILE]\n\n"
+                 "The cluster's broker: workers (sdxl-worker) and clients (sdxl submit/status/...) connect to\n"
+                 "ENDPOINT (e.g. tcp://127.0.0.1:5555). Jobs and items live in DIR/coordinator.sqlite, so a\n"
+                 "coordinator killed and restarted on the same DIR resumes every unfinished job.\n"
+                 "  --heartbeat-ms N   heartbeat interval (1000); silent for 3 intervals = dead\n"
+                 "  --progress-timeout-ms N  a task whose compute loop reports no progress for this long\n"
+                 "                     marks its worker dead (120000: a CPU may take a minute per step)\n"
+                 "  --max-attempts N   an item failing N times is failed with its reason (3)\n"
+                 "  --curve-secret F   server secret key (Z85, 40 chars): enables CURVE encryption\n"
+                 "  --allow F          public keys (Z85, one per line) of the workers and clients admitted\n"
+                 "Without CURVE keys the coordinator only binds to loopback.\n"
+                 "exit codes: 0 stopped by a signal, 1 failure, 2 usage error\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        usage(stdout);
-        return 0;
+    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .stop = &stop_flag};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "sdxl-coordinator: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--bind"))
+            o.bind = v;
+        else if (!strcmp(a, "--state"))
+            o.state_dir = v;
+        else if (!strcmp(a, "--heartbeat-ms"))
+            o.heartbeat_ms = atoi(v);
+        else if (!strcmp(a, "--progress-timeout-ms"))
+            o.progress_timeout_ms = atoi(v);
+        else if (!strcmp(a, "--max-attempts"))
+            o.max_attempts = atoi(v);
+        else if (!strcmp(a, "--curve-secret"))
+            o.curve_secret_file = v;
+        else if (!strcmp(a, "--allow"))
+            o.allow_file = v;
+        else {
+            fprintf(stderr, "sdxl-coordinator: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
     }
-    usage(stderr);
-    return 2;
+    if (!o.bind || !o.state_dir || o.heartbeat_ms < 10 || o.max_attempts < 1) {
+        usage(stderr);
+        return 2;
+    }
+    if (!!o.curve_secret_file != !!o.allow_file) {
+        fprintf(stderr, "sdxl-coordinator: --curve-secret and --allow go together\n");
+        return 2;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    sd_error err = {0};
+    if (sd_broker_run(&o, &err) != SD_OK) {
+        fprintf(stderr, "sdxl-coordinator: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
 }

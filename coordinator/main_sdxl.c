@@ -12,6 +12,12 @@ static const struct {
     const char *summary;
 } commands[] = {
     {"generate", cmd_generate, "prompt to image in one process (text, unet and final stages)"},
+    {"submit", cmd_submit, "submit a dataset job (prompt file) to a coordinator"},
+    {"status", cmd_status, "jobs and their progress (--json)"},
+    {"wait", cmd_wait, "wait for a job, with a progress bar; exit 1 if any item failed"},
+    {"cancel", cmd_cancel, "cancel a job"},
+    {"results", cmd_results, "list the finished items of a job"},
+    {"workers", cmd_workers, "the workers a coordinator knows (--json)"},
     {"inspect", cmd_inspect, "list a diffusers model folder's components, sizes and configs"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids of prompts"},
     {"eval", cmd_eval, "run one network forward on safetensors inputs (text, unet, vae-decode, vae-encode)"},

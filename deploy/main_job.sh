@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# The main job of the README's first command: generate an image end to end.
+# The main job of the README's first command: a local cluster on loopback (a
+# coordinator and one worker of each role) generates a small dataset, shows
+# its progress, says where it is, and shuts down.
 #   MODEL=DIR    a diffusers SDXL folder (default: the project's own tiny model with random
 #                weights, written at build time; its pictures are noise, by design)
-#   REFINER=DIR  optional refiner folder (ensemble of experts)
-#   PROMPT, SEED, STEPS, OUT, DEVICE (cpu or cuda:N) as for `sdxl generate`
+#   PROMPTS=FILE prompts, one per line (default: 8 built-in prompts)
+#   OUT=DIR      output folder (default out/dataset), DEVICE (cpu or cuda:N), STEPS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEFAULT=build/models/sdxl-tiny-random
@@ -11,17 +13,31 @@ MODEL=${MODEL:-}
 if [ -z "$MODEL" ]; then
     MODEL=$DEFAULT
     echo "main job: no MODEL given: using the project's default model $MODEL" >&2
-    echo "          (tiny SDXL architecture, random weights: the picture is noise; set MODEL=DIR to a real" >&2
+    echo "          (tiny SDXL architecture, random weights: the pictures are noise; set MODEL=DIR to a real" >&2
     echo "          stabilityai/stable-diffusion-xl-base-1.0 folder for real images)" >&2
 fi
 [ -f "$MODEL/model_index.json" ] || { echo "main job: no model at $MODEL" >&2; exit 1; }
-OUT=${OUT:-out/sdxl-main-job.png}
-mkdir -p "$(dirname "$OUT")"
-args=(--model "$MODEL" --prompt "${PROMPT:-a photo of an astronaut riding a horse on mars}"
-      --seed "${SEED:-0}" --out "$OUT" --device "${DEVICE:-cpu}")
-[ -n "${STEPS:-}" ] && args+=(--steps "$STEPS")
-[ -n "${REFINER:-}" ] && args+=(--refiner "$REFINER")
-if [ "$MODEL" = "$DEFAULT" ] && [ -z "${STEPS:-}" ]; then args+=(--steps 30); fi
-echo "== sdxl generate ${args[*]}" >&2
-build/bin/sdxl generate "${args[@]}"
-echo "main job: image written to $OUT" >&2
+OUT=${OUT:-out/dataset}
+RUN=$(mktemp -d /tmp/sdxl-main-XXXXXX)
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+EP=tcp://127.0.0.1:$PORT
+pids=()
+stop() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$RUN"; }
+trap stop EXIT
+build/bin/sdxl-coordinator --bind "$EP" --state "$RUN/state" >"$RUN/coordinator.log" 2>&1 &
+pids+=($!)
+for role in text unet final; do
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} build/bin/sdxl-worker --coordinator "$EP" --role $role --model "$MODEL" \
+        --device "${DEVICE:-cpu}" --id "main-$role" >"$RUN/worker-$role.log" 2>&1 &
+    pids+=($!)
+done
+echo "main job: local cluster on $EP (coordinator + text, unet and final workers)" >&2
+if [ -n "${PROMPTS:-}" ]; then cp "$PROMPTS" "$RUN/prompts.txt"; else
+    printf '%s\n' "a photo of an astronaut riding a horse on mars" "a red fox in the snow" "a lighthouse at dusk" \
+        "a bowl of fruit on a wooden table" "a cat sleeping on a sofa" "a city street at night in the rain" \
+        "a mountain lake at sunrise" "a vintage car on a country road" >"$RUN/prompts.txt"
+fi
+job=$(build/bin/sdxl submit "$RUN/prompts.txt" --out "$OUT" --layout files --steps "${STEPS:-20}" \
+      --coordinator "$EP" | awk '{print $NF}')
+build/bin/sdxl wait "$job" --coordinator "$EP"
+echo "main job: dataset in $OUT ($(ls "$OUT" | grep -c '\.png$') images, metadata in $OUT/metadata.jsonl)" >&2

@@ -16,7 +16,7 @@
 #include "common/error.h"
 
 #define SD_PROTO_VERSION 1
-#define SD_MSG_MAX_TENSORS 16
+#define SD_MSG_MAX_TENSORS 64
 #define SD_MSG_MAX_HEADER (1u << 20)
 #define SD_MSG_MAX_TENSOR_BYTES (1ull << 31)
 

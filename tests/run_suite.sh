@@ -3,7 +3,8 @@
 #   1. build everything and the Criterion tests (plain), run them;
 #   2. the same under AddressSanitizer + UBSan (build-asan/);
 #   3. a short libFuzzer run of every fuzz target;
-#   4. CLI checks of the built binaries;
+#   4. CLI checks of the built binaries, and the cluster tests (coordinator and
+#      workers on loopback: killed, stopped, restarted; garbage; CURVE);
 #   5. the tokenizer speed floor (20,000 prompts/s on one core).
 # Ends with one line "N passed, N failed" (every Criterion test, CLI check and
 # stage counted once); exit status 0 only when nothing failed.
@@ -80,6 +81,18 @@ if [ -n "$cli" ]; then
     failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$cli")))
 else
     stage_fail "CLI checks printed no summary"
+fi
+
+echo "[suite] cluster tests (loopback, tiny model)"
+cl_log=$(mktemp)
+BIN=build/bin timeout 600 tests/cluster/test_cluster.sh | tee "$cl_log"
+cl=$(grep '^cluster:' "$cl_log" | tail -1)
+rm -f "$cl_log"
+if [ -n "$cl" ]; then
+    passed=$((passed + $(sed -E 's/cluster: ([0-9]+) passed.*/\1/' <<<"$cl")))
+    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$cl")))
+else
+    stage_fail "cluster tests printed no summary"
 fi
 
 echo "[suite] tokenizer speed floor"

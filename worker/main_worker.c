@@ -1,22 +1,119 @@
-/* main_worker.c - the worker process (text, unet or final role).
- * Not built yet: prints its usage. See DESIGN.md, "Coordinator". */
+/* main_worker.c - `sdxl-worker`: a cluster worker (worker_loop.h). */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "worker/worker_loop.h"
+
+static volatile int stop_flag;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_flag = 1;
+}
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: sdxl-worker --coordinator ENDPOINT --role text|unet|final --model DIR\n"
-                 "                   [--refiner DIR] [--device cpu|cuda:N] [--capacity N]\n\n"
-                 "A cluster worker. Not implemented yet in this build: it arrives with the\n"
-                 "cluster work (see README.md).\n");
+    fprintf(out,
+            "usage: sdxl-worker --coordinator ENDPOINT --role text|unet|final --model DIR [--refiner DIR]\n"
+            "                   [--device cpu|cuda:N] [--dtype f16|bf16] [--capacity N] [--variant fp16]\n"
+            "                   [--id NAME] [--heartbeat-ms N] [--cfg-split batch]\n"
+            "                   [--curve-server-key F --curve-secret F --curve-public F]\n\n"
+            "Serves one stage of the pipeline for a coordinator: text (both text encoders), unet (base\n"
+            "denoising), final (refiner steps and VAE decode). Registers its role, capacity, devices and\n"
+            "model identity (a hash of configs and weight headers); jobs of another model never reach it.\n"
+            "  --capacity N        items per task (1)\n"
+            "  --cfg-split batch   both guidance halves as one batch of 2 (the only mode in this build;\n"
+            "                      'nccl' needs two GPUs and is refused)\n"
+            "  --fault die:N|stall:N   test hook: SIGKILL itself / hang at denoising step N\n"
+            "exit codes: 0 stopped by a signal, 1 failure, 2 usage error\n");
 }
 
 int main(int argc, char **argv)
 {
-    if (argc > 1 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        usage(stdout);
-        return 0;
+    static char default_id[96];
+    sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .die_at_step = -1,
+                        .stall_at_step = -1, .stop = &stop_flag};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "sdxl-worker: %s needs a value\n", a);
+            return 2;
+        }
+        const char *v = argv[++i];
+        if (!strcmp(a, "--coordinator"))
+            o.coordinator = v;
+        else if (!strcmp(a, "--role"))
+            o.role = v;
+        else if (!strcmp(a, "--model"))
+            o.model = v;
+        else if (!strcmp(a, "--refiner"))
+            o.refiner = v;
+        else if (!strcmp(a, "--device"))
+            o.device = v;
+        else if (!strcmp(a, "--variant"))
+            o.variant = v;
+        else if (!strcmp(a, "--id"))
+            o.worker_id = v;
+        else if (!strcmp(a, "--capacity"))
+            o.capacity = atoi(v);
+        else if (!strcmp(a, "--heartbeat-ms"))
+            o.heartbeat_ms = atoi(v);
+        else if (!strcmp(a, "--dtype"))
+            o.dtype_bf16 = !strcmp(v, "bf16");
+        else if (!strcmp(a, "--curve-server-key"))
+            o.curve_server_key = v;
+        else if (!strcmp(a, "--curve-secret"))
+            o.curve_secret = v;
+        else if (!strcmp(a, "--curve-public"))
+            o.curve_public = v;
+        else if (!strcmp(a, "--cfg-split")) {
+            if (strcmp(v, "batch")) {
+                fprintf(stderr, "sdxl-worker: --cfg-split %s: only 'batch' is available (the NCCL split needs two "
+                                "GPUs and is not built yet)\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--fault")) {
+            int n;
+            if (sscanf(v, "die:%d", &n) == 1)
+                o.die_at_step = n;
+            else if (sscanf(v, "stall:%d", &n) == 1)
+                o.stall_at_step = n;
+            else {
+                fprintf(stderr, "sdxl-worker: --fault must be die:N or stall:N\n");
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "sdxl-worker: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
     }
-    usage(stderr);
-    return 2;
+    if (!o.coordinator || !o.role || !o.model || o.capacity < 1 || o.capacity > 16 || o.heartbeat_ms < 10 ||
+        (strcmp(o.role, "text") && strcmp(o.role, "unet") && strcmp(o.role, "final"))) {
+        usage(stderr);
+        return 2;
+    }
+    if (!o.worker_id) {
+        char host[64] = "host";
+        gethostname(host, sizeof host - 1);
+        snprintf(default_id, sizeof default_id, "%s-%s-%ld", host, o.role, (long)getpid());
+        o.worker_id = default_id;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    sd_error err = {0};
+    if (sd_worker_run(&o, &err) != SD_OK) {
+        fprintf(stderr, "sdxl-worker: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
 }

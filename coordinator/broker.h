@@ -1,0 +1,25 @@
+/* broker.h - the coordinator: a ZeroMQ ROUTER that workers and clients
+ * connect to. Jobs and items live in the store (SQLite); workers are kept in
+ * memory with their credit (capacity minus tasks in flight) and the time they
+ * were last heard from. A worker silent for 3 heartbeat intervals, or whose
+ * task made no progress for as long, is dead: its items go back to waiting,
+ * an attempt counted against each. */
+#ifndef SDXL_COORDINATOR_BROKER_H
+#define SDXL_COORDINATOR_BROKER_H
+
+#include "common/error.h"
+
+typedef struct {
+    const char *bind;      /* tcp://127.0.0.1:5555 */
+    const char *state_dir;
+    int heartbeat_ms;      /* 1000 */
+    int progress_timeout_ms; /* a task with no progress report for this long is dead (120000) */
+    int max_attempts;      /* 3 */
+    const char *curve_secret_file; /* server secret key (z85), enables CURVE */
+    const char *allow_file;        /* allowed client/worker public keys, one z85 per line */
+    volatile int *stop;
+} sd_broker_opts;
+
+sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err);
+
+#endif

@@ -1,0 +1,509 @@
+/* cmd_jobs.c - the job CLI: `sdxl submit | status | wait | cancel | results |
+ * workers`, clients of a coordinator (--coordinator ENDPOINT, default
+ * $SDXL_COORDINATOR, else tcp://127.0.0.1:5555). Data on stdout (the job id
+ * is the last word of submit's output), diagnostics on stderr. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "cli.h"
+#include "common/fsutil.h"
+#include "proto/message.h"
+#include "worker/scheduler.h"
+
+#define DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
+
+typedef struct {
+    void *ctx, *sock;
+    const char *endpoint;
+    int timeout_ms;
+} client;
+
+static int client_open(client *c, const char *endpoint, const char *cmd)
+{
+    memset(c, 0, sizeof *c);
+    c->endpoint = endpoint ? endpoint : getenv("SDXL_COORDINATOR") ? getenv("SDXL_COORDINATOR") : DEFAULT_ENDPOINT;
+    c->timeout_ms = 10000;
+    c->ctx = zmq_ctx_new();
+    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    /* CURVE: key files from the environment */
+    const char *sk = getenv("SDXL_CURVE_SERVER_KEY"), *sec = getenv("SDXL_CURVE_SECRET"), *pub = getenv("SDXL_CURVE_PUBLIC");
+    if (sk && sec && pub) {
+        const char *files[3] = {sk, sec, pub};
+        int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_SECRETKEY, ZMQ_CURVE_PUBLICKEY};
+        for (int i = 0; i < 3; i++) {
+            char *text;
+            size_t len;
+            sd_error err;
+            if (sd_read_file(files[i], &text, &len, &err) != SD_OK || len < 40) {
+                cli_errorf(cmd, "CURVE key file %s unreadable", files[i]);
+                return -1;
+            }
+            zmq_setsockopt(c->sock, opts[i], text, 40);
+            free(text);
+        }
+    }
+    if (zmq_connect(c->sock, c->endpoint) != 0) {
+        cli_errorf(cmd, "--coordinator %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+static void client_close(client *c)
+{
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+}
+
+/* Sends a request and waits for its reply; returns the reply header (new
+ * reference) or NULL after printing why. */
+static json_t *request(client *c, const char *cmd, const char *type, json_t *fields)
+{
+    sd_msg m;
+    sd_error err = {0};
+    sd_msg_new(&m, type, &err);
+    if (fields)
+        json_object_update(m.hdr, fields);
+    json_decref(fields);
+    sd_status st = sd_msg_send(c->sock, NULL, 0, &m, &err);
+    sd_msg_free(&m);
+    if (st != SD_OK) {
+        /* nothing connected yet: ZMQ_DONTWAIT refuses; wait and retry once */
+        zmq_pollitem_t po = {c->sock, 0, ZMQ_POLLOUT, 0};
+        zmq_poll(&po, 1, c->timeout_ms);
+        sd_msg_new(&m, type, &err);
+        if (fields)
+            json_object_update(m.hdr, fields);
+        st = sd_msg_send(c->sock, NULL, 0, &m, &err);
+        sd_msg_free(&m);
+    }
+    if (st != SD_OK) {
+        cli_errorf(cmd, "cannot reach the coordinator at %s: %s", c->endpoint, err.msg);
+        return NULL;
+    }
+    zmq_pollitem_t pi = {c->sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&pi, 1, c->timeout_ms) <= 0) {
+        cli_errorf(cmd, "the coordinator at %s did not answer within %d s", c->endpoint, c->timeout_ms / 1000);
+        return NULL;
+    }
+    sd_msg r;
+    if (sd_msg_recv(c->sock, 0, &r, NULL, NULL, &err) != SD_OK) {
+        cli_errorf(cmd, "bad reply: %s", err.msg);
+        return NULL;
+    }
+    json_t *h = json_incref(r.hdr);
+    sd_msg_free(&r);
+    if (!strcmp(json_string_value(json_object_get(h, "type")), "ERROR")) {
+        cli_errorf(cmd, "%s", json_string_value(json_object_get(h, "reason")));
+        json_decref(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* ---- submit ---- */
+
+static void usage_submit(FILE *out)
+{
+    fprintf(out, "usage: sdxl submit PROMPTS.txt|PROMPTS.jsonl --out DIR [options]\n\n"
+                 "Submits a dataset job: one prompt per line (.txt), or one JSON object per line (.jsonl) with\n"
+                 "prompt and optionally negative_prompt, prompt_2, seed and any generate option. Prints the job\n"
+                 "id as the last word. The same file and options to the same --out is the same job: it resumes\n"
+                 "and skips what is done.\n"
+                 "  --out DIR               output folder\n"
+                 "  --images-per-prompt N   (1)\n"
+                 "  --format png|webp|jpeg  (png)       --layout webdataset|files (webdataset)\n"
+                 "  --shard-size N          samples per tar shard (1000)\n"
+                 "  --seed N                base seed: an item without one gets N + its index (0)\n"
+                 "  job-wide defaults as for sdxl generate: --steps --guidance --guidance-rescale --width\n"
+                 "  --height --scheduler --negative-prompt --negative-prompt-2 --prompt-2 --high-noise-frac\n"
+                 "  --aesthetic-score --negative-aesthetic-score --original-size WxH --crop-top-left Y,X\n"
+                 "  --target-size WxH\n"
+                 "  --coordinator ENDPOINT  (default $SDXL_COORDINATOR, else %s)\n"
+                 "exit codes: 0 submitted, 1 failure, 2 usage error\n",
+            DEFAULT_ENDPOINT);
+}
+
+static int parse_pair(const char *s, char sep, int *a, int *b)
+{
+    char c;
+    return sscanf(s, "%d%c%d", a, &c, b) == 3 && (c == sep || (sep == 'x' && c == 'X')) && *a >= 0 && *b >= 0;
+}
+
+int cmd_submit(int argc, char **argv)
+{
+    const char *file = NULL, *out = NULL, *endpoint = NULL, *format = "png", *layout = "webdataset";
+    long long per_prompt = 1, shard = 1000, base_seed = 0;
+    json_t *defaults = json_object();
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage_submit(stdout);
+            json_decref(defaults);
+            return 0;
+        }
+        if (a[0] != '-') {
+            file = a;
+            continue;
+        }
+        if (i + 1 >= argc) {
+            cli_errorf("submit", "%s needs a value", a);
+            json_decref(defaults);
+            return 2;
+        }
+        const char *v = argv[++i];
+        char *end = NULL;
+        int bad = 0;
+        if (!strcmp(a, "--out"))
+            out = v;
+        else if (!strcmp(a, "--coordinator"))
+            endpoint = v;
+        else if (!strcmp(a, "--format"))
+            format = v, bad = strcmp(v, "png") && strcmp(v, "webp") && strcmp(v, "jpeg");
+        else if (!strcmp(a, "--layout"))
+            layout = v, bad = strcmp(v, "webdataset") && strcmp(v, "files");
+        else if (!strcmp(a, "--images-per-prompt"))
+            per_prompt = strtoll(v, &end, 10), bad = *end || per_prompt < 1 || per_prompt > 100000;
+        else if (!strcmp(a, "--shard-size"))
+            shard = strtoll(v, &end, 10), bad = *end || shard < 1 || shard > 1000000;
+        else if (!strcmp(a, "--seed"))
+            base_seed = strtoll(v, &end, 10), bad = *end || base_seed < 0;
+        else if (!strcmp(a, "--steps") || !strcmp(a, "--width") || !strcmp(a, "--height")) {
+            long long n = strtoll(v, &end, 10);
+            bad = *end || n < 1 || n > 8192 || (a[2] != 's' && n % 8);
+            json_object_set_new(defaults, a + 2, json_integer(n));
+        } else if (!strcmp(a, "--guidance") || !strcmp(a, "--guidance-rescale") || !strcmp(a, "--high-noise-frac") ||
+                   !strcmp(a, "--aesthetic-score") || !strcmp(a, "--negative-aesthetic-score")) {
+            double f = strtod(v, &end);
+            bad = *end || !isfinite(f);
+            char key[64];
+            snprintf(key, sizeof key, "%s", a + 2);
+            for (char *p = key; *p; p++)
+                if (*p == '-')
+                    *p = '_';
+            json_object_set_new(defaults, key, json_real(f));
+        } else if (!strcmp(a, "--scheduler")) {
+            sd_sched_kind k;
+            bad = sd_sched_parse(v, &k) != 0;
+            json_object_set_new(defaults, "scheduler", json_string(v));
+        } else if (!strcmp(a, "--negative-prompt") || !strcmp(a, "--negative-prompt-2") || !strcmp(a, "--prompt-2")) {
+            char key[64];
+            snprintf(key, sizeof key, "%s", a + 2);
+            for (char *p = key; *p; p++)
+                if (*p == '-')
+                    *p = '_';
+            json_object_set_new(defaults, key, json_string(v));
+        } else if (!strcmp(a, "--original-size") || !strcmp(a, "--target-size") || !strcmp(a, "--crop-top-left")) {
+            int x, y;
+            bad = !parse_pair(v, a[2] == 'c' ? ',' : 'x', &x, &y);
+            json_object_set_new(defaults, a[2] == 'o' ? "original_size" : a[2] == 't' ? "target_size" : "crop_top_left",
+                                json_pack("[i,i]", x, y));
+        } else {
+            cli_errorf("submit", "unknown option '%s'", a);
+            usage_submit(stderr);
+            json_decref(defaults);
+            return 2;
+        }
+        if (bad) {
+            cli_errorf("submit", "%s: '%s' is not a valid value", a, v);
+            json_decref(defaults);
+            return 2;
+        }
+    }
+    if (!file || !out) {
+        usage_submit(stderr);
+        json_decref(defaults);
+        return 2;
+    }
+    char *text;
+    size_t len;
+    sd_error err = {0};
+    if (sd_read_file(file, &text, &len, &err) != SD_OK) {
+        cli_errorf("submit", "%s", err.msg);
+        json_decref(defaults);
+        return 1;
+    }
+    int jsonl = strlen(file) > 6 && !strcmp(file + strlen(file) - 6, ".jsonl");
+    json_t *items = json_array();
+    int lineno = 0, rc = 0;
+    for (char *line = text, *next; line && *line && rc == 0; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        lineno++;
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '\r')
+            line[--l] = '\0';
+        if (!l)
+            continue;
+        json_t *base;
+        if (jsonl) {
+            json_error_t je;
+            base = json_loads(line, 0, &je);
+            if (!json_is_object(base) || !json_is_string(json_object_get(base, "prompt"))) {
+                cli_errorf("submit", "%s:%d: not a JSON object with a \"prompt\" string", file, lineno);
+                json_decref(base);
+                rc = 2;
+                break;
+            }
+        } else {
+            base = json_pack("{s:s}", "prompt", line);
+            if (!base) {
+                cli_errorf("submit", "%s:%d: not valid UTF-8", file, lineno);
+                rc = 2;
+                break;
+            }
+        }
+        for (long long k = 0; k < per_prompt; k++) {
+            json_t *it = json_deep_copy(defaults);
+            json_object_update(it, base);
+            json_object_set_new(it, "format", json_string(format));
+            json_t *seed = json_object_get(base, "seed");
+            long long s = json_is_integer(seed) ? json_integer_value(seed) + k
+                                                : base_seed + (long long)json_array_size(items);
+            json_object_set_new(it, "seed", json_integer(s));
+            json_array_append_new(items, it);
+        }
+        json_decref(base);
+    }
+    free(text);
+    json_decref(defaults);
+    if (rc == 0 && json_array_size(items) == 0) {
+        cli_errorf("submit", "%s holds no prompts", file);
+        rc = 2;
+    }
+    char absout[PATH_MAX];
+    if (rc == 0) {
+        sd_mkdirs(out, &err);
+        if (!realpath(out, absout)) {
+            cli_errorf("submit", "--out %s: cannot create", out);
+            rc = 1;
+        }
+    }
+    if (rc) {
+        json_decref(items);
+        return rc;
+    }
+    size_t nitems = json_array_size(items);
+    json_t *spec = json_pack("{s:o, s:s, s:s, s:s, s:I}", "items", items, "out", absout, "format", format, "layout",
+                             layout, "shard_size", (json_int_t)shard);
+    client c;
+    if (client_open(&c, endpoint, "submit")) {
+        json_decref(spec);
+        return 1;
+    }
+    json_t *r = request(&c, "submit", "SUBMIT", json_pack("{s:o}", "spec", spec));
+    client_close(&c);
+    if (!r)
+        return 1;
+    printf("submitted %zu items%s: job %s\n", nitems,
+           json_is_true(json_object_get(r, "existed")) ? " (resumed: same spec and output)" : "",
+           json_string_value(json_object_get(r, "job_id")));
+    json_decref(r);
+    return 0;
+}
+
+/* ---- status / wait / cancel / results / workers ---- */
+
+typedef struct {
+    const char *job, *endpoint;
+    int json, timeout_s;
+} common_args;
+
+static int parse_common(const char *cmd, int argc, char **argv, common_args *a, int need_job)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            a->json = 1;
+        else if (!strcmp(argv[i], "--coordinator") && i + 1 < argc)
+            a->endpoint = argv[++i];
+        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+            a->timeout_s = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: sdxl %s %s[--json] [--coordinator ENDPOINT]%s\n", cmd, need_job ? "JOB " : "[JOB] ",
+                   !strcmp(cmd, "wait") ? " [--timeout S]\nexit codes: 0 all done, 1 some failed or cancelled (or a "
+                                          "timeout), 2 usage error"
+                                        : "");
+            return 1;
+        } else if (argv[i][0] != '-' && !a->job)
+            a->job = argv[i];
+        else {
+            cli_errorf(cmd, "unknown option '%s'", argv[i]);
+            return 2;
+        }
+    }
+    if (need_job && !a->job) {
+        cli_errorf(cmd, "a JOB id is required");
+        return 2;
+    }
+    return 0;
+}
+
+static void print_job_row(json_t *j)
+{
+    printf("%-22s %-10s %8lld %8lld %8lld %8lld\n", json_string_value(json_object_get(j, "id")),
+           json_string_value(json_object_get(j, "state")), (long long)json_integer_value(json_object_get(j, "done")),
+           (long long)json_integer_value(json_object_get(j, "failed")),
+           (long long)(json_integer_value(json_object_get(j, "pending")) + json_integer_value(json_object_get(j, "encoded")) +
+                       json_integer_value(json_object_get(j, "denoised"))),
+           (long long)json_integer_value(json_object_get(j, "total")));
+}
+
+int cmd_status(int argc, char **argv)
+{
+    common_args a;
+    int pr = parse_common("status", argc, argv, &a, 0);
+    if (pr)
+        return pr == 1 ? 0 : pr;
+    client c;
+    if (client_open(&c, a.endpoint, "status"))
+        return 1;
+    json_t *r = request(&c, "status", "STATUS", a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
+    client_close(&c);
+    if (!r)
+        return 1;
+    json_t *jobs = a.job ? json_pack("[O]", json_object_get(r, "job")) : json_incref(json_object_get(r, "jobs"));
+    if (a.json) {
+        char *s = json_dumps(a.job ? json_object_get(r, "job") : jobs, JSON_INDENT(2));
+        puts(s);
+        free(s);
+    } else {
+        printf("%-22s %-10s %8s %8s %8s %8s\n", "job", "state", "done", "failed", "waiting", "total");
+        size_t i;
+        json_t *j;
+        json_array_foreach(jobs, i, j)
+            print_job_row(j);
+    }
+    json_decref(jobs);
+    json_decref(r);
+    return 0;
+}
+
+int cmd_wait(int argc, char **argv)
+{
+    common_args a;
+    int pr = parse_common("wait", argc, argv, &a, 1);
+    if (pr)
+        return pr == 1 ? 0 : pr;
+    client c;
+    if (client_open(&c, a.endpoint, "wait"))
+        return 1;
+    int tty = isatty(2), rc = 1;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long long done0 = -1;
+    for (;;) {
+        json_t *r = request(&c, "wait", "STATUS", json_pack("{s:s}", "job_id", a.job));
+        if (!r)
+            break;
+        json_t *j = json_object_get(r, "job");
+        long long done = json_integer_value(json_object_get(j, "done")),
+                  failed = json_integer_value(json_object_get(j, "failed")),
+                  total = json_integer_value(json_object_get(j, "total"));
+        const char *state = json_string_value(json_object_get(j, "state"));
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        double el = (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec);
+        if (done0 < 0)
+            done0 = done;
+        double rate = el > 0 ? (double)(done - done0) / el : 0;
+        if (tty) {
+            fprintf(stderr, "\r%s: %lld done, %lld failed, %lld total  %.2f images/s  ETA %s   ", a.job, done, failed,
+                    total, rate, rate > 0 ? "" : "?");
+            if (rate > 0)
+                fprintf(stderr, "\b\b\b%.0fs   ", (double)(total - done - failed) / rate);
+        }
+        int finished = strcmp(state, "running") != 0;
+        if (finished) {
+            if (tty)
+                fputc('\n', stderr);
+            printf("%s %s: %lld done, %lld failed, %lld total\n", a.job, state, done, failed, total);
+            json_t *f;
+            size_t i;
+            json_array_foreach(json_object_get(j, "failures"), i, f)
+                fprintf(stderr, "item %lld failed: %s\n", (long long)json_integer_value(json_object_get(f, "item")),
+                        json_string_value(json_object_get(f, "error")));
+            rc = (!strcmp(state, "done") && failed == 0) ? 0 : 1;
+            json_decref(r);
+            break;
+        }
+        json_decref(r);
+        if (a.timeout_s > 0 && el > a.timeout_s) {
+            cli_errorf("wait", "%s still running after %d s", a.job, a.timeout_s);
+            break;
+        }
+        usleep(200000);
+    }
+    client_close(&c);
+    return rc;
+}
+
+static int simple(const char *cmd, const char *type, int argc, char **argv, int need_job)
+{
+    common_args a;
+    int pr = parse_common(cmd, argc, argv, &a, need_job);
+    if (pr)
+        return pr == 1 ? 0 : pr;
+    client c;
+    if (client_open(&c, a.endpoint, cmd))
+        return 1;
+    json_t *r = request(&c, cmd, type, a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
+    client_close(&c);
+    if (!r)
+        return 1;
+    json_object_del(r, "v");
+    json_object_del(r, "type");
+    if (a.json || !strcmp(type, "CANCEL")) {
+        char *s = json_dumps(r, JSON_INDENT(2));
+        puts(s);
+        free(s);
+    } else if (!strcmp(type, "RESULTS")) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(r, "items"), i, it) {
+            json_t *info = json_object_get(it, "info");
+            printf("%08lld seed=%lld %s\n", (long long)json_integer_value(json_object_get(it, "idx")),
+                   (long long)json_integer_value(json_object_get(info, "seed")),
+                   json_string_value(json_object_get(info, "prompt")) ? json_string_value(json_object_get(info, "prompt"))
+                                                                      : "");
+        }
+    } else {
+        printf("%-28s %-6s %8s %8s %10s %8s %s\n", "worker", "role", "capacity", "inflight", "items", "busy", "model");
+        size_t i;
+        json_t *w;
+        json_array_foreach(json_object_get(r, "workers"), i, w)
+            printf("%-28s %-6s %8lld %8lld %10lld %7.0f%% %s\n", json_string_value(json_object_get(w, "id")),
+                   json_string_value(json_object_get(w, "role")), (long long)json_integer_value(json_object_get(w, "capacity")),
+                   (long long)json_integer_value(json_object_get(w, "inflight")),
+                   (long long)json_integer_value(json_object_get(w, "items_done")),
+                   100 * json_number_value(json_object_get(w, "busy_fraction")),
+                   json_string_value(json_object_get(w, "model")));
+    }
+    json_decref(r);
+    return 0;
+}
+
+int cmd_cancel(int argc, char **argv)
+{
+    return simple("cancel", "CANCEL", argc, argv, 1);
+}
+
+int cmd_results(int argc, char **argv)
+{
+    return simple("results", "RESULTS", argc, argv, 1);
+}
+
+int cmd_workers(int argc, char **argv)
+{
+    return simple("workers", "WORKERS", argc, argv, 0);
+}

@@ -1,0 +1,222 @@
+/* outputs.c - see outputs.h. */
+#include "coordinator/outputs.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/fsutil.h"
+
+void outputs_from_spec(sd_outputs *o, json_t *spec)
+{
+    memset(o, 0, sizeof *o);
+    o->dir = json_string_value(json_object_get(spec, "out"));
+    const char *fmt = json_string_value(json_object_get(spec, "format"));
+    o->ext = fmt && !strcmp(fmt, "webp") ? "webp" : fmt && !strcmp(fmt, "jpeg") ? "jpg" : "png";
+    const char *layout = json_string_value(json_object_get(spec, "layout"));
+    o->webdataset = !layout || strcmp(layout, "files") != 0;
+    json_t *ss = json_object_get(spec, "shard_size");
+    o->shard_size = json_is_integer(ss) && json_integer_value(ss) > 0 ? (int)json_integer_value(ss) : 1000;
+    o->total = (int)json_array_size(json_object_get(spec, "items"));
+}
+
+static char *item_path(const sd_outputs *o, int idx, const char *ext)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s%08d.%s", o->webdataset ? ".staging/" : "", idx, ext);
+    return sd_path_join(o->dir, name);
+}
+
+static char *shard_path(const sd_outputs *o, int shard)
+{
+    char name[32];
+    snprintf(name, sizeof name, "%06d.tar", shard);
+    return sd_path_join(o->dir, name);
+}
+
+sd_status outputs_write_item(const sd_outputs *o, int idx, const void *image, size_t len, json_t *meta, sd_error *err)
+{
+    char *sub = o->webdataset ? sd_path_join(o->dir, ".staging") : strdup(o->dir);
+    sd_status st = sub ? sd_mkdirs(sub, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    free(sub);
+    SD_TRY(st);
+    char *img = item_path(o, idx, o->ext), *js = item_path(o, idx, "json");
+    char *text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!img || !js || !text)
+        st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    /* the image first, its JSON last: a complete JSON marks a complete item */
+    if (st == SD_OK)
+        st = sd_write_file_atomic(img, image, len, err);
+    if (st == SD_OK)
+        st = sd_write_file_atomic(js, text, strlen(text), err);
+    free(img);
+    free(js);
+    free(text);
+    return st;
+}
+
+int outputs_item_exists(const sd_outputs *o, int idx)
+{
+    if (o->webdataset) {
+        char *sp = shard_path(o, idx / o->shard_size);
+        int e = sp && sd_path_exists(sp);
+        free(sp);
+        if (e)
+            return 1;
+    }
+    char *img = item_path(o, idx, o->ext), *js = item_path(o, idx, "json");
+    int e = img && js && sd_path_exists(img) && sd_path_exists(js);
+    free(img);
+    free(js);
+    return e;
+}
+
+/* ---- tar (ustar) ---- */
+static void octal(char *dst, size_t width, unsigned long long v)
+{
+    snprintf(dst, width, "%0*llo", (int)width - 1, v);
+}
+
+static int tar_member(FILE *fp, const char *name, const void *data, size_t len)
+{
+    unsigned char h[512];
+    memset(h, 0, sizeof h);
+    snprintf((char *)h, 100, "%s", name);
+    octal((char *)h + 100, 8, 0644);
+    octal((char *)h + 108, 8, 0);
+    octal((char *)h + 116, 8, 0);
+    octal((char *)h + 124, 12, len);
+    octal((char *)h + 136, 12, 0); /* fixed mtime: identical shards for identical items */
+    memset(h + 148, ' ', 8);
+    h[156] = '0';
+    memcpy(h + 257, "ustar", 6);
+    memcpy(h + 263, "00", 2);
+    unsigned sum = 0;
+    for (int i = 0; i < 512; i++)
+        sum += h[i];
+    snprintf((char *)h + 148, 8, "%06o", sum);
+    h[155] = ' ';
+    static const unsigned char zero[512];
+    size_t pad = (512 - len % 512) % 512;
+    return fwrite(h, 1, 512, fp) != 512 || (len && fwrite(data, 1, len, fp) != len) ||
+           (pad && fwrite(zero, 1, pad, fp) != pad);
+}
+
+static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(void *, int), void *user, sd_error *err)
+{
+    char *path = shard_path(o, shard);
+    if (!path)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_atomic_file af;
+    sd_status st = sd_atomic_open(&af, path, err);
+    free(path);
+    SD_TRY(st);
+    int first = shard * o->shard_size, last = first + o->shard_size;
+    if (last > o->total)
+        last = o->total;
+    for (int i = first; i < last && st == SD_OK; i++) {
+        const char *exts[2] = {o->ext, "json"};
+        for (int k = 0; k < 2 && st == SD_OK; k++) {
+            char *p = item_path(o, i, exts[k]);
+            char *data = NULL;
+            size_t len = 0;
+            if (p && sd_path_exists(p) && finished(user, i) == 1) {
+                st = sd_read_file(p, &data, &len, err);
+                char name[64];
+                snprintf(name, sizeof name, "%08d.%s", i, exts[k]);
+                if (st == SD_OK && tar_member(af.fp, name, data, len))
+                    st = sd_fail(err, SD_ERR_IO, "%s: write failed", af.tmp);
+            }
+            free(data);
+            free(p);
+        }
+    }
+    static const unsigned char end[1024];
+    if (st == SD_OK && fwrite(end, 1, sizeof end, af.fp) != sizeof end)
+        st = sd_fail(err, SD_ERR_IO, "shard write failed");
+    if (st != SD_OK) {
+        sd_atomic_abort(&af);
+        return st;
+    }
+    SD_TRY(sd_atomic_commit(&af, err));
+    /* the shard is durable: its staged files can go */
+    for (int i = first; i < last; i++) {
+        const char *exts[2] = {o->ext, "json"};
+        for (int k = 0; k < 2; k++) {
+            char *p = item_path(o, i, exts[k]);
+            if (p)
+                unlink(p);
+            free(p);
+        }
+    }
+    return SD_OK;
+}
+
+sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, int final, sd_error *err)
+{
+    if (!o->webdataset)
+        return SD_OK;
+    int shards = (o->total + o->shard_size - 1) / o->shard_size;
+    for (int s = 0; s < shards; s++) {
+        char *sp = shard_path(o, s);
+        int exists = sp && sd_path_exists(sp);
+        free(sp);
+        if (exists)
+            continue;
+        int first = s * o->shard_size, last = first + o->shard_size, ready = 1;
+        if (last > o->total)
+            last = o->total;
+        for (int i = first; i < last && ready; i++)
+            ready = finished(user, i) != 0;
+        if (ready || final)
+            SD_TRY(write_shard(o, s, finished, user, err));
+    }
+    return SD_OK;
+}
+
+sd_status outputs_write_metadata(const sd_outputs *o, json_t *done, sd_error *err)
+{
+    if (o->webdataset)
+        return SD_OK;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap);
+    size_t i;
+    json_t *d;
+    json_array_foreach(done, i, d) {
+        json_t *line = json_deep_copy(json_object_get(d, "info"));
+        int idx = (int)json_integer_value(json_object_get(d, "idx"));
+        char key[16], file[32];
+        snprintf(key, sizeof key, "%08d", idx);
+        snprintf(file, sizeof file, "%08d.%s", idx, o->ext);
+        json_object_set_new(line, "key", json_string(key));
+        json_object_set_new(line, "file", json_string(file));
+        char *s = json_dumps(line, JSON_COMPACT | JSON_SORT_KEYS);
+        json_decref(line);
+        size_t l = s ? strlen(s) : 0;
+        while (buf && len + l + 2 > cap) {
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                buf = NULL;
+            } else {
+                buf = nb;
+            }
+        }
+        if (buf && s) {
+            memcpy(buf + len, s, l);
+            len += l;
+            buf[len++] = '\n';
+        }
+        free(s);
+    }
+    if (!buf)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    char *path = sd_path_join(o->dir, "metadata.jsonl");
+    sd_status st = path ? sd_write_file_atomic(path, buf, len, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    free(path);
+    free(buf);
+    return st;
+}

@@ -1,0 +1,396 @@
+/* store.c - see store.h. One SQLite connection, WAL journal, synchronous
+ * NORMAL: a committed stage result survives a process kill; an fsync per
+ * transaction is not needed for that under WAL. */
+#include "coordinator/store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/fsutil.h"
+
+struct sd_store {
+    sqlite3 *db;
+};
+
+static sd_status db_fail(sd_store *s, sd_error *err, const char *what)
+{
+    return sd_fail(err, SD_ERR_IO, "state database: %s: %s", what, sqlite3_errmsg(s->db));
+}
+
+static sd_status exec(sd_store *s, const char *sql, sd_error *err)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        sd_status st = sd_fail(err, SD_ERR_IO, "state database: %s", msg ? msg : "error");
+        sqlite3_free(msg);
+        return st;
+    }
+    return SD_OK;
+}
+
+sd_status store_open(sd_store **out, const char *dir, sd_error *err)
+{
+    SD_TRY(sd_mkdirs(dir, err));
+    char *path = sd_path_join(dir, "coordinator.sqlite");
+    sd_store *s = calloc(1, sizeof *s);
+    if (!path || !s) {
+        free(path);
+        free(s);
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    }
+    if (sqlite3_open(path, &s->db) != SQLITE_OK) {
+        sd_status st = sd_fail(err, SD_ERR_IO, "%s: %s", path, sqlite3_errmsg(s->db));
+        sqlite3_close(s->db);
+        free(s);
+        free(path);
+        return st;
+    }
+    free(path);
+    sqlite3_busy_timeout(s->db, 5000);
+    sd_status st = exec(s,
+                        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                        "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, spec TEXT NOT NULL, identity TEXT,"
+                        " state TEXT NOT NULL, created REAL NOT NULL, n INTEGER NOT NULL);"
+                        "CREATE TABLE IF NOT EXISTS items(job TEXT NOT NULL, idx INTEGER NOT NULL, params TEXT NOT NULL,"
+                        " state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT, blob BLOB,"
+                        " info TEXT, PRIMARY KEY(job, idx));"
+                        "CREATE INDEX IF NOT EXISTS items_state ON items(state, job, idx);",
+                        err);
+    if (st != SD_OK) {
+        store_close(s);
+        return st;
+    }
+    *out = s;
+    return SD_OK;
+}
+
+void store_close(sd_store *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    free(s);
+}
+
+sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *existed, sd_error *err)
+{
+    sqlite3_stmt *q;
+    *existed = 0;
+    sqlite3_prepare_v2(s->db, "SELECT 1 FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        *existed = 1;
+    sqlite3_finalize(q);
+    if (*existed)
+        return SD_OK;
+    json_t *items = json_object_get(spec, "items");
+    char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+    SD_TRY(exec(s, "BEGIN", err));
+    sd_status st = SD_OK;
+    sqlite3_prepare_v2(s->db, "INSERT INTO jobs(id, spec, state, created, n) VALUES(?, ?, 'running', julianday('now'), ?)",
+                       -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)json_array_size(items));
+    if (sqlite3_step(q) != SQLITE_DONE)
+        st = db_fail(s, err, "insert job");
+    sqlite3_finalize(q);
+    free(text);
+    sqlite3_prepare_v2(s->db, "INSERT INTO items(job, idx, params, state) VALUES(?, ?, ?, 0)", -1, &q, NULL);
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        if (st != SD_OK)
+            break;
+        char *p = json_dumps(it, JSON_COMPACT | JSON_SORT_KEYS);
+        sqlite3_reset(q);
+        sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(q, 2, (int)i);
+        sqlite3_bind_text(q, 3, p, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            st = db_fail(s, err, "insert item");
+        free(p);
+    }
+    sqlite3_finalize(q);
+    return exec(s, st == SD_OK ? "COMMIT" : "ROLLBACK", st == SD_OK ? err : NULL) == SD_OK ? st : st;
+}
+
+json_t *store_job_spec(sd_store *s, const char *job_id)
+{
+    sqlite3_stmt *q;
+    json_t *r = NULL;
+    sqlite3_prepare_v2(s->db, "SELECT spec FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        r = json_loads((const char *)sqlite3_column_text(q, 0), 0, NULL);
+    sqlite3_finalize(q);
+    return r;
+}
+
+json_t *store_job_status(sd_store *s, const char *job_id)
+{
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db, "SELECT state, n, identity FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) != SQLITE_ROW) {
+        sqlite3_finalize(q);
+        return NULL;
+    }
+    json_t *r = json_pack("{s:s, s:s, s:I}", "id", job_id, "state", (const char *)sqlite3_column_text(q, 0), "total",
+                          (json_int_t)sqlite3_column_int64(q, 1));
+    if (sqlite3_column_text(q, 2))
+        json_object_set_new(r, "model", json_string((const char *)sqlite3_column_text(q, 2)));
+    sqlite3_finalize(q);
+    const char *names[6] = {"pending", "encoded", "denoised", "done", "failed", "cancelled"};
+    for (int i = 0; i < 6; i++)
+        json_object_set_new(r, names[i], json_integer(0));
+    sqlite3_prepare_v2(s->db, "SELECT state, count(*) FROM items WHERE job=? GROUP BY state", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int stt = sqlite3_column_int(q, 0);
+        if (stt >= 0 && stt < 6)
+            json_object_set_new(r, names[stt], json_integer(sqlite3_column_int64(q, 1)));
+    }
+    sqlite3_finalize(q);
+    json_t *errs = json_array();
+    sqlite3_prepare_v2(s->db, "SELECT idx, error FROM items WHERE job=? AND state=4 ORDER BY idx LIMIT 20", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        json_array_append_new(errs, json_pack("{s:i, s:s}", "item", sqlite3_column_int(q, 0), "error",
+                                              sqlite3_column_text(q, 1) ? (const char *)sqlite3_column_text(q, 1) : ""));
+    sqlite3_finalize(q);
+    json_object_set_new(r, "failures", errs);
+    return r;
+}
+
+json_t *store_jobs_list(sd_store *s)
+{
+    json_t *a = json_array();
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db, "SELECT id FROM jobs ORDER BY created", -1, &q, NULL);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        json_t *st = store_job_status(s, (const char *)sqlite3_column_text(q, 0));
+        if (st)
+            json_array_append_new(a, st);
+    }
+    sqlite3_finalize(q);
+    return a;
+}
+
+sd_status store_job_set_identity(sd_store *s, const char *job_id, const char *identity, sd_error *err)
+{
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db, "UPDATE jobs SET identity=? WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, identity, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "set identity");
+}
+
+const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_t len)
+{
+    sqlite3_stmt *q;
+    const char *r = NULL;
+    sqlite3_prepare_v2(s->db, "SELECT identity FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0)) {
+        snprintf(buf, len, "%s", (const char *)sqlite3_column_text(q, 0));
+        r = buf;
+    }
+    sqlite3_finalize(q);
+    return r;
+}
+
+sd_status store_job_set_state(sd_store *s, const char *job_id, const char *state, sd_error *err)
+{
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db, "UPDATE jobs SET state=? WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, state, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "set job state");
+}
+
+sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
+{
+    sqlite3_stmt *q;
+    SD_TRY(store_job_set_state(s, job_id, "cancelled", err));
+    sqlite3_prepare_v2(s->db, "UPDATE items SET state=5, blob=NULL WHERE job=? AND state<3", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "cancel");
+}
+
+int store_items_waiting(sd_store *s, item_state state, store_item_ref *out, int max)
+{
+    sqlite3_stmt *q;
+    int n = 0;
+    sqlite3_prepare_v2(s->db,
+                       "SELECT items.job, items.idx, items.params FROM items JOIN jobs ON jobs.id=items.job "
+                       "WHERE items.state=? AND jobs.state='running' ORDER BY jobs.created, items.idx LIMIT ?",
+                       -1, &q, NULL);
+    sqlite3_bind_int(q, 1, (int)state);
+    sqlite3_bind_int(q, 2, max);
+    while (n < max && sqlite3_step(q) == SQLITE_ROW) {
+        snprintf(out[n].job, sizeof out[n].job, "%s", (const char *)sqlite3_column_text(q, 0));
+        out[n].idx = sqlite3_column_int(q, 1);
+        out[n].params = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
+        n++;
+    }
+    sqlite3_finalize(q);
+    return n;
+}
+
+void store_item_refs_free(store_item_ref *r, int n)
+{
+    for (int i = 0; i < n; i++)
+        json_decref(r[i].params);
+}
+
+sd_status store_item_advance(sd_store *s, const char *job, int idx, item_state from, item_state to, const void *blob,
+                             size_t len, json_t *info, sd_error *err)
+{
+    sqlite3_stmt *q;
+    char *text = info ? json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    sqlite3_prepare_v2(s->db, "UPDATE items SET state=?, blob=?, info=coalesce(?, info) WHERE job=? AND idx=? AND state=?",
+                       -1, &q, NULL);
+    sqlite3_bind_int(q, 1, (int)to);
+    if (blob)
+        sqlite3_bind_blob(q, 2, blob, (int)len, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, 2);
+    if (text)
+        sqlite3_bind_text(q, 3, text, -1, SQLITE_TRANSIENT);
+    else
+        sqlite3_bind_null(q, 3);
+    sqlite3_bind_text(q, 4, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 5, idx);
+    sqlite3_bind_int(q, 6, (int)from);
+    int rc = sqlite3_step(q);
+    int changed = sqlite3_changes(s->db);
+    sqlite3_finalize(q);
+    free(text);
+    if (rc != SQLITE_DONE)
+        return db_fail(s, err, "advance item");
+    if (changed != 1)
+        return sd_fail(err, SD_ERR_INVALID, "item %s/%d is no longer in that stage", job, idx);
+    return SD_OK;
+}
+
+sd_status store_item_blob(sd_store *s, const char *job, int idx, void **blob, size_t *len, sd_error *err)
+{
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db, "SELECT blob FROM items WHERE job=? AND idx=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, idx);
+    sd_status st = SD_OK;
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_blob(q, 0)) {
+        *len = (size_t)sqlite3_column_bytes(q, 0);
+        *blob = malloc(*len);
+        if (*blob)
+            memcpy(*blob, sqlite3_column_blob(q, 0), *len);
+        else
+            st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    } else {
+        st = sd_fail(err, SD_ERR_MISSING, "item %s/%d has no stored intermediate", job, idx);
+    }
+    sqlite3_finalize(q);
+    return st;
+}
+
+sd_status store_item_failed_attempt(sd_store *s, const char *job, int idx, const char *reason, int max_attempts,
+                                    sd_error *err)
+{
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db,
+                       "UPDATE items SET attempts=attempts+1, error=?, state=CASE WHEN attempts+1>=? THEN 4 ELSE state END "
+                       "WHERE job=? AND idx=? AND state<3",
+                       -1, &q, NULL);
+    sqlite3_bind_text(q, 1, reason, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, max_attempts);
+    sqlite3_bind_text(q, 3, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 4, idx);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "record failure");
+}
+
+json_t *store_job_done_items(sd_store *s, const char *job)
+{
+    json_t *a = json_array();
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db, "SELECT idx, info FROM items WHERE job=? AND state=3 ORDER BY idx", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        json_t *info = sqlite3_column_text(q, 1) ? json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL) : NULL;
+        json_array_append_new(a, json_pack("{s:i, s:o}", "idx", sqlite3_column_int(q, 0), "info",
+                                           info ? info : json_object()));
+    }
+    sqlite3_finalize(q);
+    return a;
+}
+
+int store_job_unfinished(sd_store *s, const char *job)
+{
+    sqlite3_stmt *q;
+    int n = 0;
+    sqlite3_prepare_v2(s->db, "SELECT count(*) FROM items WHERE job=? AND state<3", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return n;
+}
+
+sd_status store_item_mark_done(sd_store *s, const char *job, int idx, sd_error *err)
+{
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db, "UPDATE items SET state=3, blob=NULL WHERE job=? AND idx=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, idx);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "mark done");
+}
+
+int store_item_state(sd_store *s, const char *job, int idx)
+{
+    sqlite3_stmt *q;
+    int r = -1;
+    sqlite3_prepare_v2(s->db, "SELECT state FROM items WHERE job=? AND idx=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, idx);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        r = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    return r;
+}
+
+int store_running_jobs(sd_store *s, char (*out)[40], int max)
+{
+    sqlite3_stmt *q;
+    int n = 0;
+    sqlite3_prepare_v2(s->db, "SELECT id FROM jobs WHERE state='running' ORDER BY created", -1, &q, NULL);
+    while (n < max && sqlite3_step(q) == SQLITE_ROW)
+        snprintf(out[n++], 40, "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    return n;
+}
+
+json_t *store_item_info(sd_store *s, const char *job, int idx)
+{
+    sqlite3_stmt *q;
+    json_t *r = NULL;
+    sqlite3_prepare_v2(s->db, "SELECT info FROM items WHERE job=? AND idx=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, idx);
+    if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
+        r = json_loads((const char *)sqlite3_column_text(q, 0), 0, NULL);
+    sqlite3_finalize(q);
+    return r;
+}

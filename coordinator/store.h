@@ -1,0 +1,69 @@
+/* store.h - the coordinator's durable state: jobs and items in SQLite (WAL)
+ * under --state DIR. Everything a restarted coordinator needs to resume is
+ * here: each item's stage and the intermediate tensors of the last stage
+ * done, kept until the next stage's result is stored. Tasks in flight are
+ * not: after a restart they are simply dispatched again. */
+#ifndef SDXL_COORDINATOR_STORE_H
+#define SDXL_COORDINATOR_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+#include "common/error.h"
+
+typedef enum {
+    ITEM_PENDING = 0, /* waiting for the text stage */
+    ITEM_ENCODED = 1, /* text done: waiting for the unet stage */
+    ITEM_DENOISED = 2, /* latents done: waiting for the final stage */
+    ITEM_DONE = 3,
+    ITEM_FAILED = 4,
+    ITEM_CANCELLED = 5,
+} item_state;
+
+typedef struct sd_store sd_store;
+
+sd_status store_open(sd_store **out, const char *dir, sd_error *err);
+void store_close(sd_store *s);
+
+/* Creates a job (items from spec["items"]) unless it exists; *existed tells. */
+sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *existed, sd_error *err);
+/* JSON: {id, state, total, pending, encoded, denoised, done, failed, cancelled, out, ...} */
+json_t *store_job_status(sd_store *s, const char *job_id);
+json_t *store_jobs_list(sd_store *s);
+/* spec of a job (new reference) or NULL */
+json_t *store_job_spec(sd_store *s, const char *job_id);
+sd_status store_job_set_identity(sd_store *s, const char *job_id, const char *identity, sd_error *err);
+const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_t len);
+sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err);
+sd_status store_job_set_state(sd_store *s, const char *job_id, const char *state, sd_error *err);
+
+/* Items waiting in state, for jobs not cancelled: up to max (job, idx). */
+typedef struct {
+    char job[40];
+    int idx;
+    json_t *params; /* new reference */
+} store_item_ref;
+int store_items_waiting(sd_store *s, item_state state, store_item_ref *out, int max);
+void store_item_refs_free(store_item_ref *r, int n);
+
+/* Stage results: the blob replaces the item's intermediate and advances it. */
+sd_status store_item_advance(sd_store *s, const char *job, int idx, item_state from, item_state to, const void *blob,
+                             size_t len, json_t *info, sd_error *err);
+/* The item's stored intermediate (malloc'd) */
+sd_status store_item_blob(sd_store *s, const char *job, int idx, void **blob, size_t *len, sd_error *err);
+/* A failed attempt: back to its state, or failed for good after max_attempts. */
+sd_status store_item_failed_attempt(sd_store *s, const char *job, int idx, const char *reason, int max_attempts,
+                                    sd_error *err);
+/* The item's accumulated info (worker ids, timings) or NULL. */
+json_t *store_item_info(sd_store *s, const char *job, int idx);
+/* Items of a job in state done, with their info (for metadata.jsonl). */
+json_t *store_job_done_items(sd_store *s, const char *job);
+int store_job_unfinished(sd_store *s, const char *job);
+/* The item's state, or -1 if there is no such item. */
+int store_item_state(sd_store *s, const char *job, int idx);
+/* Jobs still running (ids into out, up to max). */
+int store_running_jobs(sd_store *s, char (*out)[40], int max);
+/* Marks done without output (the output already exists: resubmission). */
+sd_status store_item_mark_done(sd_store *s, const char *job, int idx, sd_error *err);
+
+#endif

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Cluster tests on loopback with the project's tiny default model: a
+# coordinator and workers as separate processes, killed, stopped and
+# restarted on purpose. Each scenario prints ok/FAIL; the script ends with
+# "cluster: N passed, N failed". Every process it starts is stopped at exit.
+set -u
+cd "$(dirname "$0")/../.."
+BIN=${BIN:-build/bin}
+M=build/models/sdxl-tiny-random
+HB=300
+# several workers share 2 cores here: one OpenMP thread each keeps them fair
+export OMP_NUM_THREADS=1
+pass=0
+fail=0
+ROOT=$(mktemp -d /tmp/sdxl-cluster-XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$ROOT"
+}
+trap cleanup EXIT
+ok() { pass=$((pass + 1)); echo "  ok   $1"; }
+bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | tail -15 | sed 's/^/       /'; }
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_coordinator() { # dir endpoint [extra args]
+    local d=$1 ep=$2
+    shift 2
+    $BIN/sdxl-coordinator --bind "$ep" --state "$d/state" --heartbeat-ms $HB --progress-timeout-ms 3000 "$@" \
+        >>"$d/coordinator.log" 2>&1 &
+    COORD=$!
+    PIDS+=($COORD)
+}
+start_worker() { # dir endpoint role id [extra args]
+    local d=$1 ep=$2 role=$3 id=$4
+    shift 4
+    $BIN/sdxl-worker --coordinator "$ep" --role "$role" --model "$M" --heartbeat-ms $HB --id "$id" "$@" \
+        >>"$d/worker-$id.log" 2>&1 &
+    LAST_WORKER=$!
+    PIDS+=($LAST_WORKER)
+}
+prompts() { printf 'a cat on a sofa\na dog in the park\na red fox in snow\nan astronaut on mars\na lighthouse at dusk\na bowl of fruit\n' >"$1"; }
+submit() { # dir endpoint extra... -> prints job id
+    local d=$1 ep=$2
+    shift 2
+    $BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 4 --coordinator "$ep" "$@" |
+        awk '{print $NF}'
+}
+# the 24 items equal `sdxl generate` with the same parameters, byte for byte
+same_as_generate() { # dir
+    local d=$1 p=0
+    mkdir -p "$d/ref"
+    while IFS= read -r prompt; do
+        $BIN/sdxl generate --model "$M" --prompt "$prompt" --seed $((4 * p)) --steps 4 --batch 4 \
+            --out "$d/ref/p$p.png" --quiet >/dev/null || return 1
+        for k in 0 1 2 3; do
+            cmp -s "$d/ref/p$p-00$k.png" "$d/out/$(printf %08d $((4 * p + k))).png" || {
+                echo "item $((4 * p + k)) differs from generate"
+                return 1
+            }
+        done
+        p=$((p + 1))
+    done <"$d/prompts.txt"
+}
+exactly_once() { # dir: 24 images, 24 json, metadata lines unique and complete
+    local d=$1
+    local n_png n_json n_meta n_keys
+    n_png=$(ls "$d/out"/*.png 2>/dev/null | wc -l)
+    n_json=$(ls "$d/out"/[0-9]*.json 2>/dev/null | wc -l)
+    n_meta=$(wc -l <"$d/out/metadata.jsonl")
+    n_keys=$(python3 -c 'import json,sys; print(len({json.loads(l)["key"] for l in open(sys.argv[1])}))' "$d/out/metadata.jsonl")
+    [ "$n_png" = 24 ] && [ "$n_json" = 24 ] && [ "$n_meta" = 24 ] && [ "$n_keys" = 24 ] ||
+        { echo "png $n_png json $n_json metadata lines $n_meta unique keys $n_keys"; return 1; }
+}
+
+scenario_basic() {
+    local d=$ROOT/basic ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u1
+    start_worker "$d" "$ep" unet u2
+    start_worker "$d" "$ep" final f1
+    local job
+    job=$(submit "$d" "$ep" --layout files)
+    if ! out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then bad "basic job completes" "$out"; return; fi
+    ok "1 text, 2 unet, 1 final worker complete a 24-item job"
+    if out=$(same_as_generate "$d" 2>&1); then ok "every cluster image equals sdxl generate's, byte for byte"; else bad "images equal generate" "$out"; fi
+    if out=$(exactly_once "$d" 2>&1); then ok "files layout: each item exactly once, metadata.jsonl complete"; else bad "exactly once" "$out"; fi
+    local w
+    w=$($BIN/sdxl workers --coordinator "$ep" --json)
+    if python3 -c 'import json,sys; w=json.loads(sys.argv[1])["workers"]; u=[x for x in w if x["role"]=="unet"]; assert len(w)==4 and all(x["items_done"]>0 for x in u), w' "$w" 2>/dev/null; then
+        ok "both unet workers took work (credit-based batching spreads it)"
+    else bad "both unet workers took work" "$w"; fi
+    # resubmitting the same spec to the same output skips what is done
+    local again
+    again=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 4 --coordinator "$ep" --layout files)
+    if grep -q "resumed" <<<"$again" && timeout 20 $BIN/sdxl wait "$(awk '{print $NF}' <<<"$again")" --coordinator "$ep" >/dev/null; then
+        ok "resubmitting the same job resumes it (nothing redone)"
+    else bad "resubmission" "$again"; fi
+    # garbage and truncated messages get errors while the coordinator goes on
+    if out=$(python3 tests/cluster/send_garbage.py "$ep" 2>&1) && $BIN/sdxl status --coordinator "$ep" >/dev/null; then
+        ok "garbage, truncated and wrong-version messages are refused with reasons; the coordinator keeps serving"
+    else bad "garbage messages" "$out"; fi
+    kill $COORD
+}
+
+scenario_killed_worker() {
+    local d=$ROOT/kill ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u-doomed --fault die:2
+    start_worker "$d" "$ep" unet u2
+    start_worker "$d" "$ep" final f1
+    local job
+    job=$(submit "$d" "$ep" --layout files)
+    if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && exactly_once "$d" >/dev/null &&
+        grep -q "dying at step" "$d/worker-u-doomed.log" && grep -q "u-doomed (unet) is dead" "$d/coordinator.log"; then
+        ok "a unet worker killed by SIGKILL mid-task: the job completes, each item exactly once"
+    else bad "killed worker" "$out $(tail -3 "$d/coordinator.log")"; fi
+    kill $COORD
+}
+
+scenario_restarted_coordinator() {
+    local d=$ROOT/restart ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u1
+    start_worker "$d" "$ep" final f1
+    local job
+    job=$(submit "$d" "$ep" --layout webdataset --shard-size 10)
+    local i=0
+    until [ "$(ls "$d/out/.staging" 2>/dev/null | wc -l)" -ge 6 ] || [ $i -ge 200 ]; do sleep 0.05; i=$((i + 1)); done
+    kill -9 $COORD
+    sleep 0.3
+    start_coordinator "$d" "$ep"
+    if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then
+        local members
+        members=$(for t in "$d"/out/*.tar; do tar tf "$t"; done | sort)
+        if [ "$(wc -l <<<"$members")" = 48 ] && [ "$(uniq <<<"$members" | wc -l)" = 48 ] && [ -f "$d/out/000002.tar" ]; then
+            ok "coordinator killed with SIGKILL and restarted: the job resumes; 3 tar shards, 24 samples once each"
+        else bad "restart: shards" "$members"; fi
+    else bad "restart: job completes" "$out"; fi
+    kill $COORD
+}
+
+scenario_stopped_worker() {
+    local d=$ROOT/stop ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u-frozen
+    local frozen=$LAST_WORKER
+    start_worker "$d" "$ep" final f1
+    local job
+    job=$(submit "$d" "$ep" --layout files)
+    # freeze the unet worker once it holds a task (no other unet worker yet)
+    local i=0
+    until $BIN/sdxl workers --coordinator "$ep" --json | python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; sys.exit(0 if any(x["id"]=="u-frozen" and x["inflight"]>0 for x in w) else 1)' 2>/dev/null || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
+    kill -STOP $frozen
+    start_worker "$d" "$ep" unet u-fresh
+    if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then
+        kill -CONT $frozen
+        sleep 1.5 # the resumed worker finishes its stale task and reports it
+        if exactly_once "$d" >/dev/null && grep -q "u-frozen (unet) is dead" "$d/coordinator.log"; then
+            ok "a unet worker frozen by SIGSTOP is declared dead, the job completes, nothing is written twice on resume"
+        else bad "stopped worker" "$(exactly_once "$d") $(tail -5 "$d/coordinator.log")"; fi
+    else bad "stopped worker: job completes" "$out"; fi
+    kill $COORD
+}
+
+scenario_curve() {
+    local d=$ROOT/curve ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    python3 tests/cluster/curve_keys.py "$d" || { bad "CURVE keys" ""; return; }
+    start_coordinator "$d" "$ep" --curve-secret "$d/server.secret" --allow "$d/allowed"
+    local good bad_out
+    good=$(SDXL_CURVE_SERVER_KEY=$d/server.public SDXL_CURVE_SECRET=$d/client.secret SDXL_CURVE_PUBLIC=$d/client.public \
+        timeout 20 $BIN/sdxl workers --coordinator "$ep" 2>&1)
+    bad_out=$(SDXL_CURVE_SERVER_KEY=$d/server.public SDXL_CURVE_SECRET=$d/stranger.secret SDXL_CURVE_PUBLIC=$d/stranger.public \
+        timeout 20 $BIN/sdxl workers --coordinator "$ep" 2>&1)
+    local rc=$?
+    if grep -q "worker" <<<"$good" && [ $rc -ne 0 ] && grep -q "refused a peer" "$d/coordinator.log"; then
+        ok "with CURVE, a client with an allowed key is served and one with an unknown key is refused"
+    else bad "CURVE" "good: $good / stranger (rc $rc): $bad_out"; fi
+    if out=$($BIN/sdxl-coordinator --bind "tcp://0.0.0.0:$(port)" --state "$d/s2" 2>&1); then bad "no CURVE binds loopback only" "$out"
+    else grep -q "loopback" <<<"$out" && ok "without CURVE keys the coordinator refuses a non-loopback bind" || bad "loopback" "$out"; fi
+    kill $COORD
+}
+
+scenario_basic
+scenario_killed_worker
+scenario_restarted_coordinator
+scenario_stopped_worker
+scenario_curve
+echo "cluster: $pass passed, $fail failed"
+[ "$fail" = 0 ]

@@ -1,0 +1,511 @@
+/* worker_loop.c - see worker_loop.h. */
+#include "worker/worker_loop.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "common/fsutil.h"
+#include "common/hashmap.h"
+#include "common/model_identity.h"
+#include "proto/message.h"
+#include "worker/image_meta.h"
+#include "worker/pipeline.h"
+
+typedef struct {
+    const sd_worker_opts *o;
+    void *sock;
+    sd_pipeline p;
+    sd_backend *be, *vbe;
+    char identity[96];
+    double last_sent, last_heard;
+    long long task_id;
+} worker;
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void wlog(const worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wlog(const worker *w, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "worker %s: ", w->o->worker_id);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+static void send_simple(worker *w, const char *type, json_t *fields)
+{
+    sd_msg m;
+    sd_error err;
+    if (sd_msg_new(&m, type, &err) != SD_OK)
+        return;
+    json_object_set_new(m.hdr, "worker_id", json_string(w->o->worker_id));
+    if (fields)
+        json_object_update(m.hdr, fields);
+    json_decref(fields);
+    sd_msg_send(w->sock, NULL, 0, &m, &err);
+    sd_msg_free(&m);
+    w->last_sent = now_s();
+}
+
+static void send_register(worker *w)
+{
+    send_simple(w, "REGISTER", json_pack("{s:s, s:i, s:s, s:s}", "role", w->o->role, "capacity", w->o->capacity, "model",
+                                         w->identity, "devices", w->o->device));
+    w->last_heard = now_s();
+}
+
+static void heartbeat(worker *w)
+{
+    send_simple(w, "HEARTBEAT", w->task_id ? json_pack("{s:I}", "task_id", (json_int_t)w->task_id) : NULL);
+}
+
+/* between denoising steps: heartbeat, and the fault hooks */
+static void on_step(void *user, const char *stage, int step, int steps)
+{
+    (void)stage;
+    (void)steps;
+    worker *w = user;
+    if (w->o->die_at_step >= 0 && step >= w->o->die_at_step) {
+        wlog(w, "fault hook: dying at step %d", step);
+        raise(SIGKILL);
+    }
+    if (w->o->stall_at_step >= 0 && step >= w->o->stall_at_step) {
+        wlog(w, "fault hook: stalling at step %d", step);
+        for (;;)
+            sleep(60);
+    }
+    if (now_s() - w->last_sent >= w->o->heartbeat_ms / 1000.0 / 2)
+        heartbeat(w);
+}
+
+/* ---- item parameters from the task's JSON ---- */
+static void params_from_json(json_t *p, sd_gen_params *g)
+{
+    sd_gen_params_init(g);
+    g->prompt = json_string_value(json_object_get(p, "prompt"));
+    g->prompt_2 = json_string_value(json_object_get(p, "prompt_2"));
+    g->negative_prompt = json_string_value(json_object_get(p, "negative_prompt"));
+    g->negative_prompt_2 = json_string_value(json_object_get(p, "negative_prompt_2"));
+    json_t *v;
+    if (json_is_integer(v = json_object_get(p, "seed")))
+        g->seed = (uint64_t)json_integer_value(v);
+    if (json_is_integer(v = json_object_get(p, "steps")))
+        g->steps = (int)json_integer_value(v);
+    if (json_is_number(v = json_object_get(p, "guidance")))
+        g->guidance = (float)json_number_value(v);
+    if (json_is_number(v = json_object_get(p, "guidance_rescale")))
+        g->guidance_rescale = (float)json_number_value(v);
+    if (json_is_integer(v = json_object_get(p, "width")))
+        g->width = (int)json_integer_value(v);
+    if (json_is_integer(v = json_object_get(p, "height")))
+        g->height = (int)json_integer_value(v);
+    sd_sched_kind k;
+    if (json_is_string(v = json_object_get(p, "scheduler")) && !sd_sched_parse(json_string_value(v), &k))
+        g->scheduler = (int)k;
+    if (json_is_number(v = json_object_get(p, "high_noise_frac")))
+        g->high_noise_frac = (float)json_number_value(v);
+    if (json_is_number(v = json_object_get(p, "aesthetic_score")))
+        g->aesthetic_score = (float)json_number_value(v);
+    if (json_is_number(v = json_object_get(p, "negative_aesthetic_score")))
+        g->negative_aesthetic_score = (float)json_number_value(v);
+    if (json_is_array(v = json_object_get(p, "original_size"))) {
+        g->original_w = (int)json_integer_value(json_array_get(v, 0));
+        g->original_h = (int)json_integer_value(json_array_get(v, 1));
+    }
+    if (json_is_array(v = json_object_get(p, "target_size"))) {
+        g->target_w = (int)json_integer_value(json_array_get(v, 0));
+        g->target_h = (int)json_integer_value(json_array_get(v, 1));
+    }
+    if (json_is_array(v = json_object_get(p, "crop_top_left"))) {
+        g->crop_top = (int)json_integer_value(json_array_get(v, 0));
+        g->crop_left = (int)json_integer_value(json_array_get(v, 1));
+    }
+}
+
+static const sd_msg_tensor *need(const sd_msg *m, const char *base, int k, sd_error *err)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s_%d", base, k);
+    const sd_msg_tensor *t = sd_msg_tensor_get(m, name);
+    if (!t || t->dtype != SD_DTYPE_F32)
+        sd_fail(err, SD_ERR_FORMAT, "task lacks F32 tensor '%s'", name);
+    return t && t->dtype == SD_DTYPE_F32 ? t : NULL;
+}
+
+/* Rebuilds a text result from tensors emb/pool (and remb/rpool) of item k. */
+static sd_status text_from_msg(const sd_msg *m, int k, sd_text_result *t, sd_error *err)
+{
+    memset(t, 0, sizeof *t);
+    char name[64];
+    snprintf(name, sizeof name, "emb_%d", k);
+    const sd_msg_tensor *e = sd_msg_tensor_get(m, name);
+    if (e) {
+        const sd_msg_tensor *pl = need(m, "pool", k, err);
+        if (!pl || e->ndim != 3 || pl->ndim != 2)
+            return sd_fail(err, SD_ERR_FORMAT, "task: bad text conditioning of item %d", k);
+        t->cfg = e->shape[0] == 2;
+        t->S = (int)e->shape[1];
+        t->D = (int)e->shape[2];
+        t->P = (int)pl->shape[1];
+        t->embeds = (float *)e->data; /* borrowed from the message */
+        t->pooled = (float *)pl->data;
+    }
+    snprintf(name, sizeof name, "remb_%d", k);
+    const sd_msg_tensor *re = sd_msg_tensor_get(m, name);
+    if (re) {
+        const sd_msg_tensor *rp = need(m, "rpool", k, err);
+        if (!rp || re->ndim != 3)
+            return sd_fail(err, SD_ERR_FORMAT, "task: bad refiner conditioning of item %d", k);
+        t->cfg = re->shape[0] == 2;
+        t->S = (int)re->shape[1];
+        t->rD = (int)re->shape[2];
+        t->rP = (int)rp->shape[1];
+        t->r_embeds = (float *)re->data;
+        t->r_pooled = (float *)rp->data;
+    }
+    return SD_OK;
+}
+
+static sd_status add_f32(sd_msg *r, const char *base, int k, int ndim, const int64_t *shape, const float *data,
+                         sd_error *err)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s_%d", base, k);
+    return sd_msg_add_tensor(r, name, SD_DTYPE_F32, ndim, shape, data, err);
+}
+
+typedef struct {
+    float *bufs[64];
+    int n;
+    uint8_t *images[16];
+    int ni;
+} keep;
+
+static float *kept_copy(keep *kp, const float *src, size_t n)
+{
+    float *c = malloc(n * sizeof *c + 1);
+    if (c && kp->n < 64) {
+        memcpy(c, src, n * sizeof *c);
+        kp->bufs[kp->n++] = c;
+        return c;
+    }
+    free(c);
+    return NULL;
+}
+
+static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd_msg *res, json_t *out_info,
+                          keep *kp, sd_error *err)
+{
+    json_t *params = json_object_get(item, "params");
+    sd_gen_params g;
+    params_from_json(params, &g);
+    double t0 = now_s();
+    sd_status st = SD_OK;
+    const char *role = w->o->role;
+    if (!strcmp(role, "text")) {
+        sd_text_result t;
+        SD_TRY(sd_stage_text(&w->p, &g, &t, err));
+        int64_t es[3] = {1 + t.cfg, t.S, t.D}, ps[2] = {1 + t.cfg, t.P};
+        st = add_f32(res, "emb", k, 3, es, kept_copy(kp, t.embeds, (size_t)es[0] * es[1] * es[2]), err);
+        if (st == SD_OK)
+            st = add_f32(res, "pool", k, 2, ps, kept_copy(kp, t.pooled, (size_t)ps[0] * ps[1]), err);
+        if (st == SD_OK && t.r_embeds) {
+            int64_t rs[3] = {1 + t.cfg, t.S, t.rD}, rps[2] = {1 + t.cfg, t.rP};
+            st = add_f32(res, "remb", k, 3, rs, kept_copy(kp, t.r_embeds, (size_t)rs[0] * rs[1] * rs[2]), err);
+            if (st == SD_OK)
+                st = add_f32(res, "rpool", k, 2, rps, kept_copy(kp, t.r_pooled, (size_t)rps[0] * rps[1]), err);
+        }
+        sd_text_result_free(&t);
+    } else if (!strcmp(role, "unet")) {
+        sd_text_result t;
+        SD_TRY(text_from_msg(task, k, &t, err));
+        if (!t.embeds)
+            return sd_fail(err, SD_ERR_FORMAT, "unet task without text conditioning for item %d", k);
+        sd_gen_hooks hooks = {on_step, NULL, w};
+        sd_latent_result lat;
+        SD_TRY(sd_stage_unet(&w->p, &g, &t, &hooks, &lat, err));
+        st = add_f32(res, "lat", k, 4, lat.shape,
+                     kept_copy(kp, lat.latents, (size_t)(lat.shape[1] * lat.shape[2] * lat.shape[3])), err);
+        json_object_set_new(out_info, "refiner_pending", json_boolean(lat.refiner_pending));
+        /* the refiner's conditioning travels on to the final stage */
+        if (st == SD_OK && t.r_embeds) {
+            int64_t rs[3] = {1 + t.cfg, t.S, t.rD}, rps[2] = {1 + t.cfg, t.rP};
+            st = add_f32(res, "remb", k, 3, rs, t.r_embeds, err);
+            if (st == SD_OK)
+                st = add_f32(res, "rpool", k, 2, rps, t.r_pooled, err);
+        }
+        sd_latent_result_free(&lat);
+    } else {
+        sd_text_result t;
+        SD_TRY(text_from_msg(task, k, &t, err));
+        const sd_msg_tensor *lt = need(task, "lat", k, err);
+        if (!lt || lt->ndim != 4)
+            return sd_fail(err, SD_ERR_FORMAT, "final task without latents for item %d", k);
+        sd_latent_result lat;
+        memcpy(lat.shape, lt->shape, sizeof lat.shape);
+        lat.latents = (float *)lt->data;
+        json_t *prev = json_object_get(item, "info");
+        lat.refiner_pending = json_is_true(json_object_get(prev, "refiner_pending"));
+        sd_gen_hooks hooks = {on_step, NULL, w};
+        sd_image_result img;
+        SD_TRY(sd_stage_final(&w->p, &g, &t, &lat, &hooks, &img, err));
+        const char *fmt = json_string_value(json_object_get(params, "format"));
+        const char *ext = fmt && !strcmp(fmt, "webp") ? "webp" : fmt && !strcmp(fmt, "jpeg") ? "jpg" : "png";
+        sd_image_meta meta;
+        sd_image_meta_fill(&meta, &g, img.width, img.height, w->p.identity);
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        st = sd_image_meta_encode(&meta, ext, img.rgb, img.width, img.height, &bytes, &len, err);
+        if (st == SD_OK && kp->ni < 16) {
+            kp->images[kp->ni++] = bytes;
+            char name[64];
+            int64_t shape[1] = {(int64_t)len};
+            snprintf(name, sizeof name, "image_%d", k);
+            st = sd_msg_add_tensor(res, name, SD_DTYPE_U8, 1, shape, bytes, err);
+            json_object_set_new(out_info, "prompt", json_string(g.prompt));
+            json_object_set_new(out_info, "negative_prompt", json_string(g.negative_prompt ? g.negative_prompt : ""));
+            json_object_set_new(out_info, "seed", json_integer((json_int_t)g.seed));
+            json_object_set_new(out_info, "width", json_integer(img.width));
+            json_object_set_new(out_info, "height", json_integer(img.height));
+            json_object_set_new(out_info, "steps", json_integer(g.steps));
+            json_object_set_new(out_info, "guidance", json_real(g.guidance));
+            json_object_set_new(out_info, "scheduler", json_string(meta.text[6].value));
+            json_object_set_new(out_info, "model", json_string(w->p.identity));
+        } else {
+            free(bytes);
+        }
+        sd_image_result_free(&img);
+    }
+    char key[32];
+    snprintf(key, sizeof key, "%s_worker", role);
+    json_object_set_new(out_info, key, json_string(w->o->worker_id));
+    snprintf(key, sizeof key, "%s_seconds", role);
+    json_object_set_new(out_info, key, json_real(now_s() - t0));
+    return st;
+}
+
+static void run_task(worker *w, const sd_msg *task)
+{
+    sd_error err = {0};
+    long long tid;
+    if (sd_msg_get_int(task, "task_id", 1, 1ll << 62, &tid, &err) != SD_OK) {
+        wlog(w, "bad task: %s", err.msg);
+        return;
+    }
+    w->task_id = tid;
+    json_t *items = json_object_get(task->hdr, "items");
+    sd_msg res;
+    sd_msg_new(&res, "RESULT", &err);
+    json_object_set_new(res.hdr, "worker_id", json_string(w->o->worker_id));
+    json_object_set_new(res.hdr, "task_id", json_integer(tid));
+    json_t *out_items = json_array();
+    keep kp = {0};
+    sd_status st = json_is_array(items) && json_array_size(items) > 0
+                       ? SD_OK
+                       : sd_fail(&err, SD_ERR_FORMAT, "task without items");
+    size_t i;
+    json_t *item;
+    json_array_foreach(items, i, item) {
+        if (st != SD_OK)
+            break;
+        json_t *info = json_deep_copy(json_object_get(item, "info"));
+        if (!json_is_object(info)) {
+            json_decref(info);
+            info = json_object();
+        }
+        st = run_item(w, task, (int)i, item, &res, info, &kp, &err);
+        json_array_append_new(out_items, json_pack("{s:O, s:o}", "idx", json_object_get(item, "idx"), "info", info));
+        heartbeat(w);
+    }
+    if (st == SD_OK) {
+        json_object_set_new(res.hdr, "items", out_items);
+        if (sd_msg_send(w->sock, NULL, 0, &res, &err) != SD_OK)
+            wlog(w, "result of task %lld not sent: %s", tid, err.msg);
+    } else {
+        json_decref(out_items);
+        wlog(w, "task %lld failed: %s", tid, err.msg);
+        send_simple(w, "FAIL", json_pack("{s:I, s:s}", "task_id", (json_int_t)tid, "reason", err.msg));
+    }
+    sd_msg_free(&res);
+    for (int k = 0; k < kp.n; k++)
+        free(kp.bufs[k]);
+    for (int k = 0; k < kp.ni; k++)
+        free(kp.images[k]);
+    w->task_id = 0;
+    /* we were computing, not listening: what the coordinator sent meanwhile
+     * is queued, so silence is judged from now on */
+    w->last_sent = w->last_heard = now_s();
+}
+
+static sd_status setup_socket(worker *w, void *ctx, sd_error *err)
+{
+    w->sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->o->worker_id, strlen(w->o->worker_id));
+    if (w->o->curve_server_key) {
+        char keys[3][41];
+        const char *files[3] = {w->o->curve_server_key, w->o->curve_secret, w->o->curve_public};
+        for (int i = 0; i < 3; i++) {
+            char *text;
+            size_t len;
+            if (!files[i])
+                return sd_fail(err, SD_ERR_INVALID, "CURVE needs --curve-server-key, --curve-secret and --curve-public");
+            SD_TRY(sd_read_file(files[i], &text, &len, err));
+            if (len < 40) {
+                free(text);
+                return sd_fail(err, SD_ERR_FORMAT, "%s: not a Z85 key", files[i]);
+            }
+            memcpy(keys[i], text, 40);
+            keys[i][40] = '\0';
+            free(text);
+        }
+        zmq_setsockopt(w->sock, ZMQ_CURVE_SERVERKEY, keys[0], 40);
+        zmq_setsockopt(w->sock, ZMQ_CURVE_SECRETKEY, keys[1], 40);
+        zmq_setsockopt(w->sock, ZMQ_CURVE_PUBLICKEY, keys[2], 40);
+    }
+    if (zmq_connect(w->sock, w->o->coordinator) != 0)
+        return sd_fail(err, SD_ERR_IO, "--coordinator %s: %s", w->o->coordinator, zmq_strerror(zmq_errno()));
+    return SD_OK;
+}
+
+/* Process liveness: a thread with its own socket says "alive" every
+ * interval, so a long step without progress reports (a VAE decode on a CPU)
+ * does not look like a dead process. Whether the compute itself moves is
+ * judged from the task heartbeats the denoising loop sends (on_step). */
+typedef struct {
+    void *ctx;
+    const sd_worker_opts *o;
+    volatile int quit;
+} alive_state;
+
+static void *alive_thread(void *arg)
+{
+    alive_state *a = arg;
+    void *s = zmq_socket(a->ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (a->o->curve_server_key) {
+        /* same keys as the main socket */
+        const char *files[3] = {a->o->curve_server_key, a->o->curve_secret, a->o->curve_public};
+        int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_SECRETKEY, ZMQ_CURVE_PUBLICKEY};
+        for (int i = 0; i < 3; i++) {
+            char *text;
+            size_t len;
+            sd_error err;
+            if (files[i] && sd_read_file(files[i], &text, &len, &err) == SD_OK) {
+                if (len >= 40)
+                    zmq_setsockopt(s, opts[i], text, 40);
+                free(text);
+            }
+        }
+    }
+    zmq_connect(s, a->o->coordinator);
+    while (!a->quit && !*a->o->stop) {
+        sd_msg m;
+        sd_error err;
+        if (sd_msg_new(&m, "HEARTBEAT", &err) == SD_OK) {
+            json_object_set_new(m.hdr, "worker_id", json_string(a->o->worker_id));
+            json_object_set_new(m.hdr, "alive", json_true());
+            sd_msg_send(s, NULL, 0, &m, &err);
+            sd_msg_free(&m);
+        }
+        /* replies to this socket are not needed */
+        char sink[256];
+        while (zmq_recv(s, sink, sizeof sink, ZMQ_DONTWAIT) >= 0)
+            ;
+        usleep((useconds_t)a->o->heartbeat_ms * 1000u);
+    }
+    zmq_close(s);
+    return NULL;
+}
+
+sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
+{
+    worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    w->o = o;
+    int stages = !strcmp(o->role, "text") ? SD_STAGE_TEXT : !strcmp(o->role, "unet") ? SD_STAGE_UNET : SD_STAGE_FINAL;
+    int cpu = !strcmp(o->device, "cpu");
+    sd_status st = sd_backend_create(&w->be, o->device, cpu ? SD_DTYPE_F32 : o->dtype_bf16 ? SD_DTYPE_BF16 : SD_DTYPE_F16,
+                                     err);
+    if (st == SD_OK && !cpu)
+        st = sd_backend_create(&w->vbe, o->device, SD_DTYPE_BF16, err);
+    if (st == SD_OK)
+        st = sd_pipeline_load(&w->p, w->be, w->vbe, o->model, o->refiner, o->variant, stages, err);
+    if (st == SD_OK) {
+        /* the identity covers the refiner too: jobs go only to workers whose
+         * base and refiner both match */
+        char rid[40] = "";
+        if (o->refiner)
+            st = sd_model_identity(o->refiner, o->variant, rid, sizeof rid, err);
+        snprintf(w->identity, sizeof w->identity, "%s%s%s", w->p.identity, rid[0] ? "+" : "", rid);
+    }
+    void *ctx = zmq_ctx_new();
+    if (st == SD_OK)
+        st = setup_socket(w, ctx, err);
+    alive_state alive = {ctx, o, 0};
+    pthread_t alive_th;
+    int alive_started = 0;
+    if (st == SD_OK) {
+        wlog(w, "%s worker on %s, model %s, capacity %d", o->role, sd_backend_name(w->be), w->identity, o->capacity);
+        send_register(w);
+        alive_started = pthread_create(&alive_th, NULL, alive_thread, &alive) == 0;
+    }
+    while (st == SD_OK && !*o->stop) {
+        zmq_pollitem_t pi = {w->sock, 0, ZMQ_POLLIN, 0};
+        int got = zmq_poll(&pi, 1, 50) > 0 && (pi.revents & ZMQ_POLLIN);
+        if (got) {
+            sd_msg m;
+            sd_error merr = {0};
+            if (sd_msg_recv(w->sock, 0, &m, NULL, NULL, &merr) == SD_OK) {
+                w->last_heard = now_s();
+                const char *type = sd_msg_type(&m);
+                if (!strcmp(type, "TASK")) {
+                    run_task(w, &m);
+                } else if (!strcmp(type, "ERROR")) {
+                    const char *why = json_string_value(json_object_get(m.hdr, "reason"));
+                    wlog(w, "coordinator says: %s", why ? why : "?");
+                    if (why && strstr(why, "register"))
+                        send_register(w);
+                }
+                sd_msg_free(&m);
+            } else {
+                wlog(w, "refused a message: %s", merr.msg);
+            }
+        }
+        double now = now_s();
+        if (now - w->last_sent >= o->heartbeat_ms / 1000.0)
+            heartbeat(w);
+        if (!got && now - w->last_heard > 3.0 * o->heartbeat_ms / 1000.0) {
+            /* the coordinator went silent: it may have restarted without us */
+            send_register(w);
+        }
+    }
+    alive.quit = 1;
+    if (alive_started)
+        pthread_join(alive_th, NULL);
+    if (w->sock)
+        zmq_close(w->sock);
+    zmq_ctx_term(ctx);
+    sd_pipeline_free(&w->p);
+    sd_backend_free(w->vbe);
+    sd_backend_free(w->be);
+    free(w);
+    return st;
+}
