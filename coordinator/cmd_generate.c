@@ -324,11 +324,23 @@ int cmd_generate(int argc, char **argv)
         sd_image_result img;
         memset(&lat, 0, sizeof lat);
         memset(&img, 0, sizeof img);
+        double ta = ctx.t0, tb = 0, tc = 0, td = 0;
         st = sd_stage_text(&p, &g, &t, &err);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        tb = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
         if (st == SD_OK)
             st = sd_stage_unet(&p, &g, &t, &hooks, &lat, &err);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        tc = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
         if (st == SD_OK)
             st = sd_stage_final(&p, &g, &t, &lat, &hooks, &img, &err);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        td = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+        if (st == SD_OK && !quiet)
+            fprintf(stderr, "sdxl generate: item %d: %dx%d, %d steps on %s: text %.1f ms, unet %.1f ms, final %.1f ms, "
+                            "total %.3f s\n",
+                    item, W, H, g.steps, sd_backend_name(be), (tb - ta) * 1e3, (tc - tb) * 1e3, (td - tc) * 1e3,
+                    td - ta);
         if (st == SD_OK) {
             char path[4096];
             item_path(out, item, (int)batch, path, sizeof path);

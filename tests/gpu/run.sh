@@ -41,7 +41,8 @@ prepare() {
             cp "$td/$m/$c"/*.fp16.safetensors "$G/testdata/$m/$c/" 2>/dev/null || true
         done
     done
-    cp "$td"/golden/{text_encoders,unet_base,unet_refiner,vae}.safetensors "$G/testdata/golden/"
+    cp "$td"/golden/{text_encoders,unet_base,unet_refiner,vae,e2e_base_cfg5_4steps}.safetensors "$G/testdata/golden/"
+    cp tests/gpu/compare_png.py "$G/"
     cp ../shared/bench/diffusers_peer.py "$G/"
     local repo=${DIFFUSERS_REPO:-/work/.mirror/huggingface+diffusers/repo}
     if [ -d "$repo" ]; then
@@ -116,6 +117,14 @@ MODEL=/tmp/sdxl-base-f16
 step model 100 "$BIN/sdxl" random-model --preset sdxl-base --out "$MODEL" --dtype f16
 step bench 150 "$BIN/sdxl-gpucheck" bench "$MODEL" 1024 2 30
 
+# end to end through `sdxl generate` on the GPU: 30 Euler steps at 1024x1024 (twice: the first
+# run pays for cuBLASLt's first calls), and the tiny golden case generated on the GPU
+step e2e 150 bash -c "for i in 1 2; do $BIN/sdxl generate --model $MODEL --device cuda:0 --steps 30 --seed 0 \
+    --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/e2e.png || exit 1; done"
+step e2e_tiny 60 bash -c "$BIN/sdxl generate --model $G/testdata/sdxl-tiny --device cuda:0 --steps 4 --seed 0 \
+    --width 64 --height 64 --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/tiny.png &&
+    python3 $G/compare_png.py /tmp/tiny.png $G/testdata/golden/e2e_base_cfg5_4steps.safetensors"
+
 if [ -f "$G/diffusers-src.tar.xz" ]; then
     mkdir -p /tmp/diffusers && tar -xJf "$G/diffusers-src.tar.xz" -C /tmp/diffusers
     PYTHONUNBUFFERED=1 step peer 200 python3 "$G/diffusers_peer.py" --diffusers-src /tmp/diffusers/src \
@@ -126,6 +135,7 @@ echo
 echo "== summary ($(head -2 "$OUTDIR/gpu.txt" | tail -1))"
 grep -E "^ops:|^goldens:" "$OUTDIR"/ops.log "$OUTDIR"/goldens.log 2>/dev/null
 grep -E "UNet step|VAE decode|text encoders|one image|TFLOP per step|cudaMalloc|dense matrix" "$OUTDIR/bench.log" 2>/dev/null
+grep -E "sdxl generate: item|max difference" "$OUTDIR/e2e.log" "$OUTDIR/e2e_tiny.log" 2>/dev/null
 if [ -f "$OUTDIR/peer.json" ]; then
     ours_unet=$(awk '/UNet step/ {print $(NF-4)}' "$OUTDIR/bench.log")
     ours_vae=$(awk '/VAE decode/ {print $(NF-4)}' "$OUTDIR/bench.log")
