@@ -26,9 +26,11 @@ prepare() {
     make -j"$(nproc)" BLAS=none BUILD=build-gpu gpu-tools >/tmp/sdxl-gpu-build.log 2>&1 || { tail -30 /tmp/sdxl-gpu-build.log; return 1; }
     rm -rf "$G" && mkdir -p "$G/bin" "$G/lib" "$G/testdata/golden"
     cp build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck "$G/bin/"
-    for lib in libjansson.so.4 libutf8proc.so.2 libgomp.so.1 libpng16.so.16 libwebp.so.7 libjpeg.so.62; do
-        cp -L "/usr/lib/x86_64-linux-gnu/$lib" "$G/lib/"
-    done
+    # every shared library the binaries need except the C runtime and CUDA's
+    # (the GPU host has those); run 5 lacked libzmq when this list was by hand
+    ldd build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck | awk '$3 ~ /^\// {print $3}' | sort -u |
+        grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|cublas|cudart' |
+        while read -r lib; do cp -L "$lib" "$G/lib/"; done
     local td=../shared/testdata
     for m in sdxl-tiny sdxl-tiny-refiner; do
         mkdir -p "$G/testdata/$m"
