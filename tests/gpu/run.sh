@@ -29,7 +29,7 @@ prepare() {
     # every shared library the binaries need except the C runtime and CUDA's
     # (the GPU host has those); run 5 lacked libzmq when this list was by hand
     ldd build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck | awk '$3 ~ /^\// {print $3}' | sort -u |
-        grep -vE '/(libc|libm|libdl|librt|libpthread|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|cublas|cudart' |
+        grep -vE '/(libc|libm|libdl|librt|libpthread|libresolv|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|cublas|cudart' |
         while read -r lib; do cp -L "$lib" "$G/lib/"; done
     local td=../shared/testdata
     for m in sdxl-tiny sdxl-tiny-refiner; do
