@@ -18,6 +18,7 @@ static const struct {
     {"cancel", cmd_cancel, "cancel a job"},
     {"results", cmd_results, "list the finished items of a job"},
     {"workers", cmd_workers, "the workers a coordinator knows (--json)"},
+    {"bench", cmd_bench, "throughput of a cluster on a synthetic job (--local starts one)"},
     {"inspect", cmd_inspect, "list a diffusers model folder's components, sizes and configs"},
     {"tokenize", cmd_tokenize, "print the CLIP token ids of prompts"},
     {"eval", cmd_eval, "run one network forward on safetensors inputs (text, unet, vae-decode, vae-encode)"},

@@ -127,6 +127,15 @@ check "generate --init-image --strength runs img2img" img2img_ok
 check "generate on a missing model exits 1 naming it" out_has "/no/model" $BIN/sdxl generate --model /no/model --prompt x --out $T/a.png
 rm -rf "$T"
 
+bench_local() {
+    local j
+    j=$(OMP_NUM_THREADS=1 timeout 120 $BIN/sdxl bench --local --items 6 --steps 2 --json) || return 1
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["images_per_second"] > 0 and len(r["workers"]) == 3 and set(r["stages"]) == {"text","unet","final"} and r["latency_seconds"]["p90"] > 0, r' "$j"
+}
+check "bench --local runs a cluster and reports throughput, stages, workers, latency" bench_local
+check "submit without --out is a usage error" expect_rc 2 $BIN/sdxl submit /etc/hostname
+check "status against no coordinator fails clearly" out_has "did not answer" env SDXL_COORDINATOR=tcp://127.0.0.1:9 timeout 30 $BIN/sdxl status
+
 rm -f /tmp/sdxl-cli-out.$$
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
