@@ -16,6 +16,7 @@
 
 #include "cli.h"
 #include "common/fsutil.h"
+#include "common/parse_number.h"
 
 static double now_s(void)
 {
@@ -106,10 +107,15 @@ int cmd_bench(int argc, char **argv)
             model = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--device"))
             device = argv[++i];
-        else if (i + 1 < argc && !strcmp(a, "--items"))
-            items = atoi(argv[++i]);
-        else if (i + 1 < argc && !strcmp(a, "--steps"))
-            steps = atoi(argv[++i]);
+        else if (i + 1 < argc && (!strcmp(a, "--items") || !strcmp(a, "--steps"))) {
+            long long n;
+            if (sd_parse_int(argv[++i], 1, a[2] == 'i' ? 100000 : 1000, &n)) {
+                cli_errorf("bench", "%s must be a whole number in 1..%d, not '%s'", a, a[2] == 'i' ? 100000 : 1000,
+                           argv[i]);
+                return 2;
+            }
+            *(a[2] == 'i' ? &items : &steps) = (int)n;
+        }
         else {
             cli_errorf("bench", "unknown option '%s'", a);
             return 2;

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "common/image_io.h"
+#include "common/parse_number.h"
 #include "common/safetensors.h"
 #include "worker/image_meta.h"
 #include "worker/pipeline.h"
@@ -87,27 +88,17 @@ static void on_step(void *user, const char *stage, int step, int steps)
 static int parse_wxh(const char *s, int *w, int *h)
 {
     char x;
-    return sscanf(s, "%d%c%d", w, &x, h) == 3 && (x == 'x' || x == 'X') && *w > 0 && *h > 0;
+    int used = 0;
+    return sscanf(s, "%d%c%d%n", w, &x, h, &used) == 3 && !s[used] && (x == 'x' || x == 'X') && *w > 0 && *h > 0;
 }
 
-static int parse_int(const char *s, long long lo, long long hi, long long *out)
-{
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end || v < lo || v > hi)
-        return -1;
-    *out = v;
-    return 0;
-}
-
+/* float flag: a finite number */
 static int parse_float(const char *s, float *out)
 {
-    char *end;
-    float v = strtof(s, &end);
-    if (end == s || *end || !isfinite(v))
+    double v;
+    if (sd_parse_double(s, &v) || fabs(v) > 3.4e38)
         return -1;
-    *out = v;
+    *out = (float)v;
     return 0;
 }
 
@@ -179,25 +170,25 @@ int cmd_generate(int argc, char **argv)
                 return 2;
             }
         } else if (!strcmp(a, "--seed")) {
-            if (parse_int(val, 0, (long long)0x7fffffffffffffff, &v)) {
+            if (sd_parse_int(val, 0, (long long)0x7fffffffffffffff, &v)) {
                 cli_errorf("generate", "--seed: '%s' is not a non-negative integer", val);
                 return 2;
             }
             g.seed = (uint64_t)v;
             have_seed = 1;
         } else if (!strcmp(a, "--steps")) {
-            if (parse_int(val, 1, 1000, &v)) {
+            if (sd_parse_int(val, 1, 1000, &v)) {
                 cli_errorf("generate", "--steps: '%s' is not an integer from 1 to 1000", val);
                 return 2;
             }
             g.steps = (int)v;
         } else if (!strcmp(a, "--batch")) {
-            if (parse_int(val, 1, 1000, &batch)) {
+            if (sd_parse_int(val, 1, 1000, &batch)) {
                 cli_errorf("generate", "--batch: '%s' is not an integer from 1 to 1000", val);
                 return 2;
             }
         } else if (!strcmp(a, "--width") || !strcmp(a, "--height")) {
-            if (parse_int(val, 8, 8192, &v) || v % 8) {
+            if (sd_parse_int(val, 8, 8192, &v) || v % 8) {
                 cli_errorf("generate", "%s: '%s' is not a multiple of 8 from 8 to 8192", a, val);
                 return 2;
             }
@@ -240,7 +231,9 @@ int cmd_generate(int argc, char **argv)
             else
                 g.target_w = w, g.target_h = h;
         } else if (!strcmp(a, "--crop-top-left")) {
-            if (sscanf(val, "%d,%d", &g.crop_top, &g.crop_left) != 2 || g.crop_top < 0 || g.crop_left < 0) {
+            int used = 0;
+            if (sscanf(val, "%d,%d%n", &g.crop_top, &g.crop_left, &used) != 2 || val[used] || g.crop_top < 0 ||
+                g.crop_left < 0) {
                 cli_errorf("generate", "--crop-top-left: '%s' is not Y,X", val);
                 return 2;
             }

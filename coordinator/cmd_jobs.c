@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "common/fsutil.h"
+#include "common/parse_number.h"
 #include "proto/message.h"
 #include "worker/scheduler.h"
 
@@ -162,7 +163,6 @@ int cmd_submit(int argc, char **argv)
             return 2;
         }
         const char *v = argv[++i];
-        char *end = NULL;
         int bad = 0;
         if (!strcmp(a, "--out"))
             out = v;
@@ -173,19 +173,19 @@ int cmd_submit(int argc, char **argv)
         else if (!strcmp(a, "--layout"))
             layout = v, bad = strcmp(v, "webdataset") && strcmp(v, "files");
         else if (!strcmp(a, "--images-per-prompt"))
-            per_prompt = strtoll(v, &end, 10), bad = *end || per_prompt < 1 || per_prompt > 100000;
+            bad = sd_parse_int(v, 1, 100000, &per_prompt);
         else if (!strcmp(a, "--shard-size"))
-            shard = strtoll(v, &end, 10), bad = *end || shard < 1 || shard > 1000000;
+            bad = sd_parse_int(v, 1, 1000000, &shard);
         else if (!strcmp(a, "--seed"))
-            base_seed = strtoll(v, &end, 10), bad = *end || base_seed < 0;
+            bad = sd_parse_int(v, 0, 0x7fffffffffffffffLL, &base_seed);
         else if (!strcmp(a, "--steps") || !strcmp(a, "--width") || !strcmp(a, "--height")) {
-            long long n = strtoll(v, &end, 10);
-            bad = *end || n < 1 || n > 8192 || (a[2] != 's' && n % 8);
+            long long n = 0;
+            bad = sd_parse_int(v, 1, 8192, &n) || (a[2] != 's' && n % 8);
             json_object_set_new(defaults, a + 2, json_integer(n));
         } else if (!strcmp(a, "--guidance") || !strcmp(a, "--guidance-rescale") || !strcmp(a, "--high-noise-frac") ||
                    !strcmp(a, "--aesthetic-score") || !strcmp(a, "--negative-aesthetic-score")) {
-            double f = strtod(v, &end);
-            bad = *end || !isfinite(f);
+            double f = 0;
+            bad = sd_parse_double(v, &f);
             char key[64];
             snprintf(key, sizeof key, "%s", a + 2);
             for (char *p = key; *p; p++)
@@ -328,8 +328,14 @@ static int parse_common(const char *cmd, int argc, char **argv, common_args *a, 
             a->json = 1;
         else if (!strcmp(argv[i], "--coordinator") && i + 1 < argc)
             a->endpoint = argv[++i];
-        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
-            a->timeout_s = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            long long t;
+            if (sd_parse_int(argv[++i], 0, 100000000, &t)) {
+                cli_errorf(cmd, "--timeout must be a whole number of seconds, not '%s'", argv[i]);
+                return 2;
+            }
+            a->timeout_s = (int)t;
+        }
         else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             printf("usage: sdxl %s %s[--json] [--coordinator ENDPOINT]%s\n", cmd, need_job ? "JOB " : "[JOB] ",
                    !strcmp(cmd, "wait") ? " [--timeout S]\nexit codes: 0 all done, 1 some failed or cancelled (or a "

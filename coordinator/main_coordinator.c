@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/parse_number.h"
 #include "coordinator/broker.h"
 
 static volatile int stop_flag;
@@ -49,12 +50,16 @@ int main(int argc, char **argv)
             o.bind = v;
         else if (!strcmp(a, "--state"))
             o.state_dir = v;
-        else if (!strcmp(a, "--heartbeat-ms"))
-            o.heartbeat_ms = atoi(v);
-        else if (!strcmp(a, "--progress-timeout-ms"))
-            o.progress_timeout_ms = atoi(v);
-        else if (!strcmp(a, "--max-attempts"))
-            o.max_attempts = atoi(v);
+        else if (!strcmp(a, "--heartbeat-ms") || !strcmp(a, "--progress-timeout-ms") || !strcmp(a, "--max-attempts")) {
+            long long n;
+            int is_attempts = !strcmp(a, "--max-attempts");
+            long long lo = is_attempts ? 1 : 10, hi = is_attempts ? 1000 : 86400000;
+            if (sd_parse_int(v, lo, hi, &n)) {
+                fprintf(stderr, "sdxl-coordinator: %s must be a whole number in %lld..%lld, not '%s'\n", a, lo, hi, v);
+                return 2;
+            }
+            *(is_attempts ? &o.max_attempts : a[2] == 'h' ? &o.heartbeat_ms : &o.progress_timeout_ms) = (int)n;
+        }
         else if (!strcmp(a, "--curve-secret"))
             o.curve_secret_file = v;
         else if (!strcmp(a, "--allow"))

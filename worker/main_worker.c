@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/dtype.h"
+#include "common/parse_number.h"
 #include "worker/worker_loop.h"
 
 static volatile int stop_flag;
@@ -62,12 +64,23 @@ int main(int argc, char **argv)
             o.variant = v;
         else if (!strcmp(a, "--id"))
             o.worker_id = v;
-        else if (!strcmp(a, "--capacity"))
-            o.capacity = atoi(v);
-        else if (!strcmp(a, "--heartbeat-ms"))
-            o.heartbeat_ms = atoi(v);
-        else if (!strcmp(a, "--dtype"))
-            o.dtype_bf16 = !strcmp(v, "bf16");
+        else if (!strcmp(a, "--capacity") || !strcmp(a, "--heartbeat-ms")) {
+            long long n;
+            int is_capacity = !strcmp(a, "--capacity");
+            long long lo = is_capacity ? 1 : 10, hi = is_capacity ? 4096 : 86400000;
+            if (sd_parse_int(v, lo, hi, &n)) {
+                fprintf(stderr, "sdxl-worker: %s must be a whole number in %lld..%lld, not '%s'\n", a, lo, hi, v);
+                return 2;
+            }
+            *(is_capacity ? &o.capacity : &o.heartbeat_ms) = (int)n;
+        } else if (!strcmp(a, "--dtype")) {
+            sd_dtype dt;
+            if (sd_dtype_parse_user(v, &dt) != 0 || dt == SD_DTYPE_F32) {
+                fprintf(stderr, "sdxl-worker: --dtype must be f16 or bf16, not '%s'\n", v);
+                return 2;
+            }
+            o.dtype_bf16 = dt == SD_DTYPE_BF16;
+        }
         else if (!strcmp(a, "--curve-server-key"))
             o.curve_server_key = v;
         else if (!strcmp(a, "--curve-secret"))

@@ -134,6 +134,13 @@ bench_local() {
 }
 check "bench --local runs a cluster and reports throughput, stages, workers, latency" bench_local
 check "submit without --out is a usage error" expect_rc 2 $BIN/sdxl submit /etc/hostname
+# numeric flags are parsed strictly: a typo is refused and named, never read as 0
+check "submit --seed '' is a usage error" expect_rc 2 $BIN/sdxl submit /etc/hostname --out $T/ds --seed ''
+check "worker --capacity abc is refused naming the flag" out_has "--capacity" $BIN/sdxl-worker --capacity abc
+check "worker --capacity abc exits 2" expect_rc 2 $BIN/sdxl-worker --capacity abc
+check "coordinator --max-attempts 3x exits 2" expect_rc 2 $BIN/sdxl-coordinator --bind tcp://127.0.0.1:1 --state $T/st --max-attempts 3x
+check "wait --timeout 5s exits 2" expect_rc 2 $BIN/sdxl wait job --timeout 5s
+check "generate --original-size with trailing junk exits 2" expect_rc 2 gen --prompt x --out $T/a.png --original-size 64x64junk
 check "status against no coordinator fails clearly" out_has "did not answer" env SDXL_COORDINATOR=tcp://127.0.0.1:9 timeout 30 $BIN/sdxl status
 
 rm -f /tmp/sdxl-cli-out.$$

@@ -1,0 +1,32 @@
+/* parse_number.c - see parse_number.h */
+#include "parse_number.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+
+int sd_parse_int(const char *s, long long lo, long long hi, long long *out)
+{
+    if (!s)
+        return -1;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int sd_parse_double(const char *s, double *out)
+{
+    if (!s)
+        return -1;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
