@@ -304,7 +304,7 @@ int cmd_generate(int argc, char **argv)
     ctx.items = (int)batch;
     if (save)
         ctx.w = sd_st_writer_new();
-    sd_gen_hooks hooks = {on_step, on_latents, &ctx};
+    sd_gen_hooks hooks = {on_step, on_latents, &ctx, NULL};
     uint64_t base_seed = g.seed;
     for (int item = 0; item < batch && st == SD_OK; item++) {
         g.seed = base_seed + (uint64_t)item;

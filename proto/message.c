@@ -9,7 +9,7 @@
 #include <zmq.h>
 
 static const char *known_types[] = {"REGISTER", "HEARTBEAT", "TASK", "RESULT", "FAIL", "SUBMIT", "STATUS",
-                                    "WATCH", "CANCEL", "RESULTS", "WORKERS", "OK", "ERROR", NULL};
+                                    "WATCH", "CANCEL", "RESULTS", "WORKERS", "OK", "ERROR", "PEER", NULL};
 
 int sd_msg_type_known(const char *type)
 {

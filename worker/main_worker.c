@@ -22,14 +22,23 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sdxl-worker --coordinator ENDPOINT --role text|unet|final --model DIR [--refiner DIR]\n"
             "                   [--device cpu|cuda:N] [--dtype f16|bf16] [--capacity N] [--variant fp16]\n"
-            "                   [--id NAME] [--heartbeat-ms N] [--cfg-split batch]\n"
+            "                   [--id NAME] [--heartbeat-ms N]\n"
+            "                   [--cfg-split batch | --cfg-split nccl --cfg-peer ENDPOINT --cfg-rank 0|1]\n"
             "                   [--curve-server-key F --curve-secret F --curve-public F]\n\n"
             "Serves one stage of the pipeline for a coordinator: text (both text encoders), unet (base\n"
             "denoising), final (refiner steps and VAE decode). Registers its role, capacity, devices and\n"
             "model identity (a hash of configs and weight headers); jobs of another model never reach it.\n"
             "  --capacity N        items per task (1)\n"
-            "  --cfg-split batch   both guidance halves as one batch of 2 (the only mode in this build;\n"
-            "                      'nccl' needs two GPUs and is refused)\n"
+            "  --cfg-split batch   both guidance halves as one batch of 2 on this device (default)\n"
+            "  --cfg-split nccl    a unet worker pair, one guidance half each, exchanging noise\n"
+            "                      predictions every step: rank 0 (the unconditional half) binds\n"
+            "                      --cfg-peer ENDPOINT and serves the coordinator; rank 1 (the text half)\n"
+            "                      connects to the same ENDPOINT and needs no --coordinator. Both load the\n"
+            "                      same model. NCCL carries the predictions when both run on cuda:N\n"
+            "                      (libnccl.so.2 loaded at run time), the pair's ZeroMQ socket otherwise.\n"
+            "                      If either side fails, both stop (restart the pair); the coordinator\n"
+            "                      requeues the pair's work.\n"
+            "  --cfg-timeout-ms N  how long a pair side waits for the other (300000)\n"
             "  --fault die:N|stall:N   test hook: SIGKILL itself / hang at denoising step N\n"
             "exit codes: 0 stopped by a signal, 1 failure, 2 usage error\n");
 }
@@ -38,7 +47,8 @@ int main(int argc, char **argv)
 {
     static char default_id[96];
     sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .die_at_step = -1,
-                        .stall_at_step = -1, .stop = &stop_flag};
+                        .stall_at_step = -1, .cfg_timeout_ms = 300000, .stop = &stop_flag};
+    int split_pair = 0, rank_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -67,7 +77,7 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--capacity") || !strcmp(a, "--heartbeat-ms")) {
             long long n;
             int is_capacity = !strcmp(a, "--capacity");
-            long long lo = is_capacity ? 1 : 10, hi = is_capacity ? 4096 : 86400000;
+            long long lo = is_capacity ? 1 : 10, hi = is_capacity ? 16 : 86400000;
             if (sd_parse_int(v, lo, hi, &n)) {
                 fprintf(stderr, "sdxl-worker: %s must be a whole number in %lld..%lld, not '%s'\n", a, lo, hi, v);
                 return 2;
@@ -88,11 +98,23 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--curve-public"))
             o.curve_public = v;
         else if (!strcmp(a, "--cfg-split")) {
-            if (strcmp(v, "batch")) {
-                fprintf(stderr, "sdxl-worker: --cfg-split %s: only 'batch' is available (the NCCL split needs two "
-                                "GPUs and is not built yet)\n", v);
+            if (strcmp(v, "batch") && strcmp(v, "nccl")) {
+                fprintf(stderr, "sdxl-worker: --cfg-split must be batch or nccl, not '%s'\n", v);
                 return 2;
             }
+            split_pair = !strcmp(v, "nccl");
+        } else if (!strcmp(a, "--cfg-peer"))
+            o.cfg_peer = v;
+        else if (!strcmp(a, "--cfg-rank") || !strcmp(a, "--cfg-timeout-ms")) {
+            long long n;
+            int is_rank = !strcmp(a, "--cfg-rank");
+            long long lo = is_rank ? 0 : 100, hi = is_rank ? 1 : 86400000;
+            if (sd_parse_int(v, lo, hi, &n)) {
+                fprintf(stderr, "sdxl-worker: %s must be a whole number in %lld..%lld, not '%s'\n", a, lo, hi, v);
+                return 2;
+            }
+            *(is_rank ? &o.cfg_rank : &o.cfg_timeout_ms) = (int)n;
+            rank_given |= is_rank;
         } else if (!strcmp(a, "--fault")) {
             int n;
             if (sscanf(v, "die:%d", &n) == 1)
@@ -109,7 +131,13 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (!o.coordinator || !o.role || !o.model || o.capacity < 1 || o.capacity > 16 || o.heartbeat_ms < 10 ||
+    if (split_pair != !!o.cfg_peer || (split_pair && (!rank_given || !o.role || strcmp(o.role, "unet")))) {
+        fprintf(stderr, "sdxl-worker: --cfg-split nccl goes with --cfg-peer ENDPOINT and --cfg-rank 0|1, on a unet "
+                        "worker\n");
+        return 2;
+    }
+    int follower = split_pair && o.cfg_rank == 1;
+    if ((!o.coordinator && !follower) || !o.role || !o.model || o.capacity < 1 || o.capacity > 16 || o.heartbeat_ms < 10 ||
         (strcmp(o.role, "text") && strcmp(o.role, "unet") && strcmp(o.role, "final"))) {
         usage(stderr);
         return 2;

@@ -85,6 +85,9 @@ typedef struct {
     /* named latents for --save-latents: noise, initial, step_000..., refiner_step_000..., final */
     void (*on_latents)(void *user, const char *name, const float *data, const int64_t shape[4]);
     void *user;
+    /* when set, the base denoising computes only this pair's half of
+     * classifier-free guidance and exchanges predictions (cfg_pair.h) */
+    struct sd_cfg_pair *cfg_pair;
 } sd_gen_hooks;
 
 /* ---- unet stage: base denoising ---- */

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "worker/cfg_pair.h"
 #include "worker/pipeline.h"
 
 void sd_latent_result_free(sd_latent_result *l)
@@ -73,6 +74,7 @@ typedef struct {
     int nids;
     float guidance, rescale;
     const char *stage; /* "base" / "refiner": names of hooks */
+    sd_cfg_pair *pair;  /* NULL: both halves here, as one batch */
 } denoise_job;
 
 /* The denoising loop: latents [1, 4, h, w] in place. */
@@ -82,32 +84,39 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
     sd_backend *be = p->be;
     size_t n = (size_t)(shape[1] * shape[2] * shape[3]);
     int B = j->B;
-    int64_t ctx_shape[3] = {B, j->S, j->D}, te_shape[2] = {B, j->P}, in_shape[4] = {B, shape[1], shape[2], shape[3]};
+    /* a CFG pair runs one row of the batch (rank 0 the unconditional, rank 1
+     * the text half) and gathers the other row's prediction every step */
+    int split = j->pair && B == 2, row = split ? sd_cfg_pair_rank(j->pair) : 0, Bl = split ? 1 : B;
+    int64_t ctx_shape[3] = {Bl, j->S, j->D}, te_shape[2] = {Bl, j->P}, in_shape[4] = {Bl, shape[1], shape[2], shape[3]};
     sd_tensor ctx = {0}, te = {0}, x = {0}, out = {0};
-    float *in = malloc((size_t)B * n * sizeof *in), *pred = malloc((size_t)B * n * sizeof *pred);
+    float *in = malloc((size_t)B * n * sizeof *in), *pred = malloc((size_t)B * n * sizeof *pred),
+          *mine = split ? malloc(n * sizeof *mine) : pred;
+    const float *time_ids = j->time_ids + (size_t)row * j->nids;
     float ts[2];
-    sd_status st = (!in || !pred) ? sd_fail(err, SD_ERR_NOMEM, "out of memory") : SD_OK;
+    sd_status st = (!in || !pred || !mine) ? sd_fail(err, SD_ERR_NOMEM, "out of memory") : SD_OK;
     if (st == SD_OK)
-        st = sd_tensor_from_host(be, &ctx, j->embeds, SD_DTYPE_F32, 3, ctx_shape, 0, err);
+        st = sd_tensor_from_host(be, &ctx, j->embeds + (size_t)row * j->S * j->D, SD_DTYPE_F32, 3, ctx_shape, 0, err);
     if (st == SD_OK)
-        st = sd_tensor_from_host(be, &te, j->pooled, SD_DTYPE_F32, 2, te_shape, 0, err);
+        st = sd_tensor_from_host(be, &te, j->pooled + (size_t)row * j->P, SD_DTYPE_F32, 2, te_shape, 0, err);
     for (int i = 0; i < j->nsteps && st == SD_OK; i++) {
         float t = j->timesteps[i], div;
         st = sd_scheduler_input_divisor(j->sched, t, &div, err);
         if (st != SD_OK)
             break;
-        for (int b = 0; b < B; b++)
+        for (int b = 0; b < Bl; b++)
             for (size_t k = 0; k < n; k++)
                 in[b * n + k] = latents[k] / div;
         st = sd_tensor_from_host(be, &x, in, SD_DTYPE_F32, 4, in_shape, 0, err);
         if (st != SD_OK)
             break;
         ts[0] = ts[1] = t;
-        st = sd_unet_forward(j->unet, &x, ts, &ctx, &te, j->time_ids, j->nids, &out, err);
+        st = sd_unet_forward(j->unet, &x, ts, &ctx, &te, time_ids, j->nids, &out, err);
         sd_tensor_free(&x);
         if (st == SD_OK)
-            st = sd_tensor_to_host_f32(&out, pred, err);
+            st = sd_tensor_to_host_f32(&out, mine, err);
         sd_tensor_free(&out);
+        if (st == SD_OK && split)
+            st = sd_cfg_pair_exchange(j->pair, mine, pred, n, err);
         if (st != SD_OK)
             break;
         float *guided = pred;
@@ -130,6 +139,8 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
     }
     sd_tensor_free(&ctx);
     sd_tensor_free(&te);
+    if (mine != pred)
+        free(mine);
     free(in);
     free(pred);
     return st;
@@ -243,7 +254,8 @@ sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
         memcpy(ids + 6 * b, row, sizeof row);
     if (st == SD_OK) {
         denoise_job j = {p->unet, &s, s.timesteps + first, count, text->embeds, text->pooled, 1 + text->cfg,
-                         text->S, text->D, text->P, ids, 6, g->guidance, g->guidance_rescale, "base"};
+                         text->S, text->D, text->P, ids, 6, g->guidance, g->guidance_rescale, "base",
+                         hooks ? hooks->cfg_pair : NULL};
         st = denoise(p, &j, lat, shape, &gen, hooks, err);
     }
     sd_scheduler_free(&s);
@@ -296,7 +308,7 @@ static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     sd_torch_gen gen;
     sd_torch_gen_seed(&gen, g->seed);
     denoise_job j = {p->runet, &s, s.timesteps + s.n - count, count, text->r_embeds, text->r_pooled, 1 + text->cfg,
-                     text->S, text->rD, text->rP, all, nids, g->guidance, g->guidance_rescale, "refiner"};
+                     text->S, text->rD, text->rP, all, nids, g->guidance, g->guidance_rescale, "refiner", NULL};
     sd_status st = count > 0 ? denoise(p, &j, lat, shape, &gen, hooks, err) : SD_OK;
     sd_scheduler_free(&s);
     return st;

@@ -15,6 +15,7 @@
 #include "common/hashmap.h"
 #include "common/model_identity.h"
 #include "proto/message.h"
+#include "worker/cfg_pair.h"
 #include "worker/image_meta.h"
 #include "worker/pipeline.h"
 
@@ -26,6 +27,7 @@ typedef struct {
     char identity[96];
     double last_sent, last_heard;
     long long task_id;
+    sd_cfg_pair *pair; /* a CFG split's link to the other half, or NULL */
 } worker;
 
 static double now_s(void)
@@ -50,8 +52,10 @@ static void send_simple(worker *w, const char *type, json_t *fields)
 {
     sd_msg m;
     sd_error err;
-    if (sd_msg_new(&m, type, &err) != SD_OK)
+    if (!w->sock || sd_msg_new(&m, type, &err) != SD_OK) { /* a pair's follower has no coordinator */
+        json_decref(fields);
         return;
+    }
     json_object_set_new(m.hdr, "worker_id", json_string(w->o->worker_id));
     if (fields)
         json_object_update(m.hdr, fields);
@@ -63,8 +67,9 @@ static void send_simple(worker *w, const char *type, json_t *fields)
 
 static void send_register(worker *w)
 {
-    send_simple(w, "REGISTER", json_pack("{s:s, s:i, s:s, s:s}", "role", w->o->role, "capacity", w->o->capacity, "model",
-                                         w->identity, "devices", w->o->device));
+    send_simple(w, "REGISTER", json_pack("{s:s, s:i, s:s, s:s, s:s}", "role", w->o->role, "capacity", w->o->capacity,
+                                         "model", w->identity, "devices", w->o->device, "cfg_split",
+                                         w->pair ? sd_cfg_pair_transport(w->pair) : "batch"));
     w->last_heard = now_s();
 }
 
@@ -235,7 +240,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
         SD_TRY(text_from_msg(task, k, &t, err));
         if (!t.embeds)
             return sd_fail(err, SD_ERR_FORMAT, "unet task without text conditioning for item %d", k);
-        sd_gen_hooks hooks = {on_step, NULL, w};
+        sd_gen_hooks hooks = {on_step, NULL, w, w->pair};
         sd_latent_result lat;
         SD_TRY(sd_stage_unet(&w->p, &g, &t, &hooks, &lat, err));
         st = add_f32(res, "lat", k, 4, lat.shape,
@@ -260,7 +265,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
         lat.latents = (float *)lt->data;
         json_t *prev = json_object_get(item, "info");
         lat.refiner_pending = json_is_true(json_object_get(prev, "refiner_pending"));
-        sd_gen_hooks hooks = {on_step, NULL, w};
+        sd_gen_hooks hooks = {on_step, NULL, w, NULL};
         sd_image_result img;
         SD_TRY(sd_stage_final(&w->p, &g, &t, &lat, &hooks, &img, err));
         const char *fmt = json_string_value(json_object_get(params, "format"));
@@ -298,13 +303,23 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
     return st;
 }
 
-static void run_task(worker *w, const sd_msg *task)
+/* Runs a task's items and reports the result to the coordinator. A CFG
+ * pair's leader first hands the task to its follower, which runs the same
+ * items (its half of each step) and reports nothing. Returns the task's
+ * status: a pair cannot recover from a failed task (the two sides may be out
+ * of step), so the caller ends it. */
+static sd_status run_task(worker *w, const sd_msg *task)
 {
     sd_error err = {0};
     long long tid;
     if (sd_msg_get_int(task, "task_id", 1, 1ll << 62, &tid, &err) != SD_OK) {
         wlog(w, "bad task: %s", err.msg);
-        return;
+        return SD_OK;
+    }
+    if (w->pair && sd_cfg_pair_rank(w->pair) == 0 && sd_cfg_pair_send_task(w->pair, task, &err) != SD_OK) {
+        wlog(w, "task %lld not handed to the cfg pair's follower: %s", tid, err.msg);
+        send_simple(w, "FAIL", json_pack("{s:I, s:s}", "task_id", (json_int_t)tid, "reason", err.msg));
+        return SD_ERR_IO;
     }
     w->task_id = tid;
     json_t *items = json_object_get(task->hdr, "items");
@@ -331,7 +346,9 @@ static void run_task(worker *w, const sd_msg *task)
         json_array_append_new(out_items, json_pack("{s:O, s:o}", "idx", json_object_get(item, "idx"), "info", info));
         heartbeat(w);
     }
-    if (st == SD_OK) {
+    if (st == SD_OK && !w->sock) {
+        json_decref(out_items); /* a follower: the leader reports */
+    } else if (st == SD_OK) {
         json_object_set_new(res.hdr, "items", out_items);
         if (sd_msg_send(w->sock, NULL, 0, &res, &err) != SD_OK)
             wlog(w, "result of task %lld not sent: %s", tid, err.msg);
@@ -349,6 +366,27 @@ static void run_task(worker *w, const sd_msg *task)
     /* we were computing, not listening: what the coordinator sent meanwhile
      * is queued, so silence is judged from now on */
     w->last_sent = w->last_heard = now_s();
+    return st;
+}
+
+/* A CFG pair's follower: runs what its leader hands on until stopped. */
+static sd_status follow(worker *w, sd_error *err)
+{
+    wlog(w, "following the cfg pair's leader at %s (predictions over %s)", w->o->cfg_peer,
+         sd_cfg_pair_transport(w->pair));
+    while (!*w->o->stop) {
+        if (!sd_cfg_pair_poll(w->pair, 100))
+            continue;
+        sd_msg m;
+        SD_TRY(sd_cfg_pair_recv_task(w->pair, &m, err));
+        sd_status st = strcmp(sd_msg_type(&m), "TASK")
+                           ? sd_fail(err, SD_ERR_FORMAT, "cfg pair: the leader sent %s, not a TASK", sd_msg_type(&m))
+                           : run_task(w, &m);
+        sd_msg_free(&m);
+        if (st != SD_OK)
+            return st == SD_ERR_FORMAT ? st : sd_fail(err, st, "a task failed: the cfg pair is out of step, stopping");
+    }
+    return SD_OK;
 }
 
 static sd_status setup_socket(worker *w, void *ctx, sd_error *err)
@@ -457,17 +495,26 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         snprintf(w->identity, sizeof w->identity, "%s%s%s", w->p.identity, rid[0] ? "+" : "", rid);
     }
     void *ctx = zmq_ctx_new();
-    if (st == SD_OK)
+    if (st == SD_OK && o->cfg_peer) {
+        wlog(w, "cfg pair rank %d: waiting for the peer at %s", o->cfg_rank, o->cfg_peer);
+        st = sd_cfg_pair_open(&w->pair, ctx, o->cfg_peer, o->cfg_rank, o->device, w->identity, o->cfg_timeout_ms, err);
+    }
+    /* a follower serves its leader only, never the coordinator */
+    int following = st == SD_OK && w->pair && o->cfg_rank == 1;
+    if (following)
+        st = follow(w, err);
+    if (st == SD_OK && !following)
         st = setup_socket(w, ctx, err);
     alive_state alive = {ctx, o, 0};
     pthread_t alive_th;
     int alive_started = 0;
-    if (st == SD_OK) {
-        wlog(w, "%s worker on %s, model %s, capacity %d", o->role, sd_backend_name(w->be), w->identity, o->capacity);
+    if (st == SD_OK && !following) {
+        wlog(w, "%s worker on %s, model %s, capacity %d, cfg split %s", o->role, sd_backend_name(w->be), w->identity,
+             o->capacity, w->pair ? sd_cfg_pair_transport(w->pair) : "batch");
         send_register(w);
         alive_started = pthread_create(&alive_th, NULL, alive_thread, &alive) == 0;
     }
-    while (st == SD_OK && !*o->stop) {
+    while (st == SD_OK && !following && !*o->stop) {
         zmq_pollitem_t pi = {w->sock, 0, ZMQ_POLLIN, 0};
         int got = zmq_poll(&pi, 1, 50) > 0 && (pi.revents & ZMQ_POLLIN);
         if (got) {
@@ -477,7 +524,9 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
                 w->last_heard = now_s();
                 const char *type = sd_msg_type(&m);
                 if (!strcmp(type, "TASK")) {
-                    run_task(w, &m);
+                    if (run_task(w, &m) != SD_OK && w->pair)
+                        st = sd_fail(err, SD_ERR_IO, "a task failed: the cfg pair is out of step, stopping (restart "
+                                                     "both workers)");
                 } else if (!strcmp(type, "ERROR")) {
                     const char *why = json_string_value(json_object_get(m.hdr, "reason"));
                     wlog(w, "coordinator says: %s", why ? why : "?");
@@ -502,6 +551,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         pthread_join(alive_th, NULL);
     if (w->sock)
         zmq_close(w->sock);
+    sd_cfg_pair_close(w->pair);
     zmq_ctx_term(ctx);
     sd_pipeline_free(&w->p);
     sd_backend_free(w->vbe);

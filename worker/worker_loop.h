@@ -15,6 +15,12 @@ typedef struct {
      * heartbeating and hang) when reaching this denoising step; -1 off */
     int die_at_step, stall_at_step;
     const char *curve_server_key, *curve_secret, *curve_public; /* files, Z85 */
+    /* CFG split over a pair of unet workers (cfg_pair.h): the pair's
+     * endpoint (NULL: both halves here as one batch), this side's rank (0
+     * leads and serves the coordinator, 1 follows the leader), and how long
+     * to wait for the peer */
+    const char *cfg_peer;
+    int cfg_rank, cfg_timeout_ms;
     volatile int *stop;
 } sd_worker_opts;
 

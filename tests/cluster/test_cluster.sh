@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Cluster tests on loopback with the project's tiny default model: a
 # coordinator and workers as separate processes, killed, stopped and
-# restarted on purpose. Each scenario prints ok/FAIL; the script ends with
+# restarted on purpose. Arguments name scenarios to run (default: all). Each scenario prints ok/FAIL; the script ends with
 # "cluster: N passed, N failed". Every process it starts is stopped at exit.
 set -u
 cd "$(dirname "$0")/../.."
@@ -196,10 +196,64 @@ scenario_curve() {
     kill $COORD
 }
 
-scenario_basic
-scenario_killed_worker
-scenario_restarted_coordinator
-scenario_stopped_worker
-scenario_curve
+# --cfg-split nccl: a unet pair, one guidance half each, exchanging predictions
+# every step (over ZeroMQ here: NCCL needs two GPUs). The pictures must equal
+# the single-device batch of 2 byte for byte, and a pair that loses its
+# follower must not lose items: its task is requeued to another unet worker.
+scenario_cfg_pair() {
+    local d=$ROOT/pair ep="tcp://127.0.0.1:$(port)" peer="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet lead --cfg-split nccl --cfg-peer "$peer" --cfg-rank 0 --cfg-timeout-ms 20000
+    LAST_WORKER_LEAD=$LAST_WORKER
+    $BIN/sdxl-worker --role unet --model "$M" --id follow --cfg-split nccl --cfg-peer "$peer" --cfg-rank 1 \
+        --cfg-timeout-ms 20000 >>"$d/worker-follow.log" 2>&1 &
+    local follower=$!
+    PIDS+=($follower)
+    start_worker "$d" "$ep" final f1
+    local job
+    job=$(submit "$d" "$ep" --layout files)
+    if ! out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then
+        bad "cfg pair job completes" "$out$(tail -5 "$d"/worker-*.log)"; kill $COORD; return
+    fi
+    if out=$(same_as_generate "$d" 2>&1) && grep -q "following" "$d/worker-follow.log" &&
+        grep -q "cfg split zmq" "$d/worker-lead.log"; then
+        ok "a --cfg-split nccl unet pair (one half each) makes every image byte-equal to generate's"
+    else bad "cfg pair images equal generate" "$out$(tail -3 "$d"/worker-lead.log "$d"/worker-follow.log)"; fi
+    # two halves of different models refuse to pair, naming both
+    local peer3="tcp://127.0.0.1:$(port)" lead_out
+    $BIN/sdxl-worker --role unet --model "${SDXL_TESTDATA:-../shared/testdata}/sdxl-tiny" --cfg-split nccl \
+        --cfg-peer "$peer3" --cfg-rank 1 --cfg-timeout-ms 5000 >"$d/mismatch-follow.log" 2>&1 &
+    PIDS+=($!)
+    lead_out=$(timeout 30 $BIN/sdxl-worker --coordinator "$ep" --role unet --model "$M" --cfg-split nccl \
+        --cfg-peer "$peer3" --cfg-rank 0 --cfg-timeout-ms 5000 2>&1)
+    if [ $? = 1 ] && grep -q "the follower has model" <<<"$lead_out"; then
+        ok "a cfg pair of two different models is refused, naming both identities"
+    else bad "cfg pair model mismatch" "$lead_out"; fi
+    # a new pair whose follower dies at its 2nd step: the leader stops, its work goes to a new unet worker
+    kill -9 $LAST_WORKER_LEAD $follower 2>/dev/null
+    local peer2="tcp://127.0.0.1:$(port)"
+    start_worker "$d" "$ep" unet lead2 --cfg-split nccl --cfg-peer "$peer2" --cfg-rank 0 --cfg-timeout-ms 3000
+    $BIN/sdxl-worker --role unet --model "$M" --id follow2 --cfg-split nccl --cfg-peer "$peer2" --cfg-rank 1 \
+        --fault die:2 >>"$d/worker-follow2.log" 2>&1 &
+    PIDS+=($!)
+    rm -rf "$d/out"
+    job=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 4 --seed 100 \
+        --coordinator "$ep" --layout files | awk '{print $NF}')
+    for _ in $(seq 100); do grep -q "out of step" "$d/worker-lead2.log" && break; sleep 0.3; done
+    start_worker "$d" "$ep" unet u3
+    if out=$(timeout 150 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && out=$(exactly_once "$d" 2>&1) &&
+        grep -q "out of step" "$d/worker-lead2.log"; then
+        ok "when the pair's follower dies the leader stops and every item is still made exactly once"
+    else bad "cfg pair follower death" "$out$(tail -4 "$d"/worker-lead2.log)"; fi
+    kill $COORD
+}
+
+# all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
+for s in "${@:-basic cfg_pair killed_worker restarted_coordinator stopped_worker curve}"; do
+    for one in $s; do "scenario_$one"; done
+done
 echo "cluster: $pass passed, $fail failed"
 [ "$fail" = 0 ]

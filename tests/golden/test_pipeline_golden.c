@@ -138,7 +138,7 @@ static void run_base_case(const char *name)
     cr_assert_eq(sd_stage_text(&p, &gp, &t, &err), SD_OK, "%s", err.msg);
     check_text(&t, g, 0);
     capture cap = {g, 0, 0};
-    sd_gen_hooks hooks = {NULL, on_latents, &cap};
+    sd_gen_hooks hooks = {NULL, on_latents, &cap, NULL};
     sd_latent_result lat;
     cr_assert_eq(sd_stage_unet(&p, &gp, &t, &hooks, &lat, &err), SD_OK, "%s", err.msg);
     cr_assert_eq(cap.steps_seen, gp.steps);
@@ -186,7 +186,7 @@ Test(pipeline_golden, ensemble_of_experts)
     check_text(&t, g1, 0);
     check_text(&t, g2, 1);
     capture cap = {g1, 0, 0};
-    sd_gen_hooks hooks = {NULL, on_latents, &cap};
+    sd_gen_hooks hooks = {NULL, on_latents, &cap, NULL};
     sd_latent_result lat;
     cr_assert_eq(sd_stage_unet(&p, &gp, &t, &hooks, &lat, &err), SD_OK, "%s", err.msg);
     cr_assert_eq(cap.steps_seen, 8);
@@ -195,7 +195,7 @@ Test(pipeline_golden, ensemble_of_experts)
     /* part 2: the refiner takes the last 2 timesteps from the golden latents */
     memcpy(lat.latents, tu_tensor(g2, "initial_latents", SD_DTYPE_F32)->data, 256 * sizeof(float));
     capture cap2 = {g2, 0, 0};
-    sd_gen_hooks hooks2 = {NULL, on_latents, &cap2};
+    sd_gen_hooks hooks2 = {NULL, on_latents, &cap2, NULL};
     sd_image_result img;
     cr_assert_eq(sd_stage_final(&p, &gp, &t, &lat, &hooks2, &img, &err), SD_OK, "%s", err.msg);
     cr_assert_eq(cap2.steps_seen, 2);
