@@ -376,6 +376,9 @@ static sd_status validate_spec(json_t *spec, sd_error *err)
     const char *fmt = json_string_value(json_object_get(spec, "format"));
     if (fmt && strcmp(fmt, "png") && strcmp(fmt, "webp") && strcmp(fmt, "jpeg"))
         return sd_fail(err, SD_ERR_INVALID, "spec: 'format' must be png, webp or jpeg");
+    json_t *model = json_object_get(spec, "model");
+    if (model && (!json_is_string(model) || json_string_length(model) == 0 || json_string_length(model) >= 80))
+        return sd_fail(err, SD_ERR_INVALID, "spec: 'model' must be a model identity string");
     size_t i;
     json_t *it;
     json_array_foreach(items, i, it) {
@@ -406,6 +409,12 @@ static void handle_submit(broker *b, const sd_msg *m, const unsigned char *route
         return;
     }
     if (!existed) {
+        /* a job pinned to a model goes only to workers of that model */
+        const char *model = json_string_value(json_object_get(spec, "model"));
+        if (model && store_job_set_identity(b->store, id, model, &err) != SD_OK) {
+            reply_error(b, route, rl, err.msg);
+            return;
+        }
         sd_outputs o;
         outputs_from_spec(&o, spec);
         int skipped = 0;

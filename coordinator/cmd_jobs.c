@@ -13,6 +13,7 @@
 
 #include "cli.h"
 #include "common/fsutil.h"
+#include "common/model_identity.h"
 #include "common/parse_number.h"
 #include "proto/message.h"
 #include "worker/scheduler.h"
@@ -130,6 +131,10 @@ static void usage_submit(FILE *out)
                  "  --height --scheduler --negative-prompt --negative-prompt-2 --prompt-2 --high-noise-frac\n"
                  "  --aesthetic-score --negative-aesthetic-score --original-size WxH --crop-top-left Y,X\n"
                  "  --target-size WxH\n"
+                 "  --model DIR|ID          run only on workers of this model: a folder (with --refiner DIR\n"
+                 "                          and --variant fp16 as the workers load them) or an identity as\n"
+                 "                          `sdxl workers` shows it (default: the model of the first worker\n"
+                 "                          that takes the job)\n"
                  "  --coordinator ENDPOINT  (default $SDXL_COORDINATOR, else %s)\n"
                  "exit codes: 0 submitted, 1 failure, 2 usage error\n",
             DEFAULT_ENDPOINT);
@@ -138,12 +143,39 @@ static void usage_submit(FILE *out)
 static int parse_pair(const char *s, char sep, int *a, int *b)
 {
     char c;
-    return sscanf(s, "%d%c%d", a, &c, b) == 3 && (c == sep || (sep == 'x' && c == 'X')) && *a >= 0 && *b >= 0;
+    int used = 0;
+    return sscanf(s, "%d%c%d%n", a, &c, b, &used) == 3 && !s[used] && (c == sep || (sep == 'x' && c == 'X')) &&
+           *a >= 0 && *b >= 0;
+}
+
+/* --model: a model folder (with --refiner and --variant, hashed exactly as
+ * a worker hashes what it loaded) or an identity as `sdxl workers` prints it */
+static int job_model_identity(const char *model, const char *refiner, const char *variant, char *out, size_t len)
+{
+    sd_error err = {0};
+    if (!sd_path_is_dir(model)) {
+        if (refiner || strncmp(model, "sdxl-", 5) || strlen(model) >= len) {
+            cli_errorf("submit", "--model %s: neither a model folder nor a model identity (sdxl-...)%s", model,
+                       refiner ? "; --refiner needs --model DIR" : "");
+            return 1;
+        }
+        snprintf(out, len, "%s", model);
+        return 0;
+    }
+    char base[40], rid[40] = "";
+    if (sd_model_identity(model, variant, base, sizeof base, &err) != SD_OK ||
+        (refiner && sd_model_identity(refiner, variant, rid, sizeof rid, &err) != SD_OK)) {
+        cli_errorf("submit", "%s", err.msg);
+        return 1;
+    }
+    snprintf(out, len, "%s%s%s", base, rid[0] ? "+" : "", rid);
+    return 0;
 }
 
 int cmd_submit(int argc, char **argv)
 {
     const char *file = NULL, *out = NULL, *endpoint = NULL, *format = "png", *layout = "webdataset";
+    const char *model = NULL, *refiner = NULL, *variant = NULL;
     long long per_prompt = 1, shard = 1000, base_seed = 0;
     json_t *defaults = json_object();
     for (int i = 0; i < argc; i++) {
@@ -176,6 +208,12 @@ int cmd_submit(int argc, char **argv)
             bad = sd_parse_int(v, 1, 100000, &per_prompt);
         else if (!strcmp(a, "--shard-size"))
             bad = sd_parse_int(v, 1, 1000000, &shard);
+        else if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--refiner"))
+            refiner = v;
+        else if (!strcmp(a, "--variant"))
+            variant = v, bad = strcmp(v, "fp16") != 0;
         else if (!strcmp(a, "--seed"))
             bad = sd_parse_int(v, 0, 0x7fffffffffffffffLL, &base_seed);
         else if (!strcmp(a, "--steps") || !strcmp(a, "--width") || !strcmp(a, "--height")) {
@@ -294,9 +332,16 @@ int cmd_submit(int argc, char **argv)
         json_decref(items);
         return rc;
     }
+    char identity[80] = "";
+    if (model && job_model_identity(model, refiner, variant, identity, sizeof identity)) {
+        json_decref(items);
+        return 1;
+    }
     size_t nitems = json_array_size(items);
     json_t *spec = json_pack("{s:o, s:s, s:s, s:s, s:I}", "items", items, "out", absout, "format", format, "layout",
                              layout, "shard_size", (json_int_t)shard);
+    if (identity[0])
+        json_object_set_new(spec, "model", json_string(identity));
     client c;
     if (client_open(&c, endpoint, "submit")) {
         json_decref(spec);

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "worker/cfg_pair_nccl.h"
@@ -65,24 +66,29 @@ static sd_status recv_peer(sd_cfg_pair *p, sd_msg *m, sd_error *err)
 static sd_status handshake(sd_cfg_pair *p, const char *device, const char *identity, sd_error *err)
 {
     int my_cuda = cuda_index(device);
+    char host[256] = "";
+    gethostname(host, sizeof host - 1);
     sd_msg m;
     if (p->rank == 1) {
-        SD_TRY(send_peer(p, json_pack("{s:s, s:i, s:s, s:b}", "peer", "hello", "rank", 1, "model", identity, "cuda",
-                                      my_cuda >= 0 && sd_nccl_built()),
+        SD_TRY(send_peer(p, json_pack("{s:s, s:i, s:s, s:i, s:s}", "peer", "hello", "rank", 1, "model", identity, "cuda",
+                                      sd_nccl_built() ? my_cuda : -1, "host", host),
                          NULL, err));
         SD_TRY(recv_peer(p, &m, err));
         const char *model = json_string_value(json_object_get(m.hdr, "model"));
         const char *transport = json_string_value(json_object_get(m.hdr, "transport"));
         const sd_msg_tensor *id = sd_msg_tensor_get(&m, "nccl_id");
         sd_status st = SD_OK;
-        if (!model || strcmp(model, identity))
+        const char *why = json_string_value(json_object_get(m.hdr, "refused"));
+        if (why)
+            st = sd_fail(err, SD_ERR_INVALID, "cfg pair: the leader refused: %s", why);
+        else if (!model || strcmp(model, identity))
             st = sd_fail(err, SD_ERR_INVALID, "cfg pair: the leader has model %s, this follower %s",
                          model ? model : "(none)", identity);
         else if (transport && !strcmp(transport, "nccl")) {
             if (!id || id->nbytes != SD_NCCL_ID_BYTES)
                 st = sd_fail(err, SD_ERR_FORMAT, "cfg pair: NCCL chosen but no nccl_id of %d bytes", SD_NCCL_ID_BYTES);
             else
-                st = sd_nccl_pair_init(&p->nccl, id->data, 1, my_cuda, err);
+                st = sd_nccl_pair_init(&p->nccl, id->data, 1, my_cuda, p->timeout_ms, err);
         }
         sd_msg_free(&m);
         return st;
@@ -90,19 +96,27 @@ static sd_status handshake(sd_cfg_pair *p, const char *device, const char *ident
     /* the leader waits for its follower's hello */
     SD_TRY(recv_peer(p, &m, err));
     const char *model = json_string_value(json_object_get(m.hdr, "model"));
-    int peer_cuda = json_is_true(json_object_get(m.hdr, "cuda"));
+    const char *peer_host = json_string_value(json_object_get(m.hdr, "host"));
+    json_t *pc = json_object_get(m.hdr, "cuda");
+    int peer_cuda = json_is_integer(pc) ? (int)json_integer_value(pc) : -1;
     sd_status st = SD_OK;
-    if (!model || strcmp(model, identity)) {
+    if (!model || strcmp(model, identity))
         st = sd_fail(err, SD_ERR_INVALID, "cfg pair: the follower has model %s, this leader %s",
                      model ? model : "(none)", identity);
+    else if (my_cuda >= 0 && peer_cuda == my_cuda && peer_host && !strcmp(peer_host, host))
+        st = sd_fail(err, SD_ERR_INVALID,
+                     "cfg pair: both halves would run on cuda:%d of %s; --cfg-split nccl needs two GPUs "
+                     "(use --cfg-split batch on one)", my_cuda, host);
+    if (st != SD_OK) {
         /* tell the follower why before giving up */
-        send_peer(p, json_pack("{s:s, s:s, s:s}", "peer", "welcome", "model", identity, "transport", "none"), NULL,
-                  &(sd_error){0});
+        send_peer(p, json_pack("{s:s, s:s, s:s, s:s}", "peer", "welcome", "model", identity, "transport", "none",
+                               "refused", err->msg),
+                  NULL, &(sd_error){0});
         sd_msg_free(&m);
         return st;
     }
     sd_msg_free(&m);
-    int use_nccl = peer_cuda && my_cuda >= 0 && sd_nccl_built();
+    int use_nccl = peer_cuda >= 0 && my_cuda >= 0 && sd_nccl_built();
     unsigned char id[SD_NCCL_ID_BYTES];
     if (use_nccl)
         SD_TRY(sd_nccl_unique_id(id, err));
@@ -110,7 +124,7 @@ static sd_status handshake(sd_cfg_pair *p, const char *device, const char *ident
                                   use_nccl ? "nccl" : "zmq"),
                      use_nccl ? id : NULL, err));
     if (use_nccl)
-        SD_TRY(sd_nccl_pair_init(&p->nccl, id, 0, my_cuda, err));
+        SD_TRY(sd_nccl_pair_init(&p->nccl, id, 0, my_cuda, p->timeout_ms, err));
     return SD_OK;
 }
 

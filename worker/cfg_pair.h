@@ -10,6 +10,10 @@
  * NCCL (ncclAllGather; the ncclUniqueId goes over the pair's socket) when
  * both sides run on CUDA devices, and over the pair's ZeroMQ socket
  * otherwise (CPU workers, and the tests on machines without two GPUs).
+ * Both halves on the same GPU of one host are refused (that is what
+ * --cfg-split batch is for). NCCL communicators are non-blocking and polled:
+ * a peer that dies makes the survivor abort the communicator past the
+ * deadline and fail the task instead of hanging.
  *
  * Deviation from DESIGN.md, which passes the ncclUniqueId through the
  * coordinator: the pair's own socket carries it, so the coordinator treats a

@@ -140,6 +140,7 @@ check "worker --capacity abc is refused naming the flag" out_has "--capacity" $B
 check "worker --capacity abc exits 2" expect_rc 2 $BIN/sdxl-worker --capacity abc
 check "coordinator --max-attempts 3x exits 2" expect_rc 2 $BIN/sdxl-coordinator --bind tcp://127.0.0.1:1 --state $T/st --max-attempts 3x
 check "wait --timeout 5s exits 2" expect_rc 2 $BIN/sdxl wait job --timeout 5s
+check "submit --model that is neither a folder nor an identity is refused naming it" out_has "neither a model folder" $BIN/sdxl submit /etc/hostname --out $T/ds --model /no/such/model
 check "worker --cfg-split nccl without --cfg-peer is a usage error" out_has "--cfg-peer" $BIN/sdxl-worker --role unet --model x --cfg-split nccl --cfg-rank 0
 check "worker --cfg-split on a text worker is a usage error" expect_rc 2 $BIN/sdxl-worker --coordinator tcp://127.0.0.1:1 --role text --model x --cfg-split nccl --cfg-peer tcp://127.0.0.1:2 --cfg-rank 0
 check "generate --original-size with trailing junk exits 2" expect_rc 2 gen --prompt x --out $T/a.png --original-size 64x64junk

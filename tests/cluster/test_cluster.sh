@@ -251,8 +251,33 @@ scenario_cfg_pair() {
     kill $COORD
 }
 
+# submit --model pins a job to workers of that model: a job for another model
+# waits, untouched, while one for the served model completes
+scenario_pinned_model() {
+    local d=$ROOT/pinned ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    printf 'a cat\na dog\n' >"$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u1
+    start_worker "$d" "$ep" final f1
+    local other served
+    other=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/other" --steps 2 --coordinator "$ep" --layout files \
+        --model "${SDXL_TESTDATA:-../shared/testdata}/sdxl-tiny" | awk '{print $NF}')
+    served=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/served" --steps 2 --coordinator "$ep" --layout files \
+        --model "$M" | awk '{print $NF}')
+    local out st
+    out=$(timeout 60 $BIN/sdxl wait "$served" --coordinator "$ep" 2>&1)
+    st=$($BIN/sdxl status "$other" --json --coordinator "$ep")
+    if [ -f "$d/served/00000001.png" ] && python3 -c 'import json,sys; j=json.loads(sys.argv[1]); assert j["done"]==0 and j["pending"]==2, j' "$st" 2>/dev/null &&
+        ! ls "$d/other"/*.png >/dev/null 2>&1; then
+        ok "submit --model: a job of another model waits untouched while the served model's job completes"
+    else bad "pinned model" "$out / $st"; fi
+    kill $COORD
+}
+
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair killed_worker restarted_coordinator stopped_worker curve}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker curve}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"
