@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 int sd_parse_int(const char *s, long long lo, long long hi, long long *out)
@@ -28,5 +29,16 @@ int sd_parse_double(const char *s, double *out)
     if (errno || end == s || *end || !isfinite(v))
         return -1;
     *out = v;
+    return 0;
+}
+
+int sd_parse_int_flag(const char *prog, const char *flag, const char *v, int lo, int hi, int *out)
+{
+    long long n;
+    if (sd_parse_int(v, lo, hi, &n)) {
+        fprintf(stderr, "%s: %s must be a whole number in %d..%d, not '%s'\n", prog, flag, lo, hi, v ? v : "");
+        return -1;
+    }
+    *out = (int)n;
     return 0;
 }

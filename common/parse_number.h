@@ -7,6 +7,11 @@
 /* 0 and *out set when s is a base-10 integer in [lo, hi]; -1 otherwise (*out untouched). */
 int sd_parse_int(const char *s, long long lo, long long hi, long long *out);
 
+/* A command-line flag's int value: 0 and *out set when in [lo, hi];
+ * otherwise prints "PROG: FLAG must be a whole number in LO..HI, not 'V'"
+ * to stderr and returns -1 (the caller exits 2, a usage error). */
+int sd_parse_int_flag(const char *prog, const char *flag, const char *v, int lo, int hi, int *out);
+
 /* 0 and *out set when s is a finite floating-point number; -1 otherwise. */
 int sd_parse_double(const char *s, double *out);
 

@@ -107,23 +107,16 @@ int cmd_bench(int argc, char **argv)
             model = argv[++i];
         else if (i + 1 < argc && !strcmp(a, "--device"))
             device = argv[++i];
-        else if (i + 1 < argc && (!strcmp(a, "--items") || !strcmp(a, "--steps"))) {
-            long long n;
-            if (sd_parse_int(argv[++i], 1, a[2] == 'i' ? 100000 : 1000, &n)) {
-                cli_errorf("bench", "%s must be a whole number in 1..%d, not '%s'", a, a[2] == 'i' ? 100000 : 1000,
-                           argv[i]);
+        else if (i + 1 < argc && !strcmp(a, "--items")) {
+            if (sd_parse_int_flag("sdxl bench", a, argv[++i], 1, 100000, &items))
                 return 2;
-            }
-            *(a[2] == 'i' ? &items : &steps) = (int)n;
-        }
-        else {
+        } else if (i + 1 < argc && !strcmp(a, "--steps")) {
+            if (sd_parse_int_flag("sdxl bench", a, argv[++i], 1, 1000, &steps))
+                return 2;
+        } else {
             cli_errorf("bench", "unknown option '%s'", a);
             return 2;
         }
-    }
-    if (items < 1 || items > 100000 || steps < 1 || steps > 1000) {
-        cli_errorf("bench", "--items 1..100000 and --steps 1..1000");
-        return 2;
     }
     /* our own binaries sit beside this one */
     char self[4096], dir[4096];

@@ -50,17 +50,16 @@ int main(int argc, char **argv)
             o.bind = v;
         else if (!strcmp(a, "--state"))
             o.state_dir = v;
-        else if (!strcmp(a, "--heartbeat-ms") || !strcmp(a, "--progress-timeout-ms") || !strcmp(a, "--max-attempts")) {
-            long long n;
-            int is_attempts = !strcmp(a, "--max-attempts");
-            long long lo = is_attempts ? 1 : 10, hi = is_attempts ? 1000 : 86400000;
-            if (sd_parse_int(v, lo, hi, &n)) {
-                fprintf(stderr, "sdxl-coordinator: %s must be a whole number in %lld..%lld, not '%s'\n", a, lo, hi, v);
+        else if (!strcmp(a, "--heartbeat-ms")) {
+            if (sd_parse_int_flag("sdxl-coordinator", a, v, 10, 86400000, &o.heartbeat_ms))
                 return 2;
-            }
-            *(is_attempts ? &o.max_attempts : a[2] == 'h' ? &o.heartbeat_ms : &o.progress_timeout_ms) = (int)n;
-        }
-        else if (!strcmp(a, "--curve-secret"))
+        } else if (!strcmp(a, "--progress-timeout-ms")) {
+            if (sd_parse_int_flag("sdxl-coordinator", a, v, 10, 86400000, &o.progress_timeout_ms))
+                return 2;
+        } else if (!strcmp(a, "--max-attempts")) {
+            if (sd_parse_int_flag("sdxl-coordinator", a, v, 1, 1000, &o.max_attempts))
+                return 2;
+        } else if (!strcmp(a, "--curve-secret"))
             o.curve_secret_file = v;
         else if (!strcmp(a, "--allow"))
             o.allow_file = v;

@@ -74,15 +74,12 @@ int main(int argc, char **argv)
             o.variant = v;
         else if (!strcmp(a, "--id"))
             o.worker_id = v;
-        else if (!strcmp(a, "--capacity") || !strcmp(a, "--heartbeat-ms")) {
-            long long n;
-            int is_capacity = !strcmp(a, "--capacity");
-            long long lo = is_capacity ? 1 : 10, hi = is_capacity ? 16 : 86400000;
-            if (sd_parse_int(v, lo, hi, &n)) {
-                fprintf(stderr, "sdxl-worker: %s must be a whole number in %lld..%lld, not '%s'\n", a, lo, hi, v);
+        else if (!strcmp(a, "--capacity")) {
+            if (sd_parse_int_flag("sdxl-worker", a, v, 1, 16, &o.capacity))
                 return 2;
-            }
-            *(is_capacity ? &o.capacity : &o.heartbeat_ms) = (int)n;
+        } else if (!strcmp(a, "--heartbeat-ms")) {
+            if (sd_parse_int_flag("sdxl-worker", a, v, 10, 86400000, &o.heartbeat_ms))
+                return 2;
         } else if (!strcmp(a, "--dtype")) {
             sd_dtype dt;
             if (sd_dtype_parse_user(v, &dt) != 0 || dt == SD_DTYPE_F32) {
@@ -105,16 +102,13 @@ int main(int argc, char **argv)
             split_pair = !strcmp(v, "nccl");
         } else if (!strcmp(a, "--cfg-peer"))
             o.cfg_peer = v;
-        else if (!strcmp(a, "--cfg-rank") || !strcmp(a, "--cfg-timeout-ms")) {
-            long long n;
-            int is_rank = !strcmp(a, "--cfg-rank");
-            long long lo = is_rank ? 0 : 100, hi = is_rank ? 1 : 86400000;
-            if (sd_parse_int(v, lo, hi, &n)) {
-                fprintf(stderr, "sdxl-worker: %s must be a whole number in %lld..%lld, not '%s'\n", a, lo, hi, v);
+        else if (!strcmp(a, "--cfg-rank")) {
+            if (sd_parse_int_flag("sdxl-worker", a, v, 0, 1, &o.cfg_rank))
                 return 2;
-            }
-            *(is_rank ? &o.cfg_rank : &o.cfg_timeout_ms) = (int)n;
-            rank_given |= is_rank;
+            rank_given = 1;
+        } else if (!strcmp(a, "--cfg-timeout-ms")) {
+            if (sd_parse_int_flag("sdxl-worker", a, v, 100, 86400000, &o.cfg_timeout_ms))
+                return 2;
         } else if (!strcmp(a, "--fault")) {
             int n;
             if (sscanf(v, "die:%d", &n) == 1)
