@@ -13,7 +13,9 @@
 #                                2. the tiny goldens on the GPU
 #                                3. a full-size random sdxl-base: UNet step at 1024x1024 batch 2,
 #                                   VAE decode, text encoders, each vs the floor measured here
-#                                4. diffusers' UNet and VAE on the same card and settings
+#                                4. end to end through sdxl generate; the NCCL CFG split (two
+#                                   GPUs) or its refusal (one GPU), tests/gpu/cfg_pair.sh
+#                                5. diffusers' UNet and VAE on the same card and settings
 #                                Logs and a summary go to $OUT (or /tmp/sdxl-gpu-out).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,10 +27,10 @@ prepare() {
     echo "== preparing $G"
     make -j"$(nproc)" BLAS=none BUILD=build-gpu gpu-tools >/tmp/sdxl-gpu-build.log 2>&1 || { tail -30 /tmp/sdxl-gpu-build.log; return 1; }
     rm -rf "$G" && mkdir -p "$G/bin" "$G/lib" "$G/testdata/golden"
-    cp build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck "$G/bin/"
+    cp build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck build-gpu/bin/sdxl-worker build-gpu/bin/sdxl-coordinator "$G/bin/"
     # every shared library the binaries need except the C runtime and CUDA's
     # (the GPU host has those); run 5 lacked libzmq when this list was by hand
-    ldd build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck | awk '$3 ~ /^\// {print $3}' | sort -u |
+    ldd build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck build-gpu/bin/sdxl-worker build-gpu/bin/sdxl-coordinator | awk '$3 ~ /^\// {print $3}' | sort -u |
         grep -vE '/(libc|libm|libdl|librt|libpthread|libresolv|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|cublas|cudart' |
         while read -r lib; do cp -L "$lib" "$G/lib/"; done
     local td=../shared/testdata
@@ -39,12 +41,13 @@ prepare() {
             c=$(basename "$c")
             mkdir -p "$G/testdata/$m/$c"
             cp "$td/$m/$c"/*.json "$G/testdata/$m/$c/" 2>/dev/null || true
+            cp "$td/$m/$c"/*.txt "$G/testdata/$m/$c/" 2>/dev/null || true # the tokenizers' merges
             # fp16 weights only: they halve the bundle, and the GPU computes in 16 bits anyway
             cp "$td/$m/$c"/*.fp16.safetensors "$G/testdata/$m/$c/" 2>/dev/null || true
         done
     done
     cp "$td"/golden/{text_encoders,unet_base,unet_refiner,vae,e2e_base_cfg5_4steps}.safetensors "$G/testdata/golden/"
-    cp tests/gpu/compare_png.py "$G/"
+    cp tests/gpu/compare_png.py tests/gpu/cfg_pair.sh "$G/"
     cp ../shared/bench/diffusers_peer.py "$G/"
     local repo=${DIFFUSERS_REPO:-/work/.mirror/huggingface+diffusers/repo}
     if [ -d "$repo" ]; then
@@ -97,6 +100,7 @@ if [ "$mode" = dry ]; then
     step goldens 120 "$BIN/sdxl-gpucheck" goldens "$G/testdata"
     step model 120 "$BIN/sdxl" random-model --preset tiny --out /tmp/sdxl-gpu-rehearsal --dtype f16
     step bench 300 "$BIN/sdxl-gpucheck" bench /tmp/sdxl-gpu-rehearsal 64 2 30
+    step cfg_pair 120 env BIN="$BIN" TINY="$G/testdata/sdxl-tiny" DEVICES="cpu cpu" bash "$G/cfg_pair.sh"
     python3 -m py_compile "$G/diffusers_peer.py" && echo "peer script compiles"
     [ -f "$G/diffusers-src.tar.xz" ] && xz -t "$G/diffusers-src.tar.xz" && echo "diffusers archive intact"
     echo
@@ -127,6 +131,11 @@ step e2e_tiny 60 bash -c "$BIN/sdxl generate --model $G/testdata/sdxl-tiny --dev
     --width 64 --height 64 --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/tiny.png &&
     python3 $G/compare_png.py /tmp/tiny.png $G/testdata/golden/e2e_base_cfg5_4steps.safetensors"
 
+# the NCCL CFG split: two GPUs -> a pair against batch mode; one GPU -> a clear refusal
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+devs=$( [ "$ngpu" -ge 2 ] && echo "cuda:0 cuda:1" || echo "cuda:0")
+step cfg_pair 150 env BIN="$BIN" TINY="$G/testdata/sdxl-tiny" DEVICES="$devs" bash "$G/cfg_pair.sh"
+
 if [ -f "$G/diffusers-src.tar.xz" ]; then
     mkdir -p /tmp/diffusers && tar -xJf "$G/diffusers-src.tar.xz" -C /tmp/diffusers
     PYTHONUNBUFFERED=1 step peer 200 python3 "$G/diffusers_peer.py" --diffusers-src /tmp/diffusers/src \
@@ -138,6 +147,7 @@ echo "== summary ($(head -2 "$OUTDIR/gpu.txt" | tail -1))"
 grep -E "^ops:|^goldens:" "$OUTDIR"/ops.log "$OUTDIR"/goldens.log 2>/dev/null
 grep -E "UNet step|VAE decode|text encoders|one image|TFLOP per step|cudaMalloc|dense matrix" "$OUTDIR/bench.log" 2>/dev/null
 grep -E "sdxl generate: item|max difference" "$OUTDIR/e2e.log" "$OUTDIR/e2e_tiny.log" 2>/dev/null
+grep -E "^cfg pair|^pair job" "$OUTDIR/cfg_pair.log" 2>/dev/null
 if [ -f "$OUTDIR/peer.json" ]; then
     ours_unet=$(awk '/UNet step/ {print $(NF-4)}' "$OUTDIR/bench.log")
     ours_vae=$(awk '/VAE decode/ {print $(NF-4)}' "$OUTDIR/bench.log")
