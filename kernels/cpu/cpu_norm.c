@@ -3,6 +3,22 @@
  * torch's as summation order allows). */
 #include "kernels/cpu/cpu_internal.h"
 
+/* mean and 1/sqrt(variance + eps) of n values: two passes in double, since
+ * a one-pass sum of squares loses digits when the mean is large */
+static void mean_rstd(const float *x, int64_t n, float eps, float *mean_out, float *rstd_out)
+{
+    double sum = 0, sq = 0;
+    for (int64_t i = 0; i < n; i++)
+        sum += x[i];
+    double mean = sum / (double)n;
+    for (int64_t i = 0; i < n; i++) {
+        double d = x[i] - mean;
+        sq += d * d;
+    }
+    *rstd_out = (float)(1.0 / sqrt(sq / (double)n + (double)eps));
+    *mean_out = (float)mean;
+}
+
 sd_status sd_cpu_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *gamma,
                             const sd_tensor *beta, int groups, float eps, int silu, sd_error *err)
 {
@@ -18,17 +34,8 @@ sd_status sd_cpu_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, co
         for (int g = 0; g < groups; g++) {
             const float *xs = X + (n * C + g * cpg) * HW;
             float *ys = Y + (n * C + g * cpg) * HW;
-            int64_t cnt = cpg * HW;
-            double sum = 0, sq = 0;
-            for (int64_t i = 0; i < cnt; i++)
-                sum += xs[i];
-            double mean = sum / (double)cnt;
-            for (int64_t i = 0; i < cnt; i++) {
-                double d = xs[i] - mean;
-                sq += d * d;
-            }
-            float rstd = (float)(1.0 / sqrt(sq / (double)cnt + (double)eps));
-            float fmean = (float)mean;
+            float fmean, rstd;
+            mean_rstd(xs, cpg * HW, eps, &fmean, &rstd);
             for (int64_t c = 0; c < cpg; c++) {
                 float a = G[g * cpg + c] * rstd, bb = Bt[g * cpg + c];
                 const float *xc = xs + c * HW;
@@ -56,16 +63,8 @@ sd_status sd_cpu_layer_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, co
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = X + r * D;
         float *yr = Y + r * D;
-        double sum = 0, sq = 0;
-        for (int64_t i = 0; i < D; i++)
-            sum += xr[i];
-        double mean = sum / (double)D;
-        for (int64_t i = 0; i < D; i++) {
-            double d = xr[i] - mean;
-            sq += d * d;
-        }
-        float rstd = (float)(1.0 / sqrt(sq / (double)D + (double)eps));
-        float fmean = (float)mean;
+        float fmean, rstd;
+        mean_rstd(xr, D, eps, &fmean, &rstd);
         for (int64_t i = 0; i < D; i++)
             yr[i] = (xr[i] - fmean) * rstd * G[i] + Bt[i];
     }
