@@ -52,40 +52,26 @@ int sd_dtype_is_float(sd_dtype dt)
     return dt == SD_DTYPE_F64 || dt == SD_DTYPE_F32 || dt == SD_DTYPE_F16 || dt == SD_DTYPE_BF16;
 }
 
-static uint32_t f32_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
-static float bits_f32(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
 float sd_f16_to_f32(uint16_t h)
 {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f;
     uint32_t mant = h & 0x3ff;
     if (exp == 0x1f)
-        return bits_f32(sign | 0x7f800000u | (mant << 13));
+        return sd_bits_f32(sign | 0x7f800000u | (mant << 13));
     if (exp == 0) {
         if (mant == 0)
-            return bits_f32(sign);
+            return sd_bits_f32(sign);
         /* subnormal: value = mant * 2^-24 */
         float v = (float)mant * (1.0f / 16777216.0f);
         return sign ? -v : v;
     }
-    return bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
+    return sd_bits_f32(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
 uint16_t sd_f32_to_f16(float f)
 {
-    uint32_t x = f32_bits(f);
+    uint32_t x = sd_f32_bits(f);
     uint32_t sign = (x >> 16) & 0x8000;
     uint32_t absx = x & 0x7fffffffu;
     if (absx >= 0x7f800000u) /* inf or nan */
@@ -95,7 +81,7 @@ uint16_t sd_f32_to_f16(float f)
     if (absx < 0x38800000u) { /* below 2^-14: subnormal half or zero */
         /* scale so that the half subnormal unit 2^-24 becomes 1.0, then
          * round to nearest even via the float adder */
-        float a = bits_f32(absx) * 16777216.0f;
+        float a = sd_bits_f32(absx) * 16777216.0f;
         /* a in [0, 1024): nearbyint with ties to even */
         uint32_t m = (uint32_t)a;
         float frac = a - (float)m;
@@ -114,12 +100,12 @@ uint16_t sd_f32_to_f16(float f)
 
 float sd_bf16_to_f32(uint16_t h)
 {
-    return bits_f32((uint32_t)h << 16);
+    return sd_bits_f32((uint32_t)h << 16);
 }
 
 uint16_t sd_f32_to_bf16(float f)
 {
-    uint32_t x = f32_bits(f);
+    uint32_t x = sd_f32_bits(f);
     if ((x & 0x7fffffffu) > 0x7f800000u)
         return (uint16_t)((x >> 16) | 0x40); /* quiet NaN */
     uint32_t lsb = (x >> 16) & 1;

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -34,6 +35,21 @@ int sd_dtype_parse(const char *name, sd_dtype *out);
 /* Parses a user-facing name: f32 f16 bf16 (also the safetensors spellings). */
 int sd_dtype_parse_user(const char *name, sd_dtype *out);
 int sd_dtype_is_float(sd_dtype dt);
+
+/* the IEEE bits of a float and back (memcpy: no aliasing questions) */
+static inline uint32_t sd_f32_bits(float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return u;
+}
+
+static inline float sd_bits_f32(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
 
 float sd_f16_to_f32(uint16_t h);
 uint16_t sd_f32_to_f16(float f);   /* round to nearest even, as torch does */

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "common/dtype.h"
 #include "torch_rng.h"
 
 /* Cephes single-precision coefficients */
@@ -41,29 +42,15 @@
 
 /* ---- scalar form, one lane ---- */
 
-static float bits_to_f(uint32_t u)
-{
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-static uint32_t f_to_bits(float f)
-{
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-
 static float cephes_logf(float x)
 {
     /* the inputs here are in (0, 1]: no NaN or denormal handling needed
      * beyond the clamp the vector code does */
-    if (x < bits_to_f(0x00800000u))
-        x = bits_to_f(0x00800000u);
-    uint32_t bits = f_to_bits(x);
+    if (x < sd_bits_f32(0x00800000u))
+        x = sd_bits_f32(0x00800000u);
+    uint32_t bits = sd_f32_bits(x);
     float e = (float)((int32_t)(bits >> 23) - 0x7f);
-    x = bits_to_f((bits & ~0x7f800000u) | f_to_bits(0.5f));
+    x = sd_bits_f32((bits & ~0x7f800000u) | sd_f32_bits(0.5f));
     e = e + 1.0f;
     int below = x < SQRTHF; /* then log(x) = log(2x) - log 2: x <- 2x - 1 */
     float tmp = below ? x : 0.0f;
