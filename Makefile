@@ -146,8 +146,10 @@ $(BUILD)/bin/bench-%: $(BUILD)/obj/tests/bench/%.o $(LIB)
 test:
 	$(Q)tests/run_suite.sh
 
-# Builds the test binary of this configuration (used by tests/run_suite.sh).
-tests-bin: $(BINS) $(TEST_BIN) $(BENCH_BINS)
+# Builds the test binary of this configuration and the default model the CLI
+# and cluster checks run on (used by tests/run_suite.sh; a fresh clone has no
+# build/models yet).
+tests-bin: $(BINS) $(TEST_BIN) $(BENCH_BINS) $(DEFAULT_MODEL)/model_index.json
 
 FUZZ_SECONDS ?= 60
 fuzz:
