@@ -1,8 +1,8 @@
 /* cfg_pair.c - see cfg_pair.h. */
 #include "worker/cfg_pair.h"
 
-#include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,6 +12,8 @@
 
 struct sd_cfg_pair {
     void *sock; /* ZMQ_PAIR */
+    void *mon;  /* the socket monitor's events: a peer's TCP connection closing */
+    int gone;   /* the peer disconnected */
     int rank, timeout_ms;
     uint64_t seq; /* exchanges so far: both sides count the same */
     sd_nccl_pair *nccl;
@@ -150,6 +152,19 @@ sd_status sd_cfg_pair_open(sd_cfg_pair **out, void *zmq_ctx, const char *endpoin
                                      rank == 0 ? "bind" : "connect", zmq_strerror(zmq_errno()));
     if (st == SD_OK)
         st = handshake(p, device, model_identity, err);
+    if (st == SD_OK) {
+        /* a peer killed outright closes its TCP connection: the monitor tells
+         * us at once, instead of a timeout minutes later */
+        char addr[64];
+        snprintf(addr, sizeof addr, "inproc://sdxl-cfg-pair-%p", (void *)p);
+        p->mon = zmq_socket(zmq_ctx, ZMQ_PAIR);
+        if (zmq_socket_monitor(p->sock, addr, ZMQ_EVENT_DISCONNECTED) != 0 || zmq_connect(p->mon, addr) != 0) {
+            zmq_close(p->mon);
+            p->mon = NULL; /* then only the timeouts notice a dead peer */
+        } else {
+            zmq_setsockopt(p->mon, ZMQ_LINGER, &zero, sizeof zero);
+        }
+    }
     if (st != SD_OK) {
         sd_cfg_pair_close(p);
         return st;
@@ -163,8 +178,12 @@ void sd_cfg_pair_close(sd_cfg_pair *p)
     if (!p)
         return;
     sd_nccl_pair_free(p->nccl);
-    if (p->sock)
+    if (p->sock) {
+        zmq_socket_monitor(p->sock, NULL, 0);
         zmq_close(p->sock);
+    }
+    if (p->mon)
+        zmq_close(p->mon);
     free(p);
 }
 
@@ -176,6 +195,48 @@ int sd_cfg_pair_rank(const sd_cfg_pair *p)
 const char *sd_cfg_pair_transport(const sd_cfg_pair *p)
 {
     return p->nccl ? "nccl" : "zmq";
+}
+
+int sd_cfg_pair_peer_gone(sd_cfg_pair *p)
+{
+    while (p->mon && !p->gone) {
+        /* an event is two frames: 2 bytes of event and 4 of value, then the endpoint */
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, p->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        uint16_t ev = 0;
+        if (zmq_msg_size(&m) >= sizeof ev)
+            memcpy(&ev, zmq_msg_data(&m), sizeof ev);
+        int more = zmq_msg_more(&m);
+        zmq_msg_close(&m);
+        while (more) {
+            zmq_msg_init(&m);
+            more = zmq_msg_recv(&m, p->mon, 0) >= 0 && zmq_msg_more(&m);
+            zmq_msg_close(&m);
+        }
+        if (ev == ZMQ_EVENT_DISCONNECTED)
+            p->gone = 1;
+    }
+    return p->gone;
+}
+
+/* Waits until the peer's next message is here: SD_ERR_IO if the peer
+ * disconnects or timeout_ms passes first. */
+static sd_status wait_readable(sd_cfg_pair *p, const char *what, sd_error *err)
+{
+    for (int waited = 0;; waited += 100) {
+        zmq_pollitem_t pi = {p->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&pi, 1, 100) > 0 && (pi.revents & ZMQ_POLLIN))
+            return SD_OK;
+        if (sd_cfg_pair_peer_gone(p))
+            return sd_fail(err, SD_ERR_IO, "cfg pair: rank %d disconnected (waiting for %s)", 1 - p->rank, what);
+        if (waited >= p->timeout_ms)
+            return sd_fail(err, SD_ERR_IO, "cfg pair: no %s from rank %d within %d ms (is it alive?)", what, 1 - p->rank,
+                           p->timeout_ms);
+    }
 }
 
 sd_status sd_cfg_pair_exchange(sd_cfg_pair *p, const float *mine, float *all, size_t n, sd_error *err)
@@ -191,10 +252,8 @@ sd_status sd_cfg_pair_exchange(sd_cfg_pair *p, const float *mine, float *all, si
     uint64_t got = 0;
     int more = 0;
     size_t ml = sizeof more;
+    SD_TRY(wait_readable(p, "noise prediction", err));
     int r = zmq_recv(p->sock, &got, sizeof got, 0);
-    if (r < 0 && zmq_errno() == EAGAIN)
-        return sd_fail(err, SD_ERR_IO, "cfg pair: no prediction from rank %d for exchange %llu within %d ms (is it alive?)",
-                       1 - p->rank, (unsigned long long)seq, p->timeout_ms);
     if (r < 0)
         return sd_fail(err, SD_ERR_IO, "cfg pair: no prediction from rank %d for exchange %llu: %s", 1 - p->rank,
                        (unsigned long long)seq, zmq_strerror(zmq_errno()));

@@ -50,6 +50,9 @@ sd_status sd_cfg_pair_exchange(sd_cfg_pair *p, const float *mine, float *all, si
  * recv returns SD_ERR_IO after timeout_ms without a task. */
 sd_status sd_cfg_pair_send_task(sd_cfg_pair *p, const sd_msg *task, sd_error *err);
 sd_status sd_cfg_pair_recv_task(sd_cfg_pair *p, sd_msg *task, sd_error *err);
+/* 1 once the peer's connection has closed (a killed peer shows at once;
+ * one cut off by the network only through the timeouts) */
+int sd_cfg_pair_peer_gone(sd_cfg_pair *p);
 /* 1 when a message from the peer is waiting (after up to timeout_ms), else 0 */
 int sd_cfg_pair_poll(sd_cfg_pair *p, int timeout_ms);
 

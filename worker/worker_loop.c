@@ -375,8 +375,11 @@ static sd_status follow(worker *w, sd_error *err)
     wlog(w, "following the cfg pair's leader at %s (predictions over %s)", w->o->cfg_peer,
          sd_cfg_pair_transport(w->pair));
     while (!*w->o->stop) {
-        if (!sd_cfg_pair_poll(w->pair, 100))
+        if (!sd_cfg_pair_poll(w->pair, 100)) {
+            if (sd_cfg_pair_peer_gone(w->pair))
+                return sd_fail(err, SD_ERR_IO, "the cfg pair's leader disconnected: stopping (restart both workers)");
             continue;
+        }
         sd_msg m;
         SD_TRY(sd_cfg_pair_recv_task(w->pair, &m, err));
         sd_status st = strcmp(sd_msg_type(&m), "TASK")
@@ -525,8 +528,8 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
                 const char *type = sd_msg_type(&m);
                 if (!strcmp(type, "TASK")) {
                     if (run_task(w, &m) != SD_OK && w->pair)
-                        st = sd_fail(err, SD_ERR_IO, "a task failed: the cfg pair is out of step, stopping (restart "
-                                                     "both workers)");
+                        st = sd_fail(err, SD_ERR_IO, "a task failed: the cfg pair may be out of step, stopping "
+                                                     "(restart both workers)");
                 } else if (!strcmp(type, "ERROR")) {
                     const char *why = json_string_value(json_object_get(m.hdr, "reason"));
                     wlog(w, "coordinator says: %s", why ? why : "?");
@@ -537,6 +540,10 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
             } else {
                 wlog(w, "refused a message: %s", merr.msg);
             }
+        }
+        if (st == SD_OK && w->pair && sd_cfg_pair_peer_gone(w->pair)) {
+            st = sd_fail(err, SD_ERR_IO, "the cfg pair's follower disconnected: stopping (restart both workers)");
+            break;
         }
         double now = now_s();
         if (now - w->last_sent >= o->heartbeat_ms / 1000.0)

@@ -222,6 +222,14 @@ scenario_cfg_pair() {
         grep -q "cfg split zmq" "$d/worker-lead.log"; then
         ok "a --cfg-split nccl unet pair (one half each) makes every image byte-equal to generate's"
     else bad "cfg pair images equal generate" "$out$(tail -3 "$d"/worker-lead.log "$d"/worker-follow.log)"; fi
+    # the follower killed while the pair is idle: the leader notices the closed
+    # connection at once and stops, rather than take work it cannot finish
+    kill -9 $follower
+    local gone=no
+    for _ in $(seq 50); do kill -0 $LAST_WORKER_LEAD 2>/dev/null || { gone=yes; break; }; sleep 0.1; done
+    if [ $gone = yes ] && grep -q "follower disconnected" "$d/worker-lead.log"; then
+        ok "an idle leader whose follower is killed stops within 5 s, saying why"
+    else bad "idle leader notices its follower's death" "$(tail -3 "$d/worker-lead.log")"; fi
     # two halves of different models refuse to pair, naming both
     local peer3="tcp://127.0.0.1:$(port)" lead_out
     $BIN/sdxl-worker --role unet --model "${SDXL_TESTDATA:-../shared/testdata}/sdxl-tiny" --cfg-split nccl \
@@ -242,10 +250,10 @@ scenario_cfg_pair() {
     rm -rf "$d/out"
     job=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 4 --seed 100 \
         --coordinator "$ep" --layout files | awk '{print $NF}')
-    for _ in $(seq 100); do grep -q "out of step" "$d/worker-lead2.log" && break; sleep 0.3; done
+    for _ in $(seq 100); do grep -q "stopping" "$d/worker-lead2.log" && break; sleep 0.3; done
     start_worker "$d" "$ep" unet u3
     if out=$(timeout 150 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && out=$(exactly_once "$d" 2>&1) &&
-        grep -q "out of step" "$d/worker-lead2.log"; then
+        grep -q "task [0-9]* failed: cfg pair: rank 1 disconnected" "$d/worker-lead2.log"; then
         ok "when the pair's follower dies the leader stops and every item is still made exactly once"
     else bad "cfg pair follower death" "$out$(tail -4 "$d"/worker-lead2.log)"; fi
     kill $COORD
