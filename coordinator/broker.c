@@ -14,6 +14,7 @@
 #include "common/hashmap.h"
 #include "coordinator/outputs.h"
 #include "coordinator/store.h"
+#include "proto/curve.h"
 #include "proto/message.h"
 #include "proto/tensor_blob.h"
 
@@ -610,8 +611,6 @@ static sd_status setup_socket(broker *b, void *ctx, sd_error *err)
     int64_t maxmsg = (int64_t)1 << 31;
     zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
     if (b->o->curve_secret_file) {
-        extern sd_status sd_curve_server_setup(void *sock, void *ctx, const char *secret_file, const char *allow_file,
-                                               sd_error *err);
         SD_TRY(sd_curve_server_setup(b->sock, ctx, b->o->curve_secret_file, b->o->allow_file, err));
     } else if (strncmp(b->o->bind, "tcp://127.", 10) && strncmp(b->o->bind, "tcp://localhost", 15) &&
                strncmp(b->o->bind, "ipc://", 6) && strncmp(b->o->bind, "inproc://", 9)) {

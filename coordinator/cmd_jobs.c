@@ -15,6 +15,7 @@
 #include "common/fsutil.h"
 #include "common/model_identity.h"
 #include "common/parse_number.h"
+#include "proto/curve.h"
 #include "proto/message.h"
 #include "worker/scheduler.h"
 
@@ -37,20 +38,10 @@ static int client_open(client *c, const char *endpoint, const char *cmd)
     zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
     /* CURVE: key files from the environment */
     const char *sk = getenv("SDXL_CURVE_SERVER_KEY"), *sec = getenv("SDXL_CURVE_SECRET"), *pub = getenv("SDXL_CURVE_PUBLIC");
-    if (sk && sec && pub) {
-        const char *files[3] = {sk, sec, pub};
-        int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_SECRETKEY, ZMQ_CURVE_PUBLICKEY};
-        for (int i = 0; i < 3; i++) {
-            char *text;
-            size_t len;
-            sd_error err;
-            if (sd_read_file(files[i], &text, &len, &err) != SD_OK || len < 40) {
-                cli_errorf(cmd, "CURVE key file %s unreadable", files[i]);
-                return -1;
-            }
-            zmq_setsockopt(c->sock, opts[i], text, 40);
-            free(text);
-        }
+    sd_error err;
+    if (sk && sec && pub && sd_curve_client_setup(c->sock, sk, sec, pub, &err) != SD_OK) {
+        cli_errorf(cmd, "%s", err.msg);
+        return -1;
     }
     if (zmq_connect(c->sock, c->endpoint) != 0) {
         cli_errorf(cmd, "--coordinator %s: %s", c->endpoint, zmq_strerror(zmq_errno()));

@@ -14,6 +14,7 @@
 #include "common/fsutil.h"
 #include "common/hashmap.h"
 #include "common/model_identity.h"
+#include "proto/curve.h"
 #include "proto/message.h"
 #include "worker/cfg_pair.h"
 #include "worker/image_meta.h"
@@ -398,27 +399,8 @@ static sd_status setup_socket(worker *w, void *ctx, sd_error *err)
     int zero = 0;
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->o->worker_id, strlen(w->o->worker_id));
-    if (w->o->curve_server_key) {
-        char keys[3][41];
-        const char *files[3] = {w->o->curve_server_key, w->o->curve_secret, w->o->curve_public};
-        for (int i = 0; i < 3; i++) {
-            char *text;
-            size_t len;
-            if (!files[i])
-                return sd_fail(err, SD_ERR_INVALID, "CURVE needs --curve-server-key, --curve-secret and --curve-public");
-            SD_TRY(sd_read_file(files[i], &text, &len, err));
-            if (len < 40) {
-                free(text);
-                return sd_fail(err, SD_ERR_FORMAT, "%s: not a Z85 key", files[i]);
-            }
-            memcpy(keys[i], text, 40);
-            keys[i][40] = '\0';
-            free(text);
-        }
-        zmq_setsockopt(w->sock, ZMQ_CURVE_SERVERKEY, keys[0], 40);
-        zmq_setsockopt(w->sock, ZMQ_CURVE_SECRETKEY, keys[1], 40);
-        zmq_setsockopt(w->sock, ZMQ_CURVE_PUBLICKEY, keys[2], 40);
-    }
+    if (w->o->curve_server_key)
+        SD_TRY(sd_curve_client_setup(w->sock, w->o->curve_server_key, w->o->curve_secret, w->o->curve_public, err));
     if (zmq_connect(w->sock, w->o->coordinator) != 0)
         return sd_fail(err, SD_ERR_IO, "--coordinator %s: %s", w->o->coordinator, zmq_strerror(zmq_errno()));
     return SD_OK;
@@ -440,20 +422,9 @@ static void *alive_thread(void *arg)
     void *s = zmq_socket(a->ctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-    if (a->o->curve_server_key) {
-        /* same keys as the main socket */
-        const char *files[3] = {a->o->curve_server_key, a->o->curve_secret, a->o->curve_public};
-        int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_SECRETKEY, ZMQ_CURVE_PUBLICKEY};
-        for (int i = 0; i < 3; i++) {
-            char *text;
-            size_t len;
-            sd_error err;
-            if (files[i] && sd_read_file(files[i], &text, &len, &err) == SD_OK) {
-                if (len >= 40)
-                    zmq_setsockopt(s, opts[i], text, 40);
-                free(text);
-            }
-        }
+    if (a->o->curve_server_key) { /* the main socket's keys: already checked there */
+        sd_error err;
+        sd_curve_client_setup(s, a->o->curve_server_key, a->o->curve_secret, a->o->curve_public, &err);
     }
     zmq_connect(s, a->o->coordinator);
     while (!a->quit && !*a->o->stop) {

@@ -1,14 +1,13 @@
-/* curve.c - ZeroMQ CURVE for the coordinator: the server secret key from a
- * file, and a ZAP handler that admits only public keys listed in the allow
- * file (one Z85 key per line). Without CURVE the coordinator binds to
- * loopback only. */
+/* curve.c - see curve.h. Without CURVE the coordinator binds to loopback
+ * only (broker.c). */
+#include "proto/curve.h"
+
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
-#include "common/error.h"
 #include "common/fsutil.h"
 
 typedef struct {
@@ -83,7 +82,6 @@ static sd_status read_key(const char *path, char *z85, sd_error *err)
     return SD_OK;
 }
 
-sd_status sd_curve_server_setup(void *sock, void *ctx, const char *secret_file, const char *allow_file, sd_error *err);
 sd_status sd_curve_server_setup(void *sock, void *ctx, const char *secret_file, const char *allow_file, sd_error *err)
 {
     char secret[41];
@@ -118,5 +116,20 @@ sd_status sd_curve_server_setup(void *sock, void *ctx, const char *secret_file, 
     zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
     zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 40);
     zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "sdxl", 4);
+    return SD_OK;
+}
+
+sd_status sd_curve_client_setup(void *sock, const char *server_key_file, const char *secret_file,
+                                const char *public_file, sd_error *err)
+{
+    const char *files[3] = {server_key_file, secret_file, public_file};
+    const int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_SECRETKEY, ZMQ_CURVE_PUBLICKEY};
+    for (int i = 0; i < 3; i++) {
+        char key[41];
+        if (!files[i])
+            return sd_fail(err, SD_ERR_INVALID, "CURVE needs the server's public key, a secret key and a public key");
+        SD_TRY(read_key(files[i], key, err));
+        zmq_setsockopt(sock, opts[i], key, 40);
+    }
     return SD_OK;
 }

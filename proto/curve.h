@@ -1,0 +1,17 @@
+/* curve.h - ZeroMQ CURVE on our sockets. Keys are Z85 text files (40
+ * characters; leading blank lines and spaces are skipped). */
+#ifndef SDXL_PROTO_CURVE_H
+#define SDXL_PROTO_CURVE_H
+
+#include "common/error.h"
+
+/* The coordinator's side: its secret key, and a ZAP handler on ctx that
+ * admits only the public keys listed in allow_file (one per line). */
+sd_status sd_curve_server_setup(void *sock, void *ctx, const char *secret_file, const char *allow_file, sd_error *err);
+
+/* A worker's or client's side: the server's public key and this peer's key
+ * pair, set on sock before it connects. */
+sd_status sd_curve_client_setup(void *sock, const char *server_key_file, const char *secret_file,
+                                const char *public_file, sd_error *err);
+
+#endif
