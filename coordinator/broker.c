@@ -99,9 +99,10 @@ static worker_t *find_worker(broker *b, const char *id)
     return NULL;
 }
 
-static const char *stage_of_role(const char *role)
+/* the item state a stage (= a worker role) takes its work from */
+static item_state input_state(const char *stage)
 {
-    return role;
+    return !strcmp(stage, "text") ? ITEM_PENDING : !strcmp(stage, "unet") ? ITEM_ENCODED : ITEM_DENOISED;
 }
 
 /* Items of a task go back to waiting (their last completed stage is kept in
@@ -158,16 +159,21 @@ static void dispatch_to(broker *b, int wi)
     int credit = w->capacity - w->inflight;
     if (credit <= 0)
         return;
-    item_state want = !strcmp(w->role, "text") ? ITEM_PENDING : !strcmp(w->role, "unet") ? ITEM_ENCODED : ITEM_DENOISED;
+    item_state want = input_state(w->role);
     store_item_ref refs[256];
     int n = store_items_waiting(b->store, want, refs, 256);
     int picked[MAX_BATCH], np = 0;
     char key0[128] = "", job0[40] = "";
+    /* refs come ordered by job: look a job's model up once, not per item */
+    char id_job[40] = "", idbuf[80];
+    const char *jid = NULL;
     for (int i = 0; i < n && np < credit && np < MAX_BATCH; i++) {
         if (item_in_flight(b, refs[i].job, refs[i].idx))
             continue;
-        char idbuf[80];
-        const char *jid = store_job_identity(b->store, refs[i].job, idbuf, sizeof idbuf);
+        if (strcmp(id_job, refs[i].job)) {
+            snprintf(id_job, sizeof id_job, "%s", refs[i].job);
+            jid = store_job_identity(b->store, refs[i].job, idbuf, sizeof idbuf);
+        }
         if (jid && strcmp(jid, w->identity))
             continue; /* a job is only ever given to workers of its model */
         char key[128];
@@ -175,9 +181,10 @@ static void dispatch_to(broker *b, int wi)
         if (np == 0) {
             snprintf(key0, sizeof key0, "%s", key);
             snprintf(job0, sizeof job0, "%s", refs[i].job);
-            if (!jid) {
+            if (!jid) { /* the job's first worker decides its model */
                 sd_error err;
-                store_job_set_identity(b->store, refs[i].job, w->identity, &err);
+                if (store_job_set_identity(b->store, refs[i].job, w->identity, &err) == SD_OK)
+                    jid = strcpy(idbuf, w->identity);
             }
         } else if (strcmp(key, key0) || strcmp(refs[i].job, job0)) {
             continue; /* batches hold compatible items of one job */
@@ -200,7 +207,7 @@ static void dispatch_to(broker *b, int wi)
     memset(t, 0, sizeof *t);
     t->id = ++b->next_task;
     t->worker = wi;
-    snprintf(t->stage, sizeof t->stage, "%s", stage_of_role(w->role));
+    snprintf(t->stage, sizeof t->stage, "%s", w->role);
     snprintf(t->job, sizeof t->job, "%s", job0);
     sd_msg m;
     sd_error err;
@@ -305,7 +312,7 @@ static void handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
         reply(b, route, rl, "OK", NULL);
         return;
     }
-    item_state from = !strcmp(t->stage, "text") ? ITEM_PENDING : !strcmp(t->stage, "unet") ? ITEM_ENCODED : ITEM_DENOISED;
+    item_state from = input_state(t->stage);
     json_t *spec = !strcmp(t->stage, "final") ? store_job_spec(b->store, t->job) : NULL;
     sd_outputs o;
     if (spec)

@@ -86,8 +86,8 @@ sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *e
     if (*existed)
         return SD_OK;
     json_t *items = json_object_get(spec, "items");
-    char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     SD_TRY(exec(s, "BEGIN", err));
+    char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     sd_status st = SD_OK;
     sqlite3_prepare_v2(s->db, "INSERT INTO jobs(id, spec, state, created, n) VALUES(?, ?, 'running', julianday('now'), ?)",
                        -1, &q, NULL);
@@ -114,7 +114,11 @@ sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *e
         free(p);
     }
     sqlite3_finalize(q);
-    return exec(s, st == SD_OK ? "COMMIT" : "ROLLBACK", st == SD_OK ? err : NULL) == SD_OK ? st : st;
+    if (st == SD_OK)
+        return exec(s, "COMMIT", err); /* a failed commit is the job not created */
+    sd_error ignored;
+    exec(s, "ROLLBACK", &ignored);
+    return st;
 }
 
 json_t *store_job_spec(sd_store *s, const char *job_id)
@@ -179,15 +183,22 @@ json_t *store_jobs_list(sd_store *s)
     return a;
 }
 
-sd_status store_job_set_identity(sd_store *s, const char *job_id, const char *identity, sd_error *err)
+/* UPDATE jobs SET <column>=value for one job; column is one of ours, never input */
+static sd_status set_job_column(sd_store *s, const char *sql, const char *job_id, const char *value, const char *what,
+                                sd_error *err)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "UPDATE jobs SET identity=? WHERE id=?", -1, &q, NULL);
-    sqlite3_bind_text(q, 1, identity, -1, SQLITE_TRANSIENT);
+    sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+    sqlite3_bind_text(q, 1, value, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "set identity");
+    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, what);
+}
+
+sd_status store_job_set_identity(sd_store *s, const char *job_id, const char *identity, sd_error *err)
+{
+    return set_job_column(s, "UPDATE jobs SET identity=? WHERE id=?", job_id, identity, "set identity", err);
 }
 
 const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_t len)
@@ -206,13 +217,7 @@ const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_
 
 sd_status store_job_set_state(sd_store *s, const char *job_id, const char *state, sd_error *err)
 {
-    sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "UPDATE jobs SET state=? WHERE id=?", -1, &q, NULL);
-    sqlite3_bind_text(q, 1, state, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "set job state");
+    return set_job_column(s, "UPDATE jobs SET state=? WHERE id=?", job_id, state, "set job state", err);
 }
 
 sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
