@@ -24,6 +24,14 @@ void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int
     memcpy(m->text, t, sizeof t);
 }
 
+const char *sd_image_meta_value(const sd_image_meta *m, const char *key)
+{
+    for (int i = 0; i < SD_IMAGE_META_N; i++)
+        if (!strcmp(m->text[i].key, key))
+            return m->text[i].value;
+    return NULL;
+}
+
 sd_status sd_image_meta_encode(const sd_image_meta *m, const char *ext, const uint8_t *rgb, int width, int height,
                                uint8_t **out, size_t *len, sd_error *err)
 {

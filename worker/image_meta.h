@@ -15,6 +15,8 @@ typedef struct {
 } sd_image_meta;
 
 void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const char *identity);
+/* The value written under key ("scheduler", "model", ...), or NULL. */
+const char *sd_image_meta_value(const sd_image_meta *m, const char *key);
 /* Encodes rgb with the metadata in the format named by ext ("png", "webp", "jpg"). */
 sd_status sd_image_meta_encode(const sd_image_meta *m, const char *ext, const uint8_t *rgb, int width, int height,
                                uint8_t **out, size_t *len, sd_error *err);

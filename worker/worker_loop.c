@@ -289,7 +289,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
             json_object_set_new(out_info, "height", json_integer(img.height));
             json_object_set_new(out_info, "steps", json_integer(g.steps));
             json_object_set_new(out_info, "guidance", json_real(g.guidance));
-            json_object_set_new(out_info, "scheduler", json_string(meta.text[6].value));
+            json_object_set_new(out_info, "scheduler", json_string(sd_image_meta_value(&meta, "scheduler")));
             json_object_set_new(out_info, "model", json_string(w->p.identity));
         } else {
             free(bytes);
