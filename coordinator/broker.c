@@ -42,9 +42,22 @@ typedef struct {
     double sent, last_progress;
 } task_t;
 
+/* A job's output settings, parsed once: its spec lists every item, far too
+ * much to parse again for each finished image. Specs never change (a job id
+ * is the hash of its spec), so entries are only ever replaced, oldest first.
+ * Only the small settings are kept, never the spec's item list. */
+#define OUTPUT_CACHE 16
+typedef struct {
+    char job[40]; /* "" while unused */
+    char dir[PATH_MAX]; /* what o.dir points to: the spec itself is not kept */
+    sd_outputs o;
+} job_outputs;
+
 typedef struct {
     const sd_broker_opts *o;
     void *sock;
+    job_outputs outs[OUTPUT_CACHE];
+    int next_out;
     sd_store *store;
     worker_t workers[MAX_WORKERS];
     task_t tasks[MAX_TASKS];
@@ -264,24 +277,37 @@ static int item_finished(void *user, int idx)
     return s == ITEM_DONE ? 1 : s >= ITEM_FAILED ? 2 : 0;
 }
 
-static void finish_job_outputs(broker *b, const char *job, int final)
+static const sd_outputs *outputs_of(broker *b, const char *job)
 {
+    for (int i = 0; i < OUTPUT_CACHE; i++)
+        if (!strcmp(b->outs[i].job, job))
+            return &b->outs[i].o;
     json_t *spec = store_job_spec(b->store, job);
     if (!spec)
+        return NULL;
+    job_outputs *c = &b->outs[b->next_out++ % OUTPUT_CACHE];
+    snprintf(c->job, sizeof c->job, "%s", job);
+    outputs_from_spec(&c->o, spec);
+    snprintf(c->dir, sizeof c->dir, "%s", c->o.dir ? c->o.dir : "");
+    c->o.dir = c->dir;
+    json_decref(spec);
+    return &c->o;
+}
+
+/* the job has ended: its shards (WebDataset) or metadata.jsonl (files) */
+static void finish_job_outputs(broker *b, const char *job)
+{
+    const sd_outputs *o = outputs_of(b, job);
+    if (!o)
         return;
-    sd_outputs o;
-    outputs_from_spec(&o, spec);
     job_ctx c = {b, job};
     sd_error err;
-    if (outputs_flush(&o, item_finished, &c, final, &err) != SD_OK)
+    if (outputs_flush(o, item_finished, &c, &err) != SD_OK)
         logf_("job %s: writing shards: %s", job, err.msg);
-    if (final) {
-        json_t *done = store_job_done_items(b->store, job);
-        if (outputs_write_metadata(&o, done, &err) != SD_OK)
-            logf_("job %s: metadata: %s", job, err.msg);
-        json_decref(done);
-    }
-    json_decref(spec);
+    json_t *done = store_job_done_items(b->store, job);
+    if (outputs_write_metadata(o, done, &err) != SD_OK)
+        logf_("job %s: metadata: %s", job, err.msg);
+    json_decref(done);
 }
 
 static void handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigned char *route, size_t rl)
@@ -313,10 +339,7 @@ static void handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
         return;
     }
     item_state from = input_state(t->stage);
-    json_t *spec = !strcmp(t->stage, "final") ? store_job_spec(b->store, t->job) : NULL;
-    sd_outputs o;
-    if (spec)
-        outputs_from_spec(&o, spec);
+    const sd_outputs *o = !strcmp(t->stage, "final") ? outputs_of(b, t->job) : NULL;
     for (int k = 0; k < t->n; k++) {
         int idx = t->idx[k];
         json_t *info = json_object_get(json_array_get(items, (size_t)k), "info");
@@ -329,10 +352,12 @@ static void handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
             const sd_msg_tensor *img = sd_msg_tensor_get(m, name);
             if (!img || img->dtype != SD_DTYPE_U8)
                 st = sd_fail(&err, SD_ERR_FORMAT, "result lacks %s", name);
+            else if (!o)
+                st = sd_fail(&err, SD_ERR_MISSING, "job %s has no stored spec", t->job);
             json_t *meta = json_deep_copy(info ? info : json_object());
             json_object_set_new(meta, "final_worker", json_string(w->id));
             if (st == SD_OK)
-                st = outputs_write_item(&o, idx, img->data, img->nbytes, meta, &err);
+                st = outputs_write_item(o, idx, img->data, img->nbytes, meta, &err);
             if (st == SD_OK)
                 st = store_item_advance(b->store, t->job, idx, from, ITEM_DONE, NULL, 0, meta, &err);
             json_decref(meta);
@@ -364,7 +389,6 @@ static void handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
             store_item_failed_attempt(b->store, t->job, idx, err.msg, b->o->max_attempts, &err);
         }
     }
-    json_decref(spec);
     w->inflight--;
     w->done += (unsigned long long)t->n;
     w->busy_s += now_s() - t->sent;
@@ -486,7 +510,7 @@ static void handle_client(broker *b, const sd_msg *m, const unsigned char *route
             reply_error(b, route, rl, err.msg);
         else
             reply(b, route, rl, "OK", NULL);
-        finish_job_outputs(b, job, 1);
+        finish_job_outputs(b, job);
     } else if (!strcmp(type, "RESULTS")) {
         if (!job) {
             reply_error(b, route, rl, "RESULTS needs a 'job_id'");
@@ -603,7 +627,7 @@ static void finish_jobs(broker *b)
     for (int i = 0; i < n; i++) {
         if (store_job_unfinished(b->store, jobs[i]))
             continue;
-        finish_job_outputs(b, jobs[i], 1);
+        finish_job_outputs(b, jobs[i]);
         store_job_set_state(b->store, jobs[i], "done", &err);
         logf_("job %s finished", jobs[i]);
     }

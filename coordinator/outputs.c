@@ -117,12 +117,14 @@ static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(voi
     if (last > o->total)
         last = o->total;
     for (int i = first; i < last && st == SD_OK; i++) {
+        if (finished(user, i) != 1)
+            continue; /* failed or cancelled: no sample */
         const char *exts[2] = {o->ext, "json"};
         for (int k = 0; k < 2 && st == SD_OK; k++) {
             char *p = item_path(o, i, exts[k]);
             char *data = NULL;
             size_t len = 0;
-            if (p && sd_path_exists(p) && finished(user, i) == 1) {
+            if (p && sd_path_exists(p)) {
                 st = sd_read_file(p, &data, &len, err);
                 char name[64];
                 snprintf(name, sizeof name, "%08d.%s", i, exts[k]);
@@ -154,7 +156,7 @@ static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(voi
     return SD_OK;
 }
 
-sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, int final, sd_error *err)
+sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, sd_error *err)
 {
     if (!o->webdataset)
         return SD_OK;
@@ -163,14 +165,7 @@ sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void 
         char *sp = shard_path(o, s);
         int exists = sp && sd_path_exists(sp);
         free(sp);
-        if (exists)
-            continue;
-        int first = s * o->shard_size, last = first + o->shard_size, ready = 1;
-        if (last > o->total)
-            last = o->total;
-        for (int i = first; i < last && ready; i++)
-            ready = finished(user, i) != 0;
-        if (ready || final)
+        if (!exists) /* a shard written before a restart stays as it is */
             SD_TRY(write_shard(o, s, finished, user, err));
     }
     return SD_OK;

@@ -23,8 +23,10 @@ void outputs_from_spec(sd_outputs *o, json_t *spec);
 sd_status outputs_write_item(const sd_outputs *o, int idx, const void *image, size_t len, json_t *meta, sd_error *err);
 /* 1 if the item's output is already complete (for resubmitted jobs). */
 int outputs_item_exists(const sd_outputs *o, int idx);
-/* Writes the shards whose items are all finished; finished(idx) tells. */
-sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, int final, sd_error *err);
+/* When the job has ended (done or cancelled): writes every shard not yet
+ * written, with the items finished(idx) says are done (1), and removes their
+ * staged files. */
+sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, sd_error *err);
 /* metadata.jsonl from the done items ([{idx, info}]) (files layout). */
 sd_status outputs_write_metadata(const sd_outputs *o, json_t *done, sd_error *err);
 
