@@ -145,8 +145,8 @@ sd_status sd_json_int_array(const sd_json_doc *d, const char *key, int scalar_ok
     return SD_OK;
 }
 
-sd_status sd_json_int_list(const sd_json_doc *d, const char *key, long long *out, int cap, int *n_out,
-                           sd_error *err)
+/* key's array of 1 to cap entries */
+static sd_status get_list(const sd_json_doc *d, const char *key, int cap, json_t **v_out, int *n_out, sd_error *err)
 {
     json_t *v = get(d, key);
     if (!v)
@@ -156,22 +156,24 @@ sd_status sd_json_int_list(const sd_json_doc *d, const char *key, long long *out
     if ((int)json_array_size(v) > cap || json_array_size(v) == 0)
         return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' has %zu entries (1 to %d supported)", d->path, key,
                        json_array_size(v), cap);
+    *v_out = v;
     *n_out = (int)json_array_size(v);
+    return SD_OK;
+}
+
+sd_status sd_json_int_list(const sd_json_doc *d, const char *key, long long *out, int cap, int *n_out,
+                           sd_error *err)
+{
+    json_t *v;
+    SD_TRY(get_list(d, key, cap, &v, n_out, err));
     return sd_json_int_array(d, key, 0, out, *n_out, err);
 }
 
 sd_status sd_json_string_list(const sd_json_doc *d, const char *key, const char **out, int cap, int *n_out,
                               sd_error *err)
 {
-    json_t *v = get(d, key);
-    if (!v)
-        return missing(d, key, err);
-    if (!json_is_array(v))
-        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be an array", d->path, key);
-    if ((int)json_array_size(v) > cap || json_array_size(v) == 0)
-        return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' has %zu entries (1 to %d supported)", d->path, key,
-                       json_array_size(v), cap);
-    *n_out = (int)json_array_size(v);
+    json_t *v;
+    SD_TRY(get_list(d, key, cap, &v, n_out, err));
     for (int i = 0; i < *n_out; i++) {
         json_t *e = json_array_get(v, (size_t)i);
         if (!json_is_string(e))

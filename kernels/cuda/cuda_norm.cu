@@ -7,6 +7,15 @@ struct welford {
     float mean, m2, n;
 };
 
+/* one more value into a running mean and sum of squared deviations */
+__device__ __forceinline__ void welford_push(welford &w, float v)
+{
+    w.n += 1.0f;
+    float d = v - w.mean;
+    w.mean += d / w.n;
+    w.m2 += d * (v - w.mean);
+}
+
 __device__ __forceinline__ welford welford_merge(welford a, welford b)
 {
     float n = a.n + b.n;
@@ -66,11 +75,7 @@ __global__ void gn_partial_kernel(float *part, const T *x, int64_t group_elems, 
     const T *p = x + bg * group_elems;
     welford w = {0.0f, 0.0f, 0.0f};
     for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
-        float v = ld_f(&p[i]);
-        w.n += 1.0f;
-        float d = v - w.mean;
-        w.mean += d / w.n;
-        w.m2 += d * (v - w.mean);
+        welford_push(w, ld_f(&p[i]));
     }
     w = block_welford(w);
     if (threadIdx.x == 0) {
@@ -160,11 +165,7 @@ __global__ void layer_norm_kernel(T *y, const T *x, const T *gamma, const T *bet
     T *yr = y + (int64_t)blockIdx.x * D;
     welford w = {0.0f, 0.0f, 0.0f};
     for (int64_t i = threadIdx.x; i < D; i += blockDim.x) {
-        float v = ld_f(&xr[i]);
-        w.n += 1.0f;
-        float d = v - w.mean;
-        w.mean += d / w.n;
-        w.m2 += d * (v - w.mean);
+        welford_push(w, ld_f(&xr[i]));
     }
     w = block_welford(w);
     float rstd = rsqrtf(w.m2 / fmaxf(w.n, 1.0f) + eps);
