@@ -11,6 +11,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "common/clock.h"
 #include "common/hashmap.h"
 #include "coordinator/outputs.h"
 #include "coordinator/store.h"
@@ -65,13 +66,6 @@ typedef struct {
     unsigned long long malformed;
     double last_hb;
 } broker;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -251,7 +245,7 @@ static void dispatch_to(broker *b, int wi)
         st = sd_msg_send(b->sock, w->route, w->route_len, &m, &err);
     if (st == SD_OK) {
         t->used = 1;
-        t->sent = t->last_progress = now_s();
+        t->sent = t->last_progress = sd_now_s();
         w->inflight++;
     } else {
         logf_("task for %s not sent: %s", w->id, err.msg);
@@ -391,7 +385,7 @@ static void handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
     }
     w->inflight--;
     w->done += (unsigned long long)t->n;
-    w->busy_s += now_s() - t->sent;
+    w->busy_s += sd_now_s() - t->sent;
     t->used = 0;
     reply(b, route, rl, "OK", NULL);
 }
@@ -463,7 +457,7 @@ static void handle_submit(broker *b, const sd_msg *m, const unsigned char *route
 static void handle_workers(broker *b, const unsigned char *route, size_t rl)
 {
     json_t *a = json_array();
-    double now = now_s();
+    double now = sd_now_s();
     for (int i = 0; i < MAX_WORKERS; i++) {
         worker_t *w = &b->workers[i];
         if (!w->used)
@@ -563,7 +557,7 @@ static void handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         snprintf(w->role, sizeof w->role, "%s", role);
         snprintf(w->identity, sizeof w->identity, "%s", identity);
         w->capacity = (int)cap;
-        w->last_seen = w->registered = now_s();
+        w->last_seen = w->registered = sd_now_s();
         logf_("worker %s registered: role %s, capacity %d, model %s", id, role, w->capacity, identity);
         reply(b, route, rl, "OK", json_pack("{s:i}", "heartbeat_ms", b->o->heartbeat_ms));
         return;
@@ -572,7 +566,7 @@ static void handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         reply_error(b, route, rl, "unknown worker: register first");
         return;
     }
-    w->last_seen = now_s();
+    w->last_seen = sd_now_s();
     if (json_is_true(json_object_get(m->hdr, "alive")))
         return; /* the worker's liveness thread, on its own socket */
     memcpy(w->route, route, rl);
@@ -594,7 +588,7 @@ static void handle_worker(broker *b, const sd_msg *m, const unsigned char *route
 
 static void liveness(broker *b)
 {
-    double now = now_s(), limit = 3.0 * b->o->heartbeat_ms / 1000.0, progress = b->o->progress_timeout_ms / 1000.0;
+    double now = sd_now_s(), limit = 3.0 * b->o->heartbeat_ms / 1000.0, progress = b->o->progress_timeout_ms / 1000.0;
     for (int i = 0; i < MAX_WORKERS; i++) {
         worker_t *w = &b->workers[i];
         if (!w->used)
@@ -688,7 +682,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
             }
         }
         liveness(b);
-        double now = now_s();
+        double now = sd_now_s();
         if (now - last_dispatch > 0.01) {
             last_dispatch = now;
             for (int i = 0; i < MAX_WORKERS; i++)

@@ -15,15 +15,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/parse_number.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* Runs a command, returns its stdout (malloc'd) or NULL. */
 static char *capture(const char *cmd)
@@ -169,7 +163,7 @@ int cmd_bench(int argc, char **argv)
         fprintf(pf, "benchmark prompt %d: a photo of a landscape, detailed\n", i);
     if (pf)
         fclose(pf);
-    double t0 = now_s();
+    double t0 = sd_now_s();
     snprintf(cmd, sizeof cmd, "'%s/sdxl' submit '%s' --out '%s/out' --layout files --steps %d --coordinator '%s'", dir,
              path, tmp, steps, endpoint);
     char *sub = capture(cmd);
@@ -187,7 +181,7 @@ int cmd_bench(int argc, char **argv)
     int max_q[3] = {0}, finished = 0;
     double sum_q[3] = {0};
     int nsamples = 0;
-    while (job[0] && !finished && now_s() - t0 < 3600) {
+    while (job[0] && !finished && sd_now_s() - t0 < 3600) {
         snprintf(cmd, sizeof cmd, "'%s/sdxl' status %s --json --coordinator '%s'", dir, job, endpoint);
         char *st = capture(cmd);
         json_t *j = st ? json_loads(st, 0, NULL) : NULL;
@@ -207,7 +201,7 @@ int cmd_bench(int argc, char **argv)
         if (!finished)
             usleep(100000);
     }
-    double wall = now_s() - t0;
+    double wall = sd_now_s() - t0;
     snprintf(cmd, sizeof cmd, "'%s/sdxl' workers --json --coordinator '%s'", dir, endpoint);
     char *ws = capture(cmd);
     json_t *workers = ws ? json_loads(ws, 0, NULL) : NULL;

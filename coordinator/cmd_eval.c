@@ -4,9 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli.h"
+#include "common/clock.h"
 #include "common/model_folder.h"
 #include "common/safetensors.h"
 #include "kernels/ops.h"
@@ -313,8 +313,7 @@ int cmd_eval(int argc, char **argv)
         st = sd_model_open(&m, a.model, &err);
     if (st == SD_OK)
         st = sd_st_open(&in, a.in, &err);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = sd_now_s();
     if (st == SD_OK) {
         if (kind == 0)
             st = eval_text(&a, be, &m, in, w, &err);
@@ -323,12 +322,12 @@ int cmd_eval(int argc, char **argv)
         else
             st = eval_vae(&a, be, &m, in, w, kind == 3, &err);
     }
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double t1 = sd_now_s();
     if (st == SD_OK)
         st = sd_st_writer_save(w, a.out, &err);
     if (st == SD_OK)
         fprintf(stderr, "sdxl eval %s: wrote %s (%.2f s on %s)\n", a.what, a.out,
-                (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), sd_backend_name(be));
+                t1 - t0, sd_backend_name(be));
     else
         cli_errorf("eval", "%s", err.msg);
     sd_st_writer_free(w);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "common/clock.h"
 #include "common/image_io.h"
 #include "common/parse_number.h"
 #include "common/safetensors.h"
@@ -71,9 +72,7 @@ static void on_step(void *user, const char *stage, int step, int steps)
     gen_ctx *c = user;
     if (c->quiet || !c->tty)
         return;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    double el = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec - c->t0;
+    double el = sd_now_s() - c->t0;
     double rate = step / (el > 0 ? el : 1e-9), eta = (steps - step) / (rate > 0 ? rate : 1e-9);
     int bar = 30, done = steps ? step * bar / steps : bar;
     fprintf(stderr, "\r%s %d/%d [", stage, step, steps);
@@ -309,9 +308,7 @@ int cmd_generate(int argc, char **argv)
     for (int item = 0; item < batch && st == SD_OK; item++) {
         g.seed = base_seed + (uint64_t)item;
         ctx.item = item;
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ctx.t0 = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+        ctx.t0 = sd_now_s();
         sd_text_result t;
         sd_latent_result lat;
         sd_image_result img;
@@ -319,16 +316,13 @@ int cmd_generate(int argc, char **argv)
         memset(&img, 0, sizeof img);
         double ta = ctx.t0, tb = 0, tc = 0, td = 0;
         st = sd_stage_text(&p, &g, &t, &err);
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        tb = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+        tb = sd_now_s();
         if (st == SD_OK)
             st = sd_stage_unet(&p, &g, &t, &hooks, &lat, &err);
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        tc = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+        tc = sd_now_s();
         if (st == SD_OK)
             st = sd_stage_final(&p, &g, &t, &lat, &hooks, &img, &err);
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        td = (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+        td = sd_now_s();
         if (st == SD_OK && !quiet)
             fprintf(stderr, "sdxl generate: item %d: %dx%d, %d steps on %s: text %.1f ms, unet %.1f ms, final %.1f ms, "
                             "total %.3f s\n",

@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "cli.h"
+#include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/model_identity.h"
 #include "common/parse_number.h"
@@ -442,8 +443,7 @@ int cmd_wait(int argc, char **argv)
     if (client_open(&c, a.endpoint, "wait"))
         return 1;
     int tty = isatty(2), rc = 1;
-    struct timespec t0, t;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = sd_now_s();
     long long done0 = -1;
     for (;;) {
         json_t *r = request(&c, "wait", "STATUS", json_pack("{s:s}", "job_id", a.job));
@@ -454,8 +454,7 @@ int cmd_wait(int argc, char **argv)
                   failed = json_integer_value(json_object_get(j, "failed")),
                   total = json_integer_value(json_object_get(j, "total"));
         const char *state = json_string_value(json_object_get(j, "state"));
-        clock_gettime(CLOCK_MONOTONIC, &t);
-        double el = (double)(t.tv_sec - t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - t0.tv_nsec);
+        double el = sd_now_s() - t0;
         if (done0 < 0)
             done0 = done;
         double rate = el > 0 ? (double)(done - done0) / el : 0;

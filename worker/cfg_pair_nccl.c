@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
+
 #if SDXL_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #include <dlfcn.h>
@@ -84,20 +86,13 @@ sd_status sd_nccl_unique_id(unsigned char id[SD_NCCL_ID_BYTES], sd_error *err)
     return SD_OK;
 }
 
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return 1e3 * (double)t.tv_sec + 1e-6 * (double)t.tv_nsec;
-}
-
 /* Waits for a non-blocking communicator to leave ncclInProgress (and, with
  * a stream, for the stream to drain), polling its asynchronous error. Past
  * the deadline, or on an error, the communicator is aborted: a dead peer
  * turns into a failed item, never a hang. */
 static sd_status wait_comm(sd_nccl_pair *p, cudaStream_t stream, const char *what, sd_error *err)
 {
-    double deadline = now_ms() + p->timeout_ms;
+    double deadline = 1e3 * sd_now_s() + p->timeout_ms;
     for (;;) {
         ncclResult_t r = ncclSuccess;
         if (p->nonblocking && nccl.get_async_error(p->comm, &r) != ncclSuccess)
@@ -115,8 +110,8 @@ static sd_status wait_comm(sd_nccl_pair *p, cudaStream_t stream, const char *wha
         }
         if (r == ncclSuccess && ce == cudaSuccess)
             return SD_OK;
-        if (now_ms() > deadline) {
-            if (p->nonblocking || nccl.comm_abort) {
+        if (1e3 * sd_now_s() > deadline) {
+            if (nccl.comm_abort) { /* present whenever the communicator is non-blocking */
                 nccl.comm_abort(p->comm);
                 p->aborted = 1;
             }

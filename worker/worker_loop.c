@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
+#include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/hashmap.h"
 #include "common/model_identity.h"
@@ -30,13 +31,6 @@ typedef struct {
     long long task_id;
     sd_cfg_pair *pair; /* a CFG split's link to the other half, or NULL */
 } worker;
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void wlog(const worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void wlog(const worker *w, const char *fmt, ...)
@@ -63,7 +57,7 @@ static void send_simple(worker *w, const char *type, json_t *fields)
     json_decref(fields);
     sd_msg_send(w->sock, NULL, 0, &m, &err);
     sd_msg_free(&m);
-    w->last_sent = now_s();
+    w->last_sent = sd_now_s();
 }
 
 static void send_register(worker *w)
@@ -71,7 +65,7 @@ static void send_register(worker *w)
     send_simple(w, "REGISTER", json_pack("{s:s, s:i, s:s, s:s, s:s}", "role", w->o->role, "capacity", w->o->capacity,
                                          "model", w->identity, "devices", w->o->device, "cfg_split",
                                          w->pair ? sd_cfg_pair_transport(w->pair) : "batch"));
-    w->last_heard = now_s();
+    w->last_heard = sd_now_s();
 }
 
 static void heartbeat(worker *w)
@@ -94,7 +88,7 @@ static void on_step(void *user, const char *stage, int step, int steps)
         for (;;)
             sleep(60);
     }
-    if (now_s() - w->last_sent >= w->o->heartbeat_ms / 1000.0 / 2)
+    if (sd_now_s() - w->last_sent >= w->o->heartbeat_ms / 1000.0 / 2)
         heartbeat(w);
 }
 
@@ -219,7 +213,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
     json_t *params = json_object_get(item, "params");
     sd_gen_params g;
     params_from_json(params, &g);
-    double t0 = now_s();
+    double t0 = sd_now_s();
     sd_status st = SD_OK;
     const char *role = w->o->role;
     if (!strcmp(role, "text")) {
@@ -300,7 +294,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
     snprintf(key, sizeof key, "%s_worker", role);
     json_object_set_new(out_info, key, json_string(w->o->worker_id));
     snprintf(key, sizeof key, "%s_seconds", role);
-    json_object_set_new(out_info, key, json_real(now_s() - t0));
+    json_object_set_new(out_info, key, json_real(sd_now_s() - t0));
     return st;
 }
 
@@ -366,7 +360,7 @@ static sd_status run_task(worker *w, const sd_msg *task)
     w->task_id = 0;
     /* we were computing, not listening: what the coordinator sent meanwhile
      * is queued, so silence is judged from now on */
-    w->last_sent = w->last_heard = now_s();
+    w->last_sent = w->last_heard = sd_now_s();
     return st;
 }
 
@@ -495,7 +489,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
             sd_msg m;
             sd_error merr = {0};
             if (sd_msg_recv(w->sock, 0, &m, NULL, NULL, &merr) == SD_OK) {
-                w->last_heard = now_s();
+                w->last_heard = sd_now_s();
                 const char *type = sd_msg_type(&m);
                 if (!strcmp(type, "TASK")) {
                     if (run_task(w, &m) != SD_OK && w->pair)
@@ -516,7 +510,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
             st = sd_fail(err, SD_ERR_IO, "the cfg pair's follower disconnected: stopping (restart both workers)");
             break;
         }
-        double now = now_s();
+        double now = sd_now_s();
         if (now - w->last_sent >= o->heartbeat_ms / 1000.0)
             heartbeat(w);
         if (!got && now - w->last_heard > 3.0 * o->heartbeat_ms / 1000.0) {
