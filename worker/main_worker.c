@@ -39,7 +39,8 @@ static void usage(FILE *out)
             "                      If either side fails, both stop (restart the pair); the coordinator\n"
             "                      requeues the pair's work.\n"
             "  --cfg-timeout-ms N  how long a pair side waits for the other (300000)\n"
-            "  --fault die:N|stall:N   test hook: SIGKILL itself / hang at denoising step N\n"
+            "  --fault die:N|stall:N|freeze:N   test hook at denoising step N: SIGKILL itself /\n"
+            "                      hang without progress / SIGSTOP itself once\n"
             "exit codes: 0 stopped by a signal, 1 failure, 2 usage error\n");
 }
 
@@ -47,7 +48,7 @@ int main(int argc, char **argv)
 {
     static char default_id[96];
     sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .die_at_step = -1,
-                        .stall_at_step = -1, .cfg_timeout_ms = 300000, .stop = &stop_flag};
+                        .stall_at_step = -1, .freeze_at_step = -1, .cfg_timeout_ms = 300000, .stop = &stop_flag};
     int split_pair = 0, rank_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -115,8 +116,10 @@ int main(int argc, char **argv)
                 o.die_at_step = n;
             else if (sscanf(v, "stall:%d", &n) == 1)
                 o.stall_at_step = n;
+            else if (sscanf(v, "freeze:%d", &n) == 1)
+                o.freeze_at_step = n;
             else {
-                fprintf(stderr, "sdxl-worker: --fault must be die:N or stall:N\n");
+                fprintf(stderr, "sdxl-worker: --fault must be die:N, stall:N or freeze:N\n");
                 return 2;
             }
         } else {

@@ -30,6 +30,7 @@ typedef struct {
     double last_sent, last_heard;
     long long task_id;
     sd_cfg_pair *pair; /* a CFG split's link to the other half, or NULL */
+    int froze;         /* the freeze fault hook has fired (it fires once) */
 } worker;
 
 static void wlog(const worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -87,6 +88,12 @@ static void on_step(void *user, const char *stage, int step, int steps)
         wlog(w, "fault hook: stalling at step %d", step);
         for (;;)
             sleep(60);
+    }
+    if (w->o->freeze_at_step >= 0 && step >= w->o->freeze_at_step && !w->froze) {
+        w->froze = 1;
+        wlog(w, "fault hook: freezing (SIGSTOP) at step %d", step);
+        raise(SIGSTOP);
+        wlog(w, "fault hook: resumed after the freeze");
     }
     if (sd_now_s() - w->last_sent >= w->o->heartbeat_ms / 1000.0 / 2)
         heartbeat(w);

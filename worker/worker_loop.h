@@ -11,9 +11,11 @@ typedef struct {
     const char *coordinator, *role, *model, *refiner, *device, *variant, *worker_id;
     int capacity, heartbeat_ms;
     int dtype_bf16;
-    /* fault hooks for the cluster tests: die (SIGKILL itself) or stall (stop
-     * heartbeating and hang) when reaching this denoising step; -1 off */
-    int die_at_step, stall_at_step;
+    /* fault hooks for the cluster tests, at this denoising step (-1 off):
+     * die (SIGKILL itself), stall (alive but no progress: hang without task
+     * heartbeats), freeze (SIGSTOP itself once, as `kill -STOP` would, so a
+     * test freezes the worker exactly while it holds a task) */
+    int die_at_step, stall_at_step, freeze_at_step;
     const char *curve_server_key, *curve_secret, *curve_public; /* files, Z85 */
     /* CFG split over a pair of unet workers (cfg_pair.h): the pair's
      * endpoint (NULL: both halves here as one batch), this side's rank (0

@@ -17,7 +17,7 @@ PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
-    rm -rf "$ROOT"
+    [ -n "${KEEP:-}" ] && echo "kept $ROOT" || rm -rf "$ROOT"
 }
 trap cleanup EXIT
 ok() { pass=$((pass + 1)); echo "  ok   $1"; }
@@ -115,10 +115,13 @@ scenario_killed_worker() {
     start_coordinator "$d" "$ep"
     start_worker "$d" "$ep" text t1
     start_worker "$d" "$ep" unet u-doomed --fault die:2
-    start_worker "$d" "$ep" unet u2
     start_worker "$d" "$ep" final f1
-    local job
+    local job i
     job=$(submit "$d" "$ep" --layout files)
+    # the second unet worker joins once the first has died holding a task, so
+    # it cannot take every task first on a slow machine
+    for i in $(seq 600); do grep -q "dying at step" "$d/worker-u-doomed.log" 2>/dev/null && break; sleep 0.1; done
+    start_worker "$d" "$ep" unet u2
     if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && exactly_once "$d" >/dev/null &&
         grep -q "dying at step" "$d/worker-u-doomed.log" && grep -q "u-doomed (unet) is dead" "$d/coordinator.log"; then
         ok "a unet worker killed by SIGKILL mid-task: the job completes, each item exactly once"
@@ -151,29 +154,69 @@ scenario_restarted_coordinator() {
     kill $COORD
 }
 
+# A unet worker frozen by SIGSTOP while it holds a task. The worker stops
+# itself at its 2nd denoising step (--fault freeze:2): a `kill -STOP` from
+# here raced the tiny model, which on a fast machine can finish the whole job
+# before a poll of `sdxl workers` sees the task in flight (CI once did).
+# Only then does a second unet worker join; the frozen one's task must be
+# requeued to it, and the frozen worker, resumed after the job ends, must not
+# write anything twice.
 scenario_stopped_worker() {
     local d=$ROOT/stop ep="tcp://127.0.0.1:$(port)"
     mkdir -p "$d"
     prompts "$d/prompts.txt"
     start_coordinator "$d" "$ep"
     start_worker "$d" "$ep" text t1
-    start_worker "$d" "$ep" unet u-frozen
+    start_worker "$d" "$ep" unet u-frozen --fault freeze:2
     local frozen=$LAST_WORKER
     start_worker "$d" "$ep" final f1
     local job
     job=$(submit "$d" "$ep" --layout files)
-    # freeze the unet worker once it holds a task (no other unet worker yet)
-    local i=0
-    until $BIN/sdxl workers --coordinator "$ep" --json | python3 -c 'import json,sys; w=json.load(sys.stdin)["workers"]; sys.exit(0 if any(x["id"]=="u-frozen" and x["inflight"]>0 for x in w) else 1)' 2>/dev/null || [ $i -ge 100 ]; do sleep 0.05; i=$((i + 1)); done
-    kill -STOP $frozen
+    if ! wait_for_stopped "$frozen" "$d/worker-u-frozen.log"; then
+        bad "stopped worker: the worker froze while holding a task" "$(tail -3 "$d/worker-u-frozen.log")"
+        kill -CONT "$frozen"; kill $COORD; return
+    fi
     start_worker "$d" "$ep" unet u-fresh
     if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then
         kill -CONT $frozen
         sleep 1.5 # the resumed worker finishes its stale task and reports it
-        if exactly_once "$d" >/dev/null && grep -q "u-frozen (unet) is dead" "$d/coordinator.log"; then
-            ok "a unet worker frozen by SIGSTOP is declared dead, the job completes, nothing is written twice on resume"
+        if exactly_once "$d" >/dev/null && grep -q "u-frozen (unet) is dead" "$d/coordinator.log" &&
+            grep -q "resumed after the freeze" "$d/worker-u-frozen.log"; then
+            ok "a unet worker frozen by SIGSTOP mid-task is declared dead, the job completes, nothing is written twice on resume"
         else bad "stopped worker" "$(exactly_once "$d") $(tail -5 "$d/coordinator.log")"; fi
     else bad "stopped worker: job completes" "$out"; fi
+    kill $COORD
+}
+# wait (up to 60 s) until the process is in state T, its log saying why
+wait_for_stopped() { # pid log
+    local i
+    for i in $(seq 600); do
+        if grep -q "freezing (SIGSTOP)" "$2" 2>/dev/null && [ "$(ps -o stat= -p "$1" | cut -c1)" = T ]; then return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# A unet worker whose process stays alive (its liveness thread heartbeats)
+# but whose compute hangs (--fault stall:2): only the coordinator's progress
+# deadline (3 s here) can tell, and it must requeue the task to another
+# worker.
+scenario_stalled_worker() {
+    local d=$ROOT/stall ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u-stuck --fault stall:2
+    start_worker "$d" "$ep" final f1
+    local job i
+    job=$(submit "$d" "$ep" --layout files)
+    for i in $(seq 600); do grep -q "stalling at step" "$d/worker-u-stuck.log" 2>/dev/null && break; sleep 0.1; done
+    start_worker "$d" "$ep" unet u-live
+    if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && exactly_once "$d" >/dev/null &&
+        grep -q "u-stuck.*made no progress on its task" "$d/coordinator.log"; then
+        ok "a unet worker alive but stuck mid-task loses its task at the progress deadline; each item exactly once"
+    else bad "stalled worker" "$out $(exactly_once "$d") $(tail -5 "$d/coordinator.log")"; fi
     kill $COORD
 }
 
@@ -285,7 +328,7 @@ scenario_pinned_model() {
 }
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker curve}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"
