@@ -46,6 +46,13 @@ typedef struct {
                            const sd_tensor *pos, sd_error *err);
     sd_status (*gather_rows)(sd_backend *be, sd_tensor *y, const sd_tensor *x, const int64_t *rows, sd_error *err);
     sd_status (*copy)(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_error *err);
+    /* Optional (NULL: unsupported): record the work queued between
+     * graph_begin and graph_end into a graph that graph_launch queues again
+     * as a whole, reading and writing the same addresses. */
+    sd_status (*graph_begin)(sd_backend *be, sd_error *err);
+    sd_status (*graph_end)(sd_backend *be, void **graph, sd_error *err);
+    sd_status (*graph_launch)(sd_backend *be, void *graph, sd_error *err);
+    void (*graph_free)(sd_backend *be, void *graph);
 } sd_backend_vtable;
 
 struct sd_backend {
@@ -53,7 +60,14 @@ struct sd_backend {
     sd_dtype dtype; /* of weights and activations */
     char name[64];
     void *impl;
+    struct sd_arena *arena; /* entered arena serving tensor memory, or NULL (kernels/arena.h) */
 };
+
+/* The entered arena's side of sd_tensor_alloc / sd_tensor_free: take serves
+ * an allocation; give_back returns 1 if ptr was allocated in this run (and
+ * is now released to it), 0 if it belongs to the backend. */
+sd_status sd_arena_take(struct sd_arena *a, size_t bytes, void **ptr, sd_error *err);
+int sd_arena_give_back(struct sd_arena *a, void *ptr);
 
 sd_status sd_cpu_backend_create(sd_backend **out, sd_error *err);
 #ifdef SDXL_HAVE_CUDA

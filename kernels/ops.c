@@ -62,6 +62,38 @@ void sd_backend_free(sd_backend *be)
         be->vt->destroy(be);
 }
 
+int sd_backend_can_capture(const sd_backend *be)
+{
+    return be->vt->graph_begin != NULL;
+}
+
+sd_status sd_backend_capture_begin(sd_backend *be, sd_error *err)
+{
+    if (!be->vt->graph_begin)
+        return sd_fail(err, SD_ERR_UNSUPPORTED, "backend %s cannot capture graphs", be->name);
+    return be->vt->graph_begin(be, err);
+}
+
+sd_status sd_backend_capture_end(sd_backend *be, void **graph, sd_error *err)
+{
+    if (!be->vt->graph_end)
+        return sd_fail(err, SD_ERR_UNSUPPORTED, "backend %s cannot capture graphs", be->name);
+    return be->vt->graph_end(be, graph, err);
+}
+
+sd_status sd_backend_graph_launch(sd_backend *be, void *graph, sd_error *err)
+{
+    if (!be->vt->graph_launch)
+        return sd_fail(err, SD_ERR_UNSUPPORTED, "backend %s cannot launch graphs", be->name);
+    return be->vt->graph_launch(be, graph, err);
+}
+
+void sd_backend_graph_free(sd_backend *be, void *graph)
+{
+    if (be->vt->graph_free && graph)
+        be->vt->graph_free(be, graph);
+}
+
 const char *sd_backend_name(const sd_backend *be)
 {
     return be->name;
@@ -112,6 +144,14 @@ static sd_status set_shape(sd_tensor *t, int ndim, const int64_t *shape, sd_erro
     return SD_OK;
 }
 
+/* Tensor memory comes from the entered arena, if any, else the backend. */
+static sd_status tensor_memory(sd_backend *be, size_t bytes, void **ptr, sd_error *err)
+{
+    if (be->arena)
+        return sd_arena_take(be->arena, bytes, ptr, err);
+    return be->vt->alloc(be, bytes, ptr, err);
+}
+
 sd_status sd_tensor_alloc(sd_backend *be, sd_tensor *t, int ndim, const int64_t *shape, sd_error *err)
 {
     memset(t, 0, sizeof *t);
@@ -119,14 +159,14 @@ sd_status sd_tensor_alloc(sd_backend *be, sd_tensor *t, int ndim, const int64_t 
     t->be = be;
     t->dtype = be->dtype;
     t->bytes = (size_t)sd_tensor_numel(t) * sd_dtype_size(t->dtype);
-    SD_TRY(be->vt->alloc(be, t->bytes, &t->data, err));
+    SD_TRY(tensor_memory(be, t->bytes, &t->data, err));
     t->owned = 1;
     return SD_OK;
 }
 
 void sd_tensor_free(sd_tensor *t)
 {
-    if (t->owned && t->data)
+    if (t->owned && t->data && !(t->be->arena && sd_arena_give_back(t->be->arena, t->data)))
         t->be->vt->release(t->be, t->data);
     memset(t, 0, sizeof *t);
 }
@@ -146,12 +186,19 @@ sd_status sd_tensor_from_host(sd_backend *be, sd_tensor *t, const void *src, sd_
         t->owned = 0;
         return SD_OK;
     }
-    SD_TRY(be->vt->alloc(be, t->bytes, &t->data, err));
+    SD_TRY(tensor_memory(be, t->bytes, &t->data, err));
     t->owned = 1;
     sd_status st = be->vt->upload(be, t->data, src, src_dtype, (size_t)sd_tensor_numel(t), err);
     if (st != SD_OK)
         sd_tensor_free(t);
     return st;
+}
+
+sd_status sd_tensor_upload(sd_tensor *t, const void *src, sd_dtype src_dtype, sd_error *err)
+{
+    if (!sd_dtype_is_float(src_dtype))
+        return sd_fail(err, SD_ERR_UNSUPPORTED, "cannot upload %s values into a tensor", sd_dtype_name(src_dtype));
+    return t->be->vt->upload(t->be, t->data, src, src_dtype, (size_t)sd_tensor_numel(t), err);
 }
 
 sd_status sd_tensor_to_host_f32(const sd_tensor *t, float *dst, sd_error *err)

@@ -58,6 +58,17 @@ sd_dtype sd_backend_dtype(const sd_backend *be);
 /* Waits for queued work (a no-op on the CPU). */
 sd_status sd_backend_sync(sd_backend *be, sd_error *err);
 
+/* Captured graphs (the CUDA backend; unsupported on the CPU): the work
+ * queued between capture_begin and capture_end is recorded, not run, and
+ * sd_backend_graph_launch queues it again as a whole with the same
+ * addresses. Nothing between begin and end may wait for the device (no
+ * downloads, no sync); memory it uses must stay allocated (kernels/arena.h). */
+int sd_backend_can_capture(const sd_backend *be);
+sd_status sd_backend_capture_begin(sd_backend *be, sd_error *err);
+sd_status sd_backend_capture_end(sd_backend *be, void **graph, sd_error *err);
+sd_status sd_backend_graph_launch(sd_backend *be, void *graph, sd_error *err);
+void sd_backend_graph_free(sd_backend *be, void *graph);
+
 /* Floating-point operations issued through ops.h since the last reset
  * (matrix products, convolutions and attention; 2 per multiply-add), for
  * benchmarks that report GFLOP/s against a floor. */
@@ -77,6 +88,8 @@ void sd_tensor_free(sd_tensor *t);
  * caller keeps src alive: used for mmap'd weights). */
 sd_status sd_tensor_from_host(sd_backend *be, sd_tensor *t, const void *src, sd_dtype src_dtype, int ndim,
                               const int64_t *shape, int borrow, sd_error *err);
+/* Overwrites a tensor with numel host values of src_dtype, converted. */
+sd_status sd_tensor_upload(sd_tensor *t, const void *src, sd_dtype src_dtype, sd_error *err);
 /* Copies a tensor to host memory as fp32 (dst holds numel floats). */
 sd_status sd_tensor_to_host_f32(const sd_tensor *t, float *dst, sd_error *err);
 /* Reinterprets a tensor with another shape of equal numel (a view: shares data). */

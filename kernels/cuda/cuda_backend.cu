@@ -145,9 +145,14 @@ static sd_status cuda_upload(sd_backend *be, void *dst, const void *src, sd_dtyp
             st = sd_fail(err, SD_ERR_UNSUPPORTED, "cuda upload: cannot convert %s", sd_dtype_name(src_dtype));
             break;
         }
-        cudaError_t e = cudaMemcpy((char *)dst + off * es, h, len * es, cudaMemcpyHostToDevice);
+        /* on the backend's stream, after the work queued there (which may
+         * still read a block the allocator handed out again): a plain
+         * cudaMemcpy would not wait for a non-blocking stream */
+        cudaError_t e = cudaMemcpyAsync((char *)dst + off * es, h, len * es, cudaMemcpyHostToDevice, s->stream);
         if (e != cudaSuccess)
             st = sd_fail(err, SD_ERR_BACKEND, "cuda: upload: %s", cudaGetErrorString(e));
+        else
+            st = cuda_sync(be, err); /* h is refilled next */
     }
     free(f);
     free(h);
@@ -169,6 +174,45 @@ static sd_status cuda_download(sd_backend *be, float *dst, const void *src, size
     sd_convert_to_f32(dst, h, be->dtype, n);
     free(h);
     return SD_OK;
+}
+
+/* CUDA graphs: a UNet step is queued once under stream capture and then
+ * relaunched whole, saving ~1,500 kernel launches of host time per step.
+ * Relaxed capture mode: the caching allocator may still call cudaMalloc for
+ * an op's scratch while capturing (it should not in steady state; relaxed
+ * keeps that legal rather than failing the capture). */
+static sd_status cuda_graph_begin(sd_backend *be, sd_error *err)
+{
+    SD_CUDA_TRY(cudaStreamBeginCapture(cuda_st(be)->stream, cudaStreamCaptureModeRelaxed), err,
+                "cudaStreamBeginCapture");
+    return SD_OK;
+}
+
+static sd_status cuda_graph_end(sd_backend *be, void **graph, sd_error *err)
+{
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t exec = NULL;
+    *graph = NULL;
+    SD_CUDA_TRY(cudaStreamEndCapture(cuda_st(be)->stream, &g), err, "cudaStreamEndCapture");
+    cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess)
+        return sd_fail(err, SD_ERR_BACKEND, "cuda: cudaGraphInstantiate: %s", cudaGetErrorString(e));
+    *graph = exec;
+    return SD_OK;
+}
+
+static sd_status cuda_graph_launch(sd_backend *be, void *graph, sd_error *err)
+{
+    SD_CUDA_TRY(cudaGraphLaunch((cudaGraphExec_t)graph, cuda_st(be)->stream), err, "cudaGraphLaunch");
+    return SD_OK;
+}
+
+static void cuda_graph_free(sd_backend *be, void *graph)
+{
+    (void)be;
+    if (graph)
+        cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
 static const sd_backend_vtable cuda_vtable = {
@@ -196,6 +240,10 @@ static const sd_backend_vtable cuda_vtable = {
     cuda_embedding,
     cuda_gather_rows,
     cuda_copy,
+    cuda_graph_begin,
+    cuda_graph_end,
+    cuda_graph_launch,
+    cuda_graph_free,
 };
 
 extern "C" sd_status sd_cuda_backend_create(sd_backend **out, int device, sd_dtype dtype, sd_error *err)
