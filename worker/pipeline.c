@@ -109,6 +109,8 @@ sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, c
     memset(p, 0, sizeof *p);
     p->be = be;
     p->vae_be = vae_be ? vae_be : be;
+    const char *graph = getenv("SDXL_CUDA_GRAPH");
+    p->unet_graph = graph && !strcmp(graph, "1");
     sd_status st = sd_model_open(&p->base, model_dir, err);
     if (st == SD_OK && refiner_dir) {
         st = sd_model_open(&p->refiner, refiner_dir, err);

@@ -54,6 +54,9 @@ typedef struct {
     sd_json_doc sched_cfg, rsched_cfg;
     int force_zeros, r_force_zeros, r_aesthetics;
     char identity[80]; /* hash of configs and weight headers: which model made an image */
+    /* relaunch UNet steps as captured graphs where the backend can (CUDA):
+     * set by SDXL_CUDA_GRAPH=1 until a GPU run has checked it (see README) */
+    int unet_graph;
 } sd_pipeline;
 
 enum { SD_STAGE_TEXT = 1, SD_STAGE_UNET = 2, SD_STAGE_FINAL = 4, SD_STAGE_ALL = 7 };

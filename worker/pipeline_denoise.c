@@ -8,6 +8,7 @@
 
 #include "worker/cfg_pair.h"
 #include "worker/pipeline.h"
+#include "worker/unet_step.h"
 
 void sd_latent_result_free(sd_latent_result *l)
 {
@@ -87,8 +88,9 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
     /* a CFG pair runs one row of the batch (rank 0 the unconditional, rank 1
      * the text half) and gathers the other row's prediction every step */
     int split = j->pair && B == 2, row = split ? sd_cfg_pair_rank(j->pair) : 0, Bl = split ? 1 : B;
-    int64_t ctx_shape[3] = {Bl, j->S, j->D}, te_shape[2] = {Bl, j->P}, in_shape[4] = {Bl, shape[1], shape[2], shape[3]};
-    sd_tensor ctx = {0}, te = {0}, x = {0}, out = {0};
+    int64_t ctx_shape[3] = {Bl, j->S, j->D}, te_shape[2] = {Bl, j->P};
+    sd_tensor ctx = {0}, te = {0};
+    sd_unet_step *step = NULL;
     float *in = malloc((size_t)B * n * sizeof *in), *pred = malloc((size_t)B * n * sizeof *pred),
           *mine = split ? malloc(n * sizeof *mine) : pred;
     const float *time_ids = j->time_ids + (size_t)row * j->nids;
@@ -98,6 +100,9 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
         st = sd_tensor_from_host(be, &ctx, j->embeds + (size_t)row * j->S * j->D, SD_DTYPE_F32, 3, ctx_shape, 0, err);
     if (st == SD_OK)
         st = sd_tensor_from_host(be, &te, j->pooled + (size_t)row * j->P, SD_DTYPE_F32, 2, te_shape, 0, err);
+    if (st == SD_OK)
+        st = sd_unet_step_create(&step, j->unet, Bl, shape[2], shape[3], &ctx, &te, time_ids, j->nids,
+                                 p->unet_graph, err);
     for (int i = 0; i < j->nsteps && st == SD_OK; i++) {
         float t = j->timesteps[i], div;
         st = sd_scheduler_input_divisor(j->sched, t, &div, err);
@@ -106,15 +111,8 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
         for (int b = 0; b < Bl; b++)
             for (size_t k = 0; k < n; k++)
                 in[b * n + k] = latents[k] / div;
-        st = sd_tensor_from_host(be, &x, in, SD_DTYPE_F32, 4, in_shape, 0, err);
-        if (st != SD_OK)
-            break;
         ts[0] = ts[1] = t;
-        st = sd_unet_forward(j->unet, &x, ts, &ctx, &te, time_ids, j->nids, &out, err);
-        sd_tensor_free(&x);
-        if (st == SD_OK)
-            st = sd_tensor_to_host_f32(&out, mine, err);
-        sd_tensor_free(&out);
+        st = sd_unet_step_run(step, in, ts, mine, err);
         if (st == SD_OK && split)
             st = sd_cfg_pair_exchange(j->pair, mine, pred, n, err);
         if (st != SD_OK)
@@ -137,6 +135,7 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
         if (hooks && hooks->on_step)
             hooks->on_step(hooks->user, j->stage, i + 1, j->nsteps);
     }
+    sd_unet_step_free(step);
     sd_tensor_free(&ctx);
     sd_tensor_free(&te);
     if (mine != pred)

@@ -181,43 +181,37 @@ sd_status sd_unet_load(sd_unet **out, sd_backend *be, const sd_component *c, con
 
 /* emb = time_embedding(t) (+ add_embedding([text_embeds, time_proj(time_ids)])),
  * returned as silu(emb), the form every resnet's time_emb_proj consumes. */
-static sd_status time_embedding(sd_unet *u, int64_t B, const float *timesteps, const sd_tensor *text_embeds,
-                                const float *time_ids, int n_ids, sd_tensor *emb_act, sd_error *err)
+/* emb = SiLU(time MLP(tproj) [+ add MLP(concat(text_embeds, ids))]), where
+ * tproj [B, block_out[0]] and ids [B * n, addition_time_embed_dim] are the
+ * sinusoidal projections the caller uploaded (sd_unet_embed_*). */
+static sd_status time_embedding(sd_unet *u, int64_t B, const sd_tensor *tp, const sd_tensor *text_embeds,
+                                const sd_tensor *ids, sd_tensor *emb_act, sd_error *err)
 {
     const sd_unet_config *c = &u->cfg;
     sd_backend *be = u->be;
     int64_t TE = c->time_embed_dim;
-    sd_tensor tp = {0}, h = {0}, ids = {0}, cat = {0}, emb2 = {0};
-    int64_t tps[2] = {B, c->block_out[0]}, es[2] = {B, TE};
-    sd_status st = sd_tensor_alloc(be, &tp, 2, tps, err);
+    sd_tensor h = {0}, cat = {0}, emb2 = {0};
+    int64_t es[2] = {B, TE};
+    sd_status st = sd_tensor_alloc(be, &h, 2, es, err);
     if (st == SD_OK)
-        st = sd_op_timestep_embedding(&tp, timesteps, (int)B, c->block_out[0], c->flip_sin_to_cos, c->freq_shift, err);
-    if (st == SD_OK)
-        st = sd_tensor_alloc(be, &h, 2, es, err);
-    if (st == SD_OK)
-        st = sd_op_linear(&h, &tp, u->time1_w, u->time1_b, SD_ACT_SILU, err);
+        st = sd_op_linear(&h, tp, u->time1_w, u->time1_b, SD_ACT_SILU, err);
     if (st == SD_OK)
         st = sd_tensor_alloc(be, emb_act, 2, es, err);
     if (st == SD_OK)
         st = sd_op_linear(emb_act, &h, u->time2_w, u->time2_b, SD_ACT_NONE, err);
     if (st == SD_OK && c->text_time) {
-        int64_t P = text_embeds->shape[1];
-        int64_t want = P + (int64_t)n_ids * c->addition_time_embed_dim;
+        int64_t P = text_embeds->shape[1], n_ids = ids->shape[0] / B;
+        int64_t want = P + n_ids * c->addition_time_embed_dim;
         if (text_embeds->ndim != 2 || text_embeds->shape[0] != B || want != c->add_embed_in)
             st = sd_fail(err, SD_ERR_INVALID,
-                         "unet: text_embeds [%lld, %lld] and %d time ids give %lld features; the config's "
+                         "unet: text_embeds [%lld, %lld] and %lld time ids give %lld features; the config's "
                          "projection_class_embeddings_input_dim is %d",
-                         (long long)text_embeds->shape[0], (long long)P, n_ids, (long long)want, c->add_embed_in);
-        int64_t ids_shape[2] = {B * n_ids, c->addition_time_embed_dim};
-        if (st == SD_OK)
-            st = sd_tensor_alloc(be, &ids, 2, ids_shape, err);
-        if (st == SD_OK)
-            st = sd_op_timestep_embedding(&ids, time_ids, (int)(B * n_ids), c->addition_time_embed_dim,
-                                          c->flip_sin_to_cos, c->freq_shift, err);
+                         (long long)text_embeds->shape[0], (long long)P, (long long)n_ids, (long long)want,
+                         c->add_embed_in);
         sd_tensor ids_view;
-        int64_t view_shape[2] = {B, (int64_t)n_ids * c->addition_time_embed_dim};
+        int64_t view_shape[2] = {B, n_ids * c->addition_time_embed_dim};
         if (st == SD_OK)
-            st = sd_tensor_view(&ids_view, &ids, 2, view_shape, err);
+            st = sd_tensor_view(&ids_view, ids, 2, view_shape, err);
         int64_t cat_shape[2] = {B, want};
         if (st == SD_OK)
             st = sd_tensor_alloc(be, &cat, 2, cat_shape, err);
@@ -234,9 +228,7 @@ static sd_status time_embedding(sd_unet *u, int64_t B, const float *timesteps, c
     }
     if (st == SD_OK)
         st = sd_op_act(emb_act, emb_act, SD_ACT_SILU, err);
-    sd_tensor_free(&tp);
     sd_tensor_free(&h);
-    sd_tensor_free(&ids);
     sd_tensor_free(&cat);
     sd_tensor_free(&emb2);
     if (st != SD_OK)
@@ -330,9 +322,8 @@ static sd_status run(sd_unet *u, const sd_tensor *sample, const sd_tensor *ctx, 
 #undef PUSH_SKIP
 }
 
-sd_status sd_unet_forward(sd_unet *u, const sd_tensor *sample, const float *timesteps, const sd_tensor *ctx,
-                          const sd_tensor *text_embeds, const float *time_ids, int n_time_ids, sd_tensor *out,
-                          sd_error *err)
+static sd_status check_inputs(const sd_unet *u, const sd_tensor *sample, const sd_tensor *ctx,
+                              const sd_tensor *text_embeds, int have_ids, sd_error *err)
 {
     const sd_unet_config *c = &u->cfg;
     if (sample->ndim != 4 || sample->shape[1] != c->in_channels)
@@ -341,13 +332,40 @@ sd_status sd_unet_forward(sd_unet *u, const sd_tensor *sample, const float *time
     if (ctx->ndim != 3 || ctx->shape[0] != B || ctx->shape[2] != c->cross_dim)
         return sd_fail(err, SD_ERR_INVALID, "unet: encoder_hidden_states must be [%lld, S, %d]", (long long)B,
                        c->cross_dim);
-    if (c->text_time && (!text_embeds || !time_ids))
+    if (c->text_time && (!text_embeds || !have_ids))
         return sd_fail(err, SD_ERR_INVALID, "unet: text_time conditioning needs text_embeds and time_ids");
+    return SD_OK;
+}
+
+sd_status sd_unet_embed_timesteps(const sd_unet *u, sd_tensor *tproj, const float *timesteps, sd_error *err)
+{
+    const sd_unet_config *c = &u->cfg;
+    return sd_op_timestep_embedding(tproj, timesteps, (int)tproj->shape[0], c->block_out[0], c->flip_sin_to_cos,
+                                    c->freq_shift, err);
+}
+
+sd_status sd_unet_embed_time_ids(const sd_unet *u, sd_tensor *ids, const float *time_ids, sd_error *err)
+{
+    const sd_unet_config *c = &u->cfg;
+    return sd_op_timestep_embedding(ids, time_ids, (int)ids->shape[0], c->addition_time_embed_dim,
+                                    c->flip_sin_to_cos, c->freq_shift, err);
+}
+
+sd_status sd_unet_forward_prepared(sd_unet *u, const sd_tensor *sample, const sd_tensor *tproj, const sd_tensor *ctx,
+                                   const sd_tensor *text_embeds, const sd_tensor *ids, sd_tensor *out, sd_error *err)
+{
+    const sd_unet_config *c = &u->cfg;
+    SD_TRY(check_inputs(u, sample, ctx, text_embeds, ids != NULL, err));
+    int64_t B = sample->shape[0];
+    if (tproj->ndim != 2 || tproj->shape[0] != B || tproj->shape[1] != c->block_out[0] ||
+        (c->text_time && (ids->ndim != 2 || ids->shape[0] % B || ids->shape[1] != c->addition_time_embed_dim)))
+        return sd_fail(err, SD_ERR_INVALID, "unet: timestep projections must be [%lld, %d] and [%lld * n, %d]",
+                       (long long)B, c->block_out[0], (long long)B, c->addition_time_embed_dim);
     sd_tensor emb = {0}, x = {0};
     skip_stack *skips = calloc(1, sizeof *skips);
     if (!skips)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    sd_status st = time_embedding(u, B, timesteps, text_embeds, time_ids, n_time_ids, &emb, err);
+    sd_status st = time_embedding(u, B, tproj, text_embeds, ids, &emb, err);
     if (st == SD_OK)
         st = run(u, sample, ctx, &emb, skips, &x, err);
     int64_t os[4] = {B, c->out_channels, sample->shape[2], sample->shape[3]};
@@ -362,6 +380,33 @@ sd_status sd_unet_forward(sd_unet *u, const sd_tensor *sample, const float *time
     sd_tensor_free(&x);
     if (st != SD_OK)
         sd_tensor_free(out);
+    return st;
+}
+
+sd_status sd_unet_forward(sd_unet *u, const sd_tensor *sample, const float *timesteps, const sd_tensor *ctx,
+                          const sd_tensor *text_embeds, const float *time_ids, int n_time_ids, sd_tensor *out,
+                          sd_error *err)
+{
+    const sd_unet_config *c = &u->cfg;
+    SD_TRY(check_inputs(u, sample, ctx, text_embeds, time_ids != NULL, err));
+    int64_t B = sample->shape[0];
+    sd_tensor tproj = {0}, ids = {0};
+    int64_t tps[2] = {B, c->block_out[0]}, ids_shape[2] = {B * n_time_ids, c->addition_time_embed_dim};
+    sd_status st = sd_tensor_alloc(u->be, &tproj, 2, tps, err);
+    if (st == SD_OK)
+        st = sd_unet_embed_timesteps(u, &tproj, timesteps, err);
+    if (st == SD_OK && c->text_time) {
+        if (n_time_ids < 1)
+            st = sd_fail(err, SD_ERR_INVALID, "unet: text_time conditioning needs at least one time id");
+        if (st == SD_OK)
+            st = sd_tensor_alloc(u->be, &ids, 2, ids_shape, err);
+        if (st == SD_OK)
+            st = sd_unet_embed_time_ids(u, &ids, time_ids, err);
+    }
+    if (st == SD_OK)
+        st = sd_unet_forward_prepared(u, sample, &tproj, ctx, text_embeds, c->text_time ? &ids : NULL, out, err);
+    sd_tensor_free(&tproj);
+    sd_tensor_free(&ids);
     return st;
 }
 

@@ -41,6 +41,17 @@ sd_status sd_unet_forward(sd_unet *u, const sd_tensor *sample, const float *time
                           const sd_tensor *text_embeds, const float *time_ids, int n_time_ids, sd_tensor *out,
                           sd_error *err);
 
+/* The same forward in two parts, for a step that is replayed (unet_step.h):
+ * the host inputs, uploaded into preallocated tensors by the embed calls
+ * (tproj [B, block_out[0]] from the timesteps; ids [B * n,
+ * addition_time_embed_dim] from the time ids, text_time models only), and
+ * the rest, which only queues device work (no transfer, no wait: it can be
+ * captured as a graph). ids is NULL for models without text_time. */
+sd_status sd_unet_embed_timesteps(const sd_unet *u, sd_tensor *tproj, const float *timesteps, sd_error *err);
+sd_status sd_unet_embed_time_ids(const sd_unet *u, sd_tensor *ids, const float *time_ids, sd_error *err);
+sd_status sd_unet_forward_prepared(sd_unet *u, const sd_tensor *sample, const sd_tensor *tproj, const sd_tensor *ctx,
+                                   const sd_tensor *text_embeds, const sd_tensor *ids, sd_tensor *out, sd_error *err);
+
 /* Names and shapes of every parameter the config implies, in load order
  * (what sdxl random-model writes). */
 #include "worker/param_loader.h"

@@ -127,6 +127,10 @@ step bench 150 "$BIN/sdxl-gpucheck" bench "$MODEL" 1024 2 30
 # run pays for cuBLASLt's first calls), and the tiny golden case generated on the GPU
 step e2e 150 bash -c "for i in 1 2; do $BIN/sdxl generate --model $MODEL --device cuda:0 --steps 30 --seed 0 \
     --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/e2e.png || exit 1; done"
+# the same with the UNet steps relaunched as a CUDA graph (SDXL_CUDA_GRAPH=1): same picture expected
+step e2e_graph 100 bash -c "SDXL_CUDA_GRAPH=1 $BIN/sdxl generate --model $MODEL --device cuda:0 --steps 30 --seed 0 \
+    --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/e2e_graph.png && cmp /tmp/e2e.png /tmp/e2e_graph.png &&
+    echo 'graph image: byte-equal to the eager one'"
 step e2e_tiny 60 bash -c "$BIN/sdxl generate --model $G/testdata/sdxl-tiny --device cuda:0 --steps 4 --seed 0 \
     --width 64 --height 64 --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/tiny.png &&
     python3 $G/compare_png.py /tmp/tiny.png $G/testdata/golden/e2e_base_cfg5_4steps.safetensors"
@@ -145,8 +149,8 @@ fi
 echo
 echo "== summary ($(head -2 "$OUTDIR/gpu.txt" | tail -1))"
 grep -E "^ops:|^goldens:" "$OUTDIR"/ops.log "$OUTDIR"/goldens.log 2>/dev/null
-grep -E "UNet step|VAE decode|text encoders|one image|TFLOP per step|cudaMalloc|dense matrix" "$OUTDIR/bench.log" 2>/dev/null
-grep -E "sdxl generate: item|max difference" "$OUTDIR/e2e.log" "$OUTDIR/e2e_tiny.log" 2>/dev/null
+grep -E "UNet step|VAE decode|text encoders|one image|TFLOP per step|cudaMalloc|dense matrix|loop step|activation arena" "$OUTDIR/bench.log" 2>/dev/null
+grep -E "sdxl generate: item|max difference|graph image" "$OUTDIR/e2e.log" "$OUTDIR/e2e_graph.log" "$OUTDIR/e2e_tiny.log" 2>/dev/null
 grep -E "^cfg pair|^pair job" "$OUTDIR/cfg_pair.log" 2>/dev/null
 if [ -f "$OUTDIR/peer.json" ]; then
     ours_unet=$(awk '/UNet step/ {print $(NF-4)}' "$OUTDIR/bench.log")

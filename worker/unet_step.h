@@ -1,0 +1,40 @@
+/* unet_step.h - the UNet forward of a denoising loop, run many times with
+ * the same shapes: its inputs live in tensors allocated once, its
+ * activations in an arena planned from the first step (kernels/arena.h), so
+ * no step after the first allocates device memory, and, where the backend
+ * can capture graphs and the caller asks for it, the third step is captured
+ * and every later one relaunches that graph (one launch instead of ~1,500).
+ * Steps 1 and 2 run eagerly: the first records the arena plan, the second
+ * brings the backend's own scratch cache to the state every later step
+ * starts from, so the captured addresses are the ones each replay sees.
+ * The results are the same as sd_unet_forward's, bit for bit: the same ops
+ * on the same data, only the memory behind them is placed differently. */
+#ifndef SDXL_WORKER_UNET_STEP_H
+#define SDXL_WORKER_UNET_STEP_H
+
+#include "worker/unet.h"
+
+typedef struct sd_unet_step sd_unet_step;
+
+typedef struct {
+    long long steps;        /* run so far */
+    long long graph_steps;  /* of which relaunched as a captured graph */
+    size_t arena_bytes;     /* the activation block */
+    size_t peak_live_bytes; /* its lower bound: most activation bytes alive at once */
+    int buffers;            /* activations per step */
+} sd_unet_step_info;
+
+/* A step over sample [B, in, h, w] with the conditioning that stays fixed
+ * through the loop: ctx [B, S, cross], text_embeds [B, P] and time_ids
+ * [B, n] (host; NULL/0 for a model without text_time), copied here.
+ * use_graph: capture and relaunch where the backend supports it. */
+sd_status sd_unet_step_create(sd_unet_step **out, sd_unet *u, int64_t B, int64_t h, int64_t w, const sd_tensor *ctx,
+                              const sd_tensor *text_embeds, const float *time_ids, int n_time_ids, int use_graph,
+                              sd_error *err);
+/* sample (host fp32 [B, in, h, w]) at timesteps[B] -> pred (host fp32 [B, out, h, w]) */
+sd_status sd_unet_step_run(sd_unet_step *s, const float *sample, const float *timesteps, float *pred,
+                           sd_error *err);
+void sd_unet_step_get_info(const sd_unet_step *s, sd_unet_step_info *info);
+void sd_unet_step_free(sd_unet_step *s);
+
+#endif
