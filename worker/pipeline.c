@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/model_identity.h"
+#include "worker/unet_step.h"
 
 void sd_gen_params_init(sd_gen_params *p)
 {
@@ -30,6 +31,8 @@ void sd_pipeline_free(sd_pipeline *p)
     sd_clip_text_free(p->te1);
     sd_clip_text_free(p->te2);
     sd_clip_text_free(p->rte2);
+    sd_unet_step_free(p->unet_steps[0]);
+    sd_unet_step_free(p->unet_steps[1]);
     sd_unet_free(p->unet);
     sd_unet_free(p->runet);
     sd_vae_free(p->vae);

@@ -57,6 +57,9 @@ typedef struct {
     /* relaunch UNet steps as captured graphs where the backend can (CUDA):
      * set by SDXL_CUDA_GRAPH=1 until a GPU run has checked it (see README) */
     int unet_graph;
+    /* the base's and the refiner's replayed steps (worker/unet_step.h), kept
+     * from image to image while the shapes stay: planned and captured once */
+    struct sd_unet_step *unet_steps[2];
 } sd_pipeline;
 
 enum { SD_STAGE_TEXT = 1, SD_STAGE_UNET = 2, SD_STAGE_FINAL = 4, SD_STAGE_ALL = 7 };

@@ -82,27 +82,26 @@ typedef struct {
 static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, const int64_t shape[4],
                          sd_torch_gen *gen, const sd_gen_hooks *hooks, sd_error *err)
 {
-    sd_backend *be = p->be;
     size_t n = (size_t)(shape[1] * shape[2] * shape[3]);
     int B = j->B;
     /* a CFG pair runs one row of the batch (rank 0 the unconditional, rank 1
      * the text half) and gathers the other row's prediction every step */
     int split = j->pair && B == 2, row = split ? sd_cfg_pair_rank(j->pair) : 0, Bl = split ? 1 : B;
-    int64_t ctx_shape[3] = {Bl, j->S, j->D}, te_shape[2] = {Bl, j->P};
-    sd_tensor ctx = {0}, te = {0};
-    sd_unet_step *step = NULL;
     float *in = malloc((size_t)B * n * sizeof *in), *pred = malloc((size_t)B * n * sizeof *pred),
           *mine = split ? malloc(n * sizeof *mine) : pred;
     const float *time_ids = j->time_ids + (size_t)row * j->nids;
     float ts[2];
     sd_status st = (!in || !pred || !mine) ? sd_fail(err, SD_ERR_NOMEM, "out of memory") : SD_OK;
+    /* the step of this UNet at these shapes, kept from the image before if it fits */
+    sd_unet_step **step = &p->unet_steps[j->unet == p->unet ? 0 : 1];
+    if (st == SD_OK && !sd_unet_step_fits(*step, j->unet, Bl, shape[2], shape[3], j->S, j->P, j->nids, p->unet_graph)) {
+        sd_unet_step_free(*step);
+        *step = NULL;
+        st = sd_unet_step_create(step, j->unet, Bl, shape[2], shape[3], j->S, j->P, j->nids, p->unet_graph, err);
+    }
     if (st == SD_OK)
-        st = sd_tensor_from_host(be, &ctx, j->embeds + (size_t)row * j->S * j->D, SD_DTYPE_F32, 3, ctx_shape, 0, err);
-    if (st == SD_OK)
-        st = sd_tensor_from_host(be, &te, j->pooled + (size_t)row * j->P, SD_DTYPE_F32, 2, te_shape, 0, err);
-    if (st == SD_OK)
-        st = sd_unet_step_create(&step, j->unet, Bl, shape[2], shape[3], &ctx, &te, time_ids, j->nids,
-                                 p->unet_graph, err);
+        st = sd_unet_step_condition(*step, j->embeds + (size_t)row * j->S * j->D, j->pooled + (size_t)row * j->P,
+                                    time_ids, err);
     for (int i = 0; i < j->nsteps && st == SD_OK; i++) {
         float t = j->timesteps[i], div;
         st = sd_scheduler_input_divisor(j->sched, t, &div, err);
@@ -112,7 +111,7 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
             for (size_t k = 0; k < n; k++)
                 in[b * n + k] = latents[k] / div;
         ts[0] = ts[1] = t;
-        st = sd_unet_step_run(step, in, ts, mine, err);
+        st = sd_unet_step_run(*step, in, ts, mine, err);
         if (st == SD_OK && split)
             st = sd_cfg_pair_exchange(j->pair, mine, pred, n, err);
         if (st != SD_OK)
@@ -135,9 +134,13 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
         if (hooks && hooks->on_step)
             hooks->on_step(hooks->user, j->stage, i + 1, j->nsteps);
     }
-    sd_unet_step_free(step);
-    sd_tensor_free(&ctx);
-    sd_tensor_free(&te);
+    /* Kept for the next image only where that saves work (a captured graph):
+     * held, the arena would sit beside the VAE's memory; on the CPU, where
+     * the UNet and the VAE share one allocator, that would raise the peak. */
+    if (!sd_backend_can_capture(p->be)) {
+        sd_unet_step_free(*step);
+        *step = NULL;
+    }
     if (mine != pred)
         free(mine);
     free(in);

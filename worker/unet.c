@@ -39,6 +39,11 @@ const sd_unet_config *sd_unet_get_config(const sd_unet *u)
     return &u->cfg;
 }
 
+sd_backend *sd_unet_backend(const sd_unet *u)
+{
+    return u->be;
+}
+
 int sd_unet_time_ids(const sd_unet *u, int text_embeds_dim)
 {
     if (!u->cfg.text_time || u->cfg.addition_time_embed_dim <= 0)

@@ -31,6 +31,8 @@ sd_status sd_unet_config_load(sd_unet_config *cfg, const sd_component *c, sd_err
 sd_status sd_unet_load(sd_unet **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err);
 void sd_unet_free(sd_unet *u);
 const sd_unet_config *sd_unet_get_config(const sd_unet *u);
+/* the backend its weights live on */
+sd_backend *sd_unet_backend(const sd_unet *u);
 /* Number of time ids the text_time embedding expects (6 base, 5 refiner),
  * derived from the config: (add_embed_in - text_embeds dim) / addition_time_embed_dim. */
 int sd_unet_time_ids(const sd_unet *u, int text_embeds_dim);

@@ -13,49 +13,67 @@
 struct sd_unet_step {
     sd_unet *u;
     sd_backend *be;
-    const sd_tensor *ctx, *text_embeds; /* the caller's, alive as long as this */
-    sd_tensor sample, tproj, ids;       /* inputs, rewritten before each step */
+    int64_t B, h, w, S, P;
+    int nids, use_graph;
+    /* inputs, rewritten before each step (sample, tproj) or image (the rest) */
+    sd_tensor sample, tproj, ctx, text_embeds, ids;
     sd_arena *arena;
-    int use_graph;
-    void *graph;     /* the captured step, once made */
-    sd_tensor out;   /* graph steps: the captured step's output, a view into the arena */
+    void *graph;   /* the captured step, once made */
+    sd_tensor out; /* graph steps: the captured step's output, a view into the arena */
     long long steps, graph_steps;
 };
 
-sd_status sd_unet_step_create(sd_unet_step **out, sd_unet *u, int64_t B, int64_t h, int64_t w, const sd_tensor *ctx,
-                              const sd_tensor *text_embeds, const float *time_ids, int n_time_ids, int use_graph,
-                              sd_error *err)
+sd_status sd_unet_step_create(sd_unet_step **out, sd_unet *u, int64_t B, int64_t h, int64_t w, int64_t S, int64_t P,
+                              int nids, int use_graph, sd_error *err)
 {
     *out = NULL;
     const sd_unet_config *c = sd_unet_get_config(u);
+    if (c->text_time && (P < 1 || nids < 1))
+        return sd_fail(err, SD_ERR_INVALID, "unet step: text_time conditioning needs text_embeds and time ids");
     sd_unet_step *s = calloc(1, sizeof *s);
     if (!s)
         return sd_fail(err, SD_ERR_NOMEM, "unet step: out of memory");
     s->u = u;
-    s->be = ctx->be;
-    s->ctx = ctx;
-    s->text_embeds = text_embeds;
-    int64_t xs[4] = {B, c->in_channels, h, w}, tps[2] = {B, c->block_out[0]},
-            ids_shape[2] = {B * n_time_ids, c->addition_time_embed_dim};
+    s->be = sd_unet_backend(u);
+    s->B = B, s->h = h, s->w = w, s->S = S, s->P = P, s->nids = nids, s->use_graph = use_graph;
+    int64_t xs[4] = {B, c->in_channels, h, w}, tps[2] = {B, c->block_out[0]}, cs[3] = {B, S, c->cross_dim},
+            es[2] = {B, P}, ids_shape[2] = {B * nids, c->addition_time_embed_dim};
     sd_status st = sd_tensor_alloc(s->be, &s->sample, 4, xs, err);
     if (st == SD_OK)
         st = sd_tensor_alloc(s->be, &s->tproj, 2, tps, err);
-    if (st == SD_OK && c->text_time) {
-        if (!time_ids || n_time_ids < 1)
-            st = sd_fail(err, SD_ERR_INVALID, "unet step: text_time conditioning needs time ids");
-        if (st == SD_OK)
-            st = sd_tensor_alloc(s->be, &s->ids, 2, ids_shape, err);
-        if (st == SD_OK) /* fixed through the loop: projected once */
-            st = sd_unet_embed_time_ids(u, &s->ids, time_ids, err);
-    }
+    if (st == SD_OK)
+        st = sd_tensor_alloc(s->be, &s->ctx, 3, cs, err);
+    if (st == SD_OK && c->text_time)
+        st = sd_tensor_alloc(s->be, &s->text_embeds, 2, es, err);
+    if (st == SD_OK && c->text_time)
+        st = sd_tensor_alloc(s->be, &s->ids, 2, ids_shape, err);
     if (st == SD_OK)
         st = sd_arena_create(&s->arena, s->be, err);
-    s->use_graph = use_graph && sd_backend_can_capture(s->be);
     if (st != SD_OK) {
         sd_unet_step_free(s);
         return st;
     }
     *out = s;
+    return SD_OK;
+}
+
+int sd_unet_step_fits(const sd_unet_step *s, const sd_unet *u, int64_t B, int64_t h, int64_t w, int64_t S, int64_t P,
+                      int nids, int use_graph)
+{
+    return s && s->u == u && s->B == B && s->h == h && s->w == w && s->S == S && s->P == P && s->nids == nids &&
+           s->use_graph == use_graph;
+}
+
+sd_status sd_unet_step_condition(sd_unet_step *s, const float *ctx, const float *text_embeds, const float *time_ids,
+                                 sd_error *err)
+{
+    SD_TRY(sd_tensor_upload(&s->ctx, ctx, SD_DTYPE_F32, err));
+    if (sd_unet_get_config(s->u)->text_time) {
+        if (!text_embeds || !time_ids)
+            return sd_fail(err, SD_ERR_INVALID, "unet step: text_time conditioning needs text_embeds and time ids");
+        SD_TRY(sd_tensor_upload(&s->text_embeds, text_embeds, SD_DTYPE_F32, err));
+        SD_TRY(sd_unet_embed_time_ids(s->u, &s->ids, time_ids, err));
+    }
     return SD_OK;
 }
 
@@ -68,7 +86,7 @@ static sd_status eager_step(sd_unet_step *s, int capture, float *pred, sd_error 
     SD_TRY(sd_arena_enter(s->arena, err));
     sd_status st = capture ? sd_backend_capture_begin(s->be, err) : SD_OK;
     if (st == SD_OK) {
-        st = sd_unet_forward_prepared(s->u, &s->sample, &s->tproj, s->ctx, s->text_embeds,
+        st = sd_unet_forward_prepared(s->u, &s->sample, &s->tproj, &s->ctx, c->text_time ? &s->text_embeds : NULL,
                                       c->text_time ? &s->ids : NULL, &out, err);
         if (capture) {
             /* end the capture even after a failure, so the stream is usable */
@@ -107,7 +125,8 @@ sd_status sd_unet_step_run(sd_unet_step *s, const float *sample, const float *ti
         SD_TRY(sd_tensor_to_host_f32(&s->out, pred, err));
         s->graph_steps++;
     } else {
-        SD_TRY(eager_step(s, s->use_graph && s->steps + 1 == CAPTURE_AT_STEP, pred, err));
+        SD_TRY(eager_step(s, s->use_graph && sd_backend_can_capture(s->be) && s->steps + 1 == CAPTURE_AT_STEP, pred,
+                          err));
         if (s->graph)
             s->graph_steps++;
     }
@@ -134,6 +153,8 @@ void sd_unet_step_free(sd_unet_step *s)
     sd_arena_free(s->arena);
     sd_tensor_free(&s->sample);
     sd_tensor_free(&s->tproj);
+    sd_tensor_free(&s->ctx);
+    sd_tensor_free(&s->text_embeds);
     sd_tensor_free(&s->ids);
     free(s);
 }

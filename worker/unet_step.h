@@ -24,13 +24,21 @@ typedef struct {
     int buffers;            /* activations per step */
 } sd_unet_step_info;
 
-/* A step over sample [B, in, h, w] with the conditioning that stays fixed
- * through the loop: ctx [B, S, cross], text_embeds [B, P] and time_ids
- * [B, n] (host; NULL/0 for a model without text_time), copied here.
- * use_graph: capture and relaunch where the backend supports it. */
-sd_status sd_unet_step_create(sd_unet_step **out, sd_unet *u, int64_t B, int64_t h, int64_t w, const sd_tensor *ctx,
-                              const sd_tensor *text_embeds, const float *time_ids, int n_time_ids, int use_graph,
-                              sd_error *err);
+/* A step over sample [B, in, h, w] conditioned on ctx [B, S, cross],
+ * text_embeds [B, P] and time ids [B, nids] (P and nids 0 for a model
+ * without text_time). It lives as long as the shapes stay: a pipeline keeps
+ * it from image to image, so the arena is planned and the graph captured
+ * once, not per image. use_graph: capture and relaunch where the backend
+ * supports it. */
+sd_status sd_unet_step_create(sd_unet_step **out, sd_unet *u, int64_t B, int64_t h, int64_t w, int64_t S, int64_t P,
+                              int nids, int use_graph, sd_error *err);
+/* 1 if s was made for this UNet and these shapes */
+int sd_unet_step_fits(const sd_unet_step *s, const sd_unet *u, int64_t B, int64_t h, int64_t w, int64_t S, int64_t P,
+                      int nids, int use_graph);
+/* The conditioning of the next steps (host fp32): ctx [B, S, cross],
+ * text_embeds [B, P], time_ids [B, nids]; the last two NULL without text_time. */
+sd_status sd_unet_step_condition(sd_unet_step *s, const float *ctx, const float *text_embeds, const float *time_ids,
+                                 sd_error *err);
 /* sample (host fp32 [B, in, h, w]) at timesteps[B] -> pred (host fp32 [B, out, h, w]) */
 sd_status sd_unet_step_run(sd_unet_step *s, const float *sample, const float *timesteps, float *pred,
                            sd_error *err);

@@ -58,8 +58,11 @@ static void steps_equal_forward(const char *model, int nids, int64_t B, int64_t 
     if (c->text_time)
         cr_assert_eq(sd_tensor_from_host(be, &te, te_h, SD_DTYPE_F32, 2, ts_, 0, &err), SD_OK);
     sd_unet_step *step;
-    cr_assert_eq(sd_unet_step_create(&step, u, B, h, w, &ctx, c->text_time ? &te : NULL, ids, nids, 1, &err), SD_OK,
-                 "%s", err.msg);
+    cr_assert_eq(sd_unet_step_create(&step, u, B, h, w, S, P, nids, 1, &err), SD_OK, "%s", err.msg);
+    cr_assert(sd_unet_step_fits(step, u, B, h, w, S, P, nids, 1));
+    cr_assert(!sd_unet_step_fits(step, u, B, h + 1, w, S, P, nids, 1));
+    cr_assert_eq(sd_unet_step_condition(step, ctx_h, c->text_time ? te_h : NULL, c->text_time ? ids : NULL, &err),
+                 SD_OK, "%s", err.msg);
     for (int i = 0; i < 4; i++) {
         float t[8];
         for (int b = 0; b < B; b++)
@@ -75,9 +78,25 @@ static void steps_equal_forward(const char *model, int nids, int64_t B, int64_t 
         cr_assert_eq(memcmp(got, want, ny * 4), 0, "step %d differs from sd_unet_forward (rel L2 %g)", i,
                      tu_rel_l2(got, want, ny));
     }
+    /* a second image on the same step: new conditioning, same plan */
+    fill(ctx_h, (size_t)(B * S * c->cross_dim), &seed);
+    sd_tensor_free(&ctx);
+    cr_assert_eq(sd_tensor_from_host(be, &ctx, ctx_h, SD_DTYPE_F32, 3, cs, 0, &err), SD_OK);
+    cr_assert_eq(sd_unet_step_condition(step, ctx_h, c->text_time ? te_h : NULL, c->text_time ? ids : NULL, &err),
+                 SD_OK, "%s", err.msg);
+    float t2[8];
+    for (int b = 0; b < B; b++)
+        t2[b] = 10.0f;
+    cr_assert_eq(sd_unet_step_run(step, x, t2, got, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_tensor_from_host(be, &xt, x, SD_DTYPE_F32, 4, xs, 0, &err), SD_OK);
+    cr_assert_eq(sd_unet_forward(u, &xt, t2, &ctx, c->text_time ? &te : NULL, ids, nids, &out, &err), SD_OK);
+    cr_assert_eq(sd_tensor_to_host_f32(&out, want, &err), SD_OK);
+    sd_tensor_free(&out);
+    sd_tensor_free(&xt);
+    cr_assert_eq(memcmp(got, want, ny * 4), 0, "the second image's step differs from sd_unet_forward");
     sd_unet_step_info info;
     sd_unet_step_get_info(step, &info);
-    cr_assert_eq(info.steps, 4);
+    cr_assert_eq(info.steps, 5);
     cr_assert_eq(info.graph_steps, 0, "the CPU backend has no graphs");
     cr_assert_gt(info.buffers, 10);
     cr_assert_gt(info.peak_live_bytes, 0);

@@ -76,41 +76,55 @@ static double gemm_rate(sd_backend *be)
     return 2.0 * n * n * n / median(t, 10) * 1e-12;
 }
 
-/* The denoising loop's step (worker/unet_step.h), host latents in and
- * prediction out, timed over 8 steps after 3 warm-up steps (the third is the
- * one captured when use_graph); pred gets the last step's output. */
-static int time_loop_steps(sd_unet *u, const sd_tensor *ctx, const sd_tensor *te, const float *ids, int nids,
-                           int batch, int lat, int use_graph, float *pred, double *ms, sd_unet_step_info *info)
+static float *random_host(size_t n, unsigned seed)
 {
-    sd_error err = {0};
-    sd_unet_step *step;
-    if (sd_unet_step_create(&step, u, batch, lat, lat, ctx, te, ids, nids, use_graph, &err) != SD_OK)
-        DIE("unet step: %s", err.msg);
-    size_t n = (size_t)batch * 4 * (size_t)lat * (size_t)lat;
-    float *x = malloc(n * sizeof *x), t[16];
-    unsigned seed = 9;
-    for (size_t i = 0; i < n; i++) {
+    float *x = malloc(n * sizeof *x);
+    for (size_t i = 0; x && i < n; i++) {
         seed = seed * 1664525u + 1013904223u;
         x[i] = (float)(seed >> 8) / 8388608.0f - 1.0f;
     }
+    return x;
+}
+
+/* The denoising loop's step (worker/unet_step.h), host latents in and
+ * prediction out, timed over 8 steps after 3 warm-up steps (the third is the
+ * one captured when use_graph); pred gets the last step's output. */
+static int time_loop_steps(sd_unet *u, int P, const float *ids, int nids, int batch, int lat, int use_graph,
+                           float *pred, double *ms, sd_unet_step_info *info)
+{
+    sd_error err = {0};
+    sd_unet_step *step;
+    int S = 77, D = sd_unet_get_config(u)->cross_dim;
+    if (sd_unet_step_create(&step, u, batch, lat, lat, S, P, nids, use_graph, &err) != SD_OK)
+        DIE("unet step: %s", err.msg);
+    size_t n = (size_t)batch * 4 * (size_t)lat * (size_t)lat;
+    float *x = random_host(n, 9), *ctx = random_host((size_t)batch * S * D, 10),
+          *te = random_host((size_t)batch * P, 11), t[16];
     for (int b = 0; b < batch; b++)
         t[b] = 500;
     double tm[8];
-    for (int r = -3; r < 8; r++) {
+    int rc = 0;
+    if (sd_unet_step_condition(step, ctx, te, ids, &err) != SD_OK) {
+        fprintf(stderr, "bench: unet step conditioning: %s\n", err.msg);
+        rc = 1;
+    }
+    for (int r = -3; r < 8 && !rc; r++) {
         double a = gc_now();
         if (sd_unet_step_run(step, x, t, pred, &err) != SD_OK) {
-            free(x);
-            sd_unet_step_free(step);
-            DIE("unet step %d (graph %d): %s", r + 4, use_graph, err.msg);
+            fprintf(stderr, "bench: unet step %d (graph %d): %s\n", r + 4, use_graph, err.msg);
+            rc = 1;
         }
         if (r >= 0)
             tm[r] = (gc_now() - a) * 1e3;
     }
-    *ms = median(tm, 8);
+    if (!rc)
+        *ms = median(tm, 8);
     sd_unet_step_get_info(step, info);
     free(x);
+    free(ctx);
+    free(te);
     sd_unet_step_free(step);
-    return 0;
+    return rc;
 }
 
 int gpucheck_bench(const char *model, int res, int batch, int steps)
@@ -198,8 +212,8 @@ int gpucheck_bench(const char *model, int res, int batch, int steps)
     float *p_eager = malloc(np * sizeof *p_eager), *p_graph = malloc(np * sizeof *p_graph);
     double eager_ms = 0, graph_ms = 0;
     sd_unet_step_info ie = {0}, ig = {0};
-    if (time_loop_steps(u, &ctx, &te, ids, nids, batch, lat, 0, p_eager, &eager_ms, &ie) ||
-        time_loop_steps(u, &ctx, &te, ids, nids, batch, lat, 1, p_graph, &graph_ms, &ig))
+    if (time_loop_steps(u, P, ids, nids, batch, lat, 0, p_eager, &eager_ms, &ie) ||
+        time_loop_steps(u, P, ids, nids, batch, lat, 1, p_graph, &graph_ms, &ig))
         return 1;
     double dd = 0, nn = 0;
     for (size_t i = 0; i < np; i++) {
