@@ -41,6 +41,7 @@ static void usage(FILE *out)
             "  --out FILE               .png (parameters in text chunks), .webp or .jpg\n"
             "  --save-latents FILE      noise, initial, step_000.., refiner_step_000.., final (safetensors)\n"
             "  --quiet                  no progress bar\n"
+            "environment: SDXL_CUDA_GRAPH=1 relaunches UNet steps as a CUDA graph (experimental: not yet run on a GPU)\n"
             "exit codes: 0 done, 1 failed, 2 usage error\n");
 }
 

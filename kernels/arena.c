@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
 #include "kernels/arena_plan.h"
 #include "kernels/backend_impl.h"
 
@@ -66,14 +67,8 @@ sd_status sd_arena_enter(sd_arena *a, sd_error *err)
 
 static sd_status push_live(sd_arena *a, void *ptr, int k, sd_error *err)
 {
-    if (a->nlive == a->caplive) {
-        int cap = a->caplive ? 2 * a->caplive : 64;
-        live_buf *l = realloc(a->live, (size_t)cap * sizeof *l);
-        if (!l)
-            return sd_fail(err, SD_ERR_NOMEM, "arena: out of memory");
-        a->live = l;
-        a->caplive = cap;
-    }
+    if (sd_grow((void **)&a->live, &a->caplive, a->nlive, sizeof *a->live, 64))
+        return sd_fail(err, SD_ERR_NOMEM, "arena: out of memory");
     a->live[a->nlive++] = (live_buf){ptr, k};
     return SD_OK;
 }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/grow.h"
+
 void sd_arena_plan_init(sd_arena_plan *p)
 {
     memset(p, 0, sizeof *p);
@@ -18,28 +20,16 @@ void sd_arena_plan_free(sd_arena_plan *p)
 
 static sd_status push_event(sd_arena_plan *p, int ev, sd_error *err)
 {
-    if (p->nevents == p->capevents) {
-        int cap = p->capevents ? 2 * p->capevents : 256;
-        int *e = realloc(p->events, (size_t)cap * sizeof *e);
-        if (!e)
-            return sd_fail(err, SD_ERR_NOMEM, "arena plan: out of memory");
-        p->events = e;
-        p->capevents = cap;
-    }
+    if (sd_grow((void **)&p->events, &p->capevents, p->nevents, sizeof *p->events, 256))
+        return sd_fail(err, SD_ERR_NOMEM, "arena plan: out of memory");
     p->events[p->nevents++] = ev;
     return SD_OK;
 }
 
 sd_status sd_arena_plan_note_alloc(sd_arena_plan *p, size_t size, int *index, sd_error *err)
 {
-    if (p->nbufs == p->capbufs) {
-        int cap = p->capbufs ? 2 * p->capbufs : 128;
-        sd_arena_buf *b = realloc(p->bufs, (size_t)cap * sizeof *b);
-        if (!b)
-            return sd_fail(err, SD_ERR_NOMEM, "arena plan: out of memory");
-        p->bufs = b;
-        p->capbufs = cap;
-    }
+    if (sd_grow((void **)&p->bufs, &p->capbufs, p->nbufs, sizeof *p->bufs, 128))
+        return sd_fail(err, SD_ERR_NOMEM, "arena plan: out of memory");
     int k = p->nbufs;
     SD_TRY(push_event(p, k, err));
     p->bufs[k] = (sd_arena_buf){.size = size, .first = p->nevents - 1, .last = -1};

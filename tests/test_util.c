@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "common/fsutil.h"
+#include "common/model_folder.h"
 
 const char *tu_testdata(void)
 {
@@ -194,6 +195,21 @@ sd_backend *tu_cpu(void)
     sd_error err = {0};
     cr_assert_eq(sd_backend_create(&be, "cpu", SD_DTYPE_F32, &err), SD_OK, "%s", err.msg);
     return be;
+}
+
+sd_unet *tu_load_unet(sd_backend *be, const char *model, const char *variant)
+{
+    char *dir = tu_data_path(model);
+    sd_model_folder m;
+    sd_error err = {0};
+    cr_assert_eq(sd_model_open(&m, dir, &err), SD_OK, "%s", err.msg);
+    const sd_component *c;
+    cr_assert_eq(sd_model_require(&m, "unet", &c, &err), SD_OK, "%s", err.msg);
+    sd_unet *u;
+    cr_assert_eq(sd_unet_load(&u, be, c, variant, &err), SD_OK, "%s", err.msg);
+    sd_model_close(&m);
+    free(dir);
+    return u;
 }
 
 void tu_upload(sd_backend *be, sd_tensor *t, const sd_st_file *g, const char *name)

@@ -43,5 +43,9 @@ double tu_expect_close(const sd_tensor *t, const sd_st_file *g, const char *gold
 double tu_expect_close_host(const float *got, size_t n, const sd_st_file *g, const char *golden_name, double tol);
 /* A backend for tests: the CPU one. */
 sd_backend *tu_cpu(void);
+#include "worker/unet.h"
+/* The UNet of testdata/<model> (variant NULL: the default weights) on be;
+ * fails the test on any error. */
+sd_unet *tu_load_unet(sd_backend *be, const char *model, const char *variant);
 /* Uploads a golden F32 tensor to the backend. */
 void tu_upload(sd_backend *be, sd_tensor *t, const sd_st_file *g, const char *name);

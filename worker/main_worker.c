@@ -41,6 +41,7 @@ static void usage(FILE *out)
             "  --cfg-timeout-ms N  how long a pair side waits for the other (300000)\n"
             "  --fault die:N|stall:N|freeze:N   test hook at denoising step N: SIGKILL itself /\n"
             "                      hang without progress / SIGSTOP itself once\n"
+            "environment: SDXL_CUDA_GRAPH=1 relaunches UNet steps as a CUDA graph (experimental: not yet run on a GPU)\n"
             "exit codes: 0 stopped by a signal, 1 failure, 2 usage error\n");
 }
 

@@ -9,6 +9,7 @@
 
 #include "common/model_folder.h"
 #include "kernels/cpu/sgemm.h"
+#include "kernels/arena.h"
 #include "kernels/ops.h"
 #include "tests/bench/bench_util.h"
 #include "worker/unet.h"
@@ -86,6 +87,13 @@ int main(int argc, char **argv)
         for (int k = 0; k < nids; k++)
             ids[b * nids + k] = (float)(size * 8);
     }
+    /* the forward runs as a denoising loop's first step does: recorded by an
+     * arena, whose plan is the activation block later steps would use */
+    sd_arena *arena;
+    if (sd_arena_create(&arena, be, &err) != SD_OK || sd_arena_enter(arena, &err) != SD_OK) {
+        fprintf(stderr, "bench-unet_cpu: %s\n", err.msg);
+        return 1;
+    }
     sd_ops_flops_reset();
     t0 = bench_now();
     if (sd_unet_forward(u, &s, tsteps, &ctx, &te, ids, nids, &out, &err) != SD_OK) {
@@ -93,6 +101,13 @@ int main(int argc, char **argv)
         return 1;
     }
     double fwd = bench_now() - t0;
+    sd_tensor_free(&out);
+    sd_arena_stats as;
+    if (sd_arena_leave(arena, 1, &err) != SD_OK) {
+        fprintf(stderr, "bench-unet_cpu: %s\n", err.msg);
+        return 1;
+    }
+    sd_arena_get_stats(arena, &as);
     double flops = (double)sd_ops_flops();
     double rate = sgemm_rate();
     printf("unet forward on cpu: %s, latent %dx%d (image %dx%d), batch %d\n", model, size, size, size * 8, size * 8,
@@ -102,10 +117,13 @@ int main(int argc, char **argv)
     printf("  floor at this machine's sgemm rate (%.1f GFLOP/s, 2048^3, same run): %.2f s -> forward is %.2fx the floor\n",
            rate * 1e-9, flops / rate, fwd / (flops / rate));
     printf("  peak RSS %.2f GiB (after load %.2f GiB)\n", bench_peak_rss_gib(), rss_loaded);
+    printf("  activation arena (fp32): %.3f GiB for %d buffers; most alive at once %.3f GiB: %.3fx that bound\n",
+           (double)as.arena_bytes / (1 << 30), as.buffers, (double)as.peak_live_bytes / (1 << 30),
+           (double)as.arena_bytes / (double)as.peak_live_bytes);
+    sd_arena_free(arena);
     sd_tensor_free(&s);
     sd_tensor_free(&ctx);
     sd_tensor_free(&te);
-    sd_tensor_free(&out);
     free(tsteps);
     free(ids);
     sd_unet_free(u);

@@ -108,24 +108,33 @@ scenario_basic() {
     kill $COORD
 }
 
+# A 24-item job whose only unet worker carries a fault hook (--fault $2),
+# started under id $3; returns once the worker's log shows the hook fired
+# ($4). A healthy unet worker is started by the caller only then, so on a
+# slow machine it cannot take every task before the faulty one holds one.
+# Sets D, EP, JOB and FAULTY (the faulty worker's pid).
+faulty_unet_job() { # name fault id hook-log-line
+    D=$ROOT/$1 EP="tcp://127.0.0.1:$(port)"
+    mkdir -p "$D"
+    prompts "$D/prompts.txt"
+    start_coordinator "$D" "$EP"
+    start_worker "$D" "$EP" text t1
+    start_worker "$D" "$EP" unet "$3" --fault "$2"
+    FAULTY=$LAST_WORKER
+    start_worker "$D" "$EP" final f1
+    JOB=$(submit "$D" "$EP" --layout files)
+    local i
+    for i in $(seq 600); do grep -q "$4" "$D/worker-$3.log" 2>/dev/null && return 0; sleep 0.1; done
+    return 1
+}
+
 scenario_killed_worker() {
-    local d=$ROOT/kill ep="tcp://127.0.0.1:$(port)"
-    mkdir -p "$d"
-    prompts "$d/prompts.txt"
-    start_coordinator "$d" "$ep"
-    start_worker "$d" "$ep" text t1
-    start_worker "$d" "$ep" unet u-doomed --fault die:2
-    start_worker "$d" "$ep" final f1
-    local job i
-    job=$(submit "$d" "$ep" --layout files)
-    # the second unet worker joins once the first has died holding a task, so
-    # it cannot take every task first on a slow machine
-    for i in $(seq 600); do grep -q "dying at step" "$d/worker-u-doomed.log" 2>/dev/null && break; sleep 0.1; done
-    start_worker "$d" "$ep" unet u2
-    if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && exactly_once "$d" >/dev/null &&
-        grep -q "dying at step" "$d/worker-u-doomed.log" && grep -q "u-doomed (unet) is dead" "$d/coordinator.log"; then
+    faulty_unet_job kill die:2 u-doomed "dying at step"
+    start_worker "$D" "$EP" unet u2
+    if out=$(timeout 120 $BIN/sdxl wait "$JOB" --coordinator "$EP" 2>&1) && exactly_once "$D" >/dev/null &&
+        grep -q "dying at step" "$D/worker-u-doomed.log" && grep -q "u-doomed (unet) is dead" "$D/coordinator.log"; then
         ok "a unet worker killed by SIGKILL mid-task: the job completes, each item exactly once"
-    else bad "killed worker" "$out $(tail -3 "$d/coordinator.log")"; fi
+    else bad "killed worker" "$out $(tail -3 "$D/coordinator.log")"; fi
     kill $COORD
 }
 
@@ -158,43 +167,27 @@ scenario_restarted_coordinator() {
 # itself at its 2nd denoising step (--fault freeze:2): a `kill -STOP` from
 # here raced the tiny model, which on a fast machine can finish the whole job
 # before a poll of `sdxl workers` sees the task in flight (CI once did).
-# Only then does a second unet worker join; the frozen one's task must be
-# requeued to it, and the frozen worker, resumed after the job ends, must not
-# write anything twice.
+# The frozen one's task must be requeued to the second unet worker, and the
+# frozen worker, resumed after the job ends, must not write anything twice.
 scenario_stopped_worker() {
-    local d=$ROOT/stop ep="tcp://127.0.0.1:$(port)"
-    mkdir -p "$d"
-    prompts "$d/prompts.txt"
-    start_coordinator "$d" "$ep"
-    start_worker "$d" "$ep" text t1
-    start_worker "$d" "$ep" unet u-frozen --fault freeze:2
-    local frozen=$LAST_WORKER
-    start_worker "$d" "$ep" final f1
-    local job
-    job=$(submit "$d" "$ep" --layout files)
-    if ! wait_for_stopped "$frozen" "$d/worker-u-frozen.log"; then
-        bad "stopped worker: the worker froze while holding a task" "$(tail -3 "$d/worker-u-frozen.log")"
-        kill -CONT "$frozen"; kill $COORD; return
+    local state=""
+    if faulty_unet_job stop freeze:2 u-frozen "freezing (SIGSTOP)"; then
+        for _ in $(seq 50); do state=$(ps -o stat= -p "$FAULTY" | cut -c1); [ "$state" = T ] && break; sleep 0.1; done
     fi
-    start_worker "$d" "$ep" unet u-fresh
-    if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then
-        kill -CONT $frozen
+    if [ "$state" != T ]; then
+        bad "stopped worker: the worker froze while holding a task" "$(tail -3 "$D/worker-u-frozen.log")"
+        kill -CONT "$FAULTY"; kill $COORD; return
+    fi
+    start_worker "$D" "$EP" unet u-fresh
+    if out=$(timeout 120 $BIN/sdxl wait "$JOB" --coordinator "$EP" 2>&1); then
+        kill -CONT "$FAULTY"
         sleep 1.5 # the resumed worker finishes its stale task and reports it
-        if exactly_once "$d" >/dev/null && grep -q "u-frozen (unet) is dead" "$d/coordinator.log" &&
-            grep -q "resumed after the freeze" "$d/worker-u-frozen.log"; then
+        if exactly_once "$D" >/dev/null && grep -q "u-frozen (unet) is dead" "$D/coordinator.log" &&
+            grep -q "resumed after the freeze" "$D/worker-u-frozen.log"; then
             ok "a unet worker frozen by SIGSTOP mid-task is declared dead, the job completes, nothing is written twice on resume"
-        else bad "stopped worker" "$(exactly_once "$d") $(tail -5 "$d/coordinator.log")"; fi
+        else bad "stopped worker" "$(exactly_once "$D") $(tail -5 "$D/coordinator.log")"; fi
     else bad "stopped worker: job completes" "$out"; fi
     kill $COORD
-}
-# wait (up to 60 s) until the process is in state T, its log saying why
-wait_for_stopped() { # pid log
-    local i
-    for i in $(seq 600); do
-        if grep -q "freezing (SIGSTOP)" "$2" 2>/dev/null && [ "$(ps -o stat= -p "$1" | cut -c1)" = T ]; then return 0; fi
-        sleep 0.1
-    done
-    return 1
 }
 
 # A unet worker whose process stays alive (its liveness thread heartbeats)
@@ -202,21 +195,12 @@ wait_for_stopped() { # pid log
 # deadline (3 s here) can tell, and it must requeue the task to another
 # worker.
 scenario_stalled_worker() {
-    local d=$ROOT/stall ep="tcp://127.0.0.1:$(port)"
-    mkdir -p "$d"
-    prompts "$d/prompts.txt"
-    start_coordinator "$d" "$ep"
-    start_worker "$d" "$ep" text t1
-    start_worker "$d" "$ep" unet u-stuck --fault stall:2
-    start_worker "$d" "$ep" final f1
-    local job i
-    job=$(submit "$d" "$ep" --layout files)
-    for i in $(seq 600); do grep -q "stalling at step" "$d/worker-u-stuck.log" 2>/dev/null && break; sleep 0.1; done
-    start_worker "$d" "$ep" unet u-live
-    if out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && exactly_once "$d" >/dev/null &&
-        grep -q "u-stuck.*made no progress on its task" "$d/coordinator.log"; then
+    faulty_unet_job stall stall:2 u-stuck "stalling at step"
+    start_worker "$D" "$EP" unet u-live
+    if out=$(timeout 120 $BIN/sdxl wait "$JOB" --coordinator "$EP" 2>&1) && exactly_once "$D" >/dev/null &&
+        grep -q "u-stuck.*made no progress on its task" "$D/coordinator.log"; then
         ok "a unet worker alive but stuck mid-task loses its task at the progress deadline; each item exactly once"
-    else bad "stalled worker" "$out $(exactly_once "$d") $(tail -5 "$d/coordinator.log")"; fi
+    else bad "stalled worker" "$out $(exactly_once "$D") $(tail -5 "$D/coordinator.log")"; fi
     kill $COORD
 }
 

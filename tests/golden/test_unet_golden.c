@@ -12,25 +12,10 @@
 
 #define TOL 1e-4
 
-static sd_unet *load_unet(sd_backend *be, const char *model, const char *variant)
-{
-    char *dir = tu_data_path(model);
-    sd_model_folder m;
-    sd_error err = {0};
-    cr_assert_eq(sd_model_open(&m, dir, &err), SD_OK, "%s", err.msg);
-    const sd_component *c;
-    cr_assert_eq(sd_model_require(&m, "unet", &c, &err), SD_OK, "%s", err.msg);
-    sd_unet *u;
-    cr_assert_eq(sd_unet_load(&u, be, c, variant, &err), SD_OK, "%s", err.msg);
-    sd_model_close(&m);
-    free(dir);
-    return u;
-}
-
 static double run_case(const char *model, const char *golden, const char *variant, double tol)
 {
     sd_backend *be = tu_cpu();
-    sd_unet *u = load_unet(be, model, variant);
+    sd_unet *u = tu_load_unet(be, model, variant);
     sd_st_file *g = tu_golden(golden);
     sd_tensor sample, ctx, te, out = {0};
     tu_upload(be, &sample, g, "sample");
@@ -79,7 +64,7 @@ Test(unet_golden, base_forward_fp16_weights)
 Test(unet_golden, wrong_text_embeds_width_is_an_error)
 {
     sd_backend *be = tu_cpu();
-    sd_unet *u = load_unet(be, "sdxl-tiny", NULL);
+    sd_unet *u = tu_load_unet(be, "sdxl-tiny", NULL);
     sd_st_file *g = tu_golden("unet_base.safetensors");
     sd_tensor sample, ctx, te, out = {0};
     tu_upload(be, &sample, g, "sample");

@@ -11,21 +11,6 @@
 #include "tests/test_util.h"
 #include "worker/unet_step.h"
 
-static sd_unet *load(sd_backend *be, const char *model)
-{
-    char *dir = tu_data_path(model);
-    sd_model_folder m;
-    sd_error err = {0};
-    cr_assert_eq(sd_model_open(&m, dir, &err), SD_OK, "%s", err.msg);
-    const sd_component *c;
-    cr_assert_eq(sd_model_require(&m, "unet", &c, &err), SD_OK, "%s", err.msg);
-    sd_unet *u;
-    cr_assert_eq(sd_unet_load(&u, be, c, NULL, &err), SD_OK, "%s", err.msg);
-    sd_model_close(&m);
-    free(dir);
-    return u;
-}
-
 static void fill(float *x, size_t n, unsigned *seed)
 {
     for (size_t i = 0; i < n; i++)
@@ -35,7 +20,7 @@ static void fill(float *x, size_t n, unsigned *seed)
 static void steps_equal_forward(const char *model, int nids, int64_t B, int64_t h, int64_t w)
 {
     sd_backend *be = tu_cpu();
-    sd_unet *u = load(be, model);
+    sd_unet *u = tu_load_unet(be, model, NULL);
     const sd_unet_config *c = sd_unet_get_config(u);
     unsigned seed = 11;
     /* SDXL's conditioning: text_embeds of width P and nids time ids fill the
