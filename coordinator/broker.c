@@ -288,6 +288,32 @@ static const sd_outputs *outputs_of(broker *b, const char *job)
     return &c->o;
 }
 
+/* WebDataset: each shard among the task's items whose items have all ended
+ * is written now, so a long job yields shards (and empties its staging
+ * folder) as it goes; the job's end writes whatever is left. */
+static void write_ended_shards(broker *b, const task_t *t, const sd_outputs *o)
+{
+    if (!o || !o->webdataset)
+        return;
+    job_ctx c = {b, t->job};
+    int last_shard = -1;
+    for (int k = 0; k < t->n; k++) {
+        int first, last, shard = outputs_shard_of(o, t->idx[k], &first, &last), written = 0;
+        if (shard == last_shard) /* a batch's items are mostly neighbours */
+            continue;
+        last_shard = shard;
+        int left = store_items_unfinished(b->store, t->job, first, last);
+        if (left)
+            continue;
+        sd_error err;
+        if (outputs_write_shard(o, shard, item_finished, &c, &written, &err) != SD_OK)
+            logf_("job %s: writing shard %06d: %s", t->job, shard, err.msg);
+        else if (written)
+            logf_("job %s: shard %06d written (items %d-%d); %d items of the job not yet ended", t->job, shard, first,
+                  last - 1, store_job_unfinished(b->store, t->job));
+    }
+}
+
 /* the job has ended: its shards (WebDataset) or metadata.jsonl (files) */
 static void finish_job_outputs(broker *b, const char *job)
 {
@@ -383,6 +409,7 @@ static void handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
             store_item_failed_attempt(b->store, t->job, idx, err.msg, b->o->max_attempts, &err);
         }
     }
+    write_ended_shards(b, t, o);
     w->inflight--;
     w->done += (unsigned long long)t->n;
     w->busy_s += sd_now_s() - t->sent;

@@ -117,7 +117,7 @@ static void usage_submit(FILE *out)
                  "  --out DIR               output folder\n"
                  "  --images-per-prompt N   (1)\n"
                  "  --format png|webp|jpeg  (png)       --layout webdataset|files (webdataset)\n"
-                 "  --shard-size N          samples per tar shard (1000)\n"
+                 "  --shard-size N          samples per tar shard (1000); a shard is written once its samples are done\n"
                  "  --seed N                base seed: an item without one gets N + its index (0)\n"
                  "  job-wide defaults as for sdxl generate: --steps --guidance --guidance-rescale --width\n"
                  "  --height --scheduler --negative-prompt --negative-prompt-2 --prompt-2 --high-noise-frac\n"

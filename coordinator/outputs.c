@@ -156,18 +156,39 @@ static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(voi
     return SD_OK;
 }
 
+int outputs_shard_of(const sd_outputs *o, int idx, int *first, int *last)
+{
+    int s = idx / o->shard_size;
+    *first = s * o->shard_size;
+    *last = *first + o->shard_size < o->total ? *first + o->shard_size : o->total;
+    return s;
+}
+
+sd_status outputs_write_shard(const sd_outputs *o, int shard, int (*finished)(void *, int), void *user, int *written,
+                              sd_error *err)
+{
+    *written = 0;
+    if (!o->webdataset)
+        return SD_OK;
+    char *sp = shard_path(o, shard);
+    if (!sp)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    int exists = sd_path_exists(sp);
+    free(sp);
+    if (exists) /* written before (or before a restart): it stays as it is */
+        return SD_OK;
+    SD_TRY(write_shard(o, shard, finished, user, err));
+    *written = 1;
+    return SD_OK;
+}
+
 sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, sd_error *err)
 {
     if (!o->webdataset)
         return SD_OK;
-    int shards = (o->total + o->shard_size - 1) / o->shard_size;
-    for (int s = 0; s < shards; s++) {
-        char *sp = shard_path(o, s);
-        int exists = sp && sd_path_exists(sp);
-        free(sp);
-        if (!exists) /* a shard written before a restart stays as it is */
-            SD_TRY(write_shard(o, s, finished, user, err));
-    }
+    int shards = (o->total + o->shard_size - 1) / o->shard_size, written;
+    for (int s = 0; s < shards; s++)
+        SD_TRY(outputs_write_shard(o, s, finished, user, &written, err));
     return SD_OK;
 }
 

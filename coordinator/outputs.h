@@ -1,7 +1,7 @@
 /* outputs.h - a job's output folder: WebDataset tar shards (000000.tar with
  * KEY.png + KEY.json per sample) or plain files (KEY.png, KEY.json and
  * metadata.jsonl). KEY is the item index, zero-padded to 8 digits. Every file
- * is written atomically; a shard is written once all its items are finished,
+ * is written atomically; a shard is written as soon as all its items have ended,
  * from per-item files staged in DIR/.staging, so a retried item never yields
  * a duplicate or a torn file, and metadata.jsonl is rebuilt from the state
  * database rather than appended to. */
@@ -23,9 +23,15 @@ void outputs_from_spec(sd_outputs *o, json_t *spec);
 sd_status outputs_write_item(const sd_outputs *o, int idx, const void *image, size_t len, json_t *meta, sd_error *err);
 /* 1 if the item's output is already complete (for resubmitted jobs). */
 int outputs_item_exists(const sd_outputs *o, int idx);
-/* When the job has ended (done or cancelled): writes every shard not yet
- * written, with the items finished(idx) says are done (1), and removes their
- * staged files. */
+/* The shard holding item idx, and its items first <= i < last. */
+int outputs_shard_of(const sd_outputs *o, int idx, int *first, int *last);
+/* Writes shard `shard` unless it exists, with the items finished(idx) says
+ * are done (1), and removes their staged files; *written says whether it did.
+ * Called once every item of the shard has ended, so a long job yields its
+ * shards as it goes rather than all at its end. */
+sd_status outputs_write_shard(const sd_outputs *o, int shard, int (*finished)(void *, int), void *user, int *written,
+                              sd_error *err);
+/* When the job has ended (done or cancelled): every shard not yet written. */
 sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, sd_error *err);
 /* metadata.jsonl from the done items ([{idx, info}]) (files layout). */
 sd_status outputs_write_metadata(const sd_outputs *o, json_t *done, sd_error *err);

@@ -3,6 +3,7 @@
  * transaction is not needed for that under WAL. */
 #include "coordinator/store.h"
 
+#include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -342,10 +343,18 @@ json_t *store_job_done_items(sd_store *s, const char *job)
 
 int store_job_unfinished(sd_store *s, const char *job)
 {
+    return store_items_unfinished(s, job, 0, INT_MAX);
+}
+
+int store_items_unfinished(sd_store *s, const char *job, int first, int last)
+{
     sqlite3_stmt *q;
     int n = 0;
-    sqlite3_prepare_v2(s->db, "SELECT count(*) FROM items WHERE job=? AND state<3", -1, &q, NULL);
+    /* a range scan of the (job, idx) primary key */
+    sqlite3_prepare_v2(s->db, "SELECT count(*) FROM items WHERE job=? AND idx>=? AND idx<? AND state<3", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, first);
+    sqlite3_bind_int(q, 3, last);
     if (sqlite3_step(q) == SQLITE_ROW)
         n = sqlite3_column_int(q, 0);
     sqlite3_finalize(q);

@@ -59,6 +59,8 @@ json_t *store_item_info(sd_store *s, const char *job, int idx);
 /* Items of a job in state done, with their info (for metadata.jsonl). */
 json_t *store_job_done_items(sd_store *s, const char *job);
 int store_job_unfinished(sd_store *s, const char *job);
+/* Items of the job with first <= idx < last not yet done, failed or cancelled. */
+int store_items_unfinished(sd_store *s, const char *job, int first, int last);
 /* The item's state, or -1 if there is no such item. */
 int store_item_state(sd_store *s, const char *job, int idx);
 /* Jobs still running (ids into out, up to max). */

@@ -159,6 +159,12 @@ scenario_restarted_coordinator() {
         if [ "$(wc -l <<<"$members")" = 48 ] && [ "$(uniq <<<"$members" | wc -l)" = 48 ] && [ -f "$d/out/000002.tar" ]; then
             ok "coordinator killed with SIGKILL and restarted: the job resumes; 3 tar shards, 24 samples once each"
         else bad "restart: shards" "$members"; fi
+        # shards come out while the job runs, not all at its end (one item per
+        # final task here, so shard 0 ends while later items have not)
+        if grep -Eq "shard 000000 written \(items 0-9\); [1-9][0-9]* items of the job not yet ended" "$d/coordinator.log" &&
+            [ -z "$(ls -A "$d/out/.staging" 2>/dev/null)" ]; then
+            ok "a shard is written as soon as its items have ended; staging is empty at the end"
+        else bad "progressive shards" "$(grep shard "$d/coordinator.log"; ls -A "$d/out/.staging")"; fi
     else bad "restart: job completes" "$out"; fi
     kill $COORD
 }
