@@ -106,14 +106,20 @@ static sd_status load_layer(sd_param_loader *pl, clip_layer *L, const sd_clip_co
 static sd_status load_all(sd_clip_text *m, sd_param_loader *pl, sd_error *err)
 {
     const sd_clip_config *c = &m->cfg;
-    sd_params_prefix(pl, "text_model.embeddings.");
+    /* Every SDXL checkpoint names the tower "text_model."; transformers 5
+     * saves a CLIPTextModel without that prefix (and loads both). */
+    const char *root = pl->w && !sd_weights_find(pl->w, "text_model.embeddings.token_embedding.weight") &&
+                               sd_weights_find(pl->w, "embeddings.token_embedding.weight")
+                           ? ""
+                           : "text_model.";
+    sd_params_prefix(pl, "%sembeddings.", root);
     SD_TRY(sd_params_get(pl, "token_embedding.weight", SHAPE2(c->vocab, c->hidden), &m->tok_emb, err));
     SD_TRY(sd_params_get(pl, "position_embedding.weight", SHAPE2(c->max_positions, c->hidden), &m->pos_emb, err));
     for (int i = 0; i < c->layers; i++) {
-        sd_params_prefix(pl, "text_model.encoder.layers.%d.", i);
+        sd_params_prefix(pl, "%sencoder.layers.%d.", root, i);
         SD_TRY(load_layer(pl, &m->layers[i], c, err));
     }
-    sd_params_prefix(pl, "text_model.");
+    sd_params_prefix(pl, "%s", root);
     SD_TRY(sd_params_get(pl, "final_layer_norm.weight", SHAPE1(c->hidden), &m->final_ln_w, err));
     SD_TRY(sd_params_get(pl, "final_layer_norm.bias", SHAPE1(c->hidden), &m->final_ln_b, err));
     sd_params_prefix(pl, "%s", "");

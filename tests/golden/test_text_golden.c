@@ -4,18 +4,20 @@
  * Tolerance: relative L2 error < 1e-4 (the issue's bar for fp32; float32
  * reorderings of sums give ~1e-7 per op, far below it). */
 #include <criterion/criterion.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fsutil.h"
 #include "common/model_folder.h"
 #include "tests/test_util.h"
 #include "worker/clip_text.h"
 
 #define TOL 1e-4
 
-static sd_clip_text *load_encoder(sd_backend *be, const char *model, const char *name, const char *variant)
+static sd_clip_text *load_encoder_from(sd_backend *be, const char *dir, const char *name, const char *variant)
 {
-    char *dir = tu_data_path(model);
     sd_model_folder m;
     sd_error err = {0};
     cr_assert_eq(sd_model_open(&m, dir, &err), SD_OK, "%s", err.msg);
@@ -24,14 +26,22 @@ static sd_clip_text *load_encoder(sd_backend *be, const char *model, const char 
     sd_clip_text *t;
     cr_assert_eq(sd_clip_text_load(&t, be, c, variant, &err), SD_OK, "%s", err.msg);
     sd_model_close(&m);
+    return t;
+}
+
+static sd_clip_text *load_encoder(sd_backend *be, const char *model, const char *name, const char *variant)
+{
+    char *dir = tu_data_path(model);
+    sd_clip_text *t = load_encoder_from(be, dir, name, variant);
     free(dir);
     return t;
 }
 
-static void check_encoder(const char *name, const char *prefix, const char *ids_name)
+/* model_dir NULL: ../shared/testdata/sdxl-tiny */
+static void check_encoder_in(const char *model_dir, const char *name, const char *prefix, const char *ids_name)
 {
     sd_backend *be = tu_cpu();
-    sd_clip_text *t = load_encoder(be, "sdxl-tiny", name, NULL);
+    sd_clip_text *t = model_dir ? load_encoder_from(be, model_dir, name, NULL) : load_encoder(be, "sdxl-tiny", name, NULL);
     const sd_clip_config *c = sd_clip_text_config(t);
     sd_st_file *g = tu_golden("text_encoders.safetensors");
     const sd_st_tensor *ids = tu_tensor(g, ids_name, SD_DTYPE_I64);
@@ -67,6 +77,65 @@ static void check_encoder(const char *name, const char *prefix, const char *ids_
     sd_st_close(g);
     sd_clip_text_free(t);
     sd_backend_free(be);
+}
+
+static void check_encoder(const char *name, const char *prefix, const char *ids_name)
+{
+    check_encoder_in(NULL, name, prefix, ids_name);
+}
+
+/* sdxl-tiny's encoder `name` re-saved as transformers 5 saves a CLIPTextModel:
+ * the same tensors without the "text_model." prefix, in a folder of its own */
+static char *without_text_model_prefix(const char *name)
+{
+    char *src = tu_data_path("sdxl-tiny"), *dst = tu_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/model_index.json", dst);
+    char index[256];
+    int n = snprintf(index, sizeof index, "{\"_class_name\": \"StableDiffusionXLPipeline\", \"%s\": [\"transformers\", \"%s\"]}",
+                     name, strcmp(name, "text_encoder") ? "CLIPTextModelWithProjection" : "CLIPTextModel");
+    tu_write(path, index, (size_t)n);
+    snprintf(path, sizeof path, "%s/%s", dst, name);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    char *data = NULL;
+    size_t len = 0;
+    sd_error err;
+    snprintf(path, sizeof path, "%s/%s/config.json", src, name);
+    cr_assert_eq(sd_read_file(path, &data, &len, &err), SD_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/%s/config.json", dst, name);
+    tu_write(path, data, len);
+    free(data);
+    sd_st_file *f;
+    snprintf(path, sizeof path, "%s/%s/model.safetensors", src, name);
+    cr_assert_eq(sd_st_open(&f, path, &err), SD_OK, "%s", err.msg);
+    sd_st_writer *w = sd_st_writer_new();
+    int renamed = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        const sd_st_tensor *x = &f->tensors[i];
+        const char *nm = x->name;
+        if (!strncmp(nm, "text_model.", 11)) {
+            nm += 11;
+            renamed++;
+        }
+        cr_assert_eq(sd_st_writer_add(w, nm, x->dtype, x->ndim, x->shape, x->data, &err), SD_OK, "%s", err.msg);
+    }
+    cr_assert_gt(renamed, 10);
+    snprintf(path, sizeof path, "%s/%s/model.safetensors", dst, name);
+    cr_assert_eq(sd_st_writer_save(w, path, &err), SD_OK, "%s", err.msg);
+    sd_st_writer_free(w);
+    sd_st_close(f);
+    free(src);
+    return dst;
+}
+
+Test(text_golden, transformers_5_layout_without_text_model_prefix)
+{
+    char *d1 = without_text_model_prefix("text_encoder"), *d2 = without_text_model_prefix("text_encoder_2");
+    check_encoder_in(d1, "text_encoder", "te1", "ids_tokenizer");
+    check_encoder_in(d2, "text_encoder_2", "te2", "ids_tokenizer_2");
+    tu_rmrf(d1);
+    tu_rmrf(d2);
+    free(d1);
+    free(d2);
 }
 
 Test(text_golden, clip_l_every_layer)
