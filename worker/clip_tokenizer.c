@@ -57,60 +57,63 @@ static size_t utf8_put(char *dst, uint32_t cp)
 }
 
 /* ---- loading ---- */
-static sd_status load_vocab(sd_clip_tokenizer *t, const char *dir, sd_error *err)
+
+/* The vocabulary from a JSON object {token: id} (path names it in errors). */
+static sd_status vocab_from_json(sd_clip_tokenizer *t, json_t *root, const char *path, sd_error *err)
 {
-    char *path = sd_path_join(dir, "vocab.json");
-    json_error_t jerr;
-    json_t *root = path ? json_load_file(path, 0, &jerr) : NULL;
-    sd_status st = SD_OK;
-    if (!root) {
-        st = sd_fail(err, path && sd_path_exists(path) ? SD_ERR_FORMAT : SD_ERR_MISSING, "%s: %s",
-                     path ? path : "vocab.json", path ? jerr.text : "out of memory");
-        free(path);
-        return st;
-    }
     if (!json_is_object(root))
-        st = sd_fail(err, SD_ERR_FORMAT, "%s: not a JSON object", path);
+        return sd_fail(err, SD_ERR_FORMAT, "%s: the vocabulary is not a JSON object", path);
     const char *key;
     json_t *val;
     json_object_foreach(root, key, val) {
-        if (st != SD_OK)
-            break;
         if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) > INT32_MAX)
-            st = sd_fail(err, SD_ERR_FORMAT, "%s: id of token '%s' is not a non-negative integer", path, key);
-        else if (sd_strmap_put(&t->vocab, key, strlen(key), (int32_t)json_integer_value(val)) != 0)
-            st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+            return sd_fail(err, SD_ERR_FORMAT, "%s: id of token '%s' is not a non-negative integer", path, key);
+        if (sd_strmap_put(&t->vocab, key, strlen(key), (int32_t)json_integer_value(val)) != 0)
+            return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     }
-    json_decref(root);
-    if (st == SD_OK) {
-        uint32_t table[256];
-        bytes_to_unicode(table);
-        for (int b = 0; b < 256 && st == SD_OK; b++) {
-            char buf[16];
-            size_t n = utf8_put(buf, table[b]);
-            memcpy(buf + n, "</w>", 4);
-            if (!sd_strmap_get(&t->vocab, buf, n, &t->byte_id[b]) ||
-                !sd_strmap_get(&t->vocab, buf, n + 4, &t->byte_end_id[b]))
-                st = sd_fail(err, SD_ERR_FORMAT, "%s: byte token for 0x%02x missing from the vocabulary", path, b);
-        }
+    uint32_t table[256];
+    bytes_to_unicode(table);
+    for (int b = 0; b < 256; b++) {
+        char buf[16];
+        size_t n = utf8_put(buf, table[b]);
+        memcpy(buf + n, "</w>", 4);
+        if (!sd_strmap_get(&t->vocab, buf, n, &t->byte_id[b]) ||
+            !sd_strmap_get(&t->vocab, buf, n + 4, &t->byte_end_id[b]))
+            return sd_fail(err, SD_ERR_FORMAT, "%s: byte token for 0x%02x missing from the vocabulary", path, b);
     }
-    free(path);
-    return st;
+    return SD_OK;
 }
 
-static sd_status load_merges(sd_clip_tokenizer *t, const char *dir, sd_error *err)
+/* Merge number `rank`: tokens a and b join into their concatenation. */
+static sd_status add_merge(sd_clip_tokenizer *t, const char *a_text, size_t la, const char *b_text, size_t lb,
+                           int rank, sd_error *err)
 {
-    char *path = sd_path_join(dir, "merges.txt");
+    char joined[1024];
+    int32_t a, b, m;
+    if (la + lb > sizeof joined)
+        return sd_fail(err, SD_ERR_FORMAT, "merge %d is longer than %zu bytes", rank, sizeof joined);
+    if (!sd_strmap_get(&t->vocab, a_text, la, &a) || !sd_strmap_get(&t->vocab, b_text, lb, &b))
+        return SD_OK; /* cannot apply to any word: transformers ignores it too */
+    memcpy(joined, a_text, la);
+    memcpy(joined + la, b_text, lb);
+    if (!sd_strmap_get(&t->vocab, joined, la + lb, &m))
+        m = t->unk; /* transformers would emit the unknown token */
+    uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b, old;
+    if (!sd_u64map_get(&t->merges, key, &old) &&
+        sd_u64map_put(&t->merges, key, ((uint64_t)rank << 32) | (uint32_t)m) != 0)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    return SD_OK;
+}
+
+/* merges.txt: a "#version" header, then one "a b" merge per line */
+static sd_status merges_from_text(sd_clip_tokenizer *t, const char *path, sd_error *err)
+{
     char *text = NULL;
-    sd_status st = path ? sd_read_file(path, &text, NULL, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    if (st != SD_OK) {
-        free(path);
-        return st;
-    }
+    SD_TRY(sd_read_file(path, &text, NULL, err));
+    sd_status st = SD_OK;
     char *line = text, *next;
     int lineno = 0, rank = 0;
-    char joined[1024];
-    for (; line && *line && rank < CLIP_NUM_MERGES; line = next, lineno++) {
+    for (; line && *line && rank < CLIP_NUM_MERGES && st == SD_OK; line = next, lineno++) {
         next = strchr(line, '\n');
         if (next)
             *next++ = '\0';
@@ -120,29 +123,97 @@ static sd_status load_merges(sd_clip_tokenizer *t, const char *dir, sd_error *er
         if (lineno == 0 && strncmp(line, "#version", 8) == 0)
             continue;
         char *sp = strchr(line, ' ');
-        if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' ') || len >= sizeof joined) {
+        if (!sp || sp == line || !sp[1] || strchr(sp + 1, ' ')) {
             st = sd_fail(err, SD_ERR_FORMAT, "%s:%d: a merge must be two tokens separated by one space", path,
                          lineno + 1);
             break;
         }
-        int32_t a, b, m;
-        size_t la = (size_t)(sp - line), lb = len - la - 1;
-        memcpy(joined, line, la);
-        memcpy(joined + la, sp + 1, lb);
-        if (sd_strmap_get(&t->vocab, line, la, &a) && sd_strmap_get(&t->vocab, sp + 1, lb, &b)) {
-            if (!sd_strmap_get(&t->vocab, joined, la + lb, &m))
-                m = t->unk; /* transformers would emit the unknown token */
-            uint64_t key = ((uint64_t)(uint32_t)a << 32) | (uint32_t)b, old;
-            if (!sd_u64map_get(&t->merges, key, &old) &&
-                sd_u64map_put(&t->merges, key, ((uint64_t)rank << 32) | (uint32_t)m) != 0) {
-                st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
-                break;
-            }
-        }
-        rank++;
+        size_t la = (size_t)(sp - line);
+        st = add_merge(t, line, la, sp + 1, len - la - 1, rank++, err);
+        if (st != SD_OK)
+            sd_error_prefix(err, "%s:%d: ", path, lineno + 1);
     }
     free(text);
-    free(path);
+    return st;
+}
+
+/* tokenizer.json's model.merges: ["a b", ...] or [["a", "b"], ...] */
+static sd_status merges_from_json(sd_clip_tokenizer *t, json_t *merges, const char *path, sd_error *err)
+{
+    if (!json_is_array(merges))
+        return sd_fail(err, SD_ERR_FORMAT, "%s: model.merges is not a list", path);
+    for (size_t i = 0; i < json_array_size(merges) && (int)i < CLIP_NUM_MERGES; i++) {
+        json_t *m = json_array_get(merges, i);
+        const char *a = NULL, *b = NULL;
+        size_t la = 0, lb = 0;
+        if (json_is_string(m)) {
+            a = json_string_value(m);
+            const char *sp = strchr(a, ' ');
+            if (sp && sp != a && sp[1] && !strchr(sp + 1, ' ')) {
+                la = (size_t)(sp - a);
+                b = sp + 1;
+                lb = strlen(b);
+            }
+        } else if (json_is_array(m) && json_array_size(m) == 2 && json_is_string(json_array_get(m, 0)) &&
+                   json_is_string(json_array_get(m, 1))) {
+            a = json_string_value(json_array_get(m, 0));
+            b = json_string_value(json_array_get(m, 1));
+            la = strlen(a);
+            lb = strlen(b);
+        }
+        if (!b || !la || !lb)
+            return sd_fail(err, SD_ERR_FORMAT, "%s: model.merges[%zu] is not two tokens", path, i);
+        SD_TRY(add_merge(t, a, la, b, lb, (int)i, err));
+    }
+    return SD_OK;
+}
+
+static json_t *load_json(const char *path, sd_error *err)
+{
+    json_error_t jerr;
+    json_t *root = json_load_file(path, 0, &jerr);
+    if (!root)
+        sd_fail(err, SD_ERR_FORMAT, "%s: %s", path, jerr.text);
+    return root;
+}
+
+/* vocab.json and merges.txt, as the hub's SDXL folders carry them; a folder
+ * saved by transformers 5 has tokenizer.json alone, with both inside it
+ * (model.vocab, model.merges). The vocabulary comes first: merges refer to it. */
+static sd_status load_vocab_and_merges(sd_clip_tokenizer *t, const char *dir, int merges, sd_error *err)
+{
+    char *vocab = sd_path_join(dir, "vocab.json"), *mtxt = sd_path_join(dir, "merges.txt"),
+         *tj = sd_path_join(dir, "tokenizer.json");
+    sd_status st = SD_OK;
+    json_t *doc = NULL;
+    if (!vocab || !mtxt || !tj)
+        st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    else if (sd_path_exists(vocab) && sd_path_exists(mtxt)) {
+        if (!merges) {
+            doc = load_json(vocab, err);
+            st = doc ? vocab_from_json(t, doc, vocab, err) : SD_ERR_FORMAT;
+        } else {
+            st = merges_from_text(t, mtxt, err);
+        }
+    } else if (sd_path_exists(tj)) {
+        doc = load_json(tj, err);
+        json_t *model = json_object_get(doc, "model");
+        if (!doc)
+            st = SD_ERR_FORMAT;
+        else if (!json_is_object(model) || !json_is_string(json_object_get(model, "type")) ||
+                 strcmp(json_string_value(json_object_get(model, "type")), "BPE"))
+            st = sd_fail(err, SD_ERR_FORMAT, "%s: model is not a BPE tokenizer", tj);
+        else if (!merges)
+            st = vocab_from_json(t, json_object_get(model, "vocab"), tj, err);
+        else
+            st = merges_from_json(t, json_object_get(model, "merges"), tj, err);
+    } else {
+        st = sd_fail(err, SD_ERR_MISSING, "%s: neither vocab.json and merges.txt nor tokenizer.json", dir);
+    }
+    json_decref(doc);
+    free(vocab);
+    free(mtxt);
+    free(tj);
     return st;
 }
 
@@ -249,11 +320,11 @@ sd_status sd_clip_tokenizer_load(sd_clip_tokenizer **out, const char *dir, sd_er
     sd_strmap_init(&t->vocab);
     sd_u64map_init(&t->merges);
     sd_strmap_init(&t->cache);
-    sd_status st = load_vocab(t, dir, err);
+    sd_status st = load_vocab_and_merges(t, dir, 0, err);
     if (st == SD_OK)
         st = load_specials(t, dir, err);
-    if (st == SD_OK)
-        st = load_merges(t, dir, err);
+    if (st == SD_OK) /* after the specials: a merge into an unknown token takes unk's id */
+        st = load_vocab_and_merges(t, dir, 1, err);
     if (st != SD_OK) {
         sd_clip_tokenizer_free(t);
         return st;
