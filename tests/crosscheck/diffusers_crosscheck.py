@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Cross-check against diffusers on tiny SDXL models this repository has not
+seen: random configs that differ from ../shared/testdata's (levels, widths,
+heads, transformer depths, activations, VAE depth, sizes), random weights,
+diffusers' own StableDiffusionXLPipeline on the CPU in float32 as the
+reference, and `sdxl generate` on the same folder. A developer tool, not part
+of the suite (it needs torch, diffusers and transformers from PyPI):
+
+    python3 -m venv /tmp/pyenv && /tmp/pyenv/bin/pip install torch diffusers transformers
+    /tmp/pyenv/bin/python tests/crosscheck/diffusers_crosscheck.py [--cases N] [--keep DIR]
+
+For each case it prints the largest difference of the final latents and of
+the 8-bit image, and fails past the bounds the golden tests use (latents
+atol 2e-3, image 2 levels)."""
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+from safetensors.torch import load_file
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TESTDATA = os.environ.get("SDXL_TESTDATA", os.path.join(ROOT, "..", "shared", "testdata"))
+
+
+def random_model(rng, out):
+    """A tiny SDXL base folder with a config drawn from rng."""
+    levels = rng.choice([2, 3])
+    width = rng.choice([8, 16])
+    chans = [width * (i + 1) for i in range(levels)]
+    heads = [rng.choice([1, 2]) * (1 if c % 4 else 2) for c in chans]
+    down = ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * (levels - 1)
+    up = ["CrossAttnUpBlock2D"] * (levels - 1) + ["UpBlock2D"]
+    depth = [1] + [rng.choice([1, 2, 3]) for _ in range(levels - 1)]
+    h1, h2 = rng.choice([16, 24, 32]), rng.choice([20, 40])
+    te1 = CLIPTextConfig(vocab_size=49408, hidden_size=h1, intermediate_size=h1 * rng.choice([2, 4]),
+                         num_hidden_layers=rng.choice([2, 3]), num_attention_heads=rng.choice([2, 4]),
+                         hidden_act=rng.choice(["quick_gelu", "gelu"]), max_position_embeddings=77, projection_dim=h1,
+                         bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    proj = rng.choice([16, 24])
+    te2 = CLIPTextConfig(vocab_size=49408, hidden_size=h2, intermediate_size=h2 * 4,
+                         num_hidden_layers=rng.choice([2, 3]), num_attention_heads=rng.choice([2, 4, 5]),
+                         hidden_act=rng.choice(["gelu", "quick_gelu"]), max_position_embeddings=77,
+                         projection_dim=proj, bos_token_id=0, eos_token_id=2, pad_token_id=1)
+    tdim = rng.choice([4, 8])
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=rng.choice([1, 2]),
+        block_out_channels=tuple(chans), down_block_types=tuple(down), up_block_types=tuple(up),
+        attention_head_dim=tuple(heads), transformer_layers_per_block=tuple(depth), cross_attention_dim=h1 + h2,
+        norm_num_groups=rng.choice([4, 8]), use_linear_projection=rng.choice([True, False]),
+        addition_embed_type="text_time", addition_time_embed_dim=tdim,
+        projection_class_embeddings_input_dim=proj + 6 * tdim)
+    vlev = rng.choice([2, 3, 4])
+    vch = [8 * min(i + 1, 3) for i in range(vlev)]
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=tuple(vch),
+                        down_block_types=("DownEncoderBlock2D",) * vlev, up_block_types=("UpDecoderBlock2D",) * vlev,
+                        layers_per_block=rng.choice([1, 2]), norm_num_groups=4, sample_size=64)
+    vae.register_to_config(scaling_factor=0.13025, force_upcast=True)
+    torch.manual_seed(rng.randrange(1 << 30))
+    for m in (unet, vae):
+        for p in m.parameters():  # diffusers' zero-initialised convs would hide wiring mistakes
+            torch.nn.init.normal_(p, std=0.2 if p.ndim > 1 else 0.05)
+    tok = CLIPTokenizer.from_pretrained(os.path.join(TESTDATA, "sdxl-tiny", "tokenizer"))
+    tok2 = CLIPTokenizer.from_pretrained(os.path.join(TESTDATA, "sdxl-tiny", "tokenizer_2"))
+    sched = EulerDiscreteScheduler.from_pretrained(os.path.join(TESTDATA, "sdxl-tiny", "scheduler"))
+    pipe = StableDiffusionXLPipeline(vae=vae, text_encoder=CLIPTextModel(te1), text_encoder_2=CLIPTextModelWithProjection(te2),
+                                     tokenizer=tok, tokenizer_2=tok2, unet=unet, scheduler=sched,
+                                     force_zeros_for_empty_prompt=rng.choice([True, False]), add_watermarker=False)
+    pipe.save_pretrained(out, safe_serialization=True)
+    # as saved: transformers 5 writes tokenizer.json alone (no vocab.json or
+    # merges.txt) and the CLIPTextModel tensors without "text_model."
+    # the VAE's scale factor follows its depth; sizes must be multiples of it
+    return pipe, 2 ** (vlev - 1)
+
+
+PROMPTS = ["a red bicycle leaning on a brick wall", "studio photo of a ceramic vase, soft light",
+           "an astronaut riding a horse on mars, 4k", "a bowl of fruit on a wooden table"]
+
+
+def run_case(k, rng, sdxl, keep):
+    d = tempfile.mkdtemp(prefix=f"sdxl-cross{k}-")
+    pipe, f = random_model(rng, d)
+    pipe.set_progress_bar_config(disable=True)
+    # diffusers asks for multiples of 8 whatever the VAE depth
+    w, h = 8 * rng.choice([3, 4, 5, 6, 8]), 8 * rng.choice([3, 4, 6, 7])
+    steps, seed, cfg = rng.choice([3, 4, 5]), rng.randrange(1 << 31), rng.choice([1.0, 5.0, 7.5])
+    prompt, neg = rng.choice(PROMPTS), rng.choice(["", "blurry"])
+    gen = torch.Generator("cpu").manual_seed(seed)
+    with torch.no_grad():
+        lat = pipe(prompt=prompt, negative_prompt=neg or None, width=w, height=h, num_inference_steps=steps,
+                   guidance_scale=cfg, generator=gen, output_type="latent").images
+        img = pipe.vae.decode(lat / pipe.vae.config.scaling_factor).sample
+    ref = np.round(((img / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
+    out = os.path.join(d, "ours.png")
+    cmd = [sdxl, "generate", "--model", d, "--prompt", prompt, "--width", str(w), "--height", str(h), "--steps",
+           str(steps), "--guidance", str(cfg), "--seed", str(seed), "--out", out, "--save-latents",
+           os.path.join(d, "lat.safetensors"), "--quiet"]
+    if neg:
+        cmd += ["--negative-prompt", neg]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    cfgs = {c: json.load(open(os.path.join(d, c, "config.json"))) for c in ("unet", "vae")}
+    desc = (f"case {k}: {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
+            f"heads {cfgs['unet']['attention_head_dim']} depth {cfgs['unet']['transformer_layers_per_block']} "
+            f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}")
+    if r.returncode:
+        print(f"FAIL {desc}: sdxl generate: {r.stderr.strip()}")
+        shutil.rmtree(d) if not keep else shutil.move(d, os.path.join(keep, os.path.basename(d)))
+        return False
+    ours_lat = load_file(os.path.join(d, "lat.safetensors"))["final"].numpy()
+    dl = float(np.abs(ours_lat - lat.numpy()).max())
+    from PIL import Image
+    ours = np.asarray(Image.open(out).convert("RGB")).astype(int)
+    di = int(np.abs(ours - ref.astype(int)).max())
+    ok = dl <= 2e-3 and di <= 2
+    print(f"{'ok  ' if ok else 'FAIL'} {desc}: latents max |diff| {dl:.2e}, image max diff {di} levels")
+    if keep:
+        shutil.copytree(d, os.path.join(keep, os.path.basename(d)))
+    shutil.rmtree(d)
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cases", type=int, default=6)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sdxl", default=os.path.join(ROOT, "build", "bin", "sdxl"))
+    ap.add_argument("--keep", help="copy each case's folder here")
+    a = ap.parse_args()
+    rng = random.Random(a.seed)
+    results = [run_case(k, rng, a.sdxl, a.keep) for k in range(a.cases)]
+    print(f"crosscheck: {sum(results)} passed, {len(results) - sum(results)} failed")
+    sys.exit(0 if all(results) else 1)
+
+
+if __name__ == "__main__":
+    main()
