@@ -4,16 +4,51 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/fsutil.h"
+
+json_t *sd_json_loads_python(char *text, size_t len, size_t flags, json_error_t *jerr)
+{
+    /* each non-standard number token outside strings becomes null + spaces */
+    static const char *const toks[] = {"-Infinity", "Infinity", "NaN"};
+    int in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (in_str) {
+            if (text[i] == '\\')
+                i++;
+            else if (text[i] == '"')
+                in_str = 0;
+            continue;
+        }
+        if (text[i] == '"') {
+            in_str = 1;
+            continue;
+        }
+        for (int k = 0; k < 3; k++) {
+            size_t tl = strlen(toks[k]);
+            if (len - i >= tl && !strncmp(text + i, toks[k], tl)) {
+                memset(text + i, ' ', tl);
+                memcpy(text + i, "null", 4);
+                i += tl - 1;
+                break;
+            }
+        }
+    }
+    return json_loadb(text, len, flags, jerr);
+}
+
 sd_status sd_json_load(sd_json_doc *doc, const char *path, sd_error *err)
 {
     memset(doc, 0, sizeof *doc);
+    char *text = NULL;
+    size_t len = 0;
+    sd_error rerr;
+    if (sd_read_file(path, &text, &len, &rerr) != SD_OK)
+        return sd_fail(err, SD_ERR_MISSING, "%s: cannot read: %s", path, rerr.msg);
     json_error_t jerr;
-    doc->root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!doc->root) {
-        if (jerr.line < 0 || strstr(jerr.text, "unable to open"))
-            return sd_fail(err, SD_ERR_MISSING, "%s: cannot read: %s", path, jerr.text);
+    doc->root = sd_json_loads_python(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    if (!doc->root)
         return sd_fail(err, SD_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
-    }
     if (!json_is_object(doc->root)) {
         json_decref(doc->root);
         doc->root = NULL;

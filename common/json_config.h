@@ -13,8 +13,13 @@ typedef struct {
     char *path; /* for messages */
 } sd_json_doc;
 
+/* Python's json module writes non-finite floats as -Infinity, Infinity and
+ * NaN, which JSON has no spelling for (diffusers' DPMSolverMultistep config
+ * has "lambda_min_clipped": -Infinity): sd_json_load reads them as null. */
 sd_status sd_json_load(sd_json_doc *doc, const char *path, sd_error *err);
 void sd_json_free(sd_json_doc *doc);
+/* The same reading of Python's JSON from text (changed in place). */
+json_t *sd_json_loads_python(char *text, size_t len, size_t flags, json_error_t *jerr);
 
 sd_status sd_json_int(const sd_json_doc *d, const char *key, long long *out, sd_error *err);
 sd_status sd_json_double(const sd_json_doc *d, const char *key, double *out, sd_error *err);

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "common/fsutil.h"
+#include "common/json_config.h"
 #include "common/model_folder.h"
 
 const char *tu_testdata(void)
@@ -118,33 +119,8 @@ json_t *tu_manifest(void)
     if (sd_read_file(p, &text, &len, &err) != SD_OK)
         cr_assert_fail("%s", err.msg);
     free(p);
-    /* blank out non-standard number tokens outside strings */
-    int in_str = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (in_str) {
-            if (text[i] == '\\')
-                i++;
-            else if (text[i] == '"')
-                in_str = 0;
-            continue;
-        }
-        if (text[i] == '"') {
-            in_str = 1;
-            continue;
-        }
-        static const char *toks[] = {"-Infinity", "Infinity", "NaN"};
-        for (int k = 0; k < 3; k++) {
-            size_t tl = strlen(toks[k]);
-            if (!strncmp(text + i, toks[k], tl)) {
-                memset(text + i, ' ', tl);
-                memcpy(text + i, "null", 4);
-                i += tl - 1;
-                break;
-            }
-        }
-    }
     json_error_t jerr;
-    json_t *m = json_loads(text, 0, &jerr);
+    json_t *m = sd_json_loads_python(text, len, 0, &jerr);
     free(text);
     if (!m)
         cr_assert_fail("manifest.json: %s (line %d)", jerr.text, jerr.line);
