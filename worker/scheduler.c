@@ -55,6 +55,14 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, s
                            "supported", cfg->path);
         s->kind = k;
     }
+    /* Absent, it means what the diffusers of the goldens (0.24) did: DPM++
+     * ends on sigma_min, Euler on 0. Euler ending on sigma_min is not built. */
+    int dpm = s->kind == SD_SCHED_DPMPP_2M_KARRAS;
+    const char *final_sigmas = sd_json_string_or(cfg, "final_sigmas_type", dpm ? "sigma_min" : "zero");
+    if (strcmp(final_sigmas, "zero") && (strcmp(final_sigmas, "sigma_min") || !dpm))
+        return sd_fail(err, SD_ERR_UNSUPPORTED, "%s: final_sigmas_type '%s' is not supported for %s (%s)", cfg->path,
+                       final_sigmas, sched_names[s->kind].class_name, dpm ? "sigma_min, zero" : "zero");
+    s->final_sigma_zero = dpm && !strcmp(final_sigmas, "zero");
     s->num_train = (int)sd_json_int_or(cfg, "num_train_timesteps", 1000);
     if (s->num_train < 2 || s->num_train > SD_SCHED_MAX_STEPS)
         return sd_fail(err, SD_ERR_INVALID, "%s: num_train_timesteps %d out of range", cfg->path, s->num_train);
@@ -166,7 +174,7 @@ sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
             if (!dup)
                 s->timesteps[n++] = (float)t;
         }
-        s->sigmas[steps] = s->sigmas[steps - 1];
+        s->sigmas[steps] = s->final_sigma_zero ? 0.0f : s->sigmas[steps - 1];
         s->n = n;
         s->init_noise_sigma = 1.0f;
         return SD_OK;
@@ -305,7 +313,7 @@ static sd_status step_dpmpp(sd_scheduler *s, const float *mo, float *x, size_t n
 {
     int i = s->step_index;
     int last = i == s->n - 1, second_last = i == s->n - 2;
-    int lower_final = last && s->n < 15, lower_second = second_last && s->n < 15;
+    int lower_final = last && (s->n < 15 || s->final_sigma_zero), lower_second = second_last && s->n < 15;
     float a_s0, s_s0;
     alpha_sigma(s->sigmas[i], &a_s0, &s_s0);
     /* convert_model_output: x0 prediction */
@@ -318,6 +326,8 @@ static sd_status step_dpmpp(sd_scheduler *s, const float *mo, float *x, size_t n
         memcpy(x0_out, m0, n * sizeof *m0);
     float a_t, s_t;
     alpha_sigma(s->sigmas[i + 1], &a_t, &s_t);
+    /* a final sigma of 0 gives lambda_t = +inf, h = +inf, c1 = 0, c2 = -1:
+     * the first-order update then returns the x0 prediction, as in diffusers */
     float lambda_t = logf(a_t) - logf(s_t), lambda_s0 = logf(a_s0) - logf(s_s0);
     float h = lambda_t - lambda_s0;
     float c1 = s_t / s_s0, c2 = a_t * (expf(-h) - 1.0f);

@@ -30,6 +30,10 @@ typedef struct {
     int spacing; /* 0 leading, 1 linspace, 2 trailing */
     float alphas_cumprod[SD_SCHED_MAX_STEPS];
     float final_alpha_cumprod; /* DDIM */
+    /* DPM++: final_sigmas_type "zero" (diffusers >= 0.26's default, read
+     * from the config) ends on sigma 0 with a first-order step; absent or
+     * "sigma_min" ends on the last sigma, as diffusers 0.24 did */
+    int final_sigma_zero;
     /* after set_timesteps */
     int n;
     float timesteps[SD_SCHED_MAX_STEPS];

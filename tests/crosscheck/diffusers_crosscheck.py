@@ -23,7 +23,8 @@ import tempfile
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+from diffusers import (AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+                       EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel)
 from safetensors.torch import load_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
@@ -81,11 +82,26 @@ def random_model(rng, out):
     return pipe, 2 ** (vlev - 1)
 
 
+# our --scheduler names and the diffusers scheduler each stands for: as
+# diffusers' X.from_config(the model's scheduler config), keys such as
+# final_sigmas_type included (diffusers >= 0.26 writes "zero" into every
+# Euler config it saves, and DPM++ then ends on sigma 0; without the key it
+# ends on sigma_min, as diffusers 0.24 did). "folder:dpmpp" writes the DPM++
+# config into the model folder and runs without --scheduler, so the config
+# alone must select it.
+SCHEDULERS = {
+    "euler": lambda cfg: EulerDiscreteScheduler.from_config(cfg),
+    "euler_a": lambda cfg: EulerAncestralDiscreteScheduler.from_config(cfg),
+    "dpmpp_2m_karras": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True),
+    "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
+    "folder:dpmpp": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True),
+}
+
 PROMPTS = ["a red bicycle leaning on a brick wall", "studio photo of a ceramic vase, soft light",
            "an astronaut riding a horse on mars, 4k", "a bowl of fruit on a wooden table"]
 
 
-def run_case(k, rng, sdxl, keep):
+def run_case(k, rng, sdxl, keep, all_schedulers):
     d = tempfile.mkdtemp(prefix=f"sdxl-cross{k}-")
     pipe, f = random_model(rng, d)
     pipe.set_progress_bar_config(disable=True)
@@ -93,6 +109,10 @@ def run_case(k, rng, sdxl, keep):
     w, h = 8 * rng.choice([3, 4, 5, 6, 8]), 8 * rng.choice([3, 4, 6, 7])
     steps, seed, cfg = rng.choice([3, 4, 5]), rng.randrange(1 << 31), rng.choice([1.0, 5.0, 7.5])
     prompt, neg = rng.choice(PROMPTS), rng.choice(["", "blurry"])
+    sched = rng.choice(sorted(SCHEDULERS)) if all_schedulers else "euler"
+    pipe.scheduler = SCHEDULERS[sched](pipe.scheduler.config)
+    if sched.startswith("folder:"):
+        pipe.scheduler.save_pretrained(os.path.join(d, "scheduler"))
     gen = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
         lat = pipe(prompt=prompt, negative_prompt=neg or None, width=w, height=h, num_inference_steps=steps,
@@ -103,11 +123,13 @@ def run_case(k, rng, sdxl, keep):
     cmd = [sdxl, "generate", "--model", d, "--prompt", prompt, "--width", str(w), "--height", str(h), "--steps",
            str(steps), "--guidance", str(cfg), "--seed", str(seed), "--out", out, "--save-latents",
            os.path.join(d, "lat.safetensors"), "--quiet"]
+    if not sched.startswith("folder:"):
+        cmd += ["--scheduler", sched]
     if neg:
         cmd += ["--negative-prompt", neg]
     r = subprocess.run(cmd, capture_output=True, text=True)
     cfgs = {c: json.load(open(os.path.join(d, c, "config.json"))) for c in ("unet", "vae")}
-    desc = (f"case {k}: {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
+    desc = (f"case {k}: {sched}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
             f"heads {cfgs['unet']['attention_head_dim']} depth {cfgs['unet']['transformer_layers_per_block']} "
             f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}")
     if r.returncode:
@@ -133,9 +155,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--sdxl", default=os.path.join(ROOT, "build", "bin", "sdxl"))
     ap.add_argument("--keep", help="copy each case's folder here")
+    ap.add_argument("--schedulers", action="store_true", help="draw the scheduler too (else Euler, SDXL's own)")
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    results = [run_case(k, rng, a.sdxl, a.keep) for k in range(a.cases)]
+    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers) for k in range(a.cases)]
     print(f"crosscheck: {sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)
 

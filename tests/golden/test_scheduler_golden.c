@@ -138,3 +138,61 @@ Test(scheduler_golden, names_and_errors)
     float div;
     cr_assert_eq(sd_scheduler_input_divisor(&s, 123.0f, &div, &err), SD_ERR_INVALID, "a foreign timestep");
 }
+
+/* DPM++ 2M Karras as diffusers >= 0.26 saves and runs it: final_sigmas_type
+ * "zero" in its config (the last step lands on sigma 0, first order) and
+ * lambda_min_clipped -Infinity (Python's spelling, read as null). The golden
+ * and config come from diffusers 0.42 (tests/crosscheck/make_dpmpp_zero_golden.py,
+ * stored in tests/golden/data). Same tolerance as above. */
+Test(scheduler_golden, dpmpp_2m_karras_ending_on_sigma_zero_from_a_newer_config)
+{
+    sd_json_doc d;
+    sd_error err = {0};
+    cr_assert_eq(sd_json_load(&d, "tests/golden/data/dpmpp_final_zero_config.json", &err), SD_OK, "%s", err.msg);
+    sd_scheduler s;
+    cr_assert_eq(sd_scheduler_init(&s, &d, -1, &err), SD_OK, "%s", err.msg);
+    sd_json_free(&d);
+    cr_assert_eq(s.kind, SD_SCHED_DPMPP_2M_KARRAS);
+    sd_st_file *g;
+    cr_assert_eq(sd_st_open(&g, "tests/golden/data/dpmpp_final_zero.safetensors", &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_scheduler_set_timesteps(&s, 5, &err), SD_OK, "%s", err.msg);
+    expect_close_arr(s.timesteps, tu_tensor(g, "timesteps", SD_DTYPE_F32), "timesteps");
+    expect_close_arr(s.sigmas, tu_tensor(g, "sigmas", SD_DTYPE_F32), "sigmas");
+    cr_assert_eq(s.sigmas[5], 0.0f);
+    const sd_st_tensor *x0t = tu_tensor(g, "initial_sample", SD_DTYPE_F32);
+    size_t n = (size_t)sd_st_numel(x0t);
+    float *x = malloc(n * sizeof *x);
+    memcpy(x, x0t->data, n * sizeof *x);
+    char name[64];
+    for (int i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "step%d_model_output", i);
+        const sd_st_tensor *mo = tu_tensor(g, name, SD_DTYPE_F32);
+        cr_assert_eq(sd_scheduler_step(&s, mo->data, s.timesteps[i], x, n, NULL, NULL, &err), SD_OK, "%s", err.msg);
+        snprintf(name, sizeof name, "step%d_prev_sample", i);
+        expect_close_arr(x, tu_tensor(g, name, SD_DTYPE_F32), name);
+    }
+    free(x);
+    sd_scheduler_free(&s);
+    sd_st_close(g);
+}
+
+Test(scheduler_golden, final_sigmas_type_other_than_built_is_an_error_naming_the_file)
+{
+    char *dir = tu_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/scheduler_config.json", dir);
+    const char *cfgs[2] = {"{\"_class_name\": \"DPMSolverMultistepScheduler\", \"use_karras_sigmas\": true, "
+                           "\"final_sigmas_type\": \"denoise_to_zero\"}",
+                           "{\"_class_name\": \"EulerDiscreteScheduler\", \"final_sigmas_type\": \"sigma_min\"}"};
+    for (int k = 0; k < 2; k++) {
+        tu_write(path, cfgs[k], strlen(cfgs[k]));
+        sd_json_doc d;
+        sd_error err = {0};
+        cr_assert_eq(sd_json_load(&d, path, &err), SD_OK, "%s", err.msg);
+        sd_scheduler s;
+        cr_assert_eq(sd_scheduler_init(&s, &d, -1, &err), SD_ERR_UNSUPPORTED);
+        cr_assert(strstr(err.msg, "final_sigmas_type") && strstr(err.msg, path), "%s", err.msg);
+        sd_json_free(&d);
+    }
+    tu_rmrf(dir);
+    free(dir);
+}
