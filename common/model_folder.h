@@ -17,7 +17,7 @@
 
 typedef enum {
     SD_COMP_WEIGHTS,   /* a network with config.json + safetensors */
-    SD_COMP_TOKENIZER, /* vocab.json + merges.txt */
+    SD_COMP_TOKENIZER, /* vocab.json + merges.txt, or tokenizer.json */
     SD_COMP_SCHEDULER, /* scheduler_config.json */
 } sd_component_kind;
 

@@ -36,6 +36,7 @@ void sd_pipeline_free(sd_pipeline *p)
     sd_unet_free(p->unet);
     sd_unet_free(p->runet);
     sd_vae_free(p->vae);
+    sd_vae_free(p->rvae);
     sd_json_free(&p->sched_cfg);
     sd_json_free(&p->rsched_cfg);
     if (p->base.root)
@@ -102,6 +103,11 @@ static sd_status load_all(sd_pipeline *p, const char *variant, int stages, sd_er
     if ((stages & SD_STAGE_FINAL) && p->has_refiner) {
         SD_TRY(sd_model_require(&p->refiner, "unet", &c, err));
         SD_TRY(sd_unet_load(&p->runet, p->be, c, variant, err));
+        const sd_component *rv = sd_model_find(&p->refiner, "vae");
+        if (rv && rv->present) {
+            SD_TRY(sd_model_require(&p->refiner, "vae", &c, err));
+            SD_TRY(sd_vae_load(&p->rvae, p->vae_be, c, variant, err));
+        }
     }
     return SD_OK;
 }

@@ -51,6 +51,10 @@ typedef struct {
     sd_clip_text *te1, *te2, *rte2;
     sd_unet *unet, *runet;
     sd_vae *vae;
+    /* the refiner's VAE: it decodes when a refiner is loaded, as the refiner
+     * pipeline outputs the image in diffusers' ensemble of experts (NULL: a
+     * refiner folder without a VAE; the base's decodes) */
+    sd_vae *rvae;
     sd_json_doc sched_cfg, rsched_cfg;
     int force_zeros, r_force_zeros, r_aesthetics;
     char identity[80]; /* hash of configs and weight headers: which model made an image */

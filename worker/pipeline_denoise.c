@@ -283,7 +283,8 @@ static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     int cutoff = cutoff_of(&s, g->high_noise_frac), count = 0;
     for (int i = 0; i < s.n; i++)
         count += s.timesteps[i] < (float)cutoff;
-    int f = sd_vae_scale_factor(p->vae);
+    /* the refiner pipeline's size: the latents times its VAE's factor */
+    int f = sd_vae_scale_factor(p->rvae ? p->rvae : p->vae);
     int H = (int)shape[2] * f, W = (int)shape[3] * f;
     int oh = g->original_h ? g->original_h : H, ow = g->original_w ? g->original_w : W;
     float ids[10], pos[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->aesthetic_score};
@@ -334,14 +335,16 @@ sd_status sd_stage_final(sd_pipeline *p, const sd_gen_params *g, const sd_text_r
         if (st == SD_OK)
             emit(hooks, "final", lat, latres->shape);
     }
-    float sf = sd_vae_get_config(p->vae)->scaling_factor;
+    /* the refiner's VAE decodes what the refiner made (diffusers' ensemble) */
+    sd_vae *decoder = latres->refiner_pending && p->rvae ? p->rvae : p->vae;
+    float sf = sd_vae_get_config(decoder)->scaling_factor;
     for (size_t k = 0; k < n && st == SD_OK; k++)
         lat[k] = lat[k] / sf;
     sd_tensor z = {0}, img = {0};
     if (st == SD_OK)
         st = sd_tensor_from_host(p->vae_be, &z, lat, SD_DTYPE_F32, 4, latres->shape, 0, err);
     if (st == SD_OK)
-        st = sd_vae_decode(p->vae, &z, &img, err);
+        st = sd_vae_decode(decoder, &z, &img, err);
     sd_tensor_free(&z);
     free(lat);
     if (st == SD_OK) {

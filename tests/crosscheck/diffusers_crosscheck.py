@@ -23,13 +23,56 @@ import tempfile
 
 import numpy as np
 import torch
-from diffusers import (AutoencoderKL, DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
+from diffusers import (AutoencoderKL, StableDiffusionXLImg2ImgPipeline, DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler,
                        EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel)
 from safetensors.torch import load_file
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TESTDATA = os.environ.get("SDXL_TESTDATA", os.path.join(ROOT, "..", "shared", "testdata"))
+
+
+def random_vae(rng):
+    vlev = rng.choice([2, 3, 4])
+    vch = [8 * min(i + 1, 3) for i in range(vlev)]
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=tuple(vch),
+                        down_block_types=("DownEncoderBlock2D",) * vlev, up_block_types=("UpDecoderBlock2D",) * vlev,
+                        layers_per_block=rng.choice([1, 2]), norm_num_groups=4, sample_size=64)
+    vae.register_to_config(scaling_factor=0.13025, force_upcast=True)
+    return vae
+
+
+def randomize(rng, *modules):
+    torch.manual_seed(rng.randrange(1 << 30))
+    for m in modules:
+        for p in m.parameters():  # diffusers' zero-initialised convs would hide wiring mistakes
+            torch.nn.init.normal_(p, std=0.2 if p.ndim > 1 else 0.05)
+
+
+def random_refiner(rng, base, out):
+    """A refiner for base (its second text encoder's shapes): cross-attention
+    on text_encoder_2 alone, 5 time ids (aesthetic score), its own weights."""
+    te2 = CLIPTextModelWithProjection(base.text_encoder_2.config)
+    levels = rng.choice([2, 3])
+    chans = [rng.choice([8, 16]) * (i + 1) for i in range(levels)]
+    tdim = rng.choice([4, 8])
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=rng.choice([1, 2]),
+        block_out_channels=tuple(chans), down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+        attention_head_dim=tuple(2 for _ in chans), transformer_layers_per_block=tuple([1] * levels),
+        cross_attention_dim=te2.config.hidden_size, norm_num_groups=4, use_linear_projection=True,
+        addition_embed_type="text_time", addition_time_embed_dim=tdim,
+        projection_class_embeddings_input_dim=te2.config.projection_dim + 5 * tdim)
+    vae = AutoencoderKL(**base.vae.config)  # same shapes as the base's, its own weights
+    randomize(rng, unet, vae, te2)
+    pipe = StableDiffusionXLImg2ImgPipeline(vae=vae, text_encoder=None, text_encoder_2=te2, tokenizer=None,
+                                            tokenizer_2=base.tokenizer_2, unet=unet,
+                                            scheduler=EulerDiscreteScheduler.from_config(base.scheduler.config),
+                                            requires_aesthetics_score=True, force_zeros_for_empty_prompt=False,
+                                            add_watermarker=False)
+    pipe.save_pretrained(out, safe_serialization=True)
+    return pipe
 
 
 def random_model(rng, out):
@@ -59,16 +102,8 @@ def random_model(rng, out):
         norm_num_groups=rng.choice([4, 8]), use_linear_projection=rng.choice([True, False]),
         addition_embed_type="text_time", addition_time_embed_dim=tdim,
         projection_class_embeddings_input_dim=proj + 6 * tdim)
-    vlev = rng.choice([2, 3, 4])
-    vch = [8 * min(i + 1, 3) for i in range(vlev)]
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=tuple(vch),
-                        down_block_types=("DownEncoderBlock2D",) * vlev, up_block_types=("UpDecoderBlock2D",) * vlev,
-                        layers_per_block=rng.choice([1, 2]), norm_num_groups=4, sample_size=64)
-    vae.register_to_config(scaling_factor=0.13025, force_upcast=True)
-    torch.manual_seed(rng.randrange(1 << 30))
-    for m in (unet, vae):
-        for p in m.parameters():  # diffusers' zero-initialised convs would hide wiring mistakes
-            torch.nn.init.normal_(p, std=0.2 if p.ndim > 1 else 0.05)
+    vae = random_vae(rng)
+    randomize(rng, unet, vae)
     tok = CLIPTokenizer.from_pretrained(os.path.join(TESTDATA, "sdxl-tiny", "tokenizer"))
     tok2 = CLIPTokenizer.from_pretrained(os.path.join(TESTDATA, "sdxl-tiny", "tokenizer_2"))
     sched = EulerDiscreteScheduler.from_pretrained(os.path.join(TESTDATA, "sdxl-tiny", "scheduler"))
@@ -79,7 +114,7 @@ def random_model(rng, out):
     # as saved: transformers 5 writes tokenizer.json alone (no vocab.json or
     # merges.txt) and the CLIPTextModel tensors without "text_model."
     # the VAE's scale factor follows its depth; sizes must be multiples of it
-    return pipe, 2 ** (vlev - 1)
+    return pipe
 
 
 # our --scheduler names and the diffusers scheduler each stands for: as
@@ -101,9 +136,9 @@ PROMPTS = ["a red bicycle leaning on a brick wall", "studio photo of a ceramic v
            "an astronaut riding a horse on mars, 4k", "a bowl of fruit on a wooden table"]
 
 
-def run_case(k, rng, sdxl, keep, all_schedulers):
+def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
     d = tempfile.mkdtemp(prefix=f"sdxl-cross{k}-")
-    pipe, f = random_model(rng, d)
+    pipe = random_model(rng, d)
     pipe.set_progress_bar_config(disable=True)
     # diffusers asks for multiples of 8 whatever the VAE depth
     w, h = 8 * rng.choice([3, 4, 5, 6, 8]), 8 * rng.choice([3, 4, 6, 7])
@@ -113,11 +148,22 @@ def run_case(k, rng, sdxl, keep, all_schedulers):
     pipe.scheduler = SCHEDULERS[sched](pipe.scheduler.config)
     if sched.startswith("folder:"):
         pipe.scheduler.save_pretrained(os.path.join(d, "scheduler"))
+    refiner, frac = None, None
+    if with_refiner and sched in ("euler", "euler_a"):
+        refiner, frac = random_refiner(rng, pipe, d + "-refiner"), rng.choice([0.6, 0.75, 0.8])
+        refiner.set_progress_bar_config(disable=True)
+        refiner.scheduler = SCHEDULERS[sched](refiner.scheduler.config)
     gen = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
         lat = pipe(prompt=prompt, negative_prompt=neg or None, width=w, height=h, num_inference_steps=steps,
-                   guidance_scale=cfg, generator=gen, output_type="latent").images
-        img = pipe.vae.decode(lat / pipe.vae.config.scaling_factor).sample
+                   guidance_scale=cfg, generator=gen, output_type="latent", denoising_end=frac).images
+        decoder = pipe.vae
+        if refiner:  # ensemble of experts; our refiner stage starts a generator of the same seed
+            lat = refiner(prompt=prompt, negative_prompt=neg or None, image=lat, num_inference_steps=steps,
+                          denoising_start=frac, guidance_scale=cfg, generator=torch.Generator("cpu").manual_seed(seed),
+                          output_type="latent").images
+            decoder = refiner.vae
+        img = decoder.decode(lat / decoder.config.scaling_factor).sample
     ref = np.round(((img / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
     out = os.path.join(d, "ours.png")
     cmd = [sdxl, "generate", "--model", d, "--prompt", prompt, "--width", str(w), "--height", str(h), "--steps",
@@ -125,11 +171,13 @@ def run_case(k, rng, sdxl, keep, all_schedulers):
            os.path.join(d, "lat.safetensors"), "--quiet"]
     if not sched.startswith("folder:"):
         cmd += ["--scheduler", sched]
+    if refiner:
+        cmd += ["--refiner", d + "-refiner", "--high-noise-frac", str(frac)]
     if neg:
         cmd += ["--negative-prompt", neg]
     r = subprocess.run(cmd, capture_output=True, text=True)
     cfgs = {c: json.load(open(os.path.join(d, c, "config.json"))) for c in ("unet", "vae")}
-    desc = (f"case {k}: {sched}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
+    desc = (f"case {k}: {sched}{f' + refiner from {frac}' if refiner else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
             f"heads {cfgs['unet']['attention_head_dim']} depth {cfgs['unet']['transformer_layers_per_block']} "
             f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}")
     if r.returncode:
@@ -143,9 +191,11 @@ def run_case(k, rng, sdxl, keep, all_schedulers):
     di = int(np.abs(ours - ref.astype(int)).max())
     ok = dl <= 2e-3 and di <= 2
     print(f"{'ok  ' if ok else 'FAIL'} {desc}: latents max |diff| {dl:.2e}, image max diff {di} levels")
-    if keep:
-        shutil.copytree(d, os.path.join(keep, os.path.basename(d)))
-    shutil.rmtree(d)
+    for folder in (d, d + "-refiner"):
+        if os.path.isdir(folder):
+            if keep:
+                shutil.copytree(folder, os.path.join(keep, os.path.basename(folder)))
+            shutil.rmtree(folder)
     return ok
 
 
@@ -156,9 +206,10 @@ def main():
     ap.add_argument("--sdxl", default=os.path.join(ROOT, "build", "bin", "sdxl"))
     ap.add_argument("--keep", help="copy each case's folder here")
     ap.add_argument("--schedulers", action="store_true", help="draw the scheduler too (else Euler, SDXL's own)")
+    ap.add_argument("--refiner", action="store_true", help="add a random refiner (ensemble of experts) to each case")
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers) for k in range(a.cases)]
+    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner) for k in range(a.cases)]
     print(f"crosscheck: {sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)
 

@@ -11,8 +11,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/fsutil.h"
+#include "common/model_folder.h"
 #include "tests/test_util.h"
 #include "worker/pipeline.h"
+#include "worker/vae.h"
 
 typedef struct {
     const sd_st_file *g;
@@ -209,4 +215,119 @@ Test(pipeline_golden, ensemble_of_experts)
     sd_st_close(g2);
     json_decref(c1);
     json_decref(c2);
+}
+
+/* The hook that keeps the refined latents ("final") for the test below. */
+static void keep_final(void *user, const char *name, const float *data, const int64_t shape[4])
+{
+    if (!strcmp(name, "final"))
+        memcpy(user, data, (size_t)(shape[0] * shape[1] * shape[2] * shape[3]) * sizeof(float));
+}
+
+/* sdxl-tiny-refiner with a VAE of its own: the base's weights with the
+ * decoder's output convolution negated (sdxl-tiny's two VAEs are the same
+ * file, so the goldens cannot tell which one decodes) */
+static char *refiner_with_own_vae(void)
+{
+    char *src = tu_data_path("sdxl-tiny-refiner"), *dst = tu_tmpdir(), a[4096], b[4096];
+    const char *linked[5] = {"model_index.json", "scheduler", "text_encoder_2", "tokenizer_2", "unet"};
+    for (int i = 0; i < 5; i++) {
+        char *abs_src = realpath(src, NULL);
+        snprintf(a, sizeof a, "%s/%s", abs_src, linked[i]);
+        snprintf(b, sizeof b, "%s/%s", dst, linked[i]);
+        cr_assert_eq(symlink(a, b), 0, "%s", b);
+        free(abs_src);
+    }
+    snprintf(b, sizeof b, "%s/vae", dst);
+    cr_assert_eq(mkdir(b, 0755), 0);
+    sd_error err;
+    char *data = NULL;
+    size_t len = 0;
+    snprintf(a, sizeof a, "%s/vae/config.json", src);
+    cr_assert_eq(sd_read_file(a, &data, &len, &err), SD_OK, "%s", err.msg);
+    snprintf(b, sizeof b, "%s/vae/config.json", dst);
+    tu_write(b, data, len);
+    free(data);
+    sd_st_file *f;
+    snprintf(a, sizeof a, "%s/vae/diffusion_pytorch_model.safetensors", src);
+    cr_assert_eq(sd_st_open(&f, a, &err), SD_OK, "%s", err.msg);
+    sd_st_writer *w = sd_st_writer_new();
+    for (size_t i = 0; i < f->n; i++) {
+        const sd_st_tensor *x = &f->tensors[i];
+        cr_assert_eq(x->dtype, SD_DTYPE_F32);
+        size_t n = (size_t)sd_st_numel(x);
+        float *v = malloc(n * sizeof *v + 4);
+        memcpy(v, x->data, n * sizeof *v);
+        if (!strncmp(x->name, "decoder.conv_out.", 17))
+            for (size_t k = 0; k < n; k++)
+                v[k] = -v[k];
+        cr_assert_eq(sd_st_writer_add_copy(w, x->name, x->dtype, x->ndim, x->shape, v, &err), SD_OK, "%s", err.msg);
+        free(v);
+    }
+    snprintf(b, sizeof b, "%s/vae/diffusion_pytorch_model.safetensors", dst);
+    cr_assert_eq(sd_st_writer_save(w, b, &err), SD_OK, "%s", err.msg);
+    sd_st_writer_free(w);
+    sd_st_close(f);
+    free(src);
+    return dst;
+}
+
+/* In diffusers' ensemble of experts the refiner pipeline outputs the image,
+ * so the refiner's VAE decodes it. Exact equality with a direct decode by
+ * that VAE: the same operations on the same latents. */
+Test(pipeline_golden, the_refiner_vae_decodes_the_ensemble)
+{
+    char *rdir = refiner_with_own_vae(), *base = tu_data_path("sdxl-tiny");
+    json_t *c1 = tu_manifest_case("e2e_ensemble_base_part");
+    sd_gen_params gp;
+    params_from_case(c1, &gp);
+    sd_backend *be = tu_cpu();
+    sd_pipeline p;
+    sd_error err = {0};
+    cr_assert_eq(sd_pipeline_load(&p, be, NULL, base, rdir, NULL, SD_STAGE_ALL, &err), SD_OK, "%s", err.msg);
+    sd_text_result t;
+    sd_latent_result lat;
+    sd_image_result img;
+    float final[256];
+    sd_gen_hooks hooks = {NULL, keep_final, final, NULL};
+    cr_assert_eq(sd_stage_text(&p, &gp, &t, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_stage_unet(&p, &gp, &t, NULL, &lat, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(lat.shape[1] * lat.shape[2] * lat.shape[3], 256);
+    cr_assert_eq(sd_stage_final(&p, &gp, &t, &lat, &hooks, &img, &err), SD_OK, "%s", err.msg);
+    /* decode the refined latents with each VAE directly */
+    float *direct[2];
+    size_t m = (size_t)img.width * img.height * 3;
+    for (int k = 0; k < 2; k++) {
+        sd_model_folder mf;
+        const sd_component *c;
+        cr_assert_eq(sd_model_open(&mf, k ? base : rdir, &err), SD_OK, "%s", err.msg);
+        cr_assert_eq(sd_model_require(&mf, "vae", &c, &err), SD_OK, "%s", err.msg);
+        sd_vae *v;
+        cr_assert_eq(sd_vae_load(&v, be, c, NULL, &err), SD_OK, "%s", err.msg);
+        float z[256], sf = sd_vae_get_config(v)->scaling_factor;
+        for (int i = 0; i < 256; i++)
+            z[i] = final[i] / sf;
+        sd_tensor zt, it = {0};
+        cr_assert_eq(sd_tensor_from_host(be, &zt, z, SD_DTYPE_F32, 4, lat.shape, 0, &err), SD_OK);
+        cr_assert_eq(sd_vae_decode(v, &zt, &it, &err), SD_OK, "%s", err.msg);
+        direct[k] = malloc(m * sizeof(float));
+        cr_assert_eq(sd_tensor_to_host_f32(&it, direct[k], &err), SD_OK);
+        sd_tensor_free(&zt);
+        sd_tensor_free(&it);
+        sd_vae_free(v);
+        sd_model_close(&mf);
+    }
+    cr_assert_eq(memcmp(img.image, direct[0], m * sizeof(float)), 0, "the image is not the refiner VAE's decode");
+    cr_assert_neq(memcmp(img.image, direct[1], m * sizeof(float)), 0, "the two VAEs decode alike: no test");
+    free(direct[0]);
+    free(direct[1]);
+    sd_image_result_free(&img);
+    sd_latent_result_free(&lat);
+    sd_text_result_free(&t);
+    sd_pipeline_free(&p);
+    sd_backend_free(be);
+    json_decref(c1);
+    tu_rmrf(rdir);
+    free(rdir);
+    free(base);
 }
