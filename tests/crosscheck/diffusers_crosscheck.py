@@ -148,6 +148,21 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
     pipe.scheduler = SCHEDULERS[sched](pipe.scheduler.config)
     if sched.startswith("folder:"):
         pipe.scheduler.save_pretrained(os.path.join(d, "scheduler"))
+    # optional inputs, each drawn on or off: second prompts, guidance
+    # rescale, micro-conditioning (they reach the base pipeline only)
+    extra, ours = {}, []
+    if rng.random() < 0.3:
+        extra["prompt_2"] = "oil painting, muted colours"
+        ours += ["--prompt-2", extra["prompt_2"]]
+    if rng.random() < 0.3 and neg:
+        extra["negative_prompt_2"] = "low quality"
+        ours += ["--negative-prompt-2", extra["negative_prompt_2"]]
+    if rng.random() < 0.3:
+        extra["guidance_rescale"] = 0.7
+        ours += ["--guidance-rescale", "0.7"]
+    if rng.random() < 0.3:
+        extra.update(original_size=(96, 128), crops_coords_top_left=(8, 16), target_size=(h, w))
+        ours += ["--original-size", "128x96", "--crop-top-left", "8,16", "--target-size", f"{w}x{h}"]
     refiner, frac = None, None
     if with_refiner and sched in ("euler", "euler_a"):
         refiner, frac = random_refiner(rng, pipe, d + "-refiner"), rng.choice([0.6, 0.75, 0.8])
@@ -156,7 +171,7 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
     gen = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
         lat = pipe(prompt=prompt, negative_prompt=neg or None, width=w, height=h, num_inference_steps=steps,
-                   guidance_scale=cfg, generator=gen, output_type="latent", denoising_end=frac).images
+                   guidance_scale=cfg, generator=gen, output_type="latent", denoising_end=frac, **extra).images
         decoder = pipe.vae
         if refiner:  # ensemble of experts; our refiner stage starts a generator of the same seed
             lat = refiner(prompt=prompt, negative_prompt=neg or None, image=lat, num_inference_steps=steps,
@@ -169,6 +184,7 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
     cmd = [sdxl, "generate", "--model", d, "--prompt", prompt, "--width", str(w), "--height", str(h), "--steps",
            str(steps), "--guidance", str(cfg), "--seed", str(seed), "--out", out, "--save-latents",
            os.path.join(d, "lat.safetensors"), "--quiet"]
+    cmd += ours
     if not sched.startswith("folder:"):
         cmd += ["--scheduler", sched]
     if refiner:
@@ -177,7 +193,7 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
         cmd += ["--negative-prompt", neg]
     r = subprocess.run(cmd, capture_output=True, text=True)
     cfgs = {c: json.load(open(os.path.join(d, c, "config.json"))) for c in ("unet", "vae")}
-    desc = (f"case {k}: {sched}{f' + refiner from {frac}' if refiner else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
+    desc = (f"case {k}: {sched}{f' + refiner from {frac}' if refiner else ''}{' ' + ' '.join(sorted(extra)) if extra else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
             f"heads {cfgs['unet']['attention_head_dim']} depth {cfgs['unet']['transformer_layers_per_block']} "
             f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}")
     if r.returncode:
