@@ -136,7 +136,7 @@ PROMPTS = ["a red bicycle leaning on a brick wall", "studio photo of a ceramic v
            "an astronaut riding a horse on mars, 4k", "a bowl of fruit on a wooden table"]
 
 
-def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
+def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
     d = tempfile.mkdtemp(prefix=f"sdxl-cross{k}-")
     pipe = random_model(rng, d)
     pipe.set_progress_bar_config(disable=True)
@@ -163,6 +163,13 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
     if rng.random() < 0.3:
         extra.update(original_size=(96, 128), crops_coords_top_left=(8, 16), target_size=(h, w))
         ours += ["--original-size", "128x96", "--crop-top-left", "8,16", "--target-size", f"{w}x{h}"]
+    init, strength = None, None
+    if with_img2img and rng.random() < 0.5:
+        from PIL import Image
+        pixels = np.random.RandomState(rng.randrange(1 << 30)).randint(0, 256, (h, w, 3), dtype=np.uint8)
+        init, strength = Image.fromarray(pixels), rng.choice([0.3, 0.5, 0.8])
+        init.save(os.path.join(d, "init.png"))
+        ours += ["--init-image", os.path.join(d, "init.png"), "--strength", str(strength)]
     refiner, frac = None, None
     if with_refiner and sched in ("euler", "euler_a"):
         refiner, frac = random_refiner(rng, pipe, d + "-refiner"), rng.choice([0.6, 0.75, 0.8])
@@ -170,8 +177,17 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
         refiner.scheduler = SCHEDULERS[sched](refiner.scheduler.config)
     gen = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
-        lat = pipe(prompt=prompt, negative_prompt=neg or None, width=w, height=h, num_inference_steps=steps,
-                   guidance_scale=cfg, generator=gen, output_type="latent", denoising_end=frac, **extra).images
+        if init is not None:  # img2img with the base's own components, as diffusers documents it
+            i2i = StableDiffusionXLImg2ImgPipeline(**pipe.components,
+                                                   force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
+            i2i.set_progress_bar_config(disable=True)
+            extra.pop("target_size", None)  # img2img takes the image's size
+            lat = i2i(prompt=prompt, negative_prompt=neg or None, image=init, strength=strength,
+                      num_inference_steps=steps, guidance_scale=cfg, generator=gen, output_type="latent",
+                      denoising_end=frac, **extra).images
+        else:
+            lat = pipe(prompt=prompt, negative_prompt=neg or None, width=w, height=h, num_inference_steps=steps,
+                       guidance_scale=cfg, generator=gen, output_type="latent", denoising_end=frac, **extra).images
         decoder = pipe.vae
         if refiner:  # ensemble of experts; our refiner stage starts a generator of the same seed
             lat = refiner(prompt=prompt, negative_prompt=neg or None, image=lat, num_inference_steps=steps,
@@ -193,7 +209,7 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner):
         cmd += ["--negative-prompt", neg]
     r = subprocess.run(cmd, capture_output=True, text=True)
     cfgs = {c: json.load(open(os.path.join(d, c, "config.json"))) for c in ("unet", "vae")}
-    desc = (f"case {k}: {sched}{f' + refiner from {frac}' if refiner else ''}{' ' + ' '.join(sorted(extra)) if extra else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
+    desc = (f"case {k}: {sched}{f' + refiner from {frac}' if refiner else ''}{' ' + ' '.join(sorted(extra)) if extra else ''}{f' img2img strength {strength}' if init else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
             f"heads {cfgs['unet']['attention_head_dim']} depth {cfgs['unet']['transformer_layers_per_block']} "
             f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}")
     if r.returncode:
@@ -223,9 +239,10 @@ def main():
     ap.add_argument("--keep", help="copy each case's folder here")
     ap.add_argument("--schedulers", action="store_true", help="draw the scheduler too (else Euler, SDXL's own)")
     ap.add_argument("--refiner", action="store_true", help="add a random refiner (ensemble of experts) to each case")
+    ap.add_argument("--img2img", action="store_true", help="start half of the cases from a random init image")
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner) for k in range(a.cases)]
+    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img) for k in range(a.cases)]
     print(f"crosscheck: {sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)
 
