@@ -186,9 +186,9 @@ static sd_status encode_init_image(sd_pipeline *p, const sd_gen_params *g, const
     if (st == SD_OK) {
         sd_vae_moments_split(m, 1, shape[1], shape[2] * shape[3], mean, std, NULL);
         sd_torch_randn(gen, noise, n);
-        float sf = sd_vae_get_config(p->vae)->scaling_factor;
         for (size_t k = 0; k < n; k++)
-            latents[k] = sf * (mean[k] + std[k] * noise[k]);
+            latents[k] = mean[k] + std[k] * noise[k];
+        sd_vae_latents_from_encoder(sd_vae_get_config(p->vae), latents, 1, shape[2] * shape[3]);
         if (add_noise) {
             sd_torch_randn(gen, noise, n);
             st = sd_scheduler_add_noise(s, latents, noise, t0, latents, n, err);
@@ -337,9 +337,9 @@ sd_status sd_stage_final(sd_pipeline *p, const sd_gen_params *g, const sd_text_r
     }
     /* the refiner's VAE decodes what the refiner made (diffusers' ensemble) */
     sd_vae *decoder = latres->refiner_pending && p->rvae ? p->rvae : p->vae;
-    float sf = sd_vae_get_config(decoder)->scaling_factor;
-    for (size_t k = 0; k < n && st == SD_OK; k++)
-        lat[k] = lat[k] / sf;
+    if (st == SD_OK)
+        sd_vae_latents_for_decoder(sd_vae_get_config(decoder), lat, latres->shape[0],
+                                   latres->shape[2] * latres->shape[3]);
     sd_tensor z = {0}, img = {0};
     if (st == SD_OK)
         st = sd_tensor_from_host(p->vae_be, &z, lat, SD_DTYPE_F32, 4, latres->shape, 0, err);

@@ -36,6 +36,58 @@ struct sd_vae {
     vae_mid enc_mid, dec_mid;
 };
 
+/* latents_mean / latents_std: null (SDXL) or one number per latent channel;
+ * diffusers' SDXL pipelines use them only when both are set */
+static sd_status parse_latents_stats(sd_vae_config *c, const sd_json_doc *d, sd_error *err)
+{
+    const char *keys[2] = {"latents_mean", "latents_std"};
+    float *dst[2] = {c->latents_mean, c->latents_std};
+    int set = 0;
+    if (c->latent_channels < 1 || c->latent_channels > SD_VAE_MAX_LATENT)
+        return sd_fail(err, SD_ERR_INVALID, "%s: latent_channels %d out of range (1 to %d)", d->path,
+                       c->latent_channels, SD_VAE_MAX_LATENT);
+    for (int k = 0; k < 2; k++) {
+        json_t *v = json_object_get(d->root, keys[k]);
+        if (!v || json_is_null(v))
+            continue;
+        if (!json_is_array(v) || (int)json_array_size(v) != c->latent_channels)
+            return sd_fail(err, SD_ERR_INVALID, "%s: %s must be null or %d numbers (one per latent channel)",
+                           d->path, keys[k], c->latent_channels);
+        for (int i = 0; i < c->latent_channels; i++) {
+            json_t *x = json_array_get(v, (size_t)i);
+            if (!json_is_number(x) || (k == 1 && json_number_value(x) == 0))
+                return sd_fail(err, SD_ERR_INVALID, "%s: %s[%d] is not a %snumber", d->path, keys[k], i,
+                               k == 1 ? "non-zero " : "");
+            dst[k][i] = (float)json_number_value(x);
+        }
+        set++;
+    }
+    c->has_latents_stats = set == 2;
+    return SD_OK;
+}
+
+void sd_vae_latents_for_decoder(const sd_vae_config *c, float *x, int64_t batch, int64_t plane)
+{
+    for (int64_t b = 0; b < batch; b++)
+        for (int ch = 0; ch < c->latent_channels; ch++) {
+            float *p = x + (b * c->latent_channels + ch) * plane;
+            for (int64_t i = 0; i < plane; i++)
+                p[i] = c->has_latents_stats ? p[i] * c->latents_std[ch] / c->scaling_factor + c->latents_mean[ch]
+                                            : p[i] / c->scaling_factor;
+        }
+}
+
+void sd_vae_latents_from_encoder(const sd_vae_config *c, float *x, int64_t batch, int64_t plane)
+{
+    for (int64_t b = 0; b < batch; b++)
+        for (int ch = 0; ch < c->latent_channels; ch++) {
+            float *p = x + (b * c->latent_channels + ch) * plane;
+            for (int64_t i = 0; i < plane; i++)
+                p[i] = c->has_latents_stats ? (p[i] - c->latents_mean[ch]) * c->scaling_factor / c->latents_std[ch]
+                                            : c->scaling_factor * p[i];
+        }
+}
+
 static sd_status parse(sd_vae_config *c, const sd_json_doc *d, sd_error *err)
 {
     long long v;
@@ -84,7 +136,7 @@ static sd_status parse(sd_vae_config *c, const sd_json_doc *d, sd_error *err)
     c->post_quant_conv = sd_json_bool_or(d, "use_post_quant_conv", 1);
     c->scaling_factor = (float)sd_json_double_or(d, "scaling_factor", 0.18215);
     c->force_upcast = sd_json_bool_or(d, "force_upcast", 1);
-    return SD_OK;
+    return parse_latents_stats(c, d, err);
 }
 
 sd_status sd_vae_config_load(sd_vae_config *cfg, const sd_component *c, sd_error *err)

@@ -7,6 +7,7 @@
 #include "kernels/ops.h"
 
 #define SD_VAE_MAX_LEVELS 8
+#define SD_VAE_MAX_LATENT 64
 
 typedef struct {
     int in_channels, out_channels, latent_channels, layers_per_block, levels, groups, sample_size;
@@ -14,6 +15,10 @@ typedef struct {
     int mid_attention, quant_conv, post_quant_conv;
     float scaling_factor;
     int force_upcast;
+    /* latents_mean and latents_std, when the config sets both (a VAE with
+     * per-channel latent statistics; SDXL's own are null) */
+    int has_latents_stats;
+    float latents_mean[SD_VAE_MAX_LATENT], latents_std[SD_VAE_MAX_LATENT];
 } sd_vae_config;
 
 typedef struct sd_vae sd_vae;
@@ -25,7 +30,15 @@ const sd_vae_config *sd_vae_get_config(const sd_vae *v);
 /* The image-to-latent scale: 2^(levels-1) (8 for SDXL). */
 int sd_vae_scale_factor(const sd_vae *v);
 
-/* z [B, latent, h, w] (already divided by scaling_factor) -> image [B, out, 8h, 8w]. */
+/* The pipeline's latents [B, latent, h, w] (host) as the decoder takes them,
+ * in place, as diffusers' SDXL pipelines compute it in float32:
+ * x / scaling_factor, or x * std / scaling_factor + mean with latent stats. */
+void sd_vae_latents_for_decoder(const sd_vae_config *c, float *x, int64_t batch, int64_t plane);
+/* The encoder's sampled latents as the pipeline holds them, in place:
+ * x * scaling_factor, or (x - mean) * scaling_factor / std with latent stats. */
+void sd_vae_latents_from_encoder(const sd_vae_config *c, float *x, int64_t batch, int64_t plane);
+
+/* z [B, latent, h, w] (already as sd_vae_latents_for_decoder leaves it) -> image [B, out, 8h, 8w]. */
 sd_status sd_vae_decode(sd_vae *v, const sd_tensor *z, sd_tensor *image, sd_error *err);
 /* image [B, in, H, W] in [-1, 1] -> moments [B, 2*latent, H/8, W/8]
  * (mean, then logvar, unclamped: see sd_vae_moments_split). */

@@ -39,6 +39,9 @@ def random_vae(rng):
                         down_block_types=("DownEncoderBlock2D",) * vlev, up_block_types=("UpDecoderBlock2D",) * vlev,
                         layers_per_block=rng.choice([1, 2]), norm_num_groups=4, sample_size=64)
     vae.register_to_config(scaling_factor=0.13025, force_upcast=True)
+    if rng.random() < 0.3:  # per-channel latent statistics (null in SDXL's own VAE)
+        vae.register_to_config(latents_mean=[round(rng.uniform(-0.5, 0.5), 4) for _ in range(4)],
+                               latents_std=[round(rng.uniform(0.5, 1.5), 4) for _ in range(4)])
     return vae
 
 
@@ -194,7 +197,12 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
                           denoising_start=frac, guidance_scale=cfg, generator=torch.Generator("cpu").manual_seed(seed),
                           output_type="latent").images
             decoder = refiner.vae
-        img = decoder.decode(lat / decoder.config.scaling_factor).sample
+        vc = decoder.config
+        if vc.get("latents_mean") is not None and vc.get("latents_std") is not None:  # as the pipelines do
+            m, sd = (torch.tensor(vc[k]).view(1, 4, 1, 1) for k in ("latents_mean", "latents_std"))
+            img = decoder.decode(lat * sd / vc.scaling_factor + m).sample
+        else:
+            img = decoder.decode(lat / vc.scaling_factor).sample
     ref = np.round(((img / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
     out = os.path.join(d, "ours.png")
     cmd = [sdxl, "generate", "--model", d, "--prompt", prompt, "--width", str(w), "--height", str(h), "--steps",
@@ -211,7 +219,8 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
     cfgs = {c: json.load(open(os.path.join(d, c, "config.json"))) for c in ("unet", "vae")}
     desc = (f"case {k}: {sched}{f' + refiner from {frac}' if refiner else ''}{' ' + ' '.join(sorted(extra)) if extra else ''}{f' img2img strength {strength}' if init else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
             f"heads {cfgs['unet']['attention_head_dim']} depth {cfgs['unet']['transformer_layers_per_block']} "
-            f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}")
+            f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}"
+            f"{' with latent stats' if cfgs['vae'].get('latents_mean') else ''}")
     if r.returncode:
         print(f"FAIL {desc}: sdxl generate: {r.stderr.strip()}")
         shutil.rmtree(d) if not keep else shutil.move(d, os.path.join(keep, os.path.basename(d)))
