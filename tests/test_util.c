@@ -84,6 +84,18 @@ void tu_write(const char *path, const void *data, size_t len)
     fclose(fp);
 }
 
+void tu_copy(const char *src_dir, const char *dst_dir, const char *rel)
+{
+    char path[4096], *data = NULL;
+    size_t len = 0;
+    sd_error err;
+    snprintf(path, sizeof path, "%s/%s", src_dir, rel);
+    cr_assert_eq(sd_read_file(path, &data, &len, &err), SD_OK, "%s", err.msg);
+    snprintf(path, sizeof path, "%s/%s", dst_dir, rel);
+    tu_write(path, data, len);
+    free(data);
+}
+
 double tu_rel_l2(const float *a, const float *b, size_t n)
 {
     double num = 0, den = 0;

@@ -22,6 +22,8 @@ char *tu_tmpdir(void);
 void tu_rmrf(const char *path);
 /* Writes bytes to a file; fails the test on error. */
 void tu_write(const char *path, const void *data, size_t len);
+/* Copies the file src_dir/rel to dst_dir/rel; fails the test on error. */
+void tu_copy(const char *src_dir, const char *dst_dir, const char *rel);
 /* ||a - b|| / ||b|| in double. */
 double tu_rel_l2(const float *a, const float *b, size_t n);
 double tu_max_abs_diff(const float *a, const float *b, size_t n);

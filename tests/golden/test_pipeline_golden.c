@@ -241,13 +241,7 @@ static char *refiner_with_own_vae(void)
     snprintf(b, sizeof b, "%s/vae", dst);
     cr_assert_eq(mkdir(b, 0755), 0);
     sd_error err;
-    char *data = NULL;
-    size_t len = 0;
-    snprintf(a, sizeof a, "%s/vae/config.json", src);
-    cr_assert_eq(sd_read_file(a, &data, &len, &err), SD_OK, "%s", err.msg);
-    snprintf(b, sizeof b, "%s/vae/config.json", dst);
-    tu_write(b, data, len);
-    free(data);
+    tu_copy(src, dst, "vae/config.json");
     sd_st_file *f;
     snprintf(a, sizeof a, "%s/vae/diffusion_pytorch_model.safetensors", src);
     cr_assert_eq(sd_st_open(&f, a, &err), SD_OK, "%s", err.msg);

@@ -96,14 +96,9 @@ static char *without_text_model_prefix(const char *name)
     tu_write(path, index, (size_t)n);
     snprintf(path, sizeof path, "%s/%s", dst, name);
     cr_assert_eq(mkdir(path, 0755), 0);
-    char *data = NULL;
-    size_t len = 0;
     sd_error err;
-    snprintf(path, sizeof path, "%s/%s/config.json", src, name);
-    cr_assert_eq(sd_read_file(path, &data, &len, &err), SD_OK, "%s", err.msg);
-    snprintf(path, sizeof path, "%s/%s/config.json", dst, name);
-    tu_write(path, data, len);
-    free(data);
+    snprintf(path, sizeof path, "%s/config.json", name);
+    tu_copy(src, dst, path);
     sd_st_file *f;
     snprintf(path, sizeof path, "%s/%s/model.safetensors", src, name);
     cr_assert_eq(sd_st_open(&f, path, &err), SD_OK, "%s", err.msg);

@@ -80,17 +80,8 @@ static char *as_tokenizer_json(const char *folder, int pairs)
     snprintf(path, sizeof path, "%s/tokenizer.json", dst);
     cr_assert_eq(json_dump_file(doc, path, 0), 0);
     json_decref(doc);
-    const char *copy[2] = {"special_tokens_map.json", "tokenizer_config.json"};
-    for (int k = 0; k < 2; k++) {
-        char *data = NULL;
-        size_t len = 0;
-        sd_error err;
-        snprintf(path, sizeof path, "%s/%s", src, copy[k]);
-        cr_assert_eq(sd_read_file(path, &data, &len, &err), SD_OK, "%s", err.msg);
-        snprintf(path, sizeof path, "%s/%s", dst, copy[k]);
-        tu_write(path, data, len);
-        free(data);
-    }
+    tu_copy(src, dst, "special_tokens_map.json");
+    tu_copy(src, dst, "tokenizer_config.json");
     free(src);
     return dst;
 }
