@@ -10,8 +10,12 @@ of the suite (it needs torch, diffusers and transformers from PyPI):
     /tmp/pyenv/bin/python tests/crosscheck/diffusers_crosscheck.py [--cases N] [--keep DIR]
 
 For each case it prints the largest difference of the final latents and of
-the 8-bit image, and fails past the bounds the golden tests use (latents
-atol 2e-3, image 2 levels)."""
+the 8-bit image, and fails past 2e-4 times max(1, largest |latent|) on the
+latents or 1 level on the image:
+both sides are float32 on a CPU, and the worst case seen in over 60 runs is
+5e-5 (DPM++; Euler stays under 1e-5). The golden tests' 2e-3 is for a GPU
+against the CPU; here it would hide a real difference (a guidance rescale
+missing from one stage moved the latents by 3e-4 and still passed it)."""
 import argparse
 import json
 import os
@@ -152,7 +156,8 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
     if sched.startswith("folder:"):
         pipe.scheduler.save_pretrained(os.path.join(d, "scheduler"))
     # optional inputs, each drawn on or off: second prompts, guidance
-    # rescale, micro-conditioning (they reach the base pipeline only)
+    # rescale, micro-conditioning (our refiner stage applies the rescale too;
+    # the rest reach the base pipeline only)
     extra, ours = {}, []
     if rng.random() < 0.3:
         extra["prompt_2"] = "oil painting, muted colours"
@@ -170,11 +175,12 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
     if with_img2img and rng.random() < 0.5:
         from PIL import Image
         pixels = np.random.RandomState(rng.randrange(1 << 30)).randint(0, 256, (h, w, 3), dtype=np.uint8)
-        init, strength = Image.fromarray(pixels), rng.choice([0.3, 0.5, 0.8])
+        # at least one step left to run (diffusers fails on none; we refuse)
+        init, strength = Image.fromarray(pixels), rng.choice([s for s in (0.3, 0.5, 0.8) if int(steps * s) >= 1])
         init.save(os.path.join(d, "init.png"))
         ours += ["--init-image", os.path.join(d, "init.png"), "--strength", str(strength)]
     refiner, frac = None, None
-    if with_refiner and sched in ("euler", "euler_a"):
+    if with_refiner and sched in ("euler", "euler_a") and init is None:  # img2img and ensemble not combined
         refiner, frac = random_refiner(rng, pipe, d + "-refiner"), rng.choice([0.6, 0.75, 0.8])
         refiner.set_progress_bar_config(disable=True)
         refiner.scheduler = SCHEDULERS[sched](refiner.scheduler.config)
@@ -195,7 +201,7 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
         if refiner:  # ensemble of experts; our refiner stage starts a generator of the same seed
             lat = refiner(prompt=prompt, negative_prompt=neg or None, image=lat, num_inference_steps=steps,
                           denoising_start=frac, guidance_scale=cfg, generator=torch.Generator("cpu").manual_seed(seed),
-                          output_type="latent").images
+                          guidance_rescale=extra.get("guidance_rescale", 0.0), output_type="latent").images
             decoder = refiner.vae
         vc = decoder.config
         if vc.get("latents_mean") is not None and vc.get("latents_std") is not None:  # as the pipelines do
@@ -226,12 +232,12 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
         shutil.rmtree(d) if not keep else shutil.move(d, os.path.join(keep, os.path.basename(d)))
         return False
     ours_lat = load_file(os.path.join(d, "lat.safetensors"))["final"].numpy()
-    dl = float(np.abs(ours_lat - lat.numpy()).max())
+    dl, scale = float(np.abs(ours_lat - lat.numpy()).max()), float(np.abs(lat.numpy()).max())
     from PIL import Image
     ours = np.asarray(Image.open(out).convert("RGB")).astype(int)
     di = int(np.abs(ours - ref.astype(int)).max())
-    ok = dl <= 2e-3 and di <= 2
-    print(f"{'ok  ' if ok else 'FAIL'} {desc}: latents max |diff| {dl:.2e}, image max diff {di} levels")
+    ok = dl <= 2e-4 * max(1.0, scale) and di <= 1
+    print(f"{'ok  ' if ok else 'FAIL'} {desc}: latents max |diff| {dl:.2e} (max |latent| {scale:.1f}), image max diff {di} levels")
     for folder in (d, d + "-refiner"):
         if os.path.isdir(folder):
             if keep:
