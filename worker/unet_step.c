@@ -2,6 +2,7 @@
  * captured graph where the backend has them (see unet_step.h). */
 #include "worker/unet_step.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +16,7 @@ struct sd_unet_step {
     sd_backend *be;
     int64_t B, h, w, S, P;
     int nids, use_graph;
+    int graph_failed; /* a capture failed: this step stays eager (said once) */
     /* inputs, rewritten before each step (sample, tproj) or image (the rest) */
     sd_tensor sample, tproj, ctx, text_embeds, ids;
     sd_arena *arena;
@@ -124,11 +126,20 @@ sd_status sd_unet_step_run(sd_unet_step *s, const float *sample, const float *ti
         SD_TRY(sd_backend_graph_launch(s->be, s->graph, err));
         SD_TRY(sd_tensor_to_host_f32(&s->out, pred, err));
         s->graph_steps++;
-    } else {
-        SD_TRY(eager_step(s, s->use_graph && sd_backend_can_capture(s->be) && s->steps + 1 == CAPTURE_AT_STEP, pred,
-                          err));
-        if (s->graph)
+    } else if (s->use_graph && !s->graph_failed && sd_backend_can_capture(s->be) && s->steps + 1 == CAPTURE_AT_STEP) {
+        /* a capture that fails must not fail the image: the step runs
+         * eagerly instead, now and from then on */
+        sd_error cap_err;
+        if (eager_step(s, 1, pred, &cap_err) == SD_OK) {
             s->graph_steps++;
+        } else {
+            s->graph_failed = 1;
+            fprintf(stderr, "sdxl: capturing the UNet step as a CUDA graph failed (%s); its steps stay eager\n",
+                    cap_err.msg);
+            SD_TRY(eager_step(s, 0, pred, err));
+        }
+    } else {
+        SD_TRY(eager_step(s, 0, pred, err));
     }
     s->steps++;
     return SD_OK;

@@ -67,9 +67,10 @@ static sd_status cuda_alloc(sd_backend *be, size_t bytes, void **ptr, sd_error *
         }
         void *p = NULL;
         cudaError_t e = cudaMalloc(&p, want);
-        if (e != cudaSuccess) {
+        if (e != cudaSuccess && s->live_graphs == 0) {
             cudaGetLastError();
-            /* give cached free blocks back and try again */
+            /* give cached free blocks back and try again (not while a captured
+             * graph may still write to them) */
             cudaStreamSynchronize(s->stream);
             int w = 0;
             for (int i = 0; i < s->nblocks; i++) {
@@ -199,6 +200,7 @@ static sd_status cuda_graph_end(sd_backend *be, void **graph, sd_error *err)
     if (e != cudaSuccess)
         return sd_fail(err, SD_ERR_BACKEND, "cuda: cudaGraphInstantiate: %s", cudaGetErrorString(e));
     *graph = exec;
+    cuda_st(be)->live_graphs++;
     return SD_OK;
 }
 
@@ -210,9 +212,10 @@ static sd_status cuda_graph_launch(sd_backend *be, void *graph, sd_error *err)
 
 static void cuda_graph_free(sd_backend *be, void *graph)
 {
-    (void)be;
-    if (graph)
+    if (graph) {
         cudaGraphExecDestroy((cudaGraphExec_t)graph);
+        cuda_st(be)->live_graphs--;
+    }
 }
 
 static const sd_backend_vtable cuda_vtable = {

@@ -32,6 +32,9 @@ typedef struct {
     int nblocks, capblocks;
     size_t bytes_reserved, bytes_in_use, peak_in_use;
     unsigned long long mallocs; /* cudaMalloc calls, for tests */
+    /* captured graphs alive: they hold the addresses of the scratch blocks
+     * they were captured with, so free blocks are never given back then */
+    int live_graphs;
 } cuda_state;
 
 static inline cuda_state *cuda_st(sd_backend *be)
