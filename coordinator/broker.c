@@ -328,6 +328,7 @@ static void finish_job_outputs(broker *b, const char *job)
     if (outputs_write_metadata(o, done, &err) != SD_OK)
         logf_("job %s: metadata: %s", job, err.msg);
     json_decref(done);
+    outputs_sweep(o);
 }
 
 static void handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigned char *route, size_t rl)

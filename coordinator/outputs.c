@@ -1,6 +1,7 @@
 /* outputs.c - see outputs.h. */
 #include "coordinator/outputs.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,48 @@ sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void 
     for (int s = 0; s < shards; s++)
         SD_TRY(outputs_write_shard(o, s, finished, user, &written, err));
     return SD_OK;
+}
+
+/* "NAME.tmp.PID" of a process other than this one: an atomic write that a
+ * crash cut short (its file was never renamed into place) */
+static int stale_temp(const char *name)
+{
+    const char *t = strstr(name, ".tmp.");
+    if (!t || !t[5])
+        return 0;
+    char *end;
+    long pid = strtol(t + 5, &end, 10);
+    return !*end && pid > 0 && pid != (long)getpid();
+}
+
+static void sweep_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!stale_temp(e->d_name))
+            continue;
+        char *p = sd_path_join(dir, e->d_name);
+        if (p)
+            unlink(p);
+        free(p);
+    }
+    closedir(d);
+}
+
+void outputs_sweep(const sd_outputs *o)
+{
+    sweep_dir(o->dir);
+    if (o->webdataset) {
+        char *staging = sd_path_join(o->dir, ".staging");
+        if (staging) {
+            sweep_dir(staging);
+            rmdir(staging); /* only if empty: items of unwritten shards stay */
+        }
+        free(staging);
+    }
 }
 
 sd_status outputs_write_metadata(const sd_outputs *o, json_t *done, sd_error *err)

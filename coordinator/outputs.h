@@ -33,6 +33,10 @@ sd_status outputs_write_shard(const sd_outputs *o, int shard, int (*finished)(vo
                               sd_error *err);
 /* When the job has ended (done or cancelled): every shard not yet written. */
 sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, sd_error *err);
+/* Removes what crashed writers left: temp files of other processes (a
+ * coordinator killed mid-write) in DIR and DIR/.staging, and .staging itself
+ * once empty. For the job's end, when no write of this process is open. */
+void outputs_sweep(const sd_outputs *o);
 /* metadata.jsonl from the done items ([{idx, info}]) (files layout). */
 sd_status outputs_write_metadata(const sd_outputs *o, json_t *done, sd_error *err);
 
