@@ -26,7 +26,8 @@ static void usage(FILE *out)
             "  unet        in: sample [B,4,h,w], timestep [B] (or one value for all), encoder_hidden_states [B,77,C],\n"
             "              text_embeds [B,P], time_ids [B,6] (base) or [B,5] (refiner); out: noise_pred [B,4,h,w]\n"
             "  vae-decode  in: latents [B,4,h,w] as the pipeline holds them (divided by the config's scaling_factor\n"
-            "              here); out: image [B,3,8h,8w], the raw decoder output in [-1,1] space\n"
+            "              here, or mapped by its latents_mean/std when it has them); out: image [B,3,8h,8w], the raw\n"
+            "              decoder output in [-1,1] space\n"
             "  vae-encode  in: image [B,3,H,W] in [-1,1]; out: mean and std of the latent distribution\n\n"
             "  --device    cpu (default) or cuda:N\n"
             "  --dtype     compute precision: f32 on the CPU; f16 (default) or bf16 on CUDA\n"
@@ -216,11 +217,25 @@ static sd_status eval_vae(const eval_args *a, sd_backend *be, const sd_model_fol
     SD_TRY(sd_model_require(m, "vae", &c, err));
     sd_vae *v = NULL;
     sd_tensor x = {0}, y = {0};
-    sd_status st = input_tensor(be, in, encode ? "image" : "latents", 4, &x, err);
-    if (st == SD_OK)
-        st = sd_vae_load(&v, be, c, a->variant, err);
+    sd_status st = sd_vae_load(&v, be, c, a->variant, err);
+    if (st == SD_OK && encode)
+        st = input_tensor(be, in, "image", 4, &x, err);
     if (st == SD_OK && !encode) {
-        st = sd_op_scale(&x, &x, 1.0f / sd_vae_get_config(v)->scaling_factor, err);
+        /* the pipeline's mapping, on the host: x / scaling_factor, or with
+         * the config's latent statistics x * std / scaling_factor + mean */
+        const sd_st_tensor *lt = sd_st_find(in, "latents");
+        const sd_vae_config *vc = sd_vae_get_config(v);
+        float *host = NULL;
+        size_t n = 0;
+        if (lt && (lt->ndim != 4 || lt->shape[1] != vc->latent_channels))
+            st = sd_fail(err, SD_ERR_FORMAT, "%s: input 'latents' must be [B,%d,h,w]", in->path, vc->latent_channels);
+        if (st == SD_OK)
+            st = input_host_floats(in, "latents", &host, &n, err);
+        if (st == SD_OK) {
+            sd_vae_latents_for_decoder(vc, host, lt->shape[0], lt->shape[2] * lt->shape[3]);
+            st = sd_tensor_from_host(be, &x, host, SD_DTYPE_F32, 4, lt->shape, 0, err);
+        }
+        free(host);
         if (st == SD_OK)
             st = sd_vae_decode(v, &x, &y, err);
         if (st == SD_OK)
