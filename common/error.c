@@ -25,6 +25,9 @@ sd_status sd_error_prefix(sd_error *err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
+    /* a context already named (by a callee that prefixes too) is not repeated */
+    if (strncmp(err->msg, prefix, strlen(prefix)) == 0)
+        return err->code;
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
     snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);

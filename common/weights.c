@@ -154,6 +154,21 @@ sd_status sd_weights_open_dir(sd_weights *w, const char *dir, const char *basena
             sd_weights_close(w);
         return st;
     }
+    /* PyTorch pickles (diffusers' NAME.bin, transformers' pytorch_model.bin)
+     * are code, not data: never loaded here */
+    char bin[512];
+    int has_bin = 0;
+    for (int k = 0; k < 2 && !has_bin; k++) {
+        snprintf(bin, sizeof bin, k ? "pytorch_model.bin" : "%s.bin", basename);
+        char *bp = sd_path_join(dir, bin);
+        has_bin = bp && sd_path_exists(bp);
+        free(bp);
+    }
+    if (has_bin)
+        return sd_fail(err, SD_ERR_UNSUPPORTED,
+                       "%s: only %s found: PyTorch pickle weights are not read (save the model as safetensors, e.g. "
+                       "diffusers' save_pretrained(safe_serialization=True))",
+                       dir, bin);
     return sd_fail(err, SD_ERR_MISSING, "%s: no weights found (looked for %s%s%s)", dir, cand[0],
                    nc > 3 ? " and variants like " : "", nc > 3 ? cand[2] : "");
 }

@@ -117,6 +117,34 @@ Test(model_folder, default_falls_back_to_fp16_only)
     free(dir);
 }
 
+Test(model_folder, pickle_weights_are_refused_by_name)
+{
+    const char *names[2] = {"diffusion_pytorch_model.bin", "pytorch_model.bin"};
+    const char *bases[2] = {"diffusion_pytorch_model", "model"};
+    for (int k = 0; k < 2; k++) {
+        char *dir = tu_tmpdir(), *p = sd_path_join(dir, names[k]);
+        tu_write(p, "PK", 2);
+        sd_weights w;
+        sd_error err = {0};
+        cr_assert_eq(sd_weights_open_dir(&w, dir, bases[k], NULL, &err), SD_ERR_UNSUPPORTED);
+        cr_assert(strstr(err.msg, names[k]) && strstr(err.msg, "safetensors"), "%s", err.msg);
+        free(p);
+        tu_rmrf(dir);
+        free(dir);
+    }
+}
+
+Test(model_folder, an_error_context_is_named_once)
+{
+    sd_error err = {0};
+    sd_fail(&err, SD_ERR_MISSING, "x: not found");
+    sd_error_prefix(&err, "component '%s': ", "unet");
+    sd_error_prefix(&err, "component '%s': ", "unet");
+    cr_assert_str_eq(err.msg, "component 'unet': x: not found");
+    sd_error_prefix(&err, "model: ");
+    cr_assert_str_eq(err.msg, "model: component 'unet': x: not found");
+}
+
 static void write_shard(const char *dir, const char *file, const char *const *names, int n)
 {
     sd_st_writer *wr = sd_st_writer_new();
