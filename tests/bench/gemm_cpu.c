@@ -21,10 +21,10 @@ static void fill(float *p, size_t n, unsigned seed)
 static double time_sgemm(int M, int N, int K, const float *A, const float *B, float *C, int reps)
 {
     sd_sgemm(1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
-    double t0 = bench_now();
+    double t0 = sd_now_s();
     for (int r = 0; r < reps; r++)
         sd_sgemm(1, M, N, K, 1.0f, A, K, B, K, 0.0f, C, N);
-    return (bench_now() - t0) / reps;
+    return (sd_now_s() - t0) / reps;
 }
 
 int main(void)
@@ -58,10 +58,10 @@ int main(void)
         fill(b.data, (size_t)N, 3);
         int reps = 5;
         sd_op_linear(&y, &x, &w, &b, SD_ACT_NONE, &err);
-        double t0 = bench_now();
+        double t0 = sd_now_s();
         for (int r = 0; r < reps; r++)
             sd_op_linear(&y, &x, &w, &b, SD_ACT_NONE, &err);
-        double ours = (bench_now() - t0) / reps;
+        double ours = (sd_now_s() - t0) / reps;
         double ref = time_sgemm(M, N, K, x.data, w.data, y.data, reps);
         double fl = 2.0 * M * N * K;
         printf("%-40s %12.1f %12.1f %8.2f\n", lin[i].what, fl / ours * 1e-9, fl / ref * 1e-9, ref / ours);
@@ -92,20 +92,20 @@ int main(void)
         fill(b.data, (size_t)O, 6);
         int reps = 3;
         sd_op_conv2d(&y, &x, &w, &b, 1, 1, &err);
-        double t0 = bench_now();
+        double t0 = sd_now_s();
         for (int r = 0; r < reps; r++)
             sd_op_conv2d(&y, &x, &w, &b, 1, 1, &err);
-        double ours = (bench_now() - t0) / reps;
+        double ours = (sd_now_s() - t0) / reps;
         /* the same product as a plain GEMM: [O, K] x [K, P] */
         float *A = malloc((size_t)O * K * sizeof *A), *Bm = malloc((size_t)K * P * sizeof *Bm),
               *Cm = malloc((size_t)O * P * sizeof *Cm);
         fill(A, (size_t)O * K, 7);
         fill(Bm, (size_t)K * P, 8);
         sd_sgemm(0, O, P, K, 1.0f, A, K, Bm, P, 0.0f, Cm, P);
-        t0 = bench_now();
+        t0 = sd_now_s();
         for (int r = 0; r < reps; r++)
             sd_sgemm(0, O, P, K, 1.0f, A, K, Bm, P, 0.0f, Cm, P);
-        double ref = (bench_now() - t0) / reps;
+        double ref = (sd_now_s() - t0) / reps;
         double fl = 2.0 * O * P * K;
         printf("%-40s %12.1f %12.1f %8.2f\n", conv[i].what, fl / ours * 1e-9, fl / ref * 1e-9, ref / ours);
         free(A);

@@ -22,9 +22,9 @@ static double sgemm_rate(void)
     for (size_t i = 0; i < (size_t)n * n; i++)
         a[i] = b[i] = (float)(i % 7) * 0.1f;
     sd_sgemm(0, n, n, n, 1, a, n, b, n, 0, c, n);
-    double t0 = bench_now();
+    double t0 = sd_now_s();
     sd_sgemm(0, n, n, n, 1, a, n, b, n, 0, c, n);
-    double t = bench_now() - t0;
+    double t = sd_now_s() - t0;
     free(a);
     free(b);
     free(c);
@@ -54,13 +54,13 @@ int main(int argc, char **argv)
     sd_model_folder m;
     const sd_component *c;
     sd_unet *u;
-    double t0 = bench_now();
+    double t0 = sd_now_s();
     if (sd_backend_create(&be, "cpu", SD_DTYPE_F32, &err) != SD_OK || sd_model_open(&m, model, &err) != SD_OK ||
         sd_model_require(&m, "unet", &c, &err) != SD_OK || sd_unet_load(&u, be, c, variant, &err) != SD_OK) {
         fprintf(stderr, "bench-unet_cpu: %s\n", err.msg);
         return 1;
     }
-    double load = bench_now() - t0;
+    double load = sd_now_s() - t0;
     double rss_loaded = bench_peak_rss_gib();
     const sd_unet_config *cfg = sd_unet_get_config(u);
     int P = cfg->add_embed_in - 6 * cfg->addition_time_embed_dim;
@@ -95,12 +95,12 @@ int main(int argc, char **argv)
         return 1;
     }
     sd_ops_flops_reset();
-    t0 = bench_now();
+    t0 = sd_now_s();
     if (sd_unet_forward(u, &s, tsteps, &ctx, &te, ids, nids, &out, &err) != SD_OK) {
         fprintf(stderr, "bench-unet_cpu: %s\n", err.msg);
         return 1;
     }
-    double fwd = bench_now() - t0;
+    double fwd = sd_now_s() - t0;
     sd_tensor_free(&out);
     sd_arena_stats as;
     if (sd_arena_leave(arena, 1, &err) != SD_OK) {

@@ -65,10 +65,10 @@ static double gemm_rate(sd_backend *be)
     sd_op_linear(&c, &a, &b, NULL, SD_ACT_NONE, &err);
     sd_backend_sync(be, &err);
     for (int r = 0; r < 10; r++) {
-        double t0 = gc_now();
+        double t0 = sd_now_s();
         sd_op_linear(&c, &a, &b, NULL, SD_ACT_NONE, &err);
         sd_backend_sync(be, &err);
-        t[r] = gc_now() - t0;
+        t[r] = sd_now_s() - t0;
     }
     sd_tensor_free(&a);
     sd_tensor_free(&b);
@@ -109,13 +109,13 @@ static int time_loop_steps(sd_unet *u, int P, const float *ids, int nids, int ba
         rc = 1;
     }
     for (int r = -3; r < 8 && !rc; r++) {
-        double a = gc_now();
+        double a = sd_now_s();
         if (sd_unet_step_run(step, x, t, pred, &err) != SD_OK) {
             fprintf(stderr, "bench: unet step %d (graph %d): %s\n", r + 4, use_graph, err.msg);
             rc = 1;
         }
         if (r >= 0)
-            tm[r] = (gc_now() - a) * 1e3;
+            tm[r] = (sd_now_s() - a) * 1e3;
     }
     if (!rc)
         *ms = median(tm, 8);
@@ -147,11 +147,11 @@ int gpucheck_bench(const char *model, int res, int batch, int steps)
         sd_model_require(&m, "vae", &cv, &err) != SD_OK || sd_model_require(&m, "text_encoder", &c1, &err) != SD_OK ||
         sd_model_require(&m, "text_encoder_2", &c2, &err) != SD_OK)
         DIE("%s", err.msg);
-    double t0 = gc_now();
+    double t0 = sd_now_s();
     sd_unet *u;
     if (sd_unet_load(&u, be, cu, NULL, &err) != SD_OK)
         DIE("%s", err.msg);
-    double load_s = gc_now() - t0;
+    double load_s = sd_now_s() - t0;
     const sd_unet_config *uc = sd_unet_get_config(u);
     int lat = res / 8;
     sd_clip_config c2cfg;
@@ -186,10 +186,10 @@ int gpucheck_bench(const char *model, int res, int batch, int steps)
     double tu[8];
     sd_ops_flops_reset();
     for (int r = 0; r < 8; r++) {
-        double a = gc_now();
+        double a = sd_now_s();
         sd_unet_forward(u, &s, tsteps, &ctx, &te, ids, nids, &out, &err);
         sd_backend_sync(be, &err);
-        tu[r] = (gc_now() - a) * 1e3;
+        tu[r] = (sd_now_s() - a) * 1e3;
         sd_tensor_free(&out);
     }
     double unet_flops = (double)sd_ops_flops() / 8;
@@ -244,10 +244,10 @@ int gpucheck_bench(const char *model, int res, int batch, int steps)
     double tv[3];
     sd_ops_flops_reset();
     for (int r = 0; r < 3; r++) {
-        double a = gc_now();
+        double a = sd_now_s();
         sd_vae_decode(v, &z, &img, &err);
         sd_backend_sync(bvae, &err);
-        tv[r] = (gc_now() - a) * 1e3;
+        tv[r] = (sd_now_s() - a) * 1e3;
         sd_tensor_free(&img);
     }
     double vae_flops = (double)sd_ops_flops() / 3, vae_ms = median(tv, 3);
@@ -263,7 +263,7 @@ int gpucheck_bench(const char *model, int res, int batch, int steps)
         tid[i] = i % 77 == 0 ? 49406 : i % 77 < 20 ? 320 + (i * 37) % 40000 : 49407;
     double tt[5];
     for (int r = -1; r < 5; r++) {
-        double a = gc_now();
+        double a = sd_now_s();
         sd_tensor p1 = {0}, p2 = {0}, e2 = {0};
         sd_clip_outputs o1 = {.penultimate = &p1}, o2 = {.penultimate = &p2, .text_embeds = &e2};
         if (sd_clip_text_forward(t1, tid, 2, 77, &o1, &err) != SD_OK ||
@@ -271,7 +271,7 @@ int gpucheck_bench(const char *model, int res, int batch, int steps)
             DIE("text: %s", err.msg);
         sd_backend_sync(be, &err);
         if (r >= 0)
-            tt[r] = (gc_now() - a) * 1e3;
+            tt[r] = (sd_now_s() - a) * 1e3;
         sd_tensor_free(&p1);
         sd_tensor_free(&p2);
         sd_tensor_free(&e2);

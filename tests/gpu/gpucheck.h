@@ -7,6 +7,7 @@
 #ifndef SDXL_TESTS_GPU_GPUCHECK_H
 #define SDXL_TESTS_GPU_GPUCHECK_H
 
+#include "common/clock.h"
 #include "kernels/ops.h"
 
 int gpucheck_ops(int quick);
@@ -18,7 +19,6 @@ int gpucheck_bench(const char *model, int res, int batch, int steps);
 const char *gc_device(void);
 /* Creates the backend under test in dtype (F32 when rehearsing on the CPU). */
 sd_status gc_backend(sd_backend **be, sd_dtype dt, sd_error *err);
-double gc_now(void);
 /* Poisons a device tensor with NaN bit patterns (0xFF bytes). */
 void gc_poison(sd_tensor *t);
 /* relative L2 of a vs b in double; +inf if a has a NaN */
