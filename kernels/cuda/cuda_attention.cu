@@ -373,6 +373,21 @@ static sd_status chunked(sd_backend *be, T *o, const T *q, const T *k, const T *
     return st;
 }
 
+/* The path for the shapes, in element type T: flash for 64-wide heads,
+ * chunked GEMMs for wide heads (the VAE's 512), the generic kernel else. */
+template <typename T>
+static sd_status attend(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
+                        int B, int Sq, int Sk, int heads, int D, int HD, int causal, sd_error *err)
+{
+    T *O = (T *)o->data;
+    const T *Q = (const T *)q->data, *K = (const T *)k->data, *V = (const T *)v->data;
+    if (D == FA_D && HD % 8 == 0)
+        return flash64(be, O, Q, K, V, B, Sq, Sk, heads, HD, causal, err);
+    if (D >= 256 && D % 8 == 0 && HD % 8 == 0)
+        return chunked(be, O, Q, K, V, B, Sq, Sk, heads, D, HD, causal, err);
+    return generic(be, O, Q, K, V, B, Sq, Sk, heads, D, HD, causal, err);
+}
+
 sd_status cuda_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
                          int heads, int causal, sd_error *err)
 {
@@ -380,29 +395,7 @@ sd_status cuda_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const
     int D = HD / heads;
     if (D > 32 * GA_MAXR)
         return sd_fail(err, SD_ERR_UNSUPPORTED, "attention: head size %d is over %d", D, 32 * GA_MAXR);
-    sd_status st;
-    if (D == FA_D && HD % 8 == 0) {
-        if (be->dtype == SD_DTYPE_BF16)
-            st = flash64(be, (__nv_bfloat16 *)o->data, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)k->data,
-                         (const __nv_bfloat16 *)v->data, B, Sq, Sk, heads, HD, causal, err);
-        else
-            st = flash64(be, (__half *)o->data, (const __half *)q->data, (const __half *)k->data,
-                         (const __half *)v->data, B, Sq, Sk, heads, HD, causal, err);
-    } else if (D >= 256 && D % 8 == 0 && HD % 8 == 0) {
-        if (be->dtype == SD_DTYPE_BF16)
-            st = chunked(be, (__nv_bfloat16 *)o->data, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)k->data,
-                         (const __nv_bfloat16 *)v->data, B, Sq, Sk, heads, D, HD, causal, err);
-        else
-            st = chunked(be, (__half *)o->data, (const __half *)q->data, (const __half *)k->data,
-                         (const __half *)v->data, B, Sq, Sk, heads, D, HD, causal, err);
-    } else {
-        if (be->dtype == SD_DTYPE_BF16)
-            st = generic(be, (__nv_bfloat16 *)o->data, (const __nv_bfloat16 *)q->data, (const __nv_bfloat16 *)k->data,
-                         (const __nv_bfloat16 *)v->data, B, Sq, Sk, heads, D, HD, causal, err);
-        else
-            st = generic(be, (__half *)o->data, (const __half *)q->data, (const __half *)k->data,
-                         (const __half *)v->data, B, Sq, Sk, heads, D, HD, causal, err);
-    }
+    sd_status st = CUDA_DISPATCH(be, attend, be, o, q, k, v, B, Sq, Sk, heads, D, HD, causal, err);
     if (st != SD_OK)
         sd_error_prefix(err, "attention q[%d,%d,%d] k[%d,%d,%d] heads %d: ", B, Sq, HD, B, Sk, HD, heads);
     return st;

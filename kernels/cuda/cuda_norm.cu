@@ -29,10 +29,9 @@ __device__ __forceinline__ welford welford_merge(welford a, welford b)
     return r;
 }
 
-/* Block-wide Welford reduction (blockDim.x a multiple of 32, <= 1024). */
-__device__ welford block_welford(welford w)
+/* Warp-wide Welford reduction: lane 0 ends with the warp's statistics. */
+__device__ welford warp_welford(welford w)
 {
-    __shared__ welford part[32];
     for (int off = 16; off; off >>= 1) {
         welford o;
         o.mean = __shfl_down_sync(0xffffffffu, w.mean, off);
@@ -40,6 +39,14 @@ __device__ welford block_welford(welford w)
         o.n = __shfl_down_sync(0xffffffffu, w.n, off);
         w = welford_merge(w, o);
     }
+    return w;
+}
+
+/* Block-wide Welford reduction (blockDim.x a multiple of 32, <= 1024). */
+__device__ welford block_welford(welford w)
+{
+    __shared__ welford part[32];
+    w = warp_welford(w);
     int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     if (lane == 0)
         part[warp] = w;
@@ -47,13 +54,7 @@ __device__ welford block_welford(welford w)
     if (warp == 0) {
         int nw = blockDim.x >> 5;
         w = lane < nw ? part[lane] : welford{0.0f, 0.0f, 0.0f};
-        for (int off = 16; off; off >>= 1) {
-            welford o;
-            o.mean = __shfl_down_sync(0xffffffffu, w.mean, off);
-            o.m2 = __shfl_down_sync(0xffffffffu, w.m2, off);
-            o.n = __shfl_down_sync(0xffffffffu, w.n, off);
-            w = welford_merge(w, o);
-        }
+        w = warp_welford(w);
         if (lane == 0)
             part[0] = w;
     }
