@@ -251,6 +251,20 @@ static void draw_noise(sd_torch_gen *gen, float *noise, size_t n)
     sd_torch_randn(gen, noise, n);
 }
 
+/* The Euler step both Euler schedulers share: x0 = x - sigma * eps,
+ * derivative d = (x - x0) / sigma, x += d * dt (diffusers' order of
+ * operations); x0 is kept if asked for. */
+static void euler_update(float *x, const float *mo, float sigma, float dt, float *x0, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float pred = x[i] - sigma * mo[i];
+        if (x0)
+            x0[i] = pred;
+        float d = (x[i] - pred) / sigma;
+        x[i] = x[i] + d * dt;
+    }
+}
+
 static sd_status step_euler(sd_scheduler *s, const float *mo, float *x, size_t n, sd_torch_gen *gen, float *x0,
                             sd_error *err)
 {
@@ -263,14 +277,7 @@ static sd_status step_euler(sd_scheduler *s, const float *mo, float *x, size_t n
         free(noise);
     }
     float sigma_hat = sigma * (0.0f + 1.0f);
-    float dt = s->sigmas[s->step_index + 1] - sigma_hat;
-    for (size_t i = 0; i < n; i++) {
-        float pred = x[i] - sigma_hat * mo[i];
-        if (x0)
-            x0[i] = pred;
-        float d = (x[i] - pred) / sigma_hat;
-        x[i] = x[i] + d * dt;
-    }
+    euler_update(x, mo, sigma_hat, s->sigmas[s->step_index + 1] - sigma_hat, x0, n);
     return SD_OK;
 }
 
@@ -279,22 +286,14 @@ static sd_status step_euler_a(sd_scheduler *s, const float *mo, float *x, size_t
 {
     if (!gen)
         return sd_fail(err, SD_ERR_INVALID, "euler_a needs a random generator");
-    float sigma = s->sigmas[s->step_index];
-    float sf = s->sigmas[s->step_index], st = s->sigmas[s->step_index + 1];
-    float sf2 = sf * sf, st2 = st * st;
+    float sigma = s->sigmas[s->step_index], st = s->sigmas[s->step_index + 1];
+    float sf2 = sigma * sigma, st2 = st * st;
     float sigma_up = sqrtf(st2 * (sf2 - st2) / sf2);
     float sigma_down = sqrtf(st2 - sigma_up * sigma_up);
-    float dt = sigma_down - sigma;
     float *noise = malloc(n * sizeof *noise);
     if (!noise)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        float pred = x[i] - sigma * mo[i];
-        if (x0)
-            x0[i] = pred;
-        float d = (x[i] - pred) / sigma;
-        x[i] = x[i] + d * dt;
-    }
+    euler_update(x, mo, sigma, sigma_down - sigma, x0, n);
     draw_noise(gen, noise, n);
     for (size_t i = 0; i < n; i++)
         x[i] = x[i] + noise[i] * sigma_up;
