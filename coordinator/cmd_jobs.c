@@ -403,15 +403,23 @@ static void print_job_row(json_t *j)
            (long long)json_integer_value(json_object_get(j, "total")));
 }
 
+/* The start every client command shares: its arguments, then a connection.
+ * -1 when both are ready, else the exit code (0 after --help). */
+static int open_command(const char *cmd, int argc, char **argv, int need_job, common_args *a, client *c)
+{
+    int pr = parse_common(cmd, argc, argv, a, need_job);
+    if (pr)
+        return pr == 1 ? 0 : pr;
+    return client_open(c, a->endpoint, cmd) ? 1 : -1;
+}
+
 int cmd_status(int argc, char **argv)
 {
     common_args a;
-    int pr = parse_common("status", argc, argv, &a, 0);
-    if (pr)
-        return pr == 1 ? 0 : pr;
     client c;
-    if (client_open(&c, a.endpoint, "status"))
-        return 1;
+    int rc = open_command("status", argc, argv, 0, &a, &c);
+    if (rc >= 0)
+        return rc;
     json_t *r = request(&c, "status", "STATUS", a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
     client_close(&c);
     if (!r)
@@ -436,13 +444,12 @@ int cmd_status(int argc, char **argv)
 int cmd_wait(int argc, char **argv)
 {
     common_args a;
-    int pr = parse_common("wait", argc, argv, &a, 1);
-    if (pr)
-        return pr == 1 ? 0 : pr;
     client c;
-    if (client_open(&c, a.endpoint, "wait"))
-        return 1;
-    int tty = isatty(2), rc = 1;
+    int rc = open_command("wait", argc, argv, 1, &a, &c);
+    if (rc >= 0)
+        return rc;
+    int tty = isatty(2);
+    rc = 1;
     double t0 = sd_now_s();
     long long done0 = -1;
     for (;;) {
@@ -492,12 +499,10 @@ int cmd_wait(int argc, char **argv)
 static int simple(const char *cmd, const char *type, int argc, char **argv, int need_job)
 {
     common_args a;
-    int pr = parse_common(cmd, argc, argv, &a, need_job);
-    if (pr)
-        return pr == 1 ? 0 : pr;
     client c;
-    if (client_open(&c, a.endpoint, cmd))
-        return 1;
+    int rc = open_command(cmd, argc, argv, need_job, &a, &c);
+    if (rc >= 0)
+        return rc;
     json_t *r = request(&c, cmd, type, a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
     client_close(&c);
     if (!r)
