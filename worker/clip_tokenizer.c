@@ -177,44 +177,59 @@ static json_t *load_json(const char *path, sd_error *err)
     return root;
 }
 
-/* vocab.json and merges.txt, as the hub's SDXL folders carry them; a folder
- * saved by transformers 5 has tokenizer.json alone, with both inside it
- * (model.vocab, model.merges). The vocabulary comes first: merges refer to it. */
-static sd_status load_vocab_and_merges(sd_clip_tokenizer *t, const char *dir, int merges, sd_error *err)
+/* Where the vocabulary and merges come from: vocab.json and merges.txt, as
+ * the hub's SDXL folders carry them, or else tokenizer.json (what
+ * transformers 5 saves alone), read once, with both inside its "model". */
+typedef struct {
+    char *vocab, *merges, *tj; /* the three paths */
+    json_t *doc;               /* tokenizer.json, parsed; NULL for the two files */
+    json_t *model;             /* its "model" object */
+} vocab_source;
+
+static void vocab_source_close(vocab_source *v)
 {
-    char *vocab = sd_path_join(dir, "vocab.json"), *mtxt = sd_path_join(dir, "merges.txt"),
-         *tj = sd_path_join(dir, "tokenizer.json");
-    sd_status st = SD_OK;
-    json_t *doc = NULL;
-    if (!vocab || !mtxt || !tj)
-        st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    else if (sd_path_exists(vocab) && sd_path_exists(mtxt)) {
-        if (!merges) {
-            doc = load_json(vocab, err);
-            st = doc ? vocab_from_json(t, doc, vocab, err) : SD_ERR_FORMAT;
-        } else {
-            st = merges_from_text(t, mtxt, err);
-        }
-    } else if (sd_path_exists(tj)) {
-        doc = load_json(tj, err);
-        json_t *model = json_object_get(doc, "model");
-        if (!doc)
-            st = SD_ERR_FORMAT;
-        else if (!json_is_object(model) || !json_is_string(json_object_get(model, "type")) ||
-                 strcmp(json_string_value(json_object_get(model, "type")), "BPE"))
-            st = sd_fail(err, SD_ERR_FORMAT, "%s: model is not a BPE tokenizer", tj);
-        else if (!merges)
-            st = vocab_from_json(t, json_object_get(model, "vocab"), tj, err);
-        else
-            st = merges_from_json(t, json_object_get(model, "merges"), tj, err);
-    } else {
-        st = sd_fail(err, SD_ERR_MISSING, "%s: neither vocab.json and merges.txt nor tokenizer.json", dir);
-    }
+    json_decref(v->doc);
+    free(v->vocab);
+    free(v->merges);
+    free(v->tj);
+}
+
+static sd_status vocab_source_open(vocab_source *v, const char *dir, sd_error *err)
+{
+    memset(v, 0, sizeof *v);
+    v->vocab = sd_path_join(dir, "vocab.json");
+    v->merges = sd_path_join(dir, "merges.txt");
+    v->tj = sd_path_join(dir, "tokenizer.json");
+    if (!v->vocab || !v->merges || !v->tj)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    if (sd_path_exists(v->vocab) && sd_path_exists(v->merges))
+        return SD_OK;
+    if (!sd_path_exists(v->tj))
+        return sd_fail(err, SD_ERR_MISSING, "%s: neither vocab.json and merges.txt nor tokenizer.json", dir);
+    v->doc = load_json(v->tj, err);
+    if (!v->doc)
+        return SD_ERR_FORMAT;
+    v->model = json_object_get(v->doc, "model");
+    json_t *type = json_object_get(v->model, "type");
+    if (!json_is_object(v->model) || !json_is_string(type) || strcmp(json_string_value(type), "BPE"))
+        return sd_fail(err, SD_ERR_FORMAT, "%s: model is not a BPE tokenizer", v->tj);
+    return SD_OK;
+}
+
+static sd_status load_vocab(sd_clip_tokenizer *t, const vocab_source *v, sd_error *err)
+{
+    if (v->doc)
+        return vocab_from_json(t, json_object_get(v->model, "vocab"), v->tj, err);
+    json_t *doc = load_json(v->vocab, err);
+    sd_status st = doc ? vocab_from_json(t, doc, v->vocab, err) : SD_ERR_FORMAT;
     json_decref(doc);
-    free(vocab);
-    free(mtxt);
-    free(tj);
     return st;
+}
+
+static sd_status load_merges(sd_clip_tokenizer *t, const vocab_source *v, sd_error *err)
+{
+    return v->doc ? merges_from_json(t, json_object_get(v->model, "merges"), v->tj, err)
+                  : merges_from_text(t, v->merges, err);
 }
 
 /* Reads a special token (a string or {"content": ...}) from a JSON object. */
@@ -320,11 +335,15 @@ sd_status sd_clip_tokenizer_load(sd_clip_tokenizer **out, const char *dir, sd_er
     sd_strmap_init(&t->vocab);
     sd_u64map_init(&t->merges);
     sd_strmap_init(&t->cache);
-    sd_status st = load_vocab_and_merges(t, dir, 0, err);
+    vocab_source src;
+    sd_status st = vocab_source_open(&src, dir, err);
+    if (st == SD_OK)
+        st = load_vocab(t, &src, err);
     if (st == SD_OK)
         st = load_specials(t, dir, err);
     if (st == SD_OK) /* after the specials: a merge into an unknown token takes unk's id */
-        st = load_vocab_and_merges(t, dir, 1, err);
+        st = load_merges(t, &src, err);
+    vocab_source_close(&src);
     if (st != SD_OK) {
         sd_clip_tokenizer_free(t);
         return st;
