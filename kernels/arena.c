@@ -22,7 +22,6 @@ struct sd_arena {
     sd_backend *be;
     sd_arena_plan plan;
     int planned; /* 0: the next run records; 1: runs replay the plan */
-    int entered;
     void *block;
     int pos; /* replay: the next event expected */
     live_buf *live;
@@ -58,7 +57,6 @@ sd_status sd_arena_enter(sd_arena *a, sd_error *err)
     if (a->be->arena)
         return sd_fail(err, SD_ERR_INVALID, "arena: backend %s already has an arena entered", a->be->name);
     a->be->arena = a;
-    a->entered = 1;
     a->pos = 0;
     a->nlive = 0;
     a->fault[0] = 0;
@@ -137,10 +135,9 @@ static void forget_record(sd_arena *a)
 
 sd_status sd_arena_leave(sd_arena *a, int run_ok, sd_error *err)
 {
-    if (!a->entered)
+    if (a->be->arena != a)
         return sd_fail(err, SD_ERR_INVALID, "arena: left without being entered");
     a->be->arena = NULL;
-    a->entered = 0;
     int nlive = a->nlive;
     a->nlive = 0;
     if (!run_ok) {
