@@ -32,6 +32,15 @@ int sd_parse_double(const char *s, double *out)
     return 0;
 }
 
+const char *sd_flag_value(const char *prog, int argc, char **argv, int *i)
+{
+    if (*i + 1 >= argc) {
+        fprintf(stderr, "%s: %s needs a value\n", prog, argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
 int sd_parse_int_flag(const char *prog, const char *flag, const char *v, int lo, int hi, int *out)
 {
     long long n;

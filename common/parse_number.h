@@ -12,6 +12,11 @@ int sd_parse_int(const char *s, long long lo, long long hi, long long *out);
  * to stderr and returns -1 (the caller exits 2, a usage error). */
 int sd_parse_int_flag(const char *prog, const char *flag, const char *v, int lo, int hi, int *out);
 
+/* The value of the flag argv[*i]: argv[++*i], or, when it is the last
+ * argument, NULL after printing "PROG: FLAG needs a value" to stderr (the
+ * caller exits 2). */
+const char *sd_flag_value(const char *prog, int argc, char **argv, int *i);
+
 /* 0 and *out set when s is a finite floating-point number; -1 otherwise. */
 int sd_parse_double(const char *s, double *out);
 

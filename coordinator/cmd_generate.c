@@ -114,14 +114,6 @@ static void item_path(const char *out, int i, int n, char *buf, size_t len)
     snprintf(buf, len, "%.*s-%03d%s", stem, out, i, dot ? dot : "");
 }
 
-#define NEED(flag)                                                                                                  \
-    do {                                                                                                            \
-        if (i + 1 >= argc) {                                                                                        \
-            cli_errorf("generate", "%s needs a value", flag);                                                      \
-            return 2;                                                                                               \
-        }                                                                                                           \
-    } while (0)
-
 int cmd_generate(int argc, char **argv)
 {
     sd_gen_params g;
@@ -140,8 +132,9 @@ int cmd_generate(int argc, char **argv)
             quiet = 1;
             continue;
         }
-        NEED(a);
-        const char *val = argv[++i];
+        const char *val = sd_flag_value("sdxl generate", argc, argv, &i);
+        if (!val)
+            return 2;
         if (!strcmp(a, "--model")) {
             model = val;
         } else if (!strcmp(a, "--refiner")) {

@@ -181,12 +181,11 @@ int cmd_submit(int argc, char **argv)
             file = a;
             continue;
         }
-        if (i + 1 >= argc) {
-            cli_errorf("submit", "%s needs a value", a);
+        const char *v = sd_flag_value("sdxl submit", argc, argv, &i);
+        if (!v) {
             json_decref(defaults);
             return 2;
         }
-        const char *v = argv[++i];
         int bad = 0;
         if (!strcmp(a, "--out"))
             out = v;

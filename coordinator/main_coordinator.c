@@ -1,19 +1,11 @@
 /* main_coordinator.c - `sdxl-coordinator`: the cluster's broker (broker.h). */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/parse_number.h"
+#include "common/stop_signal.h"
 #include "coordinator/broker.h"
-
-static volatile int stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 static void usage(FILE *out)
 {
@@ -34,18 +26,16 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .stop = &stop_flag};
+    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .stop = &sd_stop_requested};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             usage(stdout);
             return 0;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "sdxl-coordinator: %s needs a value\n", a);
+        const char *v = sd_flag_value("sdxl-coordinator", argc, argv, &i);
+        if (!v)
             return 2;
-        }
-        const char *v = argv[++i];
         if (!strcmp(a, "--bind"))
             o.bind = v;
         else if (!strcmp(a, "--state"))
@@ -77,9 +67,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "sdxl-coordinator: --curve-secret and --allow go together\n");
         return 2;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
+    sd_stop_on_signals();
     sd_error err = {0};
     if (sd_broker_run(&o, &err) != SD_OK) {
         fprintf(stderr, "sdxl-coordinator: %s\n", err.msg);

@@ -1,5 +1,4 @@
 /* main_worker.c - `sdxl-worker`: a cluster worker (worker_loop.h). */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,15 +6,8 @@
 
 #include "common/dtype.h"
 #include "common/parse_number.h"
+#include "common/stop_signal.h"
 #include "worker/worker_loop.h"
-
-static volatile int stop_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    stop_flag = 1;
-}
 
 static void usage(FILE *out)
 {
@@ -49,7 +41,7 @@ int main(int argc, char **argv)
 {
     static char default_id[96];
     sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .die_at_step = -1,
-                        .stall_at_step = -1, .freeze_at_step = -1, .cfg_timeout_ms = 300000, .stop = &stop_flag};
+                        .stall_at_step = -1, .freeze_at_step = -1, .cfg_timeout_ms = 300000, .stop = &sd_stop_requested};
     int split_pair = 0, rank_given = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -57,11 +49,9 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "sdxl-worker: %s needs a value\n", a);
+        const char *v = sd_flag_value("sdxl-worker", argc, argv, &i);
+        if (!v)
             return 2;
-        }
-        const char *v = argv[++i];
         if (!strcmp(a, "--coordinator"))
             o.coordinator = v;
         else if (!strcmp(a, "--role"))
@@ -146,9 +136,7 @@ int main(int argc, char **argv)
         snprintf(default_id, sizeof default_id, "%s-%s-%ld", host, o.role, (long)getpid());
         o.worker_id = default_id;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    signal(SIGPIPE, SIG_IGN);
+    sd_stop_on_signals();
     sd_error err = {0};
     if (sd_worker_run(&o, &err) != SD_OK) {
         fprintf(stderr, "sdxl-worker: %s\n", err.msg);
