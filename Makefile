@@ -17,20 +17,23 @@ OPT ?= -O2
 CFLAGS_BASE := -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Werror -Wno-unused-parameter -Wno-format-truncation -ffp-contract=off -D_GNU_SOURCE \
                -I. -MMD -MP -pthread $(SANFLAGS)
 CFLAGS_BASE += $(shell pkg-config --cflags jansson libutf8proc 2>/dev/null)
+# ---- optional features: one line each, found or not found ----
 # OpenBLAS built on OpenMP: its threads and ours share one pool, so neither
-# spins against the other on a 2-core machine (the pthread build lost 20-50%)
+# spins against the other on a 2-core machine (the pthread build lost 20-50%).
+# BLAS=none (or no OpenBLAS installed): the portable sgemm (kernels/cpu/sgemm.c).
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
-CFLAGS_BASE += -I/usr/include/x86_64-linux-gnu/openblas-openmp
-# BLAS=none: the portable sgemm (kernels/cpu/sgemm.c) instead of OpenBLAS
-BLAS ?= openblas
+BLAS ?= $(if $(wildcard $(OPENBLAS_DIR)/libopenblas.so),openblas,none)
+LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lzmq -lmsgpackc -lsqlite3
 ifeq ($(BLAS),none)
-LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lzmq -lmsgpackc -lsqlite3 -lm -lpthread
 CFLAGS_BASE += -DSDXL_NO_BLAS=1
+$(info sdxl: OpenBLAS: not used (BLAS=none or not found): portable sgemm)
 else
-LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lzmq -lmsgpackc -lsqlite3 -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas -lm -lpthread
+CFLAGS_BASE += -I/usr/include/x86_64-linux-gnu/openblas-openmp
+LIBS += -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas
+$(info sdxl: OpenBLAS: found at $(OPENBLAS_DIR))
 endif
+LIBS += -lm -lpthread
 
-# ---- CUDA detection (llm.c style: one line per feature) ----
 NVCC ?= $(or $(shell command -v nvcc 2>/dev/null),$(wildcard /usr/local/cuda/bin/nvcc))
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 ifneq ($(NVCC),)
@@ -40,10 +43,22 @@ NVCCFLAGS := -O3 -std=c++17 $(CUDA_ARCH) -I. -Xcompiler -Wall,-Wextra,-Werror -W
              -lineinfo --expt-relaxed-constexpr
 CFLAGS_BASE += -DSDXL_HAVE_CUDA=1 -I$(CUDA_HOME)/include
 LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcudart_static -ldl -lrt -lstdc++
-$(info sdxl: CUDA backend: found nvcc at $(NVCC))
+$(info sdxl: nvcc: found at $(NVCC): CUDA backend built)
+$(if $(wildcard $(CUDA_HOME)/lib64/libcublasLt.so),$(info sdxl: cuBLASLt: found in $(CUDA_HOME)/lib64),$(error sdxl: cuBLASLt: not found in $(CUDA_HOME)/lib64 (the CUDA backend needs it)))
+# NCCL is opened at run time (worker/daemon/cfg_pair_nccl.c); its header is
+# needed to build the CFG pair's NCCL transport
+NCCL_H := $(firstword $(wildcard $(CUDA_HOME)/include/nccl.h /usr/include/nccl.h))
+ifneq ($(NCCL_H),)
+CFLAGS_BASE += -DSDXL_HAVE_NCCL=1
+$(info sdxl: NCCL: found ($(NCCL_H)): cfg pairs exchange over NCCL)
+else
+$(info sdxl: NCCL: not found: cfg pairs exchange over ZeroMQ)
+endif
 else
 HAVE_CUDA := 0
-$(info sdxl: CUDA backend: nvcc not found, CPU backend only)
+$(info sdxl: nvcc: not found: CPU backend only)
+$(info sdxl: cuBLASLt: not used (no nvcc))
+$(info sdxl: NCCL: not used (no nvcc): cfg pairs exchange over ZeroMQ)
 endif
 
 CFLAGS := $(CFLAGS_BASE) $(EXTRA_CFLAGS)
@@ -55,21 +70,105 @@ else
 Q := @
 endif
 
-MAINS := coordinator/main_sdxl.c coordinator/main_coordinator.c worker/main_worker.c
-LIB_SRC := $(filter-out $(MAINS),$(wildcard common/*.c kernels/*.c kernels/cpu/*.c worker/*.c proto/*.c coordinator/*.c))
-CU_SRC := $(if $(filter 1,$(HAVE_CUDA)),$(wildcard kernels/cuda/*.cu))
-ASM_SRC := $(wildcard worker/*.S)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(ASM_SRC:%.S=$(BUILD)/obj/%.S.o) $(CU_SRC:%.cu=$(BUILD)/obj/%.cu.o)
-LIB := $(BUILD)/libsdxl.a
+# ---- layers (DESIGN.md, Layout): one static library each; a binary links
+# only the layers it may use, lowest last, so a call that runs the wrong way
+# does not link, and tests/check_layers.sh fails the build on an include or
+# an undefined symbol that runs against the direction below. ----
+#   common      needs nothing of ours
+#   kernels     common                      (the compute backend)
+#   proto       common                      (the wire)
+#   engine      kernels common              (worker/engine: the model engine)
+#   daemon      engine proto kernels common (worker/daemon: sdxl-worker)
+#   service     proto common                (coordinator/: sdxl-coordinator)
+#   cli         common                      (coordinator/cli: what every command shares)
+#   client      cli proto common            (coordinator/cli/client: commands of a coordinator)
+#   local       cli engine kernels common   (coordinator/cli/engine: in-process commands)
+LAYERS := common kernels proto engine daemon service cli client local
+MAINS := coordinator/cli/main_sdxl.c coordinator/cli/engine/main_engine.c coordinator/main_coordinator.c \
+         worker/daemon/main_worker.c
+SRC_common := $(wildcard common/*.c)
+SRC_kernels := $(wildcard kernels/*.c kernels/cpu/*.c) $(if $(filter 1,$(HAVE_CUDA)),$(wildcard kernels/cuda/*.cu))
+SRC_proto := $(wildcard proto/*.c)
+SRC_engine := $(wildcard worker/engine/*/*.c worker/engine/*/*.S)
+SRC_daemon := $(filter-out $(MAINS),$(wildcard worker/daemon/*.c))
+SRC_service := $(filter-out $(MAINS),$(wildcard coordinator/*.c))
+SRC_cli := $(filter-out $(MAINS),$(wildcard coordinator/cli/*.c))
+SRC_client := $(filter-out $(MAINS),$(wildcard coordinator/cli/client/*.c))
+SRC_local := $(filter-out $(MAINS),$(wildcard coordinator/cli/engine/*.c))
+# the folder of each layer (DIR/*: the tree below it), for the include check
+DIR_common := common/
+DIR_kernels := kernels/*
+DIR_proto := proto/
+DIR_engine := worker/engine/*
+DIR_daemon := worker/daemon/
+DIR_service := coordinator/
+DIR_cli := coordinator/cli/
+DIR_client := coordinator/cli/client/
+DIR_local := coordinator/cli/engine/
+DEPS_common :=
+DEPS_kernels := common
+DEPS_proto := common
+DEPS_engine := kernels common
+DEPS_daemon := engine proto kernels common
+DEPS_service := proto common
+DEPS_cli := common
+DEPS_client := cli proto common
+DEPS_local := cli engine kernels common
+obj_of = $(patsubst %.cu,$(BUILD)/obj/%.cu.o,$(patsubst %.S,$(BUILD)/obj/%.S.o,$(patsubst %.c,$(BUILD)/obj/%.o,$(1))))
+lib_of = $(foreach l,$(1),$(BUILD)/lib/libsdxl_$(l).a)
+define layer_rule
+$(call lib_of,$(1)): $(call obj_of,$(SRC_$(1)))
+	@mkdir -p $$(dir $$@)
+	@$$(if $$(Q),echo "  AR    $$@")
+	$$(Q)rm -f $$@ && ar rcs $$@ $$^
+endef
+$(foreach l,$(LAYERS),$(eval $(call layer_rule,$(l))))
+ALL_LIBS := $(call lib_of,$(LAYERS))
+# every layer, each before those it needs (for the tests, which reach all)
+LINK_ORDER := local client cli daemon service engine proto kernels common
 
-BINS := $(BUILD)/bin/sdxl $(BUILD)/bin/sdxl-coordinator $(BUILD)/bin/sdxl-worker
+# The layering check: every library's includes and undefined sd_ symbols
+# against DEPS_*; a binary is linked only after it passed.
+empty :=
+space := $(empty) $(empty)
+LAYER_SPEC := $(foreach l,$(LAYERS),'$(l):$(DIR_$(l)):$(subst $(space),+,$(strip $(DEPS_$(l))))')
+$(BUILD)/layers.ok: $(ALL_LIBS) tests/check_layers.sh
+	@$(if $(Q),echo "  CHECK layering")
+	$(Q)tests/check_layers.sh $(BUILD)/lib $(LAYER_SPEC) && touch $@
 
-TEST_SRC := tests/test_util.c $(wildcard tests/unit/*.c tests/golden/*.c)
-TEST_BIN := $(BUILD)/bin/sdxl-tests
+# ---- binaries: one link rule; NAME_MAIN and NAME_LAYERS say what each is ----
+# The libraries a layer set needs from the system (--as-needed drops what the
+# objects pulled from the archives do not use: the client links no OpenBLAS
+# or CUDA).
+SYS_LIBS := -Wl,--as-needed $(LIBS)
+sdxl_MAIN := coordinator/cli/main_sdxl.c
+sdxl_LAYERS := client cli proto common
+sdxl-engine_MAIN := coordinator/cli/engine/main_engine.c
+sdxl-engine_LAYERS := local cli engine kernels common
+sdxl-coordinator_MAIN := coordinator/main_coordinator.c
+sdxl-coordinator_LAYERS := service proto common
+sdxl-worker_MAIN := worker/daemon/main_worker.c
+sdxl-worker_LAYERS := daemon engine proto kernels common
+sdxl-tests_MAIN := $(wildcard tests/test_util.c tests/unit/*.c tests/golden/*.c)
+sdxl-tests_LAYERS := $(LINK_ORDER)
+sdxl-tests_EXTRA := -lcriterion
+sdxl-gpucheck_MAIN := $(wildcard tests/gpu/*.c)
+sdxl-gpucheck_LAYERS := $(LINK_ORDER)
 BENCH_SRC := $(wildcard tests/bench/*.c)
-BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bin/bench-%)
+BENCH_NAMES := $(BENCH_SRC:tests/bench/%.c=bench-%)
+$(foreach b,$(BENCH_NAMES),$(eval $(b)_MAIN := tests/bench/$(b:bench-%=%).c)$(eval $(b)_LAYERS := engine kernels common))
+define link_rule
+$(BUILD)/bin/$(1): $(call obj_of,$($(1)_MAIN)) $(call lib_of,$($(1)_LAYERS)) $(BUILD)/layers.ok
+	@mkdir -p $$(dir $$@)
+	@$$(if $$(Q),echo "  LD    $$@")
+	$$(Q)$$(CC) $$(LDFLAGS) $$(filter-out %.ok,$$^) $$(SYS_LIBS) $$($(1)_EXTRA) -o $$@
+endef
+BIN_NAMES := sdxl sdxl-engine sdxl-coordinator sdxl-worker sdxl-tests $(BENCH_NAMES) $(if $(filter 1,$(HAVE_CUDA)),sdxl-gpucheck)
+$(foreach b,$(BIN_NAMES),$(eval $(call link_rule,$(b))))
 
-GPU_SRC := $(wildcard tests/gpu/*.c)
+BINS := $(BUILD)/bin/sdxl $(BUILD)/bin/sdxl-engine $(BUILD)/bin/sdxl-coordinator $(BUILD)/bin/sdxl-worker
+TEST_BIN := $(BUILD)/bin/sdxl-tests
+BENCH_BINS := $(BENCH_NAMES:%=$(BUILD)/bin/%)
 GPUCHECK := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/bin/sdxl-gpucheck)
 
 # The project's own small default model (random weights, the tiny preset,
@@ -77,20 +176,16 @@ GPUCHECK := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/bin/sdxl-gpucheck)
 # given, so a fresh clone generates without ../shared.
 DEFAULT_MODEL := $(BUILD)/models/sdxl-tiny-random
 
-.PHONY: all test test-fast fuzz bench run clean gpu-tools default-model
+.PHONY: all test fuzz bench run clean gpu-tools default-model
 all: $(BINS) $(GPUCHECK) $(DEFAULT_MODEL)/model_index.json
 
 default-model: $(DEFAULT_MODEL)/model_index.json
-$(DEFAULT_MODEL)/model_index.json: $(BUILD)/bin/sdxl
+$(DEFAULT_MODEL)/model_index.json: $(BUILD)/bin/sdxl $(BUILD)/bin/sdxl-engine
 	@$(if $(Q),echo "  MODEL $(DEFAULT_MODEL)")
 	$(Q)rm -rf $(DEFAULT_MODEL) && $(BUILD)/bin/sdxl random-model --preset tiny --out $(DEFAULT_MODEL) --dtype f32 --seed 0 2>/dev/null
 
 # the GPU machine's checks and timings (tests/gpu/run.sh runs them)
 gpu-tools: $(BINS) $(GPUCHECK)
-$(BUILD)/bin/sdxl-gpucheck: $(GPU_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
 $(BUILD)/flags: FORCE
 	@mkdir -p $(BUILD)
@@ -102,7 +197,7 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/flags
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 # data blobs (.incbin) are rebuilt when the files they include change
-$(BUILD)/obj/worker/clip_vocab_blob.S.o: worker/data/clip/vocab.json worker/data/clip/merges.txt
+$(BUILD)/obj/worker/engine/text/clip_vocab_blob.S.o: worker/engine/text/data/clip/vocab.json worker/engine/text/data/clip/merges.txt
 $(BUILD)/obj/%.S.o: %.S $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  AS    $<")
@@ -112,34 +207,6 @@ $(BUILD)/obj/%.cu.o: %.cu $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  NVCC  $<")
 	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -c $< -o $@
-
-$(LIB): $(LIB_OBJ)
-	@$(if $(Q),echo "  AR    $@")
-	$(Q)rm -f $@ && ar rcs $@ $^
-
-$(BUILD)/bin/sdxl: $(BUILD)/obj/coordinator/main_sdxl.o $(LIB)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
-
-$(BUILD)/bin/sdxl-coordinator: $(BUILD)/obj/coordinator/main_coordinator.o $(LIB)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
-
-$(BUILD)/bin/sdxl-worker: $(BUILD)/obj/worker/main_worker.o $(LIB)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
-
-$(TEST_BIN): $(TEST_SRC:%.c=$(BUILD)/obj/%.o) $(LIB)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -lcriterion -o $@
-
-$(BUILD)/bin/bench-%: $(BUILD)/obj/tests/bench/%.o $(LIB)
-	@mkdir -p $(dir $@)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
 # The whole suite: unit + golden tests (plain and under ASan+UBSan), a short
 # fuzz run, the CLI checks; ends with one line "N passed, N failed".

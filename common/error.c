@@ -16,10 +16,14 @@ sd_status sd_fail(sd_error *err, sd_status code, const char *fmt, ...)
     return code;
 }
 
-sd_status sd_error_prefix(sd_error *err, const char *fmt, ...)
+sd_status sd_error_prefix(sd_error *err, sd_status st, const char *fmt, ...)
 {
+    if (st == SD_OK)
+        st = SD_ERR_INVALID;
     if (!err)
-        return SD_OK;
+        return st;
+    if (err->code == SD_OK)
+        err->code = st;
     char prefix[256];
     va_list ap;
     va_start(ap, fmt);
@@ -27,11 +31,11 @@ sd_status sd_error_prefix(sd_error *err, const char *fmt, ...)
     va_end(ap);
     /* a context already named (by a callee that prefixes too) is not repeated */
     if (strncmp(err->msg, prefix, strlen(prefix)) == 0)
-        return err->code;
+        return st;
     char old[sizeof err->msg];
     memcpy(old, err->msg, sizeof old);
     snprintf(err->msg, sizeof err->msg, "%s%s", prefix, old);
-    return err->code;
+    return st;
 }
 
 const char *sd_status_name(sd_status code)

@@ -34,9 +34,13 @@ typedef struct {
 sd_status sd_fail(sd_error *err, sd_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* Prefixes an existing error message with more context ("unet: " + msg). */
-sd_status sd_error_prefix(sd_error *err, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* Prefixes the message of a failure with more context ("unet: " + msg) and
+ * returns its status st, so callers can write
+ * `return sd_error_prefix(err, st, "component '%s': ", name);`. It never
+ * reports success: err NULL returns st; st SD_OK (a caller passing no
+ * failure) returns SD_ERR_INVALID. */
+sd_status sd_error_prefix(sd_error *err, sd_status st, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 const char *sd_status_name(sd_status code);
 

@@ -203,7 +203,7 @@ sd_status sd_st_writer_save(sd_st_writer *w, const char *path, sd_error *err)
             }
             st = e->fill(scratch, e->nbytes, e->fill_user, err);
             if (st != SD_OK) {
-                sd_error_prefix(err, "tensor '%s': ", e->name);
+                sd_error_prefix(err, st, "tensor '%s': ", e->name);
                 break;
             }
             src = scratch;

@@ -180,7 +180,7 @@ sd_status sd_weights_open(sd_weights *w, const sd_component *c, const char *vari
         return sd_fail(err, SD_ERR_INVALID, "component '%s' (%s) has no weights", c->name, c->class_name);
     sd_status st = sd_weights_open_dir(w, c->dir, base, variant, err);
     if (st != SD_OK)
-        sd_error_prefix(err, "component '%s': ", c->name);
+        sd_error_prefix(err, st, "component '%s': ", c->name);
     return st;
 }
 

@@ -1,6 +1,6 @@
 /* backend_info.c - which compute backends this build has, for `--device`
  * validation and for `sdxl --version`-style reports. */
-#include "backend_info.h"
+#include "kernels/backend_info.h"
 
 #include <stdio.h>
 
@@ -23,5 +23,17 @@ int sd_backend_cuda_devices(void)
     return sd_cuda_device_count();
 #else
     return 0;
+#endif
+}
+
+sd_status sd_backend_cuda_device_name(int i, char *buf, int len, sd_error *err)
+{
+#ifdef SDXL_HAVE_CUDA
+    return sd_cuda_device_name(i, buf, len, err);
+#else
+    (void)i;
+    (void)buf;
+    (void)len;
+    return sd_fail(err, SD_ERR_UNSUPPORTED, "this build has no CUDA backend");
 #endif
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "kernels/backend_impl.h"
+#include "kernels/device.h"
 
 /* ---- FLOP accounting ---- */
 
@@ -28,32 +29,20 @@ void sd_ops_flops_reset(void)
 sd_status sd_backend_create(sd_backend **out, const char *device, sd_dtype compute_dtype, sd_error *err)
 {
     *out = NULL;
-    if (!strcmp(device, "cpu"))
+    sd_device d;
+    SD_TRY(sd_device_parse(device, &d, err));
+    if (d.kind == SD_DEVICE_KIND_CPU)
         return sd_cpu_backend_create(out, err);
-    if (!strncmp(device, "cuda", 4)) {
-        int index = 0;
-        if (device[4] == ':') {
-            char *end;
-            long v = strtol(device + 5, &end, 10);
-            if (*end || end == device + 5 || v < 0 || v > 1024)
-                return sd_fail(err, SD_ERR_INVALID, "device '%s': expected cuda or cuda:N", device);
-            index = (int)v;
-        } else if (device[4]) {
-            return sd_fail(err, SD_ERR_INVALID, "device '%s': expected cpu, cuda or cuda:N", device);
-        }
 #ifdef SDXL_HAVE_CUDA
-        if (compute_dtype != SD_DTYPE_F16 && compute_dtype != SD_DTYPE_BF16)
-            return sd_fail(err, SD_ERR_INVALID, "device '%s': the CUDA backend computes in f16 or bf16, not %s",
-                           device, sd_dtype_name(compute_dtype));
-        return sd_cuda_backend_create(out, index, compute_dtype, err);
+    if (compute_dtype != SD_DTYPE_F16 && compute_dtype != SD_DTYPE_BF16)
+        return sd_fail(err, SD_ERR_INVALID, "device '%s': the CUDA backend computes in f16 or bf16, not %s", device,
+                       sd_dtype_name(compute_dtype));
+    return sd_cuda_backend_create(out, d.index, compute_dtype, err);
 #else
-        (void)index;
-        (void)compute_dtype;
-        return sd_fail(err, SD_ERR_UNSUPPORTED, "device '%s': this build has no CUDA backend (nvcc was not found)",
-                       device);
+    (void)compute_dtype;
+    return sd_fail(err, SD_ERR_UNSUPPORTED, "device '%s': this build has no CUDA backend (nvcc was not found)",
+                   device);
 #endif
-    }
-    return sd_fail(err, SD_ERR_INVALID, "device '%s': expected cpu, cuda or cuda:N", device);
 }
 
 void sd_backend_free(sd_backend *be)

@@ -39,7 +39,7 @@ typedef struct {
 /* Known message types. Workers: REGISTER HEARTBEAT RESULT FAIL; the
  * coordinator to workers: TASK HEARTBEAT; clients: SUBMIT STATUS WATCH
  * CANCEL RESULTS WORKERS; replies: OK ERROR; between the two workers of a
- * CFG pair (worker/cfg_pair.h): PEER. */
+ * CFG pair (worker/daemon/cfg_pair.h): PEER. */
 int sd_msg_type_known(const char *type);
 
 sd_status sd_msg_new(sd_msg *m, const char *type, sd_error *err);

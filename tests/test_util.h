@@ -45,7 +45,7 @@ double tu_expect_close(const sd_tensor *t, const sd_st_file *g, const char *gold
 double tu_expect_close_host(const float *got, size_t n, const sd_st_file *g, const char *golden_name, double tol);
 /* A backend for tests: the CPU one. */
 sd_backend *tu_cpu(void);
-#include "worker/unet.h"
+#include "worker/engine/unet/unet.h"
 /* The UNet of testdata/<model> (variant NULL: the default weights) on be;
  * fails the test on any error. */
 sd_unet *tu_load_unet(sd_backend *be, const char *model, const char *variant);

@@ -397,6 +397,6 @@ sd_status cuda_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const
         return sd_fail(err, SD_ERR_UNSUPPORTED, "attention: head size %d is over %d", D, 32 * GA_MAXR);
     sd_status st = CUDA_DISPATCH(be, attend, be, o, q, k, v, B, Sq, Sk, heads, D, HD, causal, err);
     if (st != SD_OK)
-        sd_error_prefix(err, "attention q[%d,%d,%d] k[%d,%d,%d] heads %d: ", B, Sq, HD, B, Sk, HD, heads);
+        st = sd_error_prefix(err, st, "attention q[%d,%d,%d] k[%d,%d,%d] heads %d: ", B, Sq, HD, B, Sk, HD, heads);
     return st;
 }

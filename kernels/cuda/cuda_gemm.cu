@@ -150,7 +150,7 @@ sd_status cuda_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd
     sd_status st = cuda_lt_matmul(be, 1, 0, N, M, K, w->data, K, 0, x->data, K, 0, y->data, N, 0, 1,
                                   b ? b->data : NULL, 1.0f, 0, err);
     if (st != SD_OK)
-        return sd_error_prefix(err, "linear [%lld x %lld] x [%lld x %lld]^T: ", (long long)M, (long long)K,
+        return sd_error_prefix(err, st, "linear [%lld x %lld] x [%lld x %lld]^T: ", (long long)M, (long long)K,
                                (long long)N, (long long)K);
     if (act != SD_ACT_NONE)
         return cuda_act(be, y, y, act, err);
@@ -261,6 +261,6 @@ sd_status cuda_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd
     if (st == SD_OK && b)
         st = cuda_add_bias_nc(be, y, b, err);
     if (st != SD_OK)
-        sd_error_prefix(err, "%s", what);
+        st = sd_error_prefix(err, st, "%s", what);
     return st;
 }

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "common/clock.h"
-#include "worker/clip_tokenizer.h"
+#include "worker/engine/text/clip_tokenizer.h"
 
 static const char *words[] = {
     "a", "photo", "of", "an", "astronaut", "riding", "horse", "on", "mars", "highly", "detailed", "portrait",

@@ -12,7 +12,7 @@
 #include "kernels/arena.h"
 #include "kernels/ops.h"
 #include "tests/bench/bench_util.h"
-#include "worker/unet.h"
+#include "worker/engine/unet/unet.h"
 
 static double sgemm_rate(void)
 {

@@ -17,8 +17,8 @@
 #include "common/fsutil.h"
 #include "common/model_folder.h"
 #include "tests/test_util.h"
-#include "worker/pipeline.h"
-#include "worker/vae.h"
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/vae/vae.h"
 
 typedef struct {
     const sd_st_file *g;

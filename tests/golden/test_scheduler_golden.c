@@ -12,7 +12,7 @@
 
 #include "common/json_config.h"
 #include "tests/test_util.h"
-#include "worker/scheduler.h"
+#include "worker/engine/schedulers/scheduler.h"
 
 static void expect_close_arr(const float *got, const sd_st_tensor *ref, const char *what)
 {
@@ -86,7 +86,7 @@ static void check_scheduler(const char *file, sd_sched_kind kind, int has_sigmas
         expect_close_arr(scaled, tu_tensor(g, name, SD_DTYPE_F32), name);
         snprintf(name, sizeof name, "step%d_model_output", i);
         const sd_st_tensor *mo = tu_tensor(g, name, SD_DTYPE_F32);
-        cr_assert_eq(sd_scheduler_step(&s, mo->data, t, x, n, kind == SD_SCHED_EULER_ANCESTRAL ? &gen : NULL, pred,
+        cr_assert_eq(sd_scheduler_step(&s, mo->data, t, x, n, kind == SD_SCHED_KIND_EULER_ANCESTRAL ? &gen : NULL, pred,
                                        &err),
                      SD_OK, "%s", err.msg);
         if (has_x0) {
@@ -105,33 +105,33 @@ static void check_scheduler(const char *file, sd_sched_kind kind, int has_sigmas
 
 Test(scheduler_golden, euler)
 {
-    check_scheduler("scheduler_euler.safetensors", SD_SCHED_EULER, 1, 1);
+    check_scheduler("scheduler_euler.safetensors", SD_SCHED_KIND_EULER, 1, 1);
 }
 
 Test(scheduler_golden, euler_ancestral)
 {
-    check_scheduler("scheduler_euler_ancestral.safetensors", SD_SCHED_EULER_ANCESTRAL, 1, 1);
+    check_scheduler("scheduler_euler_ancestral.safetensors", SD_SCHED_KIND_EULER_ANCESTRAL, 1, 1);
 }
 
 Test(scheduler_golden, dpmpp_2m_karras)
 {
-    check_scheduler("scheduler_dpmpp_2m_karras.safetensors", SD_SCHED_DPMPP_2M_KARRAS, 1, 0);
+    check_scheduler("scheduler_dpmpp_2m_karras.safetensors", SD_SCHED_KIND_DPMPP_2M_KARRAS, 1, 0);
 }
 
 Test(scheduler_golden, ddim)
 {
-    check_scheduler("scheduler_ddim.safetensors", SD_SCHED_DDIM, 0, 1);
+    check_scheduler("scheduler_ddim.safetensors", SD_SCHED_KIND_DDIM, 0, 1);
 }
 
 Test(scheduler_golden, names_and_errors)
 {
     sd_sched_kind k;
-    cr_assert_eq(sd_sched_parse("dpmpp_2m_karras", &k), 0);
-    cr_assert_eq(k, SD_SCHED_DPMPP_2M_KARRAS);
-    cr_assert_eq(sd_sched_parse("EulerAncestralDiscreteScheduler", &k), 0);
-    cr_assert_eq(sd_sched_parse("lms", &k), -1);
+    cr_assert_eq(sd_sched_kind_parse("dpmpp_2m_karras", &k), 0);
+    cr_assert_eq(k, SD_SCHED_KIND_DPMPP_2M_KARRAS);
+    cr_assert_eq(sd_sched_kind_parse("EulerAncestralDiscreteScheduler", &k), 0);
+    cr_assert_eq(sd_sched_kind_parse("lms", &k), -1);
     sd_scheduler s;
-    init_sched(&s, SD_SCHED_EULER);
+    init_sched(&s, SD_SCHED_KIND_EULER);
     sd_error err = {0};
     cr_assert_eq(sd_scheduler_set_timesteps(&s, 0, &err), SD_ERR_INVALID);
     cr_assert_eq(sd_scheduler_set_timesteps(&s, 4, &err), SD_OK);
@@ -152,7 +152,7 @@ Test(scheduler_golden, dpmpp_2m_karras_ending_on_sigma_zero_from_a_newer_config)
     sd_scheduler s;
     cr_assert_eq(sd_scheduler_init(&s, &d, -1, &err), SD_OK, "%s", err.msg);
     sd_json_free(&d);
-    cr_assert_eq(s.kind, SD_SCHED_DPMPP_2M_KARRAS);
+    cr_assert_eq(s.kind, SD_SCHED_KIND_DPMPP_2M_KARRAS);
     sd_st_file *g;
     cr_assert_eq(sd_st_open(&g, "tests/golden/data/dpmpp_final_zero.safetensors", &err), SD_OK, "%s", err.msg);
     cr_assert_eq(sd_scheduler_set_timesteps(&s, 5, &err), SD_OK, "%s", err.msg);

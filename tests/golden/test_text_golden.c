@@ -12,7 +12,7 @@
 #include "common/fsutil.h"
 #include "common/model_folder.h"
 #include "tests/test_util.h"
-#include "worker/clip_text.h"
+#include "worker/engine/text/clip_text.h"
 
 #define TOL 1e-4
 

@@ -8,7 +8,7 @@
 
 #include "common/fsutil.h"
 #include "tests/test_util.h"
-#include "worker/clip_tokenizer.h"
+#include "worker/engine/text/clip_tokenizer.h"
 
 static void check_tokenizer_dir(const char *dir, const char *golden_key, int check_lengths)
 {

@@ -8,7 +8,7 @@
 
 #include "common/model_folder.h"
 #include "tests/test_util.h"
-#include "worker/unet.h"
+#include "worker/engine/unet/unet.h"
 
 #define TOL 1e-4
 

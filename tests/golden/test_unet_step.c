@@ -1,4 +1,4 @@
-/* test_unet_step.c - the replayed UNet step (worker/unet_step.h) gives
+/* test_unet_step.c - the replayed UNet step (worker/engine/unet/unet_step.h) gives
  * sd_unet_forward's output bit for bit at every step, on fresh inputs each
  * step, with its activations in one arena planned from the first step.
  * Exact equality is the right bar: the same ops run on the same values; only
@@ -10,7 +10,7 @@
 #include "common/model_folder.h"
 #include "kernels/backend_impl.h"
 #include "tests/test_util.h"
-#include "worker/unet_step.h"
+#include "worker/engine/unet/unet_step.h"
 
 static void fill(float *x, size_t n, unsigned *seed)
 {

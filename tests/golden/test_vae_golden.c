@@ -10,7 +10,7 @@
 
 #include "common/model_folder.h"
 #include "tests/test_util.h"
-#include "worker/vae.h"
+#include "worker/engine/vae/vae.h"
 
 #define TOL 1e-4
 

@@ -10,10 +10,10 @@
 #include "common/model_folder.h"
 #include "kernels/cuda/cuda_api.h"
 #include "tests/gpu/gpucheck.h"
-#include "worker/clip_text.h"
-#include "worker/unet.h"
-#include "worker/unet_step.h"
-#include "worker/vae.h"
+#include "worker/engine/text/clip_text.h"
+#include "worker/engine/unet/unet.h"
+#include "worker/engine/unet/unet_step.h"
+#include "worker/engine/vae/vae.h"
 
 #define DIE(...)                                                                                                   \
     do {                                                                                                           \
@@ -86,7 +86,7 @@ static float *random_host(size_t n, unsigned seed)
     return x;
 }
 
-/* The denoising loop's step (worker/unet_step.h), host latents in and
+/* The denoising loop's step (worker/engine/unet/unet_step.h), host latents in and
  * prediction out, timed over 8 steps after 3 warm-up steps (the third is the
  * one captured when use_graph); pred gets the last step's output. */
 static int time_loop_steps(sd_unet *u, int P, const float *ids, int nids, int batch, int lat, int use_graph,

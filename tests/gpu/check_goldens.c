@@ -13,9 +13,9 @@
 #include "common/model_folder.h"
 #include "common/safetensors.h"
 #include "tests/gpu/gpucheck.h"
-#include "worker/clip_text.h"
-#include "worker/unet.h"
-#include "worker/vae.h"
+#include "worker/engine/text/clip_text.h"
+#include "worker/engine/unet/unet.h"
+#include "worker/engine/vae/vae.h"
 
 static int fails;
 

@@ -138,10 +138,10 @@ Test(model_folder, an_error_context_is_named_once)
 {
     sd_error err = {0};
     sd_fail(&err, SD_ERR_MISSING, "x: not found");
-    sd_error_prefix(&err, "component '%s': ", "unet");
-    sd_error_prefix(&err, "component '%s': ", "unet");
+    sd_error_prefix(&err, err.code, "component '%s': ", "unet");
+    sd_error_prefix(&err, err.code, "component '%s': ", "unet");
     cr_assert_str_eq(err.msg, "component 'unet': x: not found");
-    sd_error_prefix(&err, "model: ");
+    sd_error_prefix(&err, err.code, "model: ");
     cr_assert_str_eq(err.msg, "model: component 'unet': x: not found");
 }
 

@@ -13,11 +13,11 @@
 #include "common/fsutil.h"
 #include "common/model_folder.h"
 #include "tests/test_util.h"
-#include "worker/clip_text.h"
-#include "worker/clip_tokenizer.h"
-#include "worker/random_model.h"
-#include "worker/unet.h"
-#include "worker/vae.h"
+#include "worker/engine/text/clip_text.h"
+#include "worker/engine/text/clip_tokenizer.h"
+#include "worker/engine/weights/random_model.h"
+#include "worker/engine/unet/unet.h"
+#include "worker/engine/vae/vae.h"
 
 static json_t *load_json(const char *path)
 {

@@ -1,0 +1,395 @@
+/* gen_params.c - see gen_params.h. */
+#include "common/gen_params.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/parse_number.h"
+
+static const struct {
+    const char *name, *class_name;
+} sched_names[SD_SCHED_KIND_COUNT] = {
+    {"euler", "EulerDiscreteScheduler"},
+    {"euler_a", "EulerAncestralDiscreteScheduler"},
+    {"dpmpp_2m_karras", "DPMSolverMultistepScheduler"},
+    {"ddim", "DDIMScheduler"},
+};
+
+int sd_sched_kind_parse(const char *name, sd_sched_kind *out)
+{
+    for (int i = 0; i < SD_SCHED_KIND_COUNT; i++)
+        if (!strcasecmp(name, sched_names[i].name) || !strcmp(name, sched_names[i].class_name)) {
+            *out = (sd_sched_kind)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *sd_sched_kind_name(sd_sched_kind k)
+{
+    return (unsigned)k < SD_SCHED_KIND_COUNT ? sched_names[k].name : "?";
+}
+
+const char *sd_sched_kind_class(sd_sched_kind k)
+{
+    return (unsigned)k < SD_SCHED_KIND_COUNT ? sched_names[k].class_name : "?";
+}
+
+static const char *const format_names[] = {"png", "webp", "jpeg"};
+
+#define F(field) offsetof(sd_gen_params, field)
+#define GEN SD_PARAM_SCOPE_GENERATE
+#define JOB SD_PARAM_SCOPE_JOB
+#define BIG 3.4e38
+/* flag, key, type, field, field2, min, max, min_open, max_open, multiple, scope, in_metadata, metavar, default, help */
+const sd_param_spec sd_param_table[] = {
+    {"--prompt", "prompt", SD_PARAM_TYPE_TEXT, F(prompt), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "TEXT", "required",
+     "the prompt"},
+    {"--prompt-2", "prompt_2", SD_PARAM_TYPE_TEXT, F(prompt_2), 0, 0, 0, 0, 0, 0, GEN | JOB, 0, "TEXT", "--prompt",
+     "the prompt of the second text encoder"},
+    {"--negative-prompt", "negative_prompt", SD_PARAM_TYPE_TEXT, F(negative_prompt), 0, 0, 0, 0, 0, 0, GEN | JOB, 1,
+     "TEXT", "none", "what the image should not show"},
+    {"--negative-prompt-2", "negative_prompt_2", SD_PARAM_TYPE_TEXT, F(negative_prompt_2), 0, 0, 0, 0, 0, 0,
+     GEN | JOB, 0, "TEXT", "--negative-prompt", "the negative prompt of the second text encoder"},
+    {"--seed", "seed", SD_PARAM_TYPE_SEED, F(seed), 0, 0, 9223372036854775807.0, 0, 0, 0, GEN | JOB, 1, "N",
+     "random (generate), 0 (submit)", "initial noise; item i of a batch or job without a seed uses N+i"},
+    {"--steps", "steps", SD_PARAM_TYPE_INT, F(steps), 0, 1, 1000, 0, 0, 0, GEN | JOB, 1, "N", "50",
+     "denoising steps"},
+    {"--guidance", "guidance", SD_PARAM_TYPE_FLOAT, F(guidance), 0, 0, 100, 0, 0, 0, GEN | JOB, 1, "F", "5.0",
+     "classifier-free guidance scale"},
+    {"--guidance-rescale", "guidance_rescale", SD_PARAM_TYPE_FLOAT, F(guidance_rescale), 0, 0, 1, 0, 0, 0,
+     GEN | JOB, 0, "F", "0.0", "guidance rescale (Lin et al.)"},
+    {"--width", "width", SD_PARAM_TYPE_INT, F(width), 0, 8, 8192, 0, 0, 8, GEN | JOB, 0, "W", "the model's",
+     "image width, a multiple of 8"},
+    {"--height", "height", SD_PARAM_TYPE_INT, F(height), 0, 8, 8192, 0, 0, 8, GEN | JOB, 0, "H", "the model's",
+     "image height, a multiple of 8"},
+    {"--scheduler", "scheduler", SD_PARAM_TYPE_SCHEDULER, F(scheduler), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "NAME",
+     "the model's", "euler, euler_a, dpmpp_2m_karras or ddim"},
+    {"--high-noise-frac", "high_noise_frac", SD_PARAM_TYPE_FLOAT, F(high_noise_frac), 0, 0, 1, 1, 1, 0, GEN | JOB,
+     0, "F", "0.8", "with a refiner: the base denoises until this fraction"},
+    {"--aesthetic-score", "aesthetic_score", SD_PARAM_TYPE_FLOAT, F(aesthetic_score), 0, -BIG, BIG, 0, 0, 0,
+     GEN | JOB, 0, "F", "6.0", "the refiner's aesthetic score"},
+    {"--negative-aesthetic-score", "negative_aesthetic_score", SD_PARAM_TYPE_FLOAT, F(negative_aesthetic_score), 0,
+     -BIG, BIG, 0, 0, 0, GEN | JOB, 0, "F", "2.5", "the refiner's negative aesthetic score"},
+    {"--original-size", "original_size", SD_PARAM_TYPE_SIZE, F(original_w), F(original_h), 1, 65536, 0, 0, 0,
+     GEN | JOB, 0, "WxH", "the output size", "micro-conditioning: original size"},
+    {"--crop-top-left", "crop_top_left", SD_PARAM_TYPE_OFFSET, F(crop_top), F(crop_left), 0, 65536, 0, 0, 0,
+     GEN | JOB, 0, "Y,X", "0,0", "micro-conditioning: crop coordinates"},
+    {"--target-size", "target_size", SD_PARAM_TYPE_SIZE, F(target_w), F(target_h), 1, 65536, 0, 0, 0, GEN | JOB, 0,
+     "WxH", "the output size", "micro-conditioning: target size"},
+    {"--strength", "strength", SD_PARAM_TYPE_FLOAT, F(strength), 0, 0, 1, 1, 0, 0, GEN, 0, "F", "0.3",
+     "img2img: how much of --init-image is noised away"},
+    {"--format", "format", SD_PARAM_TYPE_FORMAT, F(format), 0, 0, 0, 0, 0, 0, JOB, 0, "png|webp|jpeg", "png",
+     "image format"},
+};
+const int sd_param_count = (int)(sizeof sd_param_table / sizeof sd_param_table[0]);
+#undef F
+
+void sd_gen_params_init(sd_gen_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->steps = 50;
+    p->guidance = 5.0f;
+    p->guidance_rescale = 0.0f;
+    p->scheduler = -1;
+    p->high_noise_frac = 0.8f;
+    p->aesthetic_score = 6.0f;
+    p->negative_aesthetic_score = 2.5f;
+    p->strength = 0.3f;
+    p->format = SD_OUTPUT_FORMAT_PNG;
+}
+
+const sd_param_spec *sd_param_by_flag(const char *flag)
+{
+    for (int i = 0; i < sd_param_count; i++)
+        if (!strcmp(sd_param_table[i].flag, flag))
+            return &sd_param_table[i];
+    return NULL;
+}
+
+const sd_param_spec *sd_param_by_key(const char *key)
+{
+    for (int i = 0; i < sd_param_count; i++)
+        if (!strcmp(sd_param_table[i].key, key))
+            return &sd_param_table[i];
+    return NULL;
+}
+
+#define FIELD(g, off, T) ((T *)((char *)(g) + (off)))
+
+/* "from 1 to 1000", "between 0 and 1 (both excluded)", ... */
+static void range_text(const sd_param_spec *s, char *buf, size_t len)
+{
+    if (s->min <= -BIG && s->max >= BIG)
+        snprintf(buf, len, "a finite number");
+    else if (s->min_open || s->max_open)
+        snprintf(buf, len, "a number %s %g and %s %g", s->min_open ? "above" : "from", s->min,
+                 s->max_open ? "below" : "up to", s->max);
+    else if (s->type == SD_PARAM_TYPE_FLOAT)
+        snprintf(buf, len, "a number from %g to %g", s->min, s->max);
+    else if (s->multiple)
+        snprintf(buf, len, "a multiple of %d from %g to %g", s->multiple, s->min, s->max);
+    else
+        snprintf(buf, len, "an integer from %.0f to %.0f", s->min, s->max);
+}
+
+static int in_range(const sd_param_spec *s, double v)
+{
+    if (!isfinite(v) || v < s->min || v > s->max)
+        return 0;
+    if ((s->min_open && v == s->min) || (s->max_open && v == s->max))
+        return 0;
+    return 1;
+}
+
+static sd_status int_value(const sd_param_spec *s, const json_t *v, const char *name, long long *out, sd_error *err)
+{
+    char r[96];
+    range_text(s, r, sizeof r);
+    if (!json_is_integer(v))
+        return sd_fail(err, SD_ERR_INVALID, "%s: must be %s (an integer)", name, r);
+    long long x = json_integer_value(v);
+    if (!in_range(s, (double)x) || (s->multiple && x % s->multiple))
+        return sd_fail(err, SD_ERR_INVALID, "%s: %lld is not %s", name, x, r);
+    *out = x;
+    return SD_OK;
+}
+
+static sd_status pair_value(const sd_param_spec *s, const json_t *v, const char *name, sd_gen_params *g,
+                            sd_error *err)
+{
+    const char *what = s->type == SD_PARAM_TYPE_SIZE ? "[width, height]" : "[y, x]";
+    if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(json_array_get(v, 0)) ||
+        !json_is_integer(json_array_get(v, 1)))
+        return sd_fail(err, SD_ERR_INVALID, "%s: must be %s, two integers", name, what);
+    long long a = json_integer_value(json_array_get(v, 0)), b = json_integer_value(json_array_get(v, 1));
+    if (!in_range(s, (double)a) || !in_range(s, (double)b))
+        return sd_fail(err, SD_ERR_INVALID, "%s: %s = [%lld, %lld] must be integers from %.0f to %.0f", name, what, a,
+                       b, s->min, s->max);
+    *FIELD(g, s->offset, int) = (int)a;
+    *FIELD(g, s->offset2, int) = (int)b;
+    return SD_OK;
+}
+
+sd_status sd_param_set_json(sd_gen_params *g, const sd_param_spec *s, const json_t *v, const char *name,
+                            sd_error *err)
+{
+    char r[96];
+    switch (s->type) {
+    case SD_PARAM_TYPE_TEXT:
+        if (!json_is_string(v))
+            return sd_fail(err, SD_ERR_INVALID, "%s: must be a string", name);
+        if (strlen(json_string_value(v)) != json_string_length(v))
+            return sd_fail(err, SD_ERR_INVALID, "%s: contains a NUL byte", name);
+        *FIELD(g, s->offset, const char *) = json_string_value(v);
+        return SD_OK;
+    case SD_PARAM_TYPE_INT: {
+        long long x;
+        SD_TRY(int_value(s, v, name, &x, err));
+        *FIELD(g, s->offset, int) = (int)x;
+        return SD_OK;
+    }
+    case SD_PARAM_TYPE_SEED: {
+        long long x;
+        SD_TRY(int_value(s, v, name, &x, err));
+        *FIELD(g, s->offset, uint64_t) = (uint64_t)x;
+        return SD_OK;
+    }
+    case SD_PARAM_TYPE_FLOAT: {
+        range_text(s, r, sizeof r);
+        if (!json_is_number(v))
+            return sd_fail(err, SD_ERR_INVALID, "%s: must be %s", name, r);
+        double x = json_number_value(v);
+        if (!in_range(s, x))
+            return sd_fail(err, SD_ERR_INVALID, "%s: %g is not %s", name, x, r);
+        *FIELD(g, s->offset, float) = (float)x;
+        return SD_OK;
+    }
+    case SD_PARAM_TYPE_SCHEDULER: {
+        sd_sched_kind k;
+        if (!json_is_string(v) || sd_sched_kind_parse(json_string_value(v), &k))
+            return sd_fail(err, SD_ERR_INVALID, "%s: %s%s%s is not euler, euler_a, dpmpp_2m_karras or ddim", name,
+                           json_is_string(v) ? "'" : "", json_is_string(v) ? json_string_value(v) : "a non-string",
+                           json_is_string(v) ? "'" : "");
+        *FIELD(g, s->offset, int) = (int)k;
+        return SD_OK;
+    }
+    case SD_PARAM_TYPE_FORMAT:
+        for (int i = 0; json_is_string(v) && i < 3; i++)
+            if (!strcmp(json_string_value(v), format_names[i])) {
+                *FIELD(g, s->offset, int) = i;
+                return SD_OK;
+            }
+        return sd_fail(err, SD_ERR_INVALID, "%s: must be png, webp or jpeg", name);
+    case SD_PARAM_TYPE_SIZE:
+    case SD_PARAM_TYPE_OFFSET:
+        return pair_value(s, v, name, g, err);
+    }
+    return sd_fail(err, SD_ERR_INVALID, "%s: unknown parameter type", name);
+}
+
+sd_status sd_param_flag_to_json(const sd_param_spec *s, const char *text, json_t **out, sd_error *err)
+{
+    *out = NULL;
+    json_t *v = NULL;
+    switch (s->type) {
+    case SD_PARAM_TYPE_TEXT:
+    case SD_PARAM_TYPE_SCHEDULER:
+    case SD_PARAM_TYPE_FORMAT:
+        v = json_string(text);
+        if (!v)
+            return sd_fail(err, SD_ERR_INVALID, "%s: not valid UTF-8", s->flag);
+        break;
+    case SD_PARAM_TYPE_INT:
+    case SD_PARAM_TYPE_SEED: {
+        long long x;
+        char r[96];
+        range_text(s, r, sizeof r);
+        if (sd_parse_int(text, (long long)s->min, s->max >= 9.2e18 ? 0x7fffffffffffffffLL : (long long)s->max, &x))
+            return sd_fail(err, SD_ERR_INVALID, "%s: '%s' is not %s", s->flag, text, r);
+        v = json_integer(x);
+        break;
+    }
+    case SD_PARAM_TYPE_FLOAT: {
+        double x;
+        char r[96];
+        range_text(s, r, sizeof r);
+        if (sd_parse_double(text, &x) || !isfinite(x))
+            return sd_fail(err, SD_ERR_INVALID, "%s: '%s' is not a finite number", s->flag, text);
+        v = json_real(x);
+        break;
+    }
+    case SD_PARAM_TYPE_SIZE:
+    case SD_PARAM_TYPE_OFFSET: {
+        char sep = s->type == SD_PARAM_TYPE_SIZE ? 'x' : ',', c;
+        int a, b, used = 0;
+        if (sscanf(text, "%d%c%d%n", &a, &c, &b, &used) != 3 || text[used] ||
+            (c != sep && !(sep == 'x' && c == 'X')))
+            return sd_fail(err, SD_ERR_INVALID, "%s: '%s' is not %s", s->flag, text, s->metavar);
+        v = json_pack("[i,i]", a, b);
+        break;
+    }
+    }
+    sd_gen_params scratch;
+    sd_gen_params_init(&scratch);
+    sd_status st = sd_param_set_json(&scratch, s, v, s->flag, err);
+    if (st != SD_OK) {
+        json_decref(v);
+        return st;
+    }
+    *out = v;
+    return SD_OK;
+}
+
+sd_status sd_param_set_flag(sd_gen_params *g, const sd_param_spec *s, const char *text, sd_error *err)
+{
+    if (s->type == SD_PARAM_TYPE_TEXT) { /* the flag's own text, kept by the caller's argv */
+        json_t *check = json_string(text); /* NULL: not valid UTF-8 */
+        if (!check)
+            return sd_fail(err, SD_ERR_INVALID, "%s: not valid UTF-8", s->flag);
+        json_decref(check);
+        *FIELD(g, s->offset, const char *) = text;
+        return SD_OK;
+    }
+    json_t *v;
+    SD_TRY(sd_param_flag_to_json(s, text, &v, err));
+    sd_status st = sd_param_set_json(g, s, v, s->flag, err);
+    json_decref(v);
+    return st;
+}
+
+sd_status sd_gen_params_from_json(sd_gen_params *g, const json_t *obj, sd_error *err)
+{
+    sd_gen_params_init(g);
+    if (!json_is_object(obj))
+        return sd_fail(err, SD_ERR_INVALID, "item parameters: not a JSON object");
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)obj, key, v) {
+        const sd_param_spec *s = sd_param_by_key(key);
+        if (!s || !(s->scope & SD_PARAM_SCOPE_JOB))
+            return sd_fail(err, SD_ERR_INVALID, "unknown key '%s'", key);
+        char name[64];
+        snprintf(name, sizeof name, "key '%s'", key);
+        SD_TRY(sd_param_set_json(g, s, v, name, err));
+    }
+    if (!g->prompt)
+        return sd_fail(err, SD_ERR_INVALID, "key 'prompt': a prompt string is required");
+    return SD_OK;
+}
+
+json_t *sd_param_to_json(const sd_gen_params *g, const sd_param_spec *s)
+{
+    switch (s->type) {
+    case SD_PARAM_TYPE_TEXT: {
+        const char *t = *FIELD(g, s->offset, const char *const);
+        return json_string(t ? t : "");
+    }
+    case SD_PARAM_TYPE_INT:
+        return json_integer(*FIELD(g, s->offset, const int));
+    case SD_PARAM_TYPE_SEED:
+        return json_integer((json_int_t)*FIELD(g, s->offset, const uint64_t));
+    case SD_PARAM_TYPE_FLOAT:
+        return json_real(*FIELD(g, s->offset, const float));
+    case SD_PARAM_TYPE_SCHEDULER:
+    case SD_PARAM_TYPE_FORMAT: {
+        char buf[32];
+        sd_param_to_text(g, s, buf, sizeof buf);
+        return json_string(buf);
+    }
+    case SD_PARAM_TYPE_SIZE:
+    case SD_PARAM_TYPE_OFFSET:
+        return json_pack("[i,i]", *FIELD(g, s->offset, const int), *FIELD(g, s->offset2, const int));
+    }
+    return json_null();
+}
+
+void sd_param_to_text(const sd_gen_params *g, const sd_param_spec *s, char *buf, size_t len)
+{
+    switch (s->type) {
+    case SD_PARAM_TYPE_TEXT: {
+        const char *t = *FIELD(g, s->offset, const char *const);
+        snprintf(buf, len, "%s", t ? t : "");
+        return;
+    }
+    case SD_PARAM_TYPE_INT:
+        snprintf(buf, len, "%d", *FIELD(g, s->offset, const int));
+        return;
+    case SD_PARAM_TYPE_SEED:
+        snprintf(buf, len, "%llu", (unsigned long long)*FIELD(g, s->offset, const uint64_t));
+        return;
+    case SD_PARAM_TYPE_FLOAT:
+        snprintf(buf, len, "%g", (double)*FIELD(g, s->offset, const float));
+        return;
+    case SD_PARAM_TYPE_SCHEDULER: {
+        int k = *FIELD(g, s->offset, const int);
+        snprintf(buf, len, "%s", k >= 0 ? sd_sched_kind_name((sd_sched_kind)k) : "model default");
+        return;
+    }
+    case SD_PARAM_TYPE_FORMAT: {
+        int k = *FIELD(g, s->offset, const int);
+        snprintf(buf, len, "%s", k >= 0 && k < 3 ? format_names[k] : "?");
+        return;
+    }
+    case SD_PARAM_TYPE_SIZE:
+    case SD_PARAM_TYPE_OFFSET:
+        snprintf(buf, len, s->type == SD_PARAM_TYPE_SIZE ? "%dx%d" : "%d,%d", *FIELD(g, s->offset, const int),
+                 *FIELD(g, s->offset2, const int));
+        return;
+    }
+    snprintf(buf, len, "?");
+}
+
+void sd_param_print_help(FILE *out, int scope)
+{
+    for (int i = 0; i < sd_param_count; i++) {
+        const sd_param_spec *s = &sd_param_table[i];
+        if (!(s->scope & scope))
+            continue;
+        char left[64];
+        snprintf(left, sizeof left, "%s %s", s->flag, s->metavar);
+        fprintf(out, "  %-32s %s (default: %s)\n", left, s->help, s->deflt);
+    }
+}

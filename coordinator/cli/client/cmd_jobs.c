@@ -1,0 +1,549 @@
+/* cmd_jobs.c - the job CLI: `sdxl submit | status | wait | cancel | results |
+ * workers`, clients of a coordinator (--coordinator ENDPOINT, default
+ * $SDXL_COORDINATOR, else tcp://127.0.0.1:5555). Data on stdout (the job id
+ * is the last word of submit's output), diagnostics on stderr. */
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "coordinator/cli/cli.h"
+#include "common/clock.h"
+#include "common/fsutil.h"
+#include "common/model_identity.h"
+#include "common/parse_number.h"
+#include "proto/curve.h"
+#include "proto/message.h"
+#include "common/gen_params.h"
+
+#define DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
+
+typedef struct {
+    void *ctx, *sock;
+    const char *endpoint;
+    int timeout_ms;
+} client;
+
+static int client_open(client *c, const char *endpoint, const char *cmd)
+{
+    memset(c, 0, sizeof *c);
+    c->endpoint = endpoint ? endpoint : getenv("SDXL_COORDINATOR") ? getenv("SDXL_COORDINATOR") : DEFAULT_ENDPOINT;
+    c->timeout_ms = 10000;
+    c->ctx = zmq_ctx_new();
+    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
+    /* CURVE: key files from the environment */
+    const char *sk = getenv("SDXL_CURVE_SERVER_KEY"), *sec = getenv("SDXL_CURVE_SECRET"), *pub = getenv("SDXL_CURVE_PUBLIC");
+    sd_error err;
+    if (sk && sec && pub && sd_curve_client_setup(c->sock, sk, sec, pub, &err) != SD_OK) {
+        cli_errorf(cmd, "%s", err.msg);
+        return -1;
+    }
+    if (zmq_connect(c->sock, c->endpoint) != 0) {
+        cli_errorf(cmd, "--coordinator %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
+        return -1;
+    }
+    return 0;
+}
+
+static void client_close(client *c)
+{
+    if (c->sock)
+        zmq_close(c->sock);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+}
+
+/* Sends a request and waits for its reply; returns the reply header (new
+ * reference) or NULL after printing why. */
+static json_t *request(client *c, const char *cmd, const char *type, json_t *fields)
+{
+    sd_msg m;
+    sd_error err = {0};
+    sd_msg_new(&m, type, &err);
+    if (fields)
+        json_object_update(m.hdr, fields);
+    json_decref(fields);
+    sd_status st = sd_msg_send(c->sock, NULL, 0, &m, &err);
+    sd_msg_free(&m);
+    if (st != SD_OK) {
+        /* nothing connected yet: ZMQ_DONTWAIT refuses; wait and retry once */
+        zmq_pollitem_t po = {c->sock, 0, ZMQ_POLLOUT, 0};
+        zmq_poll(&po, 1, c->timeout_ms);
+        sd_msg_new(&m, type, &err);
+        if (fields)
+            json_object_update(m.hdr, fields);
+        st = sd_msg_send(c->sock, NULL, 0, &m, &err);
+        sd_msg_free(&m);
+    }
+    if (st != SD_OK) {
+        cli_errorf(cmd, "cannot reach the coordinator at %s: %s", c->endpoint, err.msg);
+        return NULL;
+    }
+    zmq_pollitem_t pi = {c->sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&pi, 1, c->timeout_ms) <= 0) {
+        cli_errorf(cmd, "the coordinator at %s did not answer within %d s", c->endpoint, c->timeout_ms / 1000);
+        return NULL;
+    }
+    sd_msg r;
+    if (sd_msg_recv(c->sock, 0, &r, NULL, NULL, &err) != SD_OK) {
+        cli_errorf(cmd, "bad reply: %s", err.msg);
+        return NULL;
+    }
+    json_t *h = json_incref(r.hdr);
+    sd_msg_free(&r);
+    if (!strcmp(json_string_value(json_object_get(h, "type")), "ERROR")) {
+        cli_errorf(cmd, "%s", json_string_value(json_object_get(h, "reason")));
+        json_decref(h);
+        return NULL;
+    }
+    return h;
+}
+
+/* ---- submit ---- */
+
+static void usage_submit(FILE *out)
+{
+    fprintf(out, "usage: sdxl submit PROMPTS.txt|PROMPTS.jsonl --out DIR [options]\n\n"
+                 "Submits a dataset job: one prompt per line (.txt), or one JSON object per line (.jsonl) with\n"
+                 "prompt and optionally negative_prompt, prompt_2, seed and any generate option. Prints the job\n"
+                 "id as the last word. The same file and options to the same --out is the same job: it resumes\n"
+                 "and skips what is done.\n"
+                 "  --out DIR               output folder\n"
+                 "  --images-per-prompt N   (1)\n"
+                 "  --layout webdataset|files (webdataset)\n"
+                 "  --shard-size N          samples per tar shard (1000); a shard is written once its samples are done\n"
+                 "  --model DIR|ID          run only on workers of this model: a folder (with --refiner DIR\n"
+                 "                          and --variant fp16 as the workers load them) or an identity as\n"
+                 "                          `sdxl workers` shows it (default: the model of the first worker\n"
+                 "                          that takes the job)\n"
+                 "  --coordinator ENDPOINT  (default $SDXL_COORDINATOR, else %s)\n"
+                 "job-wide generation parameters (the defaults of every item; a JSONL item's own keys, spelt\n"
+                 "as below without '--' and with '_', override them; --seed is the base seed: an item\n"
+                 "without a seed gets N + its index):\n",
+            DEFAULT_ENDPOINT);
+    sd_param_print_help(out, SD_PARAM_SCOPE_JOB);
+    fprintf(out, "exit codes: 0 submitted, 1 failure, 2 usage error\n");
+}
+
+/* --model: a model folder (with --refiner and --variant, hashed exactly as
+ * a worker hashes what it loaded) or an identity as `sdxl workers` prints it */
+static int job_model_identity(const char *model, const char *refiner, const char *variant, char *out, size_t len)
+{
+    sd_error err = {0};
+    if (!sd_path_is_dir(model)) {
+        if (refiner || strncmp(model, "sdxl-", 5) || strlen(model) >= len) {
+            cli_errorf("submit", "--model %s: neither a model folder nor a model identity (sdxl-...)%s", model,
+                       refiner ? "; --refiner needs --model DIR" : "");
+            return 1;
+        }
+        snprintf(out, len, "%s", model);
+        return 0;
+    }
+    char base[40], rid[40] = "";
+    if (sd_model_identity(model, variant, base, sizeof base, &err) != SD_OK ||
+        (refiner && sd_model_identity(refiner, variant, rid, sizeof rid, &err) != SD_OK)) {
+        cli_errorf("submit", "%s", err.msg);
+        return 1;
+    }
+    snprintf(out, len, "%s%s%s", base, rid[0] ? "+" : "", rid);
+    return 0;
+}
+
+int cmd_submit(int argc, char **argv)
+{
+    const char *file = NULL, *out = NULL, *endpoint = NULL, *format = "png", *layout = "webdataset";
+    const char *model = NULL, *refiner = NULL, *variant = NULL;
+    long long per_prompt = 1, shard = 1000, base_seed = 0;
+    const sd_param_spec *spec;
+    json_t *defaults = json_object();
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage_submit(stdout);
+            json_decref(defaults);
+            return 0;
+        }
+        if (a[0] != '-') {
+            file = a;
+            continue;
+        }
+        const char *v = sd_flag_value("sdxl submit", argc, argv, &i);
+        if (!v) {
+            json_decref(defaults);
+            return 2;
+        }
+        int bad = 0;
+        if (!strcmp(a, "--out"))
+            out = v;
+        else if (!strcmp(a, "--coordinator"))
+            endpoint = v;
+        else if (!strcmp(a, "--layout"))
+            layout = v, bad = strcmp(v, "webdataset") && strcmp(v, "files");
+        else if (!strcmp(a, "--images-per-prompt"))
+            bad = sd_parse_int(v, 1, 100000, &per_prompt);
+        else if (!strcmp(a, "--shard-size"))
+            bad = sd_parse_int(v, 1, 1000000, &shard);
+        else if (!strcmp(a, "--model"))
+            model = v;
+        else if (!strcmp(a, "--refiner"))
+            refiner = v;
+        else if (!strcmp(a, "--variant"))
+            variant = v, bad = strcmp(v, "fp16") != 0;
+        else if ((spec = sd_param_by_flag(a)) && (spec->scope & SD_PARAM_SCOPE_JOB)) {
+            /* a job-wide default, checked as the worker will check it */
+            json_t *jv;
+            sd_error perr = {0};
+            if (sd_param_flag_to_json(spec, v, &jv, &perr) != SD_OK) {
+                cli_errorf("submit", "%s", perr.msg);
+                json_decref(defaults);
+                return 2;
+            }
+            if (spec->type == SD_PARAM_TYPE_SEED) { /* the base seed: item i without one gets N + i */
+                base_seed = (long long)json_integer_value(jv);
+                json_decref(jv);
+            } else if (spec->type == SD_PARAM_TYPE_FORMAT) { /* job-wide: the outputs' file names */
+                format = v;
+                json_decref(jv);
+            } else {
+                json_object_set_new(defaults, spec->key, jv);
+            }
+        } else {
+            cli_errorf("submit", "unknown option '%s'", a);
+            usage_submit(stderr);
+            json_decref(defaults);
+            return 2;
+        }
+        if (bad) {
+            cli_errorf("submit", "%s: '%s' is not a valid value", a, v);
+            json_decref(defaults);
+            return 2;
+        }
+    }
+    if (!file || !out) {
+        usage_submit(stderr);
+        json_decref(defaults);
+        return 2;
+    }
+    char *text;
+    size_t len;
+    sd_error err = {0};
+    if (sd_read_file(file, &text, &len, &err) != SD_OK) {
+        cli_errorf("submit", "%s", err.msg);
+        json_decref(defaults);
+        return 1;
+    }
+    int jsonl = strlen(file) > 6 && !strcmp(file + strlen(file) - 6, ".jsonl");
+    json_t *items = json_array();
+    int lineno = 0, rc = 0;
+    for (char *line = text, *next; line && *line && rc == 0; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        lineno++;
+        size_t l = strlen(line);
+        if (l && line[l - 1] == '\r')
+            line[--l] = '\0';
+        if (!l)
+            continue;
+        json_t *base;
+        if (jsonl) {
+            json_error_t je;
+            base = json_loads(line, 0, &je);
+            if (!json_is_object(base) || !json_is_string(json_object_get(base, "prompt"))) {
+                cli_errorf("submit", "%s:%d: not a JSON object with a \"prompt\" string", file, lineno);
+                json_decref(base);
+                rc = 2;
+                break;
+            }
+            /* every key checked now, as the worker checks it: a bad value is
+             * refused here, naming line and key, not after three attempts */
+            if (json_object_get(base, "format")) {
+                cli_errorf("submit", "%s:%d: key 'format' is job-wide: give --format instead", file, lineno);
+                json_decref(base);
+                rc = 2;
+                break;
+            }
+            json_t *merged = json_deep_copy(defaults);
+            json_object_update(merged, base);
+            sd_gen_params scratch;
+            if (sd_gen_params_from_json(&scratch, merged, &err) != SD_OK) {
+                cli_errorf("submit", "%s:%d: %s", file, lineno, err.msg);
+                json_decref(merged);
+                json_decref(base);
+                rc = 2;
+                break;
+            }
+            json_decref(merged);
+        } else {
+            base = json_pack("{s:s}", "prompt", line);
+            if (!base) {
+                cli_errorf("submit", "%s:%d: not valid UTF-8", file, lineno);
+                rc = 2;
+                break;
+            }
+        }
+        for (long long k = 0; k < per_prompt; k++) {
+            json_t *it = json_deep_copy(defaults);
+            json_object_update(it, base);
+            json_object_set_new(it, "format", json_string(format));
+            json_t *seed = json_object_get(base, "seed");
+            long long s = json_is_integer(seed) ? json_integer_value(seed) + k
+                                                : base_seed + (long long)json_array_size(items);
+            json_object_set_new(it, "seed", json_integer(s));
+            json_array_append_new(items, it);
+        }
+        json_decref(base);
+    }
+    free(text);
+    json_decref(defaults);
+    if (rc == 0 && json_array_size(items) == 0) {
+        cli_errorf("submit", "%s holds no prompts", file);
+        rc = 2;
+    }
+    char absout[PATH_MAX];
+    if (rc == 0) {
+        sd_mkdirs(out, &err);
+        if (!realpath(out, absout)) {
+            cli_errorf("submit", "--out %s: cannot create", out);
+            rc = 1;
+        }
+    }
+    if (rc) {
+        json_decref(items);
+        return rc;
+    }
+    char identity[80] = "";
+    if (model && job_model_identity(model, refiner, variant, identity, sizeof identity)) {
+        json_decref(items);
+        return 1;
+    }
+    size_t nitems = json_array_size(items);
+    json_t *jspec = json_pack("{s:o, s:s, s:s, s:s, s:I}", "items", items, "out", absout, "format", format, "layout",
+                              layout, "shard_size", (json_int_t)shard);
+    if (identity[0])
+        json_object_set_new(jspec, "model", json_string(identity));
+    client c;
+    if (client_open(&c, endpoint, "submit")) {
+        json_decref(jspec);
+        return 1;
+    }
+    json_t *r = request(&c, "submit", "SUBMIT", json_pack("{s:o}", "spec", jspec));
+    client_close(&c);
+    if (!r)
+        return 1;
+    printf("submitted %zu items%s: job %s\n", nitems,
+           json_is_true(json_object_get(r, "existed")) ? " (resumed: same spec and output)" : "",
+           json_string_value(json_object_get(r, "job_id")));
+    json_decref(r);
+    return 0;
+}
+
+/* ---- status / wait / cancel / results / workers ---- */
+
+typedef struct {
+    const char *job, *endpoint;
+    int json, timeout_s;
+} common_args;
+
+static int parse_common(const char *cmd, int argc, char **argv, common_args *a, int need_job)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json"))
+            a->json = 1;
+        else if (!strcmp(argv[i], "--coordinator") && i + 1 < argc)
+            a->endpoint = argv[++i];
+        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc) {
+            long long t;
+            if (sd_parse_int(argv[++i], 0, 100000000, &t)) {
+                cli_errorf(cmd, "--timeout must be a whole number of seconds, not '%s'", argv[i]);
+                return 2;
+            }
+            a->timeout_s = (int)t;
+        }
+        else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            printf("usage: sdxl %s %s[--json] [--coordinator ENDPOINT]%s\n", cmd, need_job ? "JOB " : "[JOB] ",
+                   !strcmp(cmd, "wait") ? " [--timeout S]\nexit codes: 0 all done, 1 some failed or cancelled (or a "
+                                          "timeout), 2 usage error"
+                                        : "");
+            return 1;
+        } else if (argv[i][0] != '-' && !a->job)
+            a->job = argv[i];
+        else {
+            cli_errorf(cmd, "unknown option '%s'", argv[i]);
+            return 2;
+        }
+    }
+    if (need_job && !a->job) {
+        cli_errorf(cmd, "a JOB id is required");
+        return 2;
+    }
+    return 0;
+}
+
+static void print_job_row(json_t *j)
+{
+    printf("%-22s %-10s %8lld %8lld %8lld %8lld\n", json_string_value(json_object_get(j, "id")),
+           json_string_value(json_object_get(j, "state")), (long long)json_integer_value(json_object_get(j, "done")),
+           (long long)json_integer_value(json_object_get(j, "failed")),
+           (long long)(json_integer_value(json_object_get(j, "pending")) + json_integer_value(json_object_get(j, "encoded")) +
+                       json_integer_value(json_object_get(j, "denoised"))),
+           (long long)json_integer_value(json_object_get(j, "total")));
+}
+
+/* The start every client command shares: its arguments, then a connection.
+ * -1 when both are ready, else the exit code (0 after --help). */
+static int open_command(const char *cmd, int argc, char **argv, int need_job, common_args *a, client *c)
+{
+    int pr = parse_common(cmd, argc, argv, a, need_job);
+    if (pr)
+        return pr == 1 ? 0 : pr;
+    return client_open(c, a->endpoint, cmd) ? 1 : -1;
+}
+
+int cmd_status(int argc, char **argv)
+{
+    common_args a;
+    client c;
+    int rc = open_command("status", argc, argv, 0, &a, &c);
+    if (rc >= 0)
+        return rc;
+    json_t *r = request(&c, "status", "STATUS", a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
+    client_close(&c);
+    if (!r)
+        return 1;
+    json_t *jobs = a.job ? json_pack("[O]", json_object_get(r, "job")) : json_incref(json_object_get(r, "jobs"));
+    if (a.json) {
+        char *s = json_dumps(a.job ? json_object_get(r, "job") : jobs, JSON_INDENT(2));
+        puts(s);
+        free(s);
+    } else {
+        printf("%-22s %-10s %8s %8s %8s %8s\n", "job", "state", "done", "failed", "waiting", "total");
+        size_t i;
+        json_t *j;
+        json_array_foreach(jobs, i, j)
+            print_job_row(j);
+    }
+    json_decref(jobs);
+    json_decref(r);
+    return 0;
+}
+
+int cmd_wait(int argc, char **argv)
+{
+    common_args a;
+    client c;
+    int rc = open_command("wait", argc, argv, 1, &a, &c);
+    if (rc >= 0)
+        return rc;
+    int tty = isatty(2);
+    rc = 1;
+    double t0 = sd_now_s();
+    long long done0 = -1;
+    for (;;) {
+        json_t *r = request(&c, "wait", "STATUS", json_pack("{s:s}", "job_id", a.job));
+        if (!r)
+            break;
+        json_t *j = json_object_get(r, "job");
+        long long done = json_integer_value(json_object_get(j, "done")),
+                  failed = json_integer_value(json_object_get(j, "failed")),
+                  total = json_integer_value(json_object_get(j, "total"));
+        const char *state = json_string_value(json_object_get(j, "state"));
+        double el = sd_now_s() - t0;
+        if (done0 < 0)
+            done0 = done;
+        double rate = el > 0 ? (double)(done - done0) / el : 0;
+        if (tty) {
+            fprintf(stderr, "\r%s: %lld done, %lld failed, %lld total  %.2f images/s  ETA %s   ", a.job, done, failed,
+                    total, rate, rate > 0 ? "" : "?");
+            if (rate > 0)
+                fprintf(stderr, "\b\b\b%.0fs   ", (double)(total - done - failed) / rate);
+        }
+        int finished = strcmp(state, "running") != 0;
+        if (finished) {
+            if (tty)
+                fputc('\n', stderr);
+            printf("%s %s: %lld done, %lld failed, %lld total\n", a.job, state, done, failed, total);
+            json_t *f;
+            size_t i;
+            json_array_foreach(json_object_get(j, "failures"), i, f)
+                fprintf(stderr, "item %lld failed: %s\n", (long long)json_integer_value(json_object_get(f, "item")),
+                        json_string_value(json_object_get(f, "error")));
+            rc = (!strcmp(state, "done") && failed == 0) ? 0 : 1;
+            json_decref(r);
+            break;
+        }
+        json_decref(r);
+        if (a.timeout_s > 0 && el > a.timeout_s) {
+            cli_errorf("wait", "%s still running after %d s", a.job, a.timeout_s);
+            break;
+        }
+        usleep(200000);
+    }
+    client_close(&c);
+    return rc;
+}
+
+static int simple(const char *cmd, const char *type, int argc, char **argv, int need_job)
+{
+    common_args a;
+    client c;
+    int rc = open_command(cmd, argc, argv, need_job, &a, &c);
+    if (rc >= 0)
+        return rc;
+    json_t *r = request(&c, cmd, type, a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
+    client_close(&c);
+    if (!r)
+        return 1;
+    json_object_del(r, "v");
+    json_object_del(r, "type");
+    if (a.json || !strcmp(type, "CANCEL")) {
+        char *s = json_dumps(r, JSON_INDENT(2));
+        puts(s);
+        free(s);
+    } else if (!strcmp(type, "RESULTS")) {
+        size_t i;
+        json_t *it;
+        json_array_foreach(json_object_get(r, "items"), i, it) {
+            json_t *info = json_object_get(it, "info");
+            printf("%08lld seed=%lld %s\n", (long long)json_integer_value(json_object_get(it, "idx")),
+                   (long long)json_integer_value(json_object_get(info, "seed")),
+                   json_string_value(json_object_get(info, "prompt")) ? json_string_value(json_object_get(info, "prompt"))
+                                                                      : "");
+        }
+    } else {
+        printf("%-28s %-6s %8s %8s %10s %8s %s\n", "worker", "role", "capacity", "inflight", "items", "busy", "model");
+        size_t i;
+        json_t *w;
+        json_array_foreach(json_object_get(r, "workers"), i, w)
+            printf("%-28s %-6s %8lld %8lld %10lld %7.0f%% %s\n", json_string_value(json_object_get(w, "id")),
+                   json_string_value(json_object_get(w, "role")), (long long)json_integer_value(json_object_get(w, "capacity")),
+                   (long long)json_integer_value(json_object_get(w, "inflight")),
+                   (long long)json_integer_value(json_object_get(w, "items_done")),
+                   100 * json_number_value(json_object_get(w, "busy_fraction")),
+                   json_string_value(json_object_get(w, "model")));
+    }
+    json_decref(r);
+    return 0;
+}
+
+int cmd_cancel(int argc, char **argv)
+{
+    return simple("cancel", "CANCEL", argc, argv, 1);
+}
+
+int cmd_results(int argc, char **argv)
+{
+    return simple("results", "RESULTS", argc, argv, 1);
+}
+
+int cmd_workers(int argc, char **argv)
+{
+    return simple("workers", "WORKERS", argc, argv, 0);
+}

@@ -1,0 +1,32 @@
+/* worker_loop.h - a cluster worker: registers its role, capacity, devices and
+ * model identity with the coordinator, then runs the stage functions of
+ * pipeline.h on the tasks it is given, with application heartbeats between
+ * denoising steps (liveness comes from the compute loop, not the socket). */
+#ifndef SDXL_WORKER_WORKER_LOOP_H
+#define SDXL_WORKER_WORKER_LOOP_H
+
+#include "common/dtype.h"
+#include "common/error.h"
+
+typedef struct {
+    const char *coordinator, *role, *model, *refiner, *device, *variant, *worker_id;
+    int capacity, heartbeat_ms;
+    sd_dtype dtype; /* SD_DTYPE_COUNT: the device's default (engine/pipeline/stage_backends.h) */
+    /* fault hooks for the cluster tests, at this denoising step (-1 off):
+     * die (SIGKILL itself), stall (alive but no progress: hang without task
+     * heartbeats), freeze (SIGSTOP itself once, as `kill -STOP` would, so a
+     * test freezes the worker exactly while it holds a task) */
+    int die_at_step, stall_at_step, freeze_at_step;
+    const char *curve_server_key, *curve_secret, *curve_public; /* files, Z85 */
+    /* CFG split over a pair of unet workers (cfg_pair.h): the pair's
+     * endpoint (NULL: both halves here as one batch), this side's rank (0
+     * leads and serves the coordinator, 1 follows the leader), and how long
+     * to wait for the peer */
+    const char *cfg_peer;
+    int cfg_rank, cfg_timeout_ms;
+    volatile int *stop;
+} sd_worker_opts;
+
+sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err);
+
+#endif

@@ -1,0 +1,53 @@
+/* image_meta.c - see image_meta.h. */
+#include "worker/engine/pipeline/image_meta.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static void add(sd_image_meta *m, const char *key, const char *value)
+{
+    if (m->n < SD_IMAGE_META_MAX)
+        m->text[m->n++] = (sd_image_text){key, value};
+}
+
+void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const char *identity)
+{
+    m->n = 0;
+    for (int i = 0; i < sd_param_count && m->n < SD_IMAGE_META_MAX - 3; i++) {
+        const sd_param_spec *s = &sd_param_table[i];
+        if (!s->in_metadata)
+            continue;
+        if (s->type == SD_PARAM_TYPE_TEXT) {
+            const char *t = *(const char *const *)((const char *)g + s->offset);
+            add(m, s->key, t ? t : "");
+        } else {
+            sd_param_to_text(g, s, m->buf[m->n], sizeof m->buf[m->n]);
+            add(m, s->key, m->buf[m->n]);
+        }
+    }
+    snprintf(m->buf[m->n], sizeof m->buf[m->n], "%dx%d", width, height);
+    add(m, "size", m->buf[m->n]);
+    add(m, "model", identity);
+    add(m, "software", "sdxl");
+}
+
+void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const char *identity)
+{
+    for (int i = 0; i < sd_param_count; i++)
+        if (sd_param_table[i].in_metadata)
+            json_object_set_new(info, sd_param_table[i].key, sd_param_to_json(g, &sd_param_table[i]));
+    json_object_set_new(info, "width", json_integer(width));
+    json_object_set_new(info, "height", json_integer(height));
+    json_object_set_new(info, "model", json_string(identity));
+}
+
+sd_status sd_image_meta_encode(const sd_image_meta *m, const char *ext, const uint8_t *rgb, int width, int height,
+                               uint8_t **out, size_t *len, sd_error *err)
+{
+    char name[16];
+    snprintf(name, sizeof name, "x.%s", ext);
+    int fmt = sd_image_format_of(name);
+    if (fmt < 0)
+        return sd_fail(err, SD_ERR_INVALID, "unknown image format '%s'", ext);
+    return sd_image_encode((sd_image_format)fmt, rgb, width, height, m->text, m->n, 95, out, len, err);
+}

@@ -1,0 +1,32 @@
+/* image_meta.h - the generation parameters written with each image: its
+ * text chunks (PNG tEXt, WebP/JPEG comments) and the JSON record of a job
+ * item. Both come from the parameter table (common/gen_params.h: the rows
+ * marked in_metadata) plus what the run decided: the actual size and the
+ * model. One function for `sdxl generate` and the cluster's final workers,
+ * so the same parameters give byte-identical files either way. */
+#ifndef SDXL_WORKER_IMAGE_META_H
+#define SDXL_WORKER_IMAGE_META_H
+
+#include <jansson.h>
+
+#include "common/gen_params.h"
+#include "common/image_io.h"
+
+#define SD_IMAGE_META_MAX 32
+
+typedef struct {
+    char buf[SD_IMAGE_META_MAX][48];
+    sd_image_text text[SD_IMAGE_META_MAX];
+    int n;
+} sd_image_meta;
+
+/* g's recorded parameters, "size" (width x height as made), "model" and
+ * "software". The prompts are borrowed from g. */
+void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const char *identity);
+/* The same record as JSON fields of info (width and height apart). */
+void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const char *identity);
+/* Encodes rgb with the metadata in the format named by ext ("png", "webp", "jpg"). */
+sd_status sd_image_meta_encode(const sd_image_meta *m, const char *ext, const uint8_t *rgb, int width, int height,
+                               uint8_t **out, size_t *len, sd_error *err);
+
+#endif

@@ -1,0 +1,366 @@
+/* pipeline_denoise.c - the unet stage (base denoising) and the final stage
+ * (refiner steps and the VAE decode) of pipeline.h, following diffusers'
+ * StableDiffusionXL(Img2Img)Pipeline.__call__ step by step. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/unet/unet_step.h"
+
+void sd_latent_result_free(sd_latent_result *l)
+{
+    free(l->latents);
+    memset(l, 0, sizeof *l);
+}
+
+void sd_image_result_free(sd_image_result *r)
+{
+    free(r->image);
+    free(r->rgb);
+    memset(r, 0, sizeof *r);
+}
+
+void sd_image_to_rgb8(const float *chw, int width, int height, uint8_t *rgb)
+{
+    size_t plane = (size_t)width * height;
+    for (int c = 0; c < 3; c++)
+        for (size_t i = 0; i < plane; i++) {
+            float v = chw[c * plane + i] / 2.0f + 0.5f;
+            v = v < 0.0f ? 0.0f : v > 1.0f ? 1.0f : v;
+            float r = rintf(v * 255.0f); /* numpy's round: half to even */
+            rgb[i * 3 + c] = (uint8_t)r;
+        }
+}
+
+static void emit(const sd_gen_hooks *h, const char *name, const float *data, const int64_t shape[4])
+{
+    if (h && h->on_latents)
+        h->on_latents(h->user, name, data, shape);
+}
+
+/* diffusers' rescale_noise_cfg for one item (std over all its elements,
+ * unbiased, accumulated in double) */
+static void rescale_cfg(float *guided, const float *text, size_t n, float r)
+{
+    double mt = 0, mg = 0, vt = 0, vg = 0;
+    for (size_t i = 0; i < n; i++) {
+        mt += text[i];
+        mg += guided[i];
+    }
+    mt /= (double)n;
+    mg /= (double)n;
+    for (size_t i = 0; i < n; i++) {
+        vt += (text[i] - mt) * (text[i] - mt);
+        vg += (guided[i] - mg) * (guided[i] - mg);
+    }
+    float st = (float)sqrt(vt / (double)(n - 1)), sg = (float)sqrt(vg / (double)(n - 1));
+    float ratio = st / sg, a = r, b = (float)(1.0 - (double)r);
+    for (size_t i = 0; i < n; i++) {
+        float rescaled = guided[i] * ratio;
+        guided[i] = a * rescaled + b * guided[i];
+    }
+}
+
+typedef struct {
+    sd_unet *unet;
+    sd_scheduler *sched;
+    const float *timesteps;
+    int nsteps;
+    const float *embeds, *pooled; /* [B, S, D], [B, P] */
+    int B, S, D, P;
+    const float *time_ids; /* [B, nids] */
+    int nids;
+    float guidance, rescale;
+    const char *stage; /* "base" / "refiner": names of hooks */
+    const sd_cfg_split *split; /* NULL: both halves here, as one batch */
+} denoise_job;
+
+/* The denoising loop: latents [1, 4, h, w] in place. */
+static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, const int64_t shape[4],
+                         sd_torch_gen *gen, const sd_gen_hooks *hooks, sd_error *err)
+{
+    size_t n = (size_t)(shape[1] * shape[2] * shape[3]);
+    int B = j->B;
+    /* a CFG pair runs one row of the batch (rank 0 the unconditional, rank 1
+     * the text half) and gathers the other row's prediction every step */
+    int split = j->split && B == 2, row = split ? j->split->rank : 0, Bl = split ? 1 : B;
+    float *in = malloc((size_t)B * n * sizeof *in), *pred = malloc((size_t)B * n * sizeof *pred),
+          *mine = split ? malloc(n * sizeof *mine) : pred;
+    const float *time_ids = j->time_ids + (size_t)row * j->nids;
+    float ts[2];
+    sd_status st = (!in || !pred || !mine) ? sd_fail(err, SD_ERR_NOMEM, "out of memory") : SD_OK;
+    /* the step of this UNet at these shapes, kept from the image before if it fits */
+    sd_unet_step **step = &p->unet_steps[j->unet == p->unet ? 0 : 1];
+    if (st == SD_OK && !sd_unet_step_fits(*step, j->unet, Bl, shape[2], shape[3], j->S, j->P, j->nids, p->unet_graph)) {
+        sd_unet_step_free(*step);
+        *step = NULL;
+        st = sd_unet_step_create(step, j->unet, Bl, shape[2], shape[3], j->S, j->P, j->nids, p->unet_graph, err);
+    }
+    if (st == SD_OK)
+        st = sd_unet_step_condition(*step, j->embeds + (size_t)row * j->S * j->D, j->pooled + (size_t)row * j->P,
+                                    time_ids, err);
+    for (int i = 0; i < j->nsteps && st == SD_OK; i++) {
+        float t = j->timesteps[i], div;
+        st = sd_scheduler_input_divisor(j->sched, t, &div, err);
+        if (st != SD_OK)
+            break;
+        for (int b = 0; b < Bl; b++)
+            for (size_t k = 0; k < n; k++)
+                in[b * n + k] = latents[k] / div;
+        ts[0] = ts[1] = t;
+        st = sd_unet_step_run(*step, in, ts, mine, err);
+        if (st == SD_OK && split)
+            st = j->split->exchange(j->split->user, mine, pred, n, err);
+        if (st != SD_OK)
+            break;
+        float *guided = pred;
+        if (B == 2) {
+            const float *unc = pred, *txt = pred + n;
+            guided = in; /* reuse */
+            for (size_t k = 0; k < n; k++)
+                guided[k] = unc[k] + j->guidance * (txt[k] - unc[k]);
+            if (j->rescale > 0.0f)
+                rescale_cfg(guided, txt, n, j->rescale);
+        }
+        st = sd_scheduler_step(j->sched, guided, t, latents, n, gen, NULL, err);
+        if (st != SD_OK)
+            break;
+        char name[64];
+        snprintf(name, sizeof name, "%s%03d", strcmp(j->stage, "base") ? "refiner_step_" : "step_", i);
+        emit(hooks, name, latents, shape);
+        if (hooks && hooks->on_step)
+            hooks->on_step(hooks->user, j->stage, i + 1, j->nsteps);
+    }
+    /* Kept for the next image only where that saves work (a captured graph):
+     * held, the arena would sit beside the VAE's memory; on the CPU, where
+     * the UNet and the VAE share one allocator, that would raise the peak. */
+    if (!sd_backend_can_capture(p->be)) {
+        sd_unet_step_free(*step);
+        *step = NULL;
+    }
+    if (mine != pred)
+        free(mine);
+    free(in);
+    free(pred);
+    return st;
+}
+
+/* diffusers' discrete_timestep_cutoff for denoising_end / denoising_start */
+static int cutoff_of(const sd_scheduler *s, float frac)
+{
+    return (int)nearbyint((double)s->num_train - (double)frac * (double)s->num_train);
+}
+
+static sd_status make_scheduler(const sd_json_doc *cfg, const sd_gen_params *g, sd_scheduler *s, sd_error *err)
+{
+    SD_TRY(sd_scheduler_init(s, cfg, g->scheduler, err));
+    sd_status st = sd_scheduler_set_timesteps(s, g->steps, err);
+    if (st != SD_OK)
+        sd_scheduler_free(s);
+    return st;
+}
+
+/* img2img start: encode the image, sample the latent distribution with the
+ * item's generator, scale, and noise it to the first timestep */
+static sd_status encode_init_image(sd_pipeline *p, const sd_gen_params *g, const sd_scheduler *s, float t0,
+                                   sd_torch_gen *gen, float *latents, const int64_t shape[4], int add_noise,
+                                   sd_error *err)
+{
+    int64_t ishape[4] = {1, 3, g->init_h, g->init_w};
+    sd_tensor img = {0}, mom = {0};
+    size_t n = (size_t)(shape[1] * shape[2] * shape[3]);
+    SD_TRY(sd_tensor_from_host(p->vae_be, &img, g->init_image, SD_DTYPE_F32, 4, ishape, 0, err));
+    sd_status st = sd_vae_encode(p->vae, &img, &mom, err);
+    sd_tensor_free(&img);
+    float *m = malloc(2 * n * sizeof *m), *mean = malloc(n * sizeof *m), *std = malloc(n * sizeof *m),
+          *noise = malloc(n * sizeof *m);
+    if (st == SD_OK && (!m || !mean || !std || !noise))
+        st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    if (st == SD_OK && (size_t)sd_tensor_numel(&mom) != 2 * n)
+        st = sd_fail(err, SD_ERR_INVALID, "--init-image: encoded to an unexpected latent size");
+    if (st == SD_OK)
+        st = sd_tensor_to_host_f32(&mom, m, err);
+    if (st == SD_OK) {
+        sd_vae_moments_split(m, 1, shape[1], shape[2] * shape[3], mean, std, NULL);
+        sd_torch_randn(gen, noise, n);
+        for (size_t k = 0; k < n; k++)
+            latents[k] = mean[k] + std[k] * noise[k];
+        sd_vae_latents_from_encoder(sd_vae_get_config(p->vae), latents, 1, shape[2] * shape[3]);
+        if (add_noise) {
+            sd_torch_randn(gen, noise, n);
+            st = sd_scheduler_add_noise(s, latents, noise, t0, latents, n, err);
+        }
+    }
+    sd_tensor_free(&mom);
+    free(m);
+    free(mean);
+    free(std);
+    free(noise);
+    return st;
+}
+
+sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_result *text,
+                        const sd_gen_hooks *hooks, sd_latent_result *out, sd_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!p->unet || !p->vae)
+        return sd_fail(err, SD_ERR_INVALID, "unet stage: the base UNet is not loaded");
+    SD_TRY(sd_gen_params_check(p, g, err));
+    int W, H, f = sd_vae_scale_factor(p->vae);
+    sd_pipeline_size(p, g, &W, &H);
+    int64_t shape[4] = {1, sd_unet_get_config(p->unet)->in_channels, H / f, W / f};
+    size_t n = (size_t)(shape[1] * shape[2] * shape[3]);
+    sd_scheduler s;
+    SD_TRY(make_scheduler(&p->sched_cfg, g, &s, err));
+    /* timesteps: img2img strength, then the ensemble's denoising_end */
+    int first = 0, count = s.n;
+    if (g->init_image) {
+        int init_t = (int)(g->steps * g->strength) < g->steps ? (int)(g->steps * g->strength) : g->steps;
+        first = g->steps - init_t > 0 ? g->steps - init_t : 0;
+        count = s.n - first;
+    }
+    if (p->has_refiner) {
+        int cutoff = cutoff_of(&s, g->high_noise_frac), keep = 0;
+        for (int i = first; i < first + count; i++)
+            keep += s.timesteps[i] >= (float)cutoff;
+        count = keep;
+        out->refiner_pending = 1;
+    }
+    sd_status st = SD_OK;
+    if (count < 1)
+        st = sd_fail(err, SD_ERR_INVALID, "--steps/--strength/--high-noise-frac leave no denoising step");
+    sd_torch_gen gen;
+    sd_torch_gen_seed(&gen, g->seed);
+    float *lat = malloc(n * sizeof *lat);
+    if (st == SD_OK && !lat)
+        st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    if (st == SD_OK && !g->init_image) {
+        sd_torch_randn(&gen, lat, n);
+        emit(hooks, "noise", lat, shape);
+        for (size_t k = 0; k < n; k++)
+            lat[k] = lat[k] * s.init_noise_sigma;
+    } else if (st == SD_OK) {
+        st = encode_init_image(p, g, &s, s.timesteps[first], &gen, lat, shape, 1, err);
+    }
+    if (st == SD_OK)
+        emit(hooks, "initial", lat, shape);
+    /* micro-conditioning: (original h, w), (crop top, left), (target h, w) */
+    float ids[12];
+    int oh = g->original_h ? g->original_h : H, ow = g->original_w ? g->original_w : W;
+    int th = g->target_h ? g->target_h : H, tw = g->target_w ? g->target_w : W;
+    float row[6] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, (float)th, (float)tw};
+    for (int b = 0; b < 2; b++)
+        memcpy(ids + 6 * b, row, sizeof row);
+    if (st == SD_OK) {
+        denoise_job j = {p->unet, &s, s.timesteps + first, count, text->embeds, text->pooled, 1 + text->cfg,
+                         text->S, text->D, text->P, ids, 6, g->guidance, g->guidance_rescale, "base",
+                         hooks ? hooks->cfg_split : NULL};
+        st = denoise(p, &j, lat, shape, &gen, hooks, err);
+    }
+    sd_scheduler_free(&s);
+    if (st != SD_OK) {
+        free(lat);
+        return st;
+    }
+    if (!out->refiner_pending)
+        emit(hooks, "final", lat, shape);
+    memcpy(out->shape, shape, sizeof shape);
+    out->latents = lat;
+    return SD_OK;
+}
+
+static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_result *text, float *lat,
+                        const int64_t shape[4], const sd_gen_hooks *hooks, sd_error *err)
+{
+    if (!p->runet || !text->r_embeds)
+        return sd_fail(err, SD_ERR_INVALID, "final stage: the refiner or its conditioning is missing");
+    sd_scheduler s;
+    SD_TRY(make_scheduler(&p->rsched_cfg, g, &s, err));
+    /* denoising_start: the timesteps below the cutoff, counted from the end */
+    int cutoff = cutoff_of(&s, g->high_noise_frac), count = 0;
+    for (int i = 0; i < s.n; i++)
+        count += s.timesteps[i] < (float)cutoff;
+    /* the refiner pipeline's size: the latents times its VAE's factor */
+    int f = sd_vae_scale_factor(p->rvae ? p->rvae : p->vae);
+    int H = (int)shape[2] * f, W = (int)shape[3] * f;
+    int oh = g->original_h ? g->original_h : H, ow = g->original_w ? g->original_w : W;
+    float ids[10], pos[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->aesthetic_score};
+    float neg[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->negative_aesthetic_score};
+    int nids = 5;
+    if (!p->r_aesthetics) { /* a refiner without aesthetic conditioning takes the base's six ids */
+        int th = g->target_h ? g->target_h : H, tw = g->target_w ? g->target_w : W;
+        float r6[6] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, (float)th, (float)tw};
+        memcpy(ids, r6, sizeof r6);
+        nids = 6;
+    }
+    float all[12];
+    if (nids == 5) {
+        if (text->cfg) {
+            memcpy(all, neg, sizeof neg);
+            memcpy(all + 5, pos, sizeof pos);
+        } else {
+            memcpy(all, pos, sizeof pos);
+        }
+    } else {
+        memcpy(all, ids, 6 * sizeof(float));
+        memcpy(all + 6, ids, 6 * sizeof(float));
+    }
+    sd_torch_gen gen;
+    sd_torch_gen_seed(&gen, g->seed);
+    denoise_job j = {p->runet, &s, s.timesteps + s.n - count, count, text->r_embeds, text->r_pooled, 1 + text->cfg,
+                     text->S, text->rD, text->rP, all, nids, g->guidance, g->guidance_rescale, "refiner", NULL};
+    sd_status st = count > 0 ? denoise(p, &j, lat, shape, &gen, hooks, err) : SD_OK;
+    sd_scheduler_free(&s);
+    return st;
+}
+
+sd_status sd_stage_final(sd_pipeline *p, const sd_gen_params *g, const sd_text_result *text,
+                         const sd_latent_result *latres, const sd_gen_hooks *hooks, sd_image_result *out,
+                         sd_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!p->vae)
+        return sd_fail(err, SD_ERR_INVALID, "final stage: the VAE is not loaded");
+    size_t n = (size_t)(latres->shape[1] * latres->shape[2] * latres->shape[3]);
+    float *lat = malloc(n * sizeof *lat);
+    if (!lat)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    memcpy(lat, latres->latents, n * sizeof *lat);
+    sd_status st = SD_OK;
+    if (latres->refiner_pending) {
+        st = refine(p, g, text, lat, latres->shape, hooks, err);
+        if (st == SD_OK)
+            emit(hooks, "final", lat, latres->shape);
+    }
+    /* the refiner's VAE decodes what the refiner made (diffusers' ensemble) */
+    sd_vae *decoder = latres->refiner_pending && p->rvae ? p->rvae : p->vae;
+    if (st == SD_OK)
+        sd_vae_latents_for_decoder(sd_vae_get_config(decoder), lat, latres->shape[0],
+                                   latres->shape[2] * latres->shape[3]);
+    sd_tensor z = {0}, img = {0};
+    if (st == SD_OK)
+        st = sd_tensor_from_host(p->vae_be, &z, lat, SD_DTYPE_F32, 4, latres->shape, 0, err);
+    if (st == SD_OK)
+        st = sd_vae_decode(decoder, &z, &img, err);
+    sd_tensor_free(&z);
+    free(lat);
+    if (st == SD_OK) {
+        out->height = (int)img.shape[2];
+        out->width = (int)img.shape[3];
+        size_t m = (size_t)sd_tensor_numel(&img);
+        out->image = malloc(m * sizeof(float));
+        out->rgb = malloc((size_t)out->width * out->height * 3);
+        if (!out->image || !out->rgb)
+            st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        if (st == SD_OK)
+            st = sd_tensor_to_host_f32(&img, out->image, err);
+        if (st == SD_OK)
+            sd_image_to_rgb8(out->image, out->width, out->height, out->rgb);
+    }
+    sd_tensor_free(&img);
+    if (st != SD_OK)
+        sd_image_result_free(out);
+    return st;
+}

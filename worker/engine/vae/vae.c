@@ -1,0 +1,434 @@
+/* vae.c - AutoencoderKL (see vae.h), by diffusers' names:
+ *   encoder.{conv_in, down_blocks.L.{resnets.J, downsamplers.0}, mid_block, conv_norm_out, conv_out}, quant_conv,
+ *   post_quant_conv, decoder.{conv_in, mid_block, up_blocks.L.{resnets.J, upsamplers.0}, conv_norm_out, conv_out}.
+ * Resnets and norms of the VAE use eps 1e-6 and no time embedding. */
+#include "worker/engine/vae/vae.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "worker/engine/blocks/nn_blocks.h"
+
+#define VAE_EPS 1e-6f
+#define VAE_MAX_RES 17
+
+typedef struct {
+    int nres, has_sampler;
+    sd_resnet res[VAE_MAX_RES];
+    sd_sampler sampler;
+} vae_level;
+
+typedef struct {
+    sd_resnet res[2];
+    sd_spatial_attn attn;
+    int has_attn;
+} vae_mid;
+
+struct sd_vae {
+    sd_vae_config cfg;
+    sd_backend *be;
+    sd_param_set params;
+    sd_tensor *enc_in_w, *enc_in_b, *enc_norm_w, *enc_norm_b, *enc_out_w, *enc_out_b, *quant_w, *quant_b;
+    sd_tensor *pq_w, *pq_b, *dec_in_w, *dec_in_b, *dec_norm_w, *dec_norm_b, *dec_out_w, *dec_out_b;
+    vae_level down[SD_VAE_MAX_LEVELS], up[SD_VAE_MAX_LEVELS];
+    vae_mid enc_mid, dec_mid;
+};
+
+/* latents_mean / latents_std: null (SDXL) or one number per latent channel;
+ * diffusers' SDXL pipelines use them only when both are set */
+static sd_status parse_latents_stats(sd_vae_config *c, const sd_json_doc *d, sd_error *err)
+{
+    const char *keys[2] = {"latents_mean", "latents_std"};
+    float *dst[2] = {c->latents_mean, c->latents_std};
+    int set = 0;
+    if (c->latent_channels < 1 || c->latent_channels > SD_VAE_MAX_LATENT)
+        return sd_fail(err, SD_ERR_INVALID, "%s: latent_channels %d out of range (1 to %d)", d->path,
+                       c->latent_channels, SD_VAE_MAX_LATENT);
+    for (int k = 0; k < 2; k++) {
+        json_t *v = json_object_get(d->root, keys[k]);
+        if (!v || json_is_null(v))
+            continue;
+        if (!json_is_array(v) || (int)json_array_size(v) != c->latent_channels)
+            return sd_fail(err, SD_ERR_INVALID, "%s: %s must be null or %d numbers (one per latent channel)",
+                           d->path, keys[k], c->latent_channels);
+        for (int i = 0; i < c->latent_channels; i++) {
+            json_t *x = json_array_get(v, (size_t)i);
+            if (!json_is_number(x) || (k == 1 && json_number_value(x) == 0))
+                return sd_fail(err, SD_ERR_INVALID, "%s: %s[%d] is not a %snumber", d->path, keys[k], i,
+                               k == 1 ? "non-zero " : "");
+            dst[k][i] = (float)json_number_value(x);
+        }
+        set++;
+    }
+    c->has_latents_stats = set == 2;
+    return SD_OK;
+}
+
+void sd_vae_latents_for_decoder(const sd_vae_config *c, float *x, int64_t batch, int64_t plane)
+{
+    for (int64_t b = 0; b < batch; b++)
+        for (int ch = 0; ch < c->latent_channels; ch++) {
+            float *p = x + (b * c->latent_channels + ch) * plane;
+            for (int64_t i = 0; i < plane; i++)
+                p[i] = c->has_latents_stats ? p[i] * c->latents_std[ch] / c->scaling_factor + c->latents_mean[ch]
+                                            : p[i] / c->scaling_factor;
+        }
+}
+
+void sd_vae_latents_from_encoder(const sd_vae_config *c, float *x, int64_t batch, int64_t plane)
+{
+    for (int64_t b = 0; b < batch; b++)
+        for (int ch = 0; ch < c->latent_channels; ch++) {
+            float *p = x + (b * c->latent_channels + ch) * plane;
+            for (int64_t i = 0; i < plane; i++)
+                p[i] = c->has_latents_stats ? (p[i] - c->latents_mean[ch]) * c->scaling_factor / c->latents_std[ch]
+                                            : c->scaling_factor * p[i];
+        }
+}
+
+static sd_status parse(sd_vae_config *c, const sd_json_doc *d, sd_error *err)
+{
+    long long v;
+    SD_TRY(sd_json_int(d, "in_channels", &v, err));
+    c->in_channels = (int)v;
+    SD_TRY(sd_json_int(d, "out_channels", &v, err));
+    c->out_channels = (int)v;
+    SD_TRY(sd_json_int(d, "latent_channels", &v, err));
+    c->latent_channels = (int)v;
+    SD_TRY(sd_json_int(d, "layers_per_block", &v, err));
+    if (v < 1 || v + 1 > VAE_MAX_RES)
+        return sd_fail(err, SD_ERR_INVALID, "%s: layers_per_block %lld out of range", d->path, v);
+    c->layers_per_block = (int)v;
+    SD_TRY(sd_json_int(d, "norm_num_groups", &v, err));
+    c->groups = (int)v;
+    c->sample_size = (int)sd_json_int_or(d, "sample_size", 1024);
+    long long blocks[SD_VAE_MAX_LEVELS];
+    SD_TRY(sd_json_int_list(d, "block_out_channels", blocks, SD_VAE_MAX_LEVELS, &c->levels, err));
+    for (int i = 0; i < c->levels; i++) {
+        if (blocks[i] < 1 || blocks[i] % c->groups)
+            return sd_fail(err, SD_ERR_INVALID, "%s: block_out_channels[%d] = %lld is not a multiple of "
+                           "norm_num_groups %d", d->path, i, blocks[i], c->groups);
+        c->block_out[i] = (int)blocks[i];
+    }
+    const char *types[SD_VAE_MAX_LEVELS];
+    int n;
+    SD_TRY(sd_json_string_list(d, "down_block_types", types, SD_VAE_MAX_LEVELS, &n, err));
+    for (int i = 0; i < n; i++)
+        if (strcmp(types[i], "DownEncoderBlock2D"))
+            return sd_fail(err, SD_ERR_UNSUPPORTED, "%s: down_block_types[%d] '%s' is not supported", d->path, i,
+                           types[i]);
+    if (n != c->levels)
+        return sd_fail(err, SD_ERR_INVALID, "%s: %d down block types for %d levels", d->path, n, c->levels);
+    SD_TRY(sd_json_string_list(d, "up_block_types", types, SD_VAE_MAX_LEVELS, &n, err));
+    for (int i = 0; i < n; i++)
+        if (strcmp(types[i], "UpDecoderBlock2D"))
+            return sd_fail(err, SD_ERR_UNSUPPORTED, "%s: up_block_types[%d] '%s' is not supported", d->path, i,
+                           types[i]);
+    if (n != c->levels)
+        return sd_fail(err, SD_ERR_INVALID, "%s: %d up block types for %d levels", d->path, n, c->levels);
+    const char *act = sd_json_string_or(d, "act_fn", "silu");
+    if (strcmp(act, "silu"))
+        return sd_fail(err, SD_ERR_UNSUPPORTED, "%s: act_fn '%s' is not supported (silu)", d->path, act);
+    c->mid_attention = sd_json_bool_or(d, "mid_block_add_attention", 1);
+    c->quant_conv = sd_json_bool_or(d, "use_quant_conv", 1);
+    c->post_quant_conv = sd_json_bool_or(d, "use_post_quant_conv", 1);
+    c->scaling_factor = (float)sd_json_double_or(d, "scaling_factor", 0.18215);
+    c->force_upcast = sd_json_bool_or(d, "force_upcast", 1);
+    return parse_latents_stats(c, d, err);
+}
+
+sd_status sd_vae_config_load(sd_vae_config *cfg, const sd_component *c, sd_error *err)
+{
+    memset(cfg, 0, sizeof *cfg);
+    sd_json_doc d;
+    SD_TRY(sd_component_config(c, &d, err));
+    sd_status st = parse(cfg, &d, err);
+    sd_json_free(&d);
+    return st;
+}
+
+const sd_vae_config *sd_vae_get_config(const sd_vae *v)
+{
+    return &v->cfg;
+}
+
+int sd_vae_scale_factor(const sd_vae *v)
+{
+    return 1 << (v->cfg.levels - 1);
+}
+
+void sd_vae_free(sd_vae *v)
+{
+    if (!v)
+        return;
+    sd_param_set_free(&v->params);
+    free(v);
+}
+
+static sd_status load_conv(sd_param_loader *pl, const char *name, int out, int in, int k, sd_tensor **w,
+                           sd_tensor **b, sd_error *err)
+{
+    char n[160];
+    snprintf(n, sizeof n, "%s.weight", name);
+    SD_TRY(sd_params_get(pl, n, SHAPE4(out, in, k, k), w, err));
+    snprintf(n, sizeof n, "%s.bias", name);
+    return sd_params_get(pl, n, SHAPE1(out), b, err);
+}
+
+static sd_status load_norm(sd_param_loader *pl, const char *name, int ch, sd_tensor **w, sd_tensor **b,
+                           sd_error *err)
+{
+    char n[160];
+    snprintf(n, sizeof n, "%s.weight", name);
+    SD_TRY(sd_params_get(pl, n, SHAPE1(ch), w, err));
+    snprintf(n, sizeof n, "%s.bias", name);
+    return sd_params_get(pl, n, SHAPE1(ch), b, err);
+}
+
+static sd_status load_mid(vae_mid *m, sd_param_loader *pl, const char *prefix, int ch, const sd_vae_config *c,
+                          sd_error *err)
+{
+    char p[160];
+    snprintf(p, sizeof p, "%smid_block.resnets.0.", prefix);
+    SD_TRY(sd_resnet_load(&m->res[0], pl, p, ch, ch, 0, c->groups, VAE_EPS, err));
+    m->has_attn = c->mid_attention;
+    if (m->has_attn) {
+        snprintf(p, sizeof p, "%smid_block.attentions.0.", prefix);
+        SD_TRY(sd_spatial_attn_load(&m->attn, pl, p, ch, c->groups, VAE_EPS, err));
+    }
+    snprintf(p, sizeof p, "%smid_block.resnets.1.", prefix);
+    return sd_resnet_load(&m->res[1], pl, p, ch, ch, 0, c->groups, VAE_EPS, err);
+}
+
+static sd_status load_all(sd_vae *v, sd_param_loader *pl, sd_error *err)
+{
+    const sd_vae_config *c = &v->cfg;
+    int n = c->levels, top = c->block_out[n - 1], L = c->latent_channels;
+    char p[160];
+    sd_params_prefix(pl, "%s", "");
+    SD_TRY(load_conv(pl, "encoder.conv_in", c->block_out[0], c->in_channels, 3, &v->enc_in_w, &v->enc_in_b, err));
+    int ch = c->block_out[0];
+    for (int i = 0; i < n; i++) {
+        vae_level *lv = &v->down[i];
+        int out = c->block_out[i];
+        lv->nres = c->layers_per_block;
+        for (int j = 0; j < lv->nres; j++) {
+            snprintf(p, sizeof p, "encoder.down_blocks.%d.resnets.%d.", i, j);
+            SD_TRY(sd_resnet_load(&lv->res[j], pl, p, j == 0 ? ch : out, out, 0, c->groups, VAE_EPS, err));
+        }
+        ch = out;
+        lv->has_sampler = i < n - 1;
+        if (lv->has_sampler) {
+            snprintf(p, sizeof p, "encoder.down_blocks.%d.downsamplers.0.", i);
+            SD_TRY(sd_sampler_load(&lv->sampler, pl, p, out, err));
+            lv->sampler.vae_padding = 1;
+        }
+    }
+    SD_TRY(load_mid(&v->enc_mid, pl, "encoder.", top, c, err));
+    sd_params_prefix(pl, "%s", "");
+    SD_TRY(load_norm(pl, "encoder.conv_norm_out", top, &v->enc_norm_w, &v->enc_norm_b, err));
+    SD_TRY(load_conv(pl, "encoder.conv_out", 2 * L, top, 3, &v->enc_out_w, &v->enc_out_b, err));
+    if (c->quant_conv)
+        SD_TRY(load_conv(pl, "quant_conv", 2 * L, 2 * L, 1, &v->quant_w, &v->quant_b, err));
+    if (c->post_quant_conv)
+        SD_TRY(load_conv(pl, "post_quant_conv", L, L, 1, &v->pq_w, &v->pq_b, err));
+    SD_TRY(load_conv(pl, "decoder.conv_in", top, L, 3, &v->dec_in_w, &v->dec_in_b, err));
+    SD_TRY(load_mid(&v->dec_mid, pl, "decoder.", top, c, err));
+    int prev = top;
+    for (int i = 0; i < n; i++) {
+        vae_level *lv = &v->up[i];
+        int out = c->block_out[n - 1 - i];
+        lv->nres = c->layers_per_block + 1;
+        for (int j = 0; j < lv->nres; j++) {
+            snprintf(p, sizeof p, "decoder.up_blocks.%d.resnets.%d.", i, j);
+            SD_TRY(sd_resnet_load(&lv->res[j], pl, p, j == 0 ? prev : out, out, 0, c->groups, VAE_EPS, err));
+        }
+        prev = out;
+        lv->has_sampler = i < n - 1;
+        if (lv->has_sampler) {
+            snprintf(p, sizeof p, "decoder.up_blocks.%d.upsamplers.0.", i);
+            SD_TRY(sd_sampler_load(&lv->sampler, pl, p, out, err));
+        }
+    }
+    sd_params_prefix(pl, "%s", "");
+    SD_TRY(load_norm(pl, "decoder.conv_norm_out", c->block_out[0], &v->dec_norm_w, &v->dec_norm_b, err));
+    SD_TRY(load_conv(pl, "decoder.conv_out", c->out_channels, c->block_out[0], 3, &v->dec_out_w, &v->dec_out_b,
+                     err));
+    return sd_params_check_all_used(pl, NULL, err);
+}
+
+sd_status sd_vae_load(sd_vae **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err)
+{
+    *out = NULL;
+    sd_vae *v = calloc(1, sizeof *v);
+    if (!v)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    v->be = be;
+    sd_status st = sd_vae_config_load(&v->cfg, c, err);
+    sd_param_loader pl;
+    if (st == SD_OK) {
+        st = sd_param_set_open(&v->params, &pl, be, c, variant, err);
+        if (st == SD_OK) {
+            st = load_all(v, &pl, err);
+            sd_param_set_finish(&v->params, &pl, st == SD_OK);
+        }
+    }
+    if (st != SD_OK) {
+        sd_vae_free(v);
+        return sd_error_prefix(err, st, "component '%s': ", c->name);
+    }
+    *out = v;
+    return SD_OK;
+}
+
+/* ---- forward ---- */
+
+static void replace(sd_tensor *x, sd_tensor *nx)
+{
+    sd_tensor_free(x);
+    *x = *nx;
+    memset(nx, 0, sizeof *nx);
+}
+
+static sd_status conv_into(sd_backend *be, sd_tensor *x, const sd_tensor *w, const sd_tensor *b, int pad,
+                           sd_error *err)
+{
+    int64_t shape[4] = {x->shape[0], w->shape[0], x->shape[2], x->shape[3]};
+    sd_tensor y = {0};
+    SD_TRY(sd_tensor_alloc(be, &y, 4, shape, err));
+    sd_status st = sd_op_conv2d(&y, x, w, b, 1, pad, err);
+    if (st != SD_OK) {
+        sd_tensor_free(&y);
+        return st;
+    }
+    replace(x, &y);
+    return SD_OK;
+}
+
+static sd_status mid_forward(const vae_mid *m, sd_tensor *x, sd_error *err)
+{
+    sd_tensor nx = {0};
+    SD_TRY(sd_resnet_forward(&m->res[0], x, NULL, &nx, err));
+    replace(x, &nx);
+    if (m->has_attn) {
+        SD_TRY(sd_spatial_attn_forward(&m->attn, x, &nx, err));
+        replace(x, &nx);
+    }
+    SD_TRY(sd_resnet_forward(&m->res[1], x, NULL, &nx, err));
+    replace(x, &nx);
+    return SD_OK;
+}
+
+static sd_status decode(sd_vae *v, const sd_tensor *z, sd_tensor *x, sd_error *err)
+{
+    const sd_vae_config *c = &v->cfg;
+    sd_backend *be = v->be;
+    sd_tensor nx = {0};
+    SD_TRY(sd_tensor_alloc(be, x, 4, z->shape, err));
+    SD_TRY(sd_op_copy(x, z, err));
+    if (v->pq_w)
+        SD_TRY(conv_into(be, x, v->pq_w, v->pq_b, 0, err));
+    SD_TRY(conv_into(be, x, v->dec_in_w, v->dec_in_b, 1, err));
+    SD_TRY(mid_forward(&v->dec_mid, x, err));
+    for (int i = 0; i < c->levels; i++) {
+        const vae_level *lv = &v->up[i];
+        for (int j = 0; j < lv->nres; j++) {
+            SD_TRY(sd_resnet_forward(&lv->res[j], x, NULL, &nx, err));
+            replace(x, &nx);
+        }
+        if (lv->has_sampler) {
+            SD_TRY(sd_upsample_forward(&lv->sampler, x, x->shape[2] * 2, x->shape[3] * 2, &nx, err));
+            replace(x, &nx);
+        }
+    }
+    SD_TRY(sd_op_group_norm(x, x, v->dec_norm_w, v->dec_norm_b, c->groups, VAE_EPS, 1, err));
+    return conv_into(be, x, v->dec_out_w, v->dec_out_b, 1, err);
+}
+
+sd_status sd_vae_decode(sd_vae *v, const sd_tensor *z, sd_tensor *image, sd_error *err)
+{
+    if (z->ndim != 4 || z->shape[1] != v->cfg.latent_channels)
+        return sd_fail(err, SD_ERR_INVALID, "vae decode: latents must be [B, %d, h, w]", v->cfg.latent_channels);
+    memset(image, 0, sizeof *image);
+    sd_status st = decode(v, z, image, err);
+    if (st != SD_OK)
+        sd_tensor_free(image);
+    return st;
+}
+
+static sd_status encode(sd_vae *v, const sd_tensor *img, sd_tensor *x, sd_error *err)
+{
+    const sd_vae_config *c = &v->cfg;
+    sd_backend *be = v->be;
+    sd_tensor nx = {0};
+    SD_TRY(sd_tensor_alloc(be, x, 4, img->shape, err));
+    SD_TRY(sd_op_copy(x, img, err));
+    SD_TRY(conv_into(be, x, v->enc_in_w, v->enc_in_b, 1, err));
+    for (int i = 0; i < c->levels; i++) {
+        const vae_level *lv = &v->down[i];
+        for (int j = 0; j < lv->nres; j++) {
+            SD_TRY(sd_resnet_forward(&lv->res[j], x, NULL, &nx, err));
+            replace(x, &nx);
+        }
+        if (lv->has_sampler) {
+            SD_TRY(sd_downsample_forward(&lv->sampler, x, &nx, err));
+            replace(x, &nx);
+        }
+    }
+    SD_TRY(mid_forward(&v->enc_mid, x, err));
+    SD_TRY(sd_op_group_norm(x, x, v->enc_norm_w, v->enc_norm_b, c->groups, VAE_EPS, 1, err));
+    SD_TRY(conv_into(be, x, v->enc_out_w, v->enc_out_b, 1, err));
+    if (v->quant_w)
+        SD_TRY(conv_into(be, x, v->quant_w, v->quant_b, 0, err));
+    return SD_OK;
+}
+
+sd_status sd_vae_encode(sd_vae *v, const sd_tensor *image, sd_tensor *moments, sd_error *err)
+{
+    if (image->ndim != 4 || image->shape[1] != v->cfg.in_channels)
+        return sd_fail(err, SD_ERR_INVALID, "vae encode: image must be [B, %d, H, W]", v->cfg.in_channels);
+    int f = sd_vae_scale_factor(v);
+    if (image->shape[2] % f || image->shape[3] % f)
+        return sd_fail(err, SD_ERR_INVALID, "vae encode: image size %lldx%lld is not a multiple of %d",
+                       (long long)image->shape[3], (long long)image->shape[2], f);
+    memset(moments, 0, sizeof *moments);
+    sd_status st = encode(v, image, moments, err);
+    if (st != SD_OK)
+        sd_tensor_free(moments);
+    return st;
+}
+
+void sd_vae_moments_split(const float *moments, int64_t B, int64_t L, int64_t hw, float *mean, float *std,
+                          float *logvar)
+{
+    for (int64_t b = 0; b < B; b++) {
+        const float *m = moments + b * 2 * L * hw;
+        for (int64_t i = 0; i < L * hw; i++) {
+            float lv = m[L * hw + i];
+            lv = lv < -30.0f ? -30.0f : lv > 20.0f ? 20.0f : lv;
+            if (mean)
+                mean[b * L * hw + i] = m[i];
+            if (logvar)
+                logvar[b * L * hw + i] = lv;
+            if (std)
+                std[b * L * hw + i] = expf(0.5f * lv);
+        }
+    }
+}
+
+sd_status sd_vae_list_params(const sd_component *c, sd_param_list *list, sd_error *err)
+{
+    sd_vae *m = calloc(1, sizeof *m);
+    if (!m)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_status st = sd_vae_config_load(&m->cfg, c, err);
+    if (st == SD_OK) {
+        sd_param_loader pl;
+        sd_params_begin_record(&pl, list);
+        st = load_all(m, &pl, err);
+    }
+    sd_vae_free(m);
+    return st;
+}
