@@ -198,6 +198,7 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/flags
 
 # data blobs (.incbin) are rebuilt when the files they include change
 $(BUILD)/obj/worker/engine/text/clip_vocab_blob.S.o: worker/engine/text/data/clip/vocab.json worker/engine/text/data/clip/merges.txt
+$(BUILD)/obj/worker/engine/weights/presets_blob.S.o: $(wildcard worker/engine/weights/presets/*/*.json)
 $(BUILD)/obj/%.S.o: %.S $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  AS    $<")

@@ -1,5 +1,5 @@
-/* presets.h - the model presets `sdxl random-model` writes (configs in
- * presets_data.c). */
+/* presets.h - the model presets `sdxl random-model` writes (JSON files in presets/,
+ * embedded by presets_blob.S). */
 #ifndef SDXL_WORKER_PRESETS_H
 #define SDXL_WORKER_PRESETS_H
 
