@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/image_io.h"
 #include "common/parse_number.h"
 
 static const struct {
@@ -40,51 +41,51 @@ const char *sd_sched_kind_class(sd_sched_kind k)
 static const char *const format_names[] = {"png", "webp", "jpeg"};
 
 #define F(field) offsetof(sd_gen_params, field)
-#define GEN SD_PARAM_SCOPE_GENERATE
-#define JOB SD_PARAM_SCOPE_JOB
+#define GEN SD_GEN_PARAMS_SCOPE_GENERATE
+#define JOB SD_GEN_PARAMS_SCOPE_JOB
 #define BIG 3.4e38
 /* flag, key, type, field, field2, min, max, min_open, max_open, multiple, scope, in_metadata, metavar, default, help */
-const sd_param_spec sd_param_table[] = {
-    {"--prompt", "prompt", SD_PARAM_TYPE_TEXT, F(prompt), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "TEXT", "required",
+const sd_gen_params_spec sd_gen_params_table[] = {
+    {"--prompt", "prompt", SD_GEN_PARAMS_TYPE_TEXT, F(prompt), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "TEXT", "required",
      "the prompt"},
-    {"--prompt-2", "prompt_2", SD_PARAM_TYPE_TEXT, F(prompt_2), 0, 0, 0, 0, 0, 0, GEN | JOB, 0, "TEXT", "--prompt",
+    {"--prompt-2", "prompt_2", SD_GEN_PARAMS_TYPE_TEXT, F(prompt_2), 0, 0, 0, 0, 0, 0, GEN | JOB, 0, "TEXT", "--prompt",
      "the prompt of the second text encoder"},
-    {"--negative-prompt", "negative_prompt", SD_PARAM_TYPE_TEXT, F(negative_prompt), 0, 0, 0, 0, 0, 0, GEN | JOB, 1,
+    {"--negative-prompt", "negative_prompt", SD_GEN_PARAMS_TYPE_TEXT, F(negative_prompt), 0, 0, 0, 0, 0, 0, GEN | JOB, 1,
      "TEXT", "none", "what the image should not show"},
-    {"--negative-prompt-2", "negative_prompt_2", SD_PARAM_TYPE_TEXT, F(negative_prompt_2), 0, 0, 0, 0, 0, 0,
+    {"--negative-prompt-2", "negative_prompt_2", SD_GEN_PARAMS_TYPE_TEXT, F(negative_prompt_2), 0, 0, 0, 0, 0, 0,
      GEN | JOB, 0, "TEXT", "--negative-prompt", "the negative prompt of the second text encoder"},
-    {"--seed", "seed", SD_PARAM_TYPE_SEED, F(seed), 0, 0, 9223372036854775807.0, 0, 0, 0, GEN | JOB, 1, "N",
+    {"--seed", "seed", SD_GEN_PARAMS_TYPE_SEED, F(seed), 0, 0, 9223372036854775807.0, 0, 0, 0, GEN | JOB, 1, "N",
      "random (generate), 0 (submit)", "initial noise; item i of a batch or job without a seed uses N+i"},
-    {"--steps", "steps", SD_PARAM_TYPE_INT, F(steps), 0, 1, 1000, 0, 0, 0, GEN | JOB, 1, "N", "50",
+    {"--steps", "steps", SD_GEN_PARAMS_TYPE_INT, F(steps), 0, 1, 1000, 0, 0, 0, GEN | JOB, 1, "N", "50",
      "denoising steps"},
-    {"--guidance", "guidance", SD_PARAM_TYPE_FLOAT, F(guidance), 0, 0, 100, 0, 0, 0, GEN | JOB, 1, "F", "5.0",
+    {"--guidance", "guidance", SD_GEN_PARAMS_TYPE_FLOAT, F(guidance), 0, 0, 100, 0, 0, 0, GEN | JOB, 1, "F", "5.0",
      "classifier-free guidance scale"},
-    {"--guidance-rescale", "guidance_rescale", SD_PARAM_TYPE_FLOAT, F(guidance_rescale), 0, 0, 1, 0, 0, 0,
+    {"--guidance-rescale", "guidance_rescale", SD_GEN_PARAMS_TYPE_FLOAT, F(guidance_rescale), 0, 0, 1, 0, 0, 0,
      GEN | JOB, 0, "F", "0.0", "guidance rescale (Lin et al.)"},
-    {"--width", "width", SD_PARAM_TYPE_INT, F(width), 0, 8, 8192, 0, 0, 8, GEN | JOB, 0, "W", "the model's",
+    {"--width", "width", SD_GEN_PARAMS_TYPE_INT, F(width), 0, 8, 8192, 0, 0, 8, GEN | JOB, 0, "W", "the model's",
      "image width, a multiple of 8"},
-    {"--height", "height", SD_PARAM_TYPE_INT, F(height), 0, 8, 8192, 0, 0, 8, GEN | JOB, 0, "H", "the model's",
+    {"--height", "height", SD_GEN_PARAMS_TYPE_INT, F(height), 0, 8, 8192, 0, 0, 8, GEN | JOB, 0, "H", "the model's",
      "image height, a multiple of 8"},
-    {"--scheduler", "scheduler", SD_PARAM_TYPE_SCHEDULER, F(scheduler), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "NAME",
+    {"--scheduler", "scheduler", SD_GEN_PARAMS_TYPE_SCHEDULER, F(scheduler), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "NAME",
      "the model's", "euler, euler_a, dpmpp_2m_karras or ddim"},
-    {"--high-noise-frac", "high_noise_frac", SD_PARAM_TYPE_FLOAT, F(high_noise_frac), 0, 0, 1, 1, 1, 0, GEN | JOB,
+    {"--high-noise-frac", "high_noise_frac", SD_GEN_PARAMS_TYPE_FLOAT, F(high_noise_frac), 0, 0, 1, 1, 1, 0, GEN | JOB,
      0, "F", "0.8", "with a refiner: the base denoises until this fraction"},
-    {"--aesthetic-score", "aesthetic_score", SD_PARAM_TYPE_FLOAT, F(aesthetic_score), 0, -BIG, BIG, 0, 0, 0,
+    {"--aesthetic-score", "aesthetic_score", SD_GEN_PARAMS_TYPE_FLOAT, F(aesthetic_score), 0, -BIG, BIG, 0, 0, 0,
      GEN | JOB, 0, "F", "6.0", "the refiner's aesthetic score"},
-    {"--negative-aesthetic-score", "negative_aesthetic_score", SD_PARAM_TYPE_FLOAT, F(negative_aesthetic_score), 0,
+    {"--negative-aesthetic-score", "negative_aesthetic_score", SD_GEN_PARAMS_TYPE_FLOAT, F(negative_aesthetic_score), 0,
      -BIG, BIG, 0, 0, 0, GEN | JOB, 0, "F", "2.5", "the refiner's negative aesthetic score"},
-    {"--original-size", "original_size", SD_PARAM_TYPE_SIZE, F(original_w), F(original_h), 1, 65536, 0, 0, 0,
+    {"--original-size", "original_size", SD_GEN_PARAMS_TYPE_SIZE, F(original_w), F(original_h), 1, 65536, 0, 0, 0,
      GEN | JOB, 0, "WxH", "the output size", "micro-conditioning: original size"},
-    {"--crop-top-left", "crop_top_left", SD_PARAM_TYPE_OFFSET, F(crop_top), F(crop_left), 0, 65536, 0, 0, 0,
+    {"--crop-top-left", "crop_top_left", SD_GEN_PARAMS_TYPE_OFFSET, F(crop_top), F(crop_left), 0, 65536, 0, 0, 0,
      GEN | JOB, 0, "Y,X", "0,0", "micro-conditioning: crop coordinates"},
-    {"--target-size", "target_size", SD_PARAM_TYPE_SIZE, F(target_w), F(target_h), 1, 65536, 0, 0, 0, GEN | JOB, 0,
+    {"--target-size", "target_size", SD_GEN_PARAMS_TYPE_SIZE, F(target_w), F(target_h), 1, 65536, 0, 0, 0, GEN | JOB, 0,
      "WxH", "the output size", "micro-conditioning: target size"},
-    {"--strength", "strength", SD_PARAM_TYPE_FLOAT, F(strength), 0, 0, 1, 1, 0, 0, GEN, 0, "F", "0.3",
+    {"--strength", "strength", SD_GEN_PARAMS_TYPE_FLOAT, F(strength), 0, 0, 1, 1, 0, 0, GEN, 0, "F", "0.3",
      "img2img: how much of --init-image is noised away"},
-    {"--format", "format", SD_PARAM_TYPE_FORMAT, F(format), 0, 0, 0, 0, 0, 0, JOB, 0, "png|webp|jpeg", "png",
+    {"--format", "format", SD_GEN_PARAMS_TYPE_FORMAT, F(format), 0, 0, 0, 0, 0, 0, JOB, 0, "png|webp|jpeg", "png",
      "image format"},
 };
-const int sd_param_count = (int)(sizeof sd_param_table / sizeof sd_param_table[0]);
+const int sd_gen_params_count = (int)(sizeof sd_gen_params_table / sizeof sd_gen_params_table[0]);
 #undef F
 
 void sd_gen_params_init(sd_gen_params *p)
@@ -98,36 +99,36 @@ void sd_gen_params_init(sd_gen_params *p)
     p->aesthetic_score = 6.0f;
     p->negative_aesthetic_score = 2.5f;
     p->strength = 0.3f;
-    p->format = SD_OUTPUT_FORMAT_PNG;
+    p->format = SD_IMAGE_FORMAT_PNG;
 }
 
-const sd_param_spec *sd_param_by_flag(const char *flag)
+const sd_gen_params_spec *sd_gen_params_by_flag(const char *flag)
 {
-    for (int i = 0; i < sd_param_count; i++)
-        if (!strcmp(sd_param_table[i].flag, flag))
-            return &sd_param_table[i];
+    for (int i = 0; i < sd_gen_params_count; i++)
+        if (!strcmp(sd_gen_params_table[i].flag, flag))
+            return &sd_gen_params_table[i];
     return NULL;
 }
 
-const sd_param_spec *sd_param_by_key(const char *key)
+const sd_gen_params_spec *sd_gen_params_by_key(const char *key)
 {
-    for (int i = 0; i < sd_param_count; i++)
-        if (!strcmp(sd_param_table[i].key, key))
-            return &sd_param_table[i];
+    for (int i = 0; i < sd_gen_params_count; i++)
+        if (!strcmp(sd_gen_params_table[i].key, key))
+            return &sd_gen_params_table[i];
     return NULL;
 }
 
 #define FIELD(g, off, T) ((T *)((char *)(g) + (off)))
 
 /* "from 1 to 1000", "between 0 and 1 (both excluded)", ... */
-static void range_text(const sd_param_spec *s, char *buf, size_t len)
+static void range_text(const sd_gen_params_spec *s, char *buf, size_t len)
 {
     if (s->min <= -BIG && s->max >= BIG)
         snprintf(buf, len, "a finite number");
     else if (s->min_open || s->max_open)
         snprintf(buf, len, "a number %s %g and %s %g", s->min_open ? "above" : "from", s->min,
                  s->max_open ? "below" : "up to", s->max);
-    else if (s->type == SD_PARAM_TYPE_FLOAT)
+    else if (s->type == SD_GEN_PARAMS_TYPE_FLOAT)
         snprintf(buf, len, "a number from %g to %g", s->min, s->max);
     else if (s->multiple)
         snprintf(buf, len, "a multiple of %d from %g to %g", s->multiple, s->min, s->max);
@@ -135,7 +136,7 @@ static void range_text(const sd_param_spec *s, char *buf, size_t len)
         snprintf(buf, len, "an integer from %.0f to %.0f", s->min, s->max);
 }
 
-static int in_range(const sd_param_spec *s, double v)
+static int in_range(const sd_gen_params_spec *s, double v)
 {
     if (!isfinite(v) || v < s->min || v > s->max)
         return 0;
@@ -144,7 +145,7 @@ static int in_range(const sd_param_spec *s, double v)
     return 1;
 }
 
-static sd_status int_value(const sd_param_spec *s, const json_t *v, const char *name, long long *out, sd_error *err)
+static sd_status int_value(const sd_gen_params_spec *s, const json_t *v, const char *name, long long *out, sd_error *err)
 {
     char r[96];
     range_text(s, r, sizeof r);
@@ -157,10 +158,10 @@ static sd_status int_value(const sd_param_spec *s, const json_t *v, const char *
     return SD_OK;
 }
 
-static sd_status pair_value(const sd_param_spec *s, const json_t *v, const char *name, sd_gen_params *g,
+static sd_status pair_value(const sd_gen_params_spec *s, const json_t *v, const char *name, sd_gen_params *g,
                             sd_error *err)
 {
-    const char *what = s->type == SD_PARAM_TYPE_SIZE ? "[width, height]" : "[y, x]";
+    const char *what = s->type == SD_GEN_PARAMS_TYPE_SIZE ? "[width, height]" : "[y, x]";
     if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(json_array_get(v, 0)) ||
         !json_is_integer(json_array_get(v, 1)))
         return sd_fail(err, SD_ERR_INVALID, "%s: must be %s, two integers", name, what);
@@ -173,31 +174,31 @@ static sd_status pair_value(const sd_param_spec *s, const json_t *v, const char 
     return SD_OK;
 }
 
-sd_status sd_param_set_json(sd_gen_params *g, const sd_param_spec *s, const json_t *v, const char *name,
+sd_status sd_gen_params_set_json(sd_gen_params *g, const sd_gen_params_spec *s, const json_t *v, const char *name,
                             sd_error *err)
 {
     char r[96];
     switch (s->type) {
-    case SD_PARAM_TYPE_TEXT:
+    case SD_GEN_PARAMS_TYPE_TEXT:
         if (!json_is_string(v))
             return sd_fail(err, SD_ERR_INVALID, "%s: must be a string", name);
         if (strlen(json_string_value(v)) != json_string_length(v))
             return sd_fail(err, SD_ERR_INVALID, "%s: contains a NUL byte", name);
         *FIELD(g, s->offset, const char *) = json_string_value(v);
         return SD_OK;
-    case SD_PARAM_TYPE_INT: {
+    case SD_GEN_PARAMS_TYPE_INT: {
         long long x;
         SD_TRY(int_value(s, v, name, &x, err));
         *FIELD(g, s->offset, int) = (int)x;
         return SD_OK;
     }
-    case SD_PARAM_TYPE_SEED: {
+    case SD_GEN_PARAMS_TYPE_SEED: {
         long long x;
         SD_TRY(int_value(s, v, name, &x, err));
         *FIELD(g, s->offset, uint64_t) = (uint64_t)x;
         return SD_OK;
     }
-    case SD_PARAM_TYPE_FLOAT: {
+    case SD_GEN_PARAMS_TYPE_FLOAT: {
         range_text(s, r, sizeof r);
         if (!json_is_number(v))
             return sd_fail(err, SD_ERR_INVALID, "%s: must be %s", name, r);
@@ -207,7 +208,7 @@ sd_status sd_param_set_json(sd_gen_params *g, const sd_param_spec *s, const json
         *FIELD(g, s->offset, float) = (float)x;
         return SD_OK;
     }
-    case SD_PARAM_TYPE_SCHEDULER: {
+    case SD_GEN_PARAMS_TYPE_SCHEDULER: {
         sd_sched_kind k;
         if (!json_is_string(v) || sd_sched_kind_parse(json_string_value(v), &k))
             return sd_fail(err, SD_ERR_INVALID, "%s: %s%s%s is not euler, euler_a, dpmpp_2m_karras or ddim", name,
@@ -216,34 +217,34 @@ sd_status sd_param_set_json(sd_gen_params *g, const sd_param_spec *s, const json
         *FIELD(g, s->offset, int) = (int)k;
         return SD_OK;
     }
-    case SD_PARAM_TYPE_FORMAT:
+    case SD_GEN_PARAMS_TYPE_FORMAT:
         for (int i = 0; json_is_string(v) && i < 3; i++)
             if (!strcmp(json_string_value(v), format_names[i])) {
                 *FIELD(g, s->offset, int) = i;
                 return SD_OK;
             }
         return sd_fail(err, SD_ERR_INVALID, "%s: must be png, webp or jpeg", name);
-    case SD_PARAM_TYPE_SIZE:
-    case SD_PARAM_TYPE_OFFSET:
+    case SD_GEN_PARAMS_TYPE_SIZE:
+    case SD_GEN_PARAMS_TYPE_OFFSET:
         return pair_value(s, v, name, g, err);
     }
     return sd_fail(err, SD_ERR_INVALID, "%s: unknown parameter type", name);
 }
 
-sd_status sd_param_flag_to_json(const sd_param_spec *s, const char *text, json_t **out, sd_error *err)
+sd_status sd_gen_params_flag_to_json(const sd_gen_params_spec *s, const char *text, json_t **out, sd_error *err)
 {
     *out = NULL;
     json_t *v = NULL;
     switch (s->type) {
-    case SD_PARAM_TYPE_TEXT:
-    case SD_PARAM_TYPE_SCHEDULER:
-    case SD_PARAM_TYPE_FORMAT:
+    case SD_GEN_PARAMS_TYPE_TEXT:
+    case SD_GEN_PARAMS_TYPE_SCHEDULER:
+    case SD_GEN_PARAMS_TYPE_FORMAT:
         v = json_string(text);
         if (!v)
             return sd_fail(err, SD_ERR_INVALID, "%s: not valid UTF-8", s->flag);
         break;
-    case SD_PARAM_TYPE_INT:
-    case SD_PARAM_TYPE_SEED: {
+    case SD_GEN_PARAMS_TYPE_INT:
+    case SD_GEN_PARAMS_TYPE_SEED: {
         long long x;
         char r[96];
         range_text(s, r, sizeof r);
@@ -252,7 +253,7 @@ sd_status sd_param_flag_to_json(const sd_param_spec *s, const char *text, json_t
         v = json_integer(x);
         break;
     }
-    case SD_PARAM_TYPE_FLOAT: {
+    case SD_GEN_PARAMS_TYPE_FLOAT: {
         double x;
         char r[96];
         range_text(s, r, sizeof r);
@@ -261,9 +262,9 @@ sd_status sd_param_flag_to_json(const sd_param_spec *s, const char *text, json_t
         v = json_real(x);
         break;
     }
-    case SD_PARAM_TYPE_SIZE:
-    case SD_PARAM_TYPE_OFFSET: {
-        char sep = s->type == SD_PARAM_TYPE_SIZE ? 'x' : ',', c;
+    case SD_GEN_PARAMS_TYPE_SIZE:
+    case SD_GEN_PARAMS_TYPE_OFFSET: {
+        char sep = s->type == SD_GEN_PARAMS_TYPE_SIZE ? 'x' : ',', c;
         int a, b, used = 0;
         if (sscanf(text, "%d%c%d%n", &a, &c, &b, &used) != 3 || text[used] ||
             (c != sep && !(sep == 'x' && c == 'X')))
@@ -274,7 +275,7 @@ sd_status sd_param_flag_to_json(const sd_param_spec *s, const char *text, json_t
     }
     sd_gen_params scratch;
     sd_gen_params_init(&scratch);
-    sd_status st = sd_param_set_json(&scratch, s, v, s->flag, err);
+    sd_status st = sd_gen_params_set_json(&scratch, s, v, s->flag, err);
     if (st != SD_OK) {
         json_decref(v);
         return st;
@@ -283,9 +284,9 @@ sd_status sd_param_flag_to_json(const sd_param_spec *s, const char *text, json_t
     return SD_OK;
 }
 
-sd_status sd_param_set_flag(sd_gen_params *g, const sd_param_spec *s, const char *text, sd_error *err)
+sd_status sd_gen_params_set_flag(sd_gen_params *g, const sd_gen_params_spec *s, const char *text, sd_error *err)
 {
-    if (s->type == SD_PARAM_TYPE_TEXT) { /* the flag's own text, kept by the caller's argv */
+    if (s->type == SD_GEN_PARAMS_TYPE_TEXT) { /* the flag's own text, kept by the caller's argv */
         json_t *check = json_string(text); /* NULL: not valid UTF-8 */
         if (!check)
             return sd_fail(err, SD_ERR_INVALID, "%s: not valid UTF-8", s->flag);
@@ -294,8 +295,8 @@ sd_status sd_param_set_flag(sd_gen_params *g, const sd_param_spec *s, const char
         return SD_OK;
     }
     json_t *v;
-    SD_TRY(sd_param_flag_to_json(s, text, &v, err));
-    sd_status st = sd_param_set_json(g, s, v, s->flag, err);
+    SD_TRY(sd_gen_params_flag_to_json(s, text, &v, err));
+    sd_status st = sd_gen_params_set_json(g, s, v, s->flag, err);
     json_decref(v);
     return st;
 }
@@ -308,84 +309,84 @@ sd_status sd_gen_params_from_json(sd_gen_params *g, const json_t *obj, sd_error 
     const char *key;
     json_t *v;
     json_object_foreach((json_t *)obj, key, v) {
-        const sd_param_spec *s = sd_param_by_key(key);
-        if (!s || !(s->scope & SD_PARAM_SCOPE_JOB))
+        const sd_gen_params_spec *s = sd_gen_params_by_key(key);
+        if (!s || !(s->scope & SD_GEN_PARAMS_SCOPE_JOB))
             return sd_fail(err, SD_ERR_INVALID, "unknown key '%s'", key);
         char name[64];
         snprintf(name, sizeof name, "key '%s'", key);
-        SD_TRY(sd_param_set_json(g, s, v, name, err));
+        SD_TRY(sd_gen_params_set_json(g, s, v, name, err));
     }
     if (!g->prompt)
         return sd_fail(err, SD_ERR_INVALID, "key 'prompt': a prompt string is required");
     return SD_OK;
 }
 
-json_t *sd_param_to_json(const sd_gen_params *g, const sd_param_spec *s)
+json_t *sd_gen_params_to_json(const sd_gen_params *g, const sd_gen_params_spec *s)
 {
     switch (s->type) {
-    case SD_PARAM_TYPE_TEXT: {
+    case SD_GEN_PARAMS_TYPE_TEXT: {
         const char *t = *FIELD(g, s->offset, const char *const);
         return json_string(t ? t : "");
     }
-    case SD_PARAM_TYPE_INT:
+    case SD_GEN_PARAMS_TYPE_INT:
         return json_integer(*FIELD(g, s->offset, const int));
-    case SD_PARAM_TYPE_SEED:
+    case SD_GEN_PARAMS_TYPE_SEED:
         return json_integer((json_int_t)*FIELD(g, s->offset, const uint64_t));
-    case SD_PARAM_TYPE_FLOAT:
+    case SD_GEN_PARAMS_TYPE_FLOAT:
         return json_real(*FIELD(g, s->offset, const float));
-    case SD_PARAM_TYPE_SCHEDULER:
-    case SD_PARAM_TYPE_FORMAT: {
+    case SD_GEN_PARAMS_TYPE_SCHEDULER:
+    case SD_GEN_PARAMS_TYPE_FORMAT: {
         char buf[32];
-        sd_param_to_text(g, s, buf, sizeof buf);
+        sd_gen_params_to_text(g, s, buf, sizeof buf);
         return json_string(buf);
     }
-    case SD_PARAM_TYPE_SIZE:
-    case SD_PARAM_TYPE_OFFSET:
+    case SD_GEN_PARAMS_TYPE_SIZE:
+    case SD_GEN_PARAMS_TYPE_OFFSET:
         return json_pack("[i,i]", *FIELD(g, s->offset, const int), *FIELD(g, s->offset2, const int));
     }
     return json_null();
 }
 
-void sd_param_to_text(const sd_gen_params *g, const sd_param_spec *s, char *buf, size_t len)
+void sd_gen_params_to_text(const sd_gen_params *g, const sd_gen_params_spec *s, char *buf, size_t len)
 {
     switch (s->type) {
-    case SD_PARAM_TYPE_TEXT: {
+    case SD_GEN_PARAMS_TYPE_TEXT: {
         const char *t = *FIELD(g, s->offset, const char *const);
         snprintf(buf, len, "%s", t ? t : "");
         return;
     }
-    case SD_PARAM_TYPE_INT:
+    case SD_GEN_PARAMS_TYPE_INT:
         snprintf(buf, len, "%d", *FIELD(g, s->offset, const int));
         return;
-    case SD_PARAM_TYPE_SEED:
+    case SD_GEN_PARAMS_TYPE_SEED:
         snprintf(buf, len, "%llu", (unsigned long long)*FIELD(g, s->offset, const uint64_t));
         return;
-    case SD_PARAM_TYPE_FLOAT:
+    case SD_GEN_PARAMS_TYPE_FLOAT:
         snprintf(buf, len, "%g", (double)*FIELD(g, s->offset, const float));
         return;
-    case SD_PARAM_TYPE_SCHEDULER: {
+    case SD_GEN_PARAMS_TYPE_SCHEDULER: {
         int k = *FIELD(g, s->offset, const int);
         snprintf(buf, len, "%s", k >= 0 ? sd_sched_kind_name((sd_sched_kind)k) : "model default");
         return;
     }
-    case SD_PARAM_TYPE_FORMAT: {
+    case SD_GEN_PARAMS_TYPE_FORMAT: {
         int k = *FIELD(g, s->offset, const int);
         snprintf(buf, len, "%s", k >= 0 && k < 3 ? format_names[k] : "?");
         return;
     }
-    case SD_PARAM_TYPE_SIZE:
-    case SD_PARAM_TYPE_OFFSET:
-        snprintf(buf, len, s->type == SD_PARAM_TYPE_SIZE ? "%dx%d" : "%d,%d", *FIELD(g, s->offset, const int),
+    case SD_GEN_PARAMS_TYPE_SIZE:
+    case SD_GEN_PARAMS_TYPE_OFFSET:
+        snprintf(buf, len, s->type == SD_GEN_PARAMS_TYPE_SIZE ? "%dx%d" : "%d,%d", *FIELD(g, s->offset, const int),
                  *FIELD(g, s->offset2, const int));
         return;
     }
     snprintf(buf, len, "?");
 }
 
-void sd_param_print_help(FILE *out, int scope)
+void sd_gen_params_print_help(FILE *out, int scope)
 {
-    for (int i = 0; i < sd_param_count; i++) {
-        const sd_param_spec *s = &sd_param_table[i];
+    for (int i = 0; i < sd_gen_params_count; i++) {
+        const sd_gen_params_spec *s = &sd_gen_params_table[i];
         if (!(s->scope & scope))
             continue;
         char left[64];

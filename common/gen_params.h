@@ -34,8 +34,6 @@ const char *sd_sched_kind_name(sd_sched_kind k);
 /* diffusers' class name ("EulerDiscreteScheduler") */
 const char *sd_sched_kind_class(sd_sched_kind k);
 
-/* Output image formats of a job item. */
-typedef enum { SD_OUTPUT_FORMAT_PNG, SD_OUTPUT_FORMAT_WEBP, SD_OUTPUT_FORMAT_JPEG } sd_output_format;
 
 typedef struct {
     const char *prompt, *prompt_2, *negative_prompt, *negative_prompt_2; /* NULL: not given */
@@ -47,7 +45,7 @@ typedef struct {
     float high_noise_frac;  /* with a refiner: base denoises until this fraction (denoising_end) */
     float aesthetic_score, negative_aesthetic_score;
     int original_w, original_h, crop_top, crop_left, target_w, target_h; /* 0: default */
-    int format;             /* sd_output_format of a job item (generate takes it from --out) */
+    int format;             /* sd_image_format (common/image_io.h) of a job item (generate takes it from --out) */
     /* img2img: image [3, init_h, init_w] in [-1, 1], or NULL */
     const float *init_image;
     int init_w, init_h;
@@ -59,54 +57,54 @@ typedef struct {
 void sd_gen_params_init(sd_gen_params *p);
 
 typedef enum {
-    SD_PARAM_TYPE_TEXT,      /* a UTF-8 string without NUL bytes */
-    SD_PARAM_TYPE_INT,       /* an integer in [min, max], a multiple of `multiple` */
-    SD_PARAM_TYPE_SEED,      /* an integer in [0, 2^63 - 1] */
-    SD_PARAM_TYPE_FLOAT,     /* a finite number in [min, max] (or open ends) */
-    SD_PARAM_TYPE_SCHEDULER, /* a scheduler name */
-    SD_PARAM_TYPE_FORMAT,    /* png, webp or jpeg */
-    SD_PARAM_TYPE_SIZE,      /* WxH: flag "1024x1024", JSON [w, h]; both in [min, max] */
-    SD_PARAM_TYPE_OFFSET,    /* Y,X: flag "0,0", JSON [y, x]; both in [min, max] */
-} sd_param_type;
+    SD_GEN_PARAMS_TYPE_TEXT,      /* a UTF-8 string without NUL bytes */
+    SD_GEN_PARAMS_TYPE_INT,       /* an integer in [min, max], a multiple of `multiple` */
+    SD_GEN_PARAMS_TYPE_SEED,      /* an integer in [0, 2^63 - 1] */
+    SD_GEN_PARAMS_TYPE_FLOAT,     /* a finite number in [min, max] (or open ends) */
+    SD_GEN_PARAMS_TYPE_SCHEDULER, /* a scheduler name */
+    SD_GEN_PARAMS_TYPE_FORMAT,    /* png, webp or jpeg */
+    SD_GEN_PARAMS_TYPE_SIZE,      /* WxH: flag "1024x1024", JSON [w, h]; both in [min, max] */
+    SD_GEN_PARAMS_TYPE_OFFSET,    /* Y,X: flag "0,0", JSON [y, x]; both in [min, max] */
+} sd_gen_params_type;
 
 /* Where a parameter is taken. */
 enum {
-    SD_PARAM_SCOPE_GENERATE = 1, /* a flag of sdxl generate */
-    SD_PARAM_SCOPE_JOB = 2,      /* a flag of sdxl submit, a key of a job item */
+    SD_GEN_PARAMS_SCOPE_GENERATE = 1, /* a flag of sdxl generate */
+    SD_GEN_PARAMS_SCOPE_JOB = 2,      /* a flag of sdxl submit, a key of a job item */
 };
 
 typedef struct {
     const char *flag;   /* "--guidance-rescale" */
     const char *key;    /* "guidance_rescale": JSON key of a job item, task and image metadata */
-    sd_param_type type;
+    sd_gen_params_type type;
     size_t offset, offset2; /* fields of sd_gen_params (offset2: the second of a pair) */
     double min, max;
     int min_open, max_open; /* 1: the bound itself is outside the range */
-    int multiple;           /* SD_PARAM_TYPE_INT: values must be multiples of it (0: any) */
-    int scope;              /* SD_PARAM_SCOPE_* bits */
+    int multiple;           /* SD_GEN_PARAMS_TYPE_INT: values must be multiples of it (0: any) */
+    int scope;              /* SD_GEN_PARAMS_SCOPE_* bits */
     int in_metadata;        /* recorded in each image's metadata (text chunks, JSON) */
     const char *metavar;    /* "N", "F", "TEXT", "WxH" */
     const char *deflt;      /* the default, as help text shows it */
     const char *help;
-} sd_param_spec;
+} sd_gen_params_spec;
 
-extern const sd_param_spec sd_param_table[];
-extern const int sd_param_count;
+extern const sd_gen_params_spec sd_gen_params_table[];
+extern const int sd_gen_params_count;
 
 /* The row of a flag ("--steps") or JSON key ("steps"); NULL if none. */
-const sd_param_spec *sd_param_by_flag(const char *flag);
-const sd_param_spec *sd_param_by_key(const char *key);
+const sd_gen_params_spec *sd_gen_params_by_flag(const char *flag);
+const sd_gen_params_spec *sd_gen_params_by_key(const char *key);
 
 /* Checks a JSON value against the row (type, range) and stores it in g.
  * Text values point into v (keep v alive). Messages start with `name` (the
  * flag or key the value came from). */
-sd_status sd_param_set_json(sd_gen_params *g, const sd_param_spec *s, const json_t *v, const char *name,
+sd_status sd_gen_params_set_json(sd_gen_params *g, const sd_gen_params_spec *s, const json_t *v, const char *name,
                             sd_error *err);
 /* A flag's text as the JSON value a job item carries (new reference),
- * checked as sd_param_set_json checks it. */
-sd_status sd_param_flag_to_json(const sd_param_spec *s, const char *text, json_t **out, sd_error *err);
+ * checked as sd_gen_params_set_json checks it. */
+sd_status sd_gen_params_flag_to_json(const sd_gen_params_spec *s, const char *text, json_t **out, sd_error *err);
 /* Parses a flag's text into g (generate). */
-sd_status sd_param_set_flag(sd_gen_params *g, const sd_param_spec *s, const char *text, sd_error *err);
+sd_status sd_gen_params_set_flag(sd_gen_params *g, const sd_gen_params_spec *s, const char *text, sd_error *err);
 
 /* A job item's parameters (a JSON object): every key must be a row of
  * scope JOB, of the right type and in range, and "prompt" is required.
@@ -114,12 +112,12 @@ sd_status sd_param_set_flag(sd_gen_params *g, const sd_param_spec *s, const char
 sd_status sd_gen_params_from_json(sd_gen_params *g, const json_t *obj, sd_error *err);
 
 /* The value of a row as JSON (new reference), for metadata and job specs. */
-json_t *sd_param_to_json(const sd_gen_params *g, const sd_param_spec *s);
+json_t *sd_gen_params_to_json(const sd_gen_params *g, const sd_gen_params_spec *s);
 /* The value as an image text chunk writes it ("5", "7.5", "euler"). */
-void sd_param_to_text(const sd_gen_params *g, const sd_param_spec *s, char *buf, size_t len);
+void sd_gen_params_to_text(const sd_gen_params *g, const sd_gen_params_spec *s, char *buf, size_t len);
 
 /* Prints the flag rows of a scope as help lines ("  --steps N  ... (50)"). */
 #include <stdio.h>
-void sd_param_print_help(FILE *out, int scope);
+void sd_gen_params_print_help(FILE *out, int scope);
 
 #endif

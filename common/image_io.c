@@ -19,11 +19,11 @@ int sd_image_format_of(const char *path)
     if (!dot)
         return -1;
     if (!strcasecmp(dot, ".png"))
-        return SD_IMAGE_PNG;
+        return SD_IMAGE_FORMAT_PNG;
     if (!strcasecmp(dot, ".webp"))
-        return SD_IMAGE_WEBP;
+        return SD_IMAGE_FORMAT_WEBP;
     if (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg"))
-        return SD_IMAGE_JPEG;
+        return SD_IMAGE_FORMAT_JPEG;
     return -1;
 }
 
@@ -163,11 +163,11 @@ sd_status sd_image_encode(sd_image_format fmt, const uint8_t *rgb, int width, in
     if (width < 1 || height < 1)
         return sd_fail(err, SD_ERR_INVALID, "image: %dx%d is empty", width, height);
     switch (fmt) {
-    case SD_IMAGE_PNG:
+    case SD_IMAGE_FORMAT_PNG:
         return encode_png(rgb, width, height, text, ntext, out, out_len, err);
-    case SD_IMAGE_JPEG:
+    case SD_IMAGE_FORMAT_JPEG:
         return encode_jpeg(rgb, width, height, quality, out, out_len, err);
-    case SD_IMAGE_WEBP: {
+    case SD_IMAGE_FORMAT_WEBP: {
         uint8_t *w = NULL;
         size_t n = WebPEncodeRGB(rgb, width, height, width * 3, (float)quality, &w);
         if (!n)

@@ -13,7 +13,7 @@ typedef struct {
     const char *key, *value;
 } sd_image_text;
 
-typedef enum { SD_IMAGE_PNG, SD_IMAGE_WEBP, SD_IMAGE_JPEG } sd_image_format;
+typedef enum { SD_IMAGE_FORMAT_PNG, SD_IMAGE_FORMAT_WEBP, SD_IMAGE_FORMAT_JPEG } sd_image_format;
 
 /* By the file's extension (.png .webp .jpg .jpeg, any case); -1 if none. */
 int sd_image_format_of(const char *path);

@@ -12,16 +12,16 @@ static const struct {
     sd_component_kind kind;
     const char *weights_basename;
 } known_classes[] = {
-    {"UNet2DConditionModel", SD_COMP_WEIGHTS, "diffusion_pytorch_model"},
-    {"AutoencoderKL", SD_COMP_WEIGHTS, "diffusion_pytorch_model"},
-    {"CLIPTextModel", SD_COMP_WEIGHTS, "model"},
-    {"CLIPTextModelWithProjection", SD_COMP_WEIGHTS, "model"},
-    {"CLIPTokenizer", SD_COMP_TOKENIZER, NULL},
-    {"CLIPTokenizerFast", SD_COMP_TOKENIZER, NULL},
-    {"EulerDiscreteScheduler", SD_COMP_SCHEDULER, NULL},
-    {"EulerAncestralDiscreteScheduler", SD_COMP_SCHEDULER, NULL},
-    {"DPMSolverMultistepScheduler", SD_COMP_SCHEDULER, NULL},
-    {"DDIMScheduler", SD_COMP_SCHEDULER, NULL},
+    {"UNet2DConditionModel", SD_COMPONENT_KIND_WEIGHTS, "diffusion_pytorch_model"},
+    {"AutoencoderKL", SD_COMPONENT_KIND_WEIGHTS, "diffusion_pytorch_model"},
+    {"CLIPTextModel", SD_COMPONENT_KIND_WEIGHTS, "model"},
+    {"CLIPTextModelWithProjection", SD_COMPONENT_KIND_WEIGHTS, "model"},
+    {"CLIPTokenizer", SD_COMPONENT_KIND_TOKENIZER, NULL},
+    {"CLIPTokenizerFast", SD_COMPONENT_KIND_TOKENIZER, NULL},
+    {"EulerDiscreteScheduler", SD_COMPONENT_KIND_SCHEDULER, NULL},
+    {"EulerAncestralDiscreteScheduler", SD_COMPONENT_KIND_SCHEDULER, NULL},
+    {"DPMSolverMultistepScheduler", SD_COMPONENT_KIND_SCHEDULER, NULL},
+    {"DDIMScheduler", SD_COMPONENT_KIND_SCHEDULER, NULL},
 };
 
 const char *sd_class_weights_basename(const char *class_name)
@@ -151,8 +151,8 @@ sd_status sd_model_require(const sd_model_folder *m, const char *name, const sd_
 
 sd_status sd_component_config(const sd_component *c, sd_json_doc *doc, sd_error *err)
 {
-    const char *file = c->kind == SD_COMP_SCHEDULER   ? "scheduler_config.json"
-                       : c->kind == SD_COMP_TOKENIZER ? "tokenizer_config.json"
+    const char *file = c->kind == SD_COMPONENT_KIND_SCHEDULER   ? "scheduler_config.json"
+                       : c->kind == SD_COMPONENT_KIND_TOKENIZER ? "tokenizer_config.json"
                                                       : "config.json";
     char *path = sd_path_join(c->dir, file);
     if (!path)
@@ -161,12 +161,12 @@ sd_status sd_component_config(const sd_component *c, sd_json_doc *doc, sd_error 
     free(path);
     if (st == SD_OK) {
         const char *cls = sd_json_string_or(doc, "_class_name", NULL);
-        if (c->kind == SD_COMP_WEIGHTS && !cls) {
+        if (c->kind == SD_COMPONENT_KIND_WEIGHTS && !cls) {
             json_t *arch = json_object_get(doc->root, "architectures");
             if (json_is_array(arch) && json_is_string(json_array_get(arch, 0)))
                 cls = json_string_value(json_array_get(arch, 0));
         }
-        if (cls && c->kind == SD_COMP_WEIGHTS && strcmp(cls, c->class_name) != 0) {
+        if (cls && c->kind == SD_COMPONENT_KIND_WEIGHTS && strcmp(cls, c->class_name) != 0) {
             st = sd_fail(err, SD_ERR_FORMAT, "%s: config of component '%s' is for class '%s', model_index.json says '%s'",
                          doc->path, c->name, cls, c->class_name);
             sd_json_free(doc);

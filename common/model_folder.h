@@ -16,9 +16,9 @@
 #include "safetensors.h"
 
 typedef enum {
-    SD_COMP_WEIGHTS,   /* a network with config.json + safetensors */
-    SD_COMP_TOKENIZER, /* vocab.json + merges.txt, or tokenizer.json */
-    SD_COMP_SCHEDULER, /* scheduler_config.json */
+    SD_COMPONENT_KIND_WEIGHTS,   /* a network with config.json + safetensors */
+    SD_COMPONENT_KIND_TOKENIZER, /* vocab.json + merges.txt, or tokenizer.json */
+    SD_COMPONENT_KIND_SCHEDULER, /* scheduler_config.json */
 } sd_component_kind;
 
 #define SD_MAX_COMPONENTS 16

@@ -34,13 +34,13 @@ sd_status sd_model_identity(const char *dir, const char *variant, char *out, siz
     free(idx);
     for (int i = 0; i < m.n && st == SD_OK; i++) {
         const sd_component *c = &m.comps[i];
-        if (!c->present || c->kind == SD_COMP_TOKENIZER)
+        if (!c->present || c->kind == SD_COMPONENT_KIND_TOKENIZER)
             continue;
-        const char *cfg = c->kind == SD_COMP_SCHEDULER ? "scheduler_config.json" : "config.json";
+        const char *cfg = c->kind == SD_COMPONENT_KIND_SCHEDULER ? "scheduler_config.json" : "config.json";
         char *p = sd_path_join(c->dir, cfg);
         st = p ? hash_file(&h, p, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
         free(p);
-        if (st != SD_OK || c->kind != SD_COMP_WEIGHTS)
+        if (st != SD_OK || c->kind != SD_COMPONENT_KIND_WEIGHTS)
             continue;
         sd_weights w;
         st = sd_weights_open(&w, c, variant, err);

@@ -216,15 +216,21 @@ const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_
     return r;
 }
 
-sd_status store_job_set_state(sd_store *s, const char *job_id, const char *state, sd_error *err)
+const char *store_job_state_name(store_job_state st)
 {
-    return set_job_column(s, "UPDATE jobs SET state=? WHERE id=?", job_id, state, "set job state", err);
+    return st == STORE_JOB_STATE_RUNNING ? "running" : st == STORE_JOB_STATE_DONE ? "done" : "cancelled";
+}
+
+sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state state, sd_error *err)
+{
+    return set_job_column(s, "UPDATE jobs SET state=? WHERE id=?", job_id, store_job_state_name(state),
+                          "set job state", err);
 }
 
 sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
 {
     sqlite3_stmt *q;
-    SD_TRY(store_job_set_state(s, job_id, "cancelled", err));
+    SD_TRY(store_job_set_state(s, job_id, STORE_JOB_STATE_CANCELLED, err));
     sqlite3_prepare_v2(s->db, "UPDATE items SET state=5, blob=NULL WHERE job=? AND state<3", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
@@ -232,7 +238,7 @@ sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
     return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "cancel");
 }
 
-int store_items_waiting(sd_store *s, item_state state, store_item_ref *out, int max)
+int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max)
 {
     sqlite3_stmt *q;
     int n = 0;
@@ -258,7 +264,7 @@ void store_item_refs_free(store_item_ref *r, int n)
         json_decref(r[i].params);
 }
 
-sd_status store_item_advance(sd_store *s, const char *job, int idx, item_state from, item_state to, const void *blob,
+sd_status store_item_advance(sd_store *s, const char *job, int idx, store_item_state from, store_item_state to, const void *blob,
                              size_t len, json_t *info, sd_error *err)
 {
     sqlite3_stmt *q;
@@ -372,7 +378,7 @@ sd_status store_item_mark_done(sd_store *s, const char *job, int idx, sd_error *
     return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "mark done");
 }
 
-int store_item_state(sd_store *s, const char *job, int idx)
+int store_item_state_of(sd_store *s, const char *job, int idx)
 {
     sqlite3_stmt *q;
     int r = -1;

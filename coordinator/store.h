@@ -12,13 +12,18 @@
 #include "common/error.h"
 
 typedef enum {
-    ITEM_PENDING = 0, /* waiting for the text stage */
-    ITEM_ENCODED = 1, /* text done: waiting for the unet stage */
-    ITEM_DENOISED = 2, /* latents done: waiting for the final stage */
-    ITEM_DONE = 3,
-    ITEM_FAILED = 4,
-    ITEM_CANCELLED = 5,
-} item_state;
+    STORE_ITEM_STATE_PENDING = 0, /* waiting for the text stage */
+    STORE_ITEM_STATE_ENCODED = 1, /* text done: waiting for the unet stage */
+    STORE_ITEM_STATE_DENOISED = 2, /* latents done: waiting for the final stage */
+    STORE_ITEM_STATE_DONE = 3,
+    STORE_ITEM_STATE_FAILED = 4,
+    STORE_ITEM_STATE_CANCELLED = 5,
+} store_item_state;
+
+/* A job's state, kept as its name ("running", "done", "cancelled") in the
+ * jobs table and in status replies. */
+typedef enum { STORE_JOB_STATE_RUNNING, STORE_JOB_STATE_DONE, STORE_JOB_STATE_CANCELLED } store_job_state;
+const char *store_job_state_name(store_job_state st);
 
 typedef struct sd_store sd_store;
 
@@ -35,7 +40,7 @@ json_t *store_job_spec(sd_store *s, const char *job_id);
 sd_status store_job_set_identity(sd_store *s, const char *job_id, const char *identity, sd_error *err);
 const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_t len);
 sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err);
-sd_status store_job_set_state(sd_store *s, const char *job_id, const char *state, sd_error *err);
+sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state state, sd_error *err);
 
 /* Items waiting in state, for jobs not cancelled: up to max (job, idx). */
 typedef struct {
@@ -43,11 +48,11 @@ typedef struct {
     int idx;
     json_t *params; /* new reference */
 } store_item_ref;
-int store_items_waiting(sd_store *s, item_state state, store_item_ref *out, int max);
+int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max);
 void store_item_refs_free(store_item_ref *r, int n);
 
 /* Stage results: the blob replaces the item's intermediate and advances it. */
-sd_status store_item_advance(sd_store *s, const char *job, int idx, item_state from, item_state to, const void *blob,
+sd_status store_item_advance(sd_store *s, const char *job, int idx, store_item_state from, store_item_state to, const void *blob,
                              size_t len, json_t *info, sd_error *err);
 /* The item's stored intermediate (malloc'd) */
 sd_status store_item_blob(sd_store *s, const char *job, int idx, void **blob, size_t *len, sd_error *err);
@@ -62,7 +67,7 @@ int store_job_unfinished(sd_store *s, const char *job);
 /* Items of the job with first <= idx < last not yet done, failed or cancelled. */
 int store_items_unfinished(sd_store *s, const char *job, int first, int last);
 /* The item's state, or -1 if there is no such item. */
-int store_item_state(sd_store *s, const char *job, int idx);
+int store_item_state_of(sd_store *s, const char *job, int idx);
 /* Jobs still running (ids into out, up to max). */
 int store_running_jobs(sd_store *s, char (*out)[40], int max);
 /* Marks done without output (the output already exists: resubmission). */

@@ -8,20 +8,77 @@
 #include <string.h>
 #include <zmq.h>
 
-static const char *known_types[] = {"REGISTER", "HEARTBEAT", "TASK", "RESULT", "FAIL", "SUBMIT", "STATUS",
-                                    "WATCH", "CANCEL", "RESULTS", "WORKERS", "OK", "ERROR", "PEER", NULL};
+/* Every message kind, its wire name and the header fields each message of
+ * that kind must carry ('s' string, 'i' integer, 'a' array, 'o' object):
+ * checked here, in one place, for everything received (sd_msg_recv). */
+static const struct {
+    const char *name;
+    const char *fields[5]; /* "key:t", NULL-terminated */
+} kinds[SD_MSG_KIND_COUNT] = {
+    [SD_MSG_KIND_REGISTER] = {"REGISTER", {"worker_id:s", "role:s", "model:s", "capacity:i", NULL}},
+    [SD_MSG_KIND_HEARTBEAT] = {"HEARTBEAT", {NULL}},
+    [SD_MSG_KIND_TASK] = {"TASK", {"task_id:i", "items:a", NULL}},
+    [SD_MSG_KIND_RESULT] = {"RESULT", {"worker_id:s", "task_id:i", "items:a", NULL}},
+    [SD_MSG_KIND_FAIL] = {"FAIL", {"worker_id:s", "task_id:i", "reason:s", NULL}},
+    [SD_MSG_KIND_SUBMIT] = {"SUBMIT", {"spec:o", NULL}},
+    [SD_MSG_KIND_STATUS] = {"STATUS", {NULL}},
+    [SD_MSG_KIND_WATCH] = {"WATCH", {NULL}},
+    [SD_MSG_KIND_CANCEL] = {"CANCEL", {"job_id:s", NULL}},
+    [SD_MSG_KIND_RESULTS] = {"RESULTS", {"job_id:s", NULL}},
+    [SD_MSG_KIND_WORKERS] = {"WORKERS", {NULL}},
+    [SD_MSG_KIND_OK] = {"OK", {NULL}},
+    [SD_MSG_KIND_ERROR] = {"ERROR", {"reason:s", NULL}},
+    [SD_MSG_KIND_PEER] = {"PEER", {"peer:s", NULL}},
+};
+
+static sd_msg_kind kind_of_name(const char *type)
+{
+    for (int i = 0; type && i < SD_MSG_KIND_COUNT; i++)
+        if (!strcmp(type, kinds[i].name))
+            return (sd_msg_kind)i;
+    return SD_MSG_KIND_COUNT;
+}
 
 int sd_msg_type_known(const char *type)
 {
-    for (int i = 0; known_types[i]; i++)
-        if (!strcmp(type, known_types[i]))
-            return 1;
-    return 0;
+    return kind_of_name(type) != SD_MSG_KIND_COUNT;
+}
+
+sd_msg_kind sd_msg_kind_of(const sd_msg *m)
+{
+    return kind_of_name(json_string_value(json_object_get(m->hdr, "type")));
+}
+
+const char *sd_msg_kind_name(sd_msg_kind k)
+{
+    return (unsigned)k < SD_MSG_KIND_COUNT ? kinds[k].name : "?";
+}
+
+sd_status sd_msg_check_fields(const sd_msg *m, sd_error *err)
+{
+    sd_msg_kind k = sd_msg_kind_of(m);
+    if (k == SD_MSG_KIND_COUNT)
+        return sd_fail(err, SD_ERR_FORMAT, "unknown message type '%s'", sd_msg_type(m));
+    for (int i = 0; kinds[k].fields[i]; i++) {
+        const char *f = kinds[k].fields[i], *colon = strchr(f, ':');
+        char key[32];
+        snprintf(key, sizeof key, "%.*s", (int)(colon - f), f);
+        json_t *v = json_object_get(m->hdr, key);
+        char t = colon[1];
+        int ok = t == 's' ? json_is_string(v) : t == 'i' ? json_is_integer(v) : t == 'a' ? json_is_array(v)
+                                                                                    : json_is_object(v);
+        if (!ok)
+            return sd_fail(err, SD_ERR_FORMAT, "%s: field '%s' missing or not %s", kinds[k].name, key,
+                           t == 's' ? "a string" : t == 'i' ? "an integer" : t == 'a' ? "a list" : "a map");
+    }
+    return SD_OK;
 }
 
 sd_status sd_msg_new(sd_msg *m, const char *type, sd_error *err)
 {
     memset(m, 0, sizeof *m);
+    if (!sd_msg_type_known(type))
+        return sd_fail(err, SD_ERR_INVALID, "unknown message type '%s'", type);
     m->hdr = json_pack("{s:i, s:s}", "v", SD_PROTO_VERSION, "type", type);
     return m->hdr ? SD_OK : sd_fail(err, SD_ERR_NOMEM, "out of memory");
 }
@@ -469,6 +526,8 @@ sd_status sd_msg_recv(void *sock, int is_router, sd_msg *m, unsigned char *route
             sizes[i - first] = zmq_msg_size(&parts[i]);
         }
         st = sd_msg_decode(m, frames, sizes, n - first, err);
+        if (st == SD_OK && (st = sd_msg_check_fields(m, err)) != SD_OK)
+            sd_msg_free(m);
     }
     for (int i = 0; i < n; i++)
         zmq_msg_close(&parts[i]);

@@ -36,11 +36,36 @@ typedef struct {
     sd_msg_tensor tensors[SD_MSG_MAX_TENSORS];
 } sd_msg;
 
-/* Known message types. Workers: REGISTER HEARTBEAT RESULT FAIL; the
+/* The message kinds. Workers: REGISTER HEARTBEAT RESULT FAIL; the
  * coordinator to workers: TASK HEARTBEAT; clients: SUBMIT STATUS WATCH
  * CANCEL RESULTS WORKERS; replies: OK ERROR; between the two workers of a
- * CFG pair (worker/daemon/cfg_pair.h): PEER. */
+ * CFG pair (worker/daemon/cfg_pair.h): PEER. The wire spells each by its
+ * name ("type": "TASK"). */
+typedef enum {
+    SD_MSG_KIND_REGISTER,
+    SD_MSG_KIND_HEARTBEAT,
+    SD_MSG_KIND_TASK,
+    SD_MSG_KIND_RESULT,
+    SD_MSG_KIND_FAIL,
+    SD_MSG_KIND_SUBMIT,
+    SD_MSG_KIND_STATUS,
+    SD_MSG_KIND_WATCH,
+    SD_MSG_KIND_CANCEL,
+    SD_MSG_KIND_RESULTS,
+    SD_MSG_KIND_WORKERS,
+    SD_MSG_KIND_OK,
+    SD_MSG_KIND_ERROR,
+    SD_MSG_KIND_PEER,
+    SD_MSG_KIND_COUNT /* not a kind: an unknown type */
+} sd_msg_kind;
+
 int sd_msg_type_known(const char *type);
+/* The kind of a message, SD_MSG_KIND_COUNT for an unknown type. */
+sd_msg_kind sd_msg_kind_of(const sd_msg *m);
+const char *sd_msg_kind_name(sd_msg_kind k);
+/* Checks the header fields each kind requires (the table in message.c);
+ * sd_msg_recv runs it on everything received, so handlers may read them. */
+sd_status sd_msg_check_fields(const sd_msg *m, sd_error *err);
 
 sd_status sd_msg_new(sd_msg *m, const char *type, sd_error *err);
 void sd_msg_free(sd_msg *m);

@@ -51,7 +51,7 @@ static sd_status recv_peer(sd_cfg_pair *p, sd_msg *m, sd_error *err)
         return sd_fail(err, SD_ERR_IO, "cfg pair: no answer from the peer rank %d within %d ms", 1 - p->rank,
                        p->timeout_ms);
     SD_TRY(st);
-    if (strcmp(sd_msg_type(m), "PEER")) {
+    if (sd_msg_kind_of(m) != SD_MSG_KIND_PEER) {
         const char *t = sd_msg_type(m);
         sd_msg_free(m);
         return sd_fail(err, SD_ERR_FORMAT, "cfg pair: expected a PEER message, got %s", t);

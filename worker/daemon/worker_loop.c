@@ -238,7 +238,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
         sd_gen_hooks hooks = {on_step, NULL, w, NULL};
         sd_image_result img;
         SD_TRY(sd_stage_final(&w->p, &g, &t, &lat, &hooks, &img, err));
-        const char *ext = g.format == SD_OUTPUT_FORMAT_WEBP ? "webp" : g.format == SD_OUTPUT_FORMAT_JPEG ? "jpg" : "png";
+        const char *ext = g.format == SD_IMAGE_FORMAT_WEBP ? "webp" : g.format == SD_IMAGE_FORMAT_JPEG ? "jpg" : "png";
         sd_image_meta meta;
         sd_image_meta_fill(&meta, &g, img.width, img.height, w->p.identity);
         uint8_t *bytes = NULL;
@@ -343,7 +343,7 @@ static sd_status follow(worker *w, sd_error *err)
         }
         sd_msg m;
         SD_TRY(sd_cfg_pair_recv_task(w->pair, &m, err));
-        sd_status st = strcmp(sd_msg_type(&m), "TASK")
+        sd_status st = sd_msg_kind_of(&m) != SD_MSG_KIND_TASK
                            ? sd_fail(err, SD_ERR_FORMAT, "cfg pair: the leader sent %s, not a TASK", sd_msg_type(&m))
                            : run_task(w, &m);
         sd_msg_free(&m);
@@ -474,12 +474,12 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
             sd_error merr = {0};
             if (sd_msg_recv(w->sock, 0, &m, NULL, NULL, &merr) == SD_OK) {
                 w->last_heard = sd_now_s();
-                const char *type = sd_msg_type(&m);
-                if (!strcmp(type, "TASK")) {
+                sd_msg_kind kind = sd_msg_kind_of(&m);
+                if (kind == SD_MSG_KIND_TASK) {
                     if (run_task(w, &m) != SD_OK && w->pair)
                         st = sd_fail(err, SD_ERR_IO, "a task failed: the cfg pair may be out of step, stopping "
                                                      "(restart both workers)");
-                } else if (!strcmp(type, "ERROR")) {
+                } else if (kind == SD_MSG_KIND_ERROR) {
                     const char *why = json_string_value(json_object_get(m.hdr, "reason"));
                     wlog(w, "coordinator says: %s", why ? why : "?");
                     if (why && strstr(why, "register"))

@@ -95,9 +95,10 @@ static json_t *request(client *c, const char *cmd, const char *type, json_t *fie
         cli_errorf(cmd, "bad reply: %s", err.msg);
         return NULL;
     }
+    int refused = sd_msg_kind_of(&r) == SD_MSG_KIND_ERROR;
     json_t *h = json_incref(r.hdr);
     sd_msg_free(&r);
-    if (!strcmp(json_string_value(json_object_get(h, "type")), "ERROR")) {
+    if (refused) {
         cli_errorf(cmd, "%s", json_string_value(json_object_get(h, "reason")));
         json_decref(h);
         return NULL;
@@ -127,7 +128,7 @@ static void usage_submit(FILE *out)
                  "as below without '--' and with '_', override them; --seed is the base seed: an item\n"
                  "without a seed gets N + its index):\n",
             DEFAULT_ENDPOINT);
-    sd_param_print_help(out, SD_PARAM_SCOPE_JOB);
+    sd_gen_params_print_help(out, SD_GEN_PARAMS_SCOPE_JOB);
     fprintf(out, "exit codes: 0 submitted, 1 failure, 2 usage error\n");
 }
 
@@ -160,7 +161,7 @@ int cmd_submit(int argc, char **argv)
     const char *file = NULL, *out = NULL, *endpoint = NULL, *format = "png", *layout = "webdataset";
     const char *model = NULL, *refiner = NULL, *variant = NULL;
     long long per_prompt = 1, shard = 1000, base_seed = 0;
-    const sd_param_spec *spec;
+    const sd_gen_params_spec *spec;
     json_t *defaults = json_object();
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -195,19 +196,19 @@ int cmd_submit(int argc, char **argv)
             refiner = v;
         else if (!strcmp(a, "--variant"))
             variant = v, bad = strcmp(v, "fp16") != 0;
-        else if ((spec = sd_param_by_flag(a)) && (spec->scope & SD_PARAM_SCOPE_JOB)) {
+        else if ((spec = sd_gen_params_by_flag(a)) && (spec->scope & SD_GEN_PARAMS_SCOPE_JOB)) {
             /* a job-wide default, checked as the worker will check it */
             json_t *jv;
             sd_error perr = {0};
-            if (sd_param_flag_to_json(spec, v, &jv, &perr) != SD_OK) {
+            if (sd_gen_params_flag_to_json(spec, v, &jv, &perr) != SD_OK) {
                 cli_errorf("submit", "%s", perr.msg);
                 json_decref(defaults);
                 return 2;
             }
-            if (spec->type == SD_PARAM_TYPE_SEED) { /* the base seed: item i without one gets N + i */
+            if (spec->type == SD_GEN_PARAMS_TYPE_SEED) { /* the base seed: item i without one gets N + i */
                 base_seed = (long long)json_integer_value(jv);
                 json_decref(jv);
-            } else if (spec->type == SD_PARAM_TYPE_FORMAT) { /* job-wide: the outputs' file names */
+            } else if (spec->type == SD_GEN_PARAMS_TYPE_FORMAT) { /* job-wide: the outputs' file names */
                 format = v;
                 json_decref(jv);
             } else {

@@ -36,7 +36,7 @@ static void usage(FILE *out)
             "  --save-latents FILE              noise, initial, step_000.., refiner_step_000.., final (safetensors)\n"
             "  --quiet                          no progress bar\n"
             "generation parameters (the same keys go into sdxl submit's JSONL items):\n");
-    sd_param_print_help(out, SD_PARAM_SCOPE_GENERATE);
+    sd_gen_params_print_help(out, SD_GEN_PARAMS_SCOPE_GENERATE);
     fprintf(out, "environment: SDXL_CUDA_GRAPH=1 relaunches UNet steps as a CUDA graph (experimental: not yet run on a GPU)\n"
                  "exit codes: 0 done, 1 failed, 2 usage error\n");
 }
@@ -102,7 +102,7 @@ int cmd_generate(int argc, char **argv)
     sd_dtype dtype = SD_DTYPE_COUNT;
     int have_seed = 0, quiet = 0;
     long long batch = 1;
-    const sd_param_spec *spec;
+    const sd_gen_params_spec *spec;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -139,13 +139,13 @@ int cmd_generate(int argc, char **argv)
                 cli_errorf("generate", "--batch: '%s' is not an integer from 1 to 1000", val);
                 return 2;
             }
-        } else if ((spec = sd_param_by_flag(a)) && (spec->scope & SD_PARAM_SCOPE_GENERATE)) {
+        } else if ((spec = sd_gen_params_by_flag(a)) && (spec->scope & SD_GEN_PARAMS_SCOPE_GENERATE)) {
             sd_error perr = {0};
-            if (sd_param_set_flag(&g, spec, val, &perr) != SD_OK) {
+            if (sd_gen_params_set_flag(&g, spec, val, &perr) != SD_OK) {
                 cli_errorf("generate", "%s", perr.msg);
                 return 2;
             }
-            have_seed |= spec->type == SD_PARAM_TYPE_SEED;
+            have_seed |= spec->type == SD_GEN_PARAMS_TYPE_SEED;
         } else {
             cli_errorf("generate", "unknown option '%s'", a);
             usage(stderr);

@@ -70,7 +70,7 @@ static void add_config_numbers(json_t *obj, const sd_component *c, const sd_json
         keys = vae_keys;
     else if (!strncmp(c->class_name, "CLIPTextModel", 13))
         keys = clip_keys;
-    else if (c->kind == SD_COMP_SCHEDULER)
+    else if (c->kind == SD_COMPONENT_KIND_SCHEDULER)
         keys = sched_keys;
     if (!keys)
         return;
@@ -250,7 +250,7 @@ int cmd_inspect(int argc, char **argv)
         json_object_set_new(o, "library", json_string(c->library));
         json_object_set_new(o, "class", json_string(c->class_name));
         json_object_set_new(o, "dtypes", json_array());
-        if (c->kind == SD_COMP_TOKENIZER)
+        if (c->kind == SD_COMPONENT_KIND_TOKENIZER)
             continue;
         sd_json_doc cfg;
         if (sd_component_config(c, &cfg, &err) != SD_OK) {
@@ -258,7 +258,7 @@ int cmd_inspect(int argc, char **argv)
             break;
         }
         add_config_numbers(o, c, &cfg);
-        if (c->kind == SD_COMP_WEIGHTS) {
+        if (c->kind == SD_COMPONENT_KIND_WEIGHTS) {
             sd_weights w;
             if (sd_weights_open(&w, c, variant, &err) != SD_OK) {
                 sd_json_free(&cfg);

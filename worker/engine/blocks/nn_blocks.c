@@ -16,22 +16,22 @@ sd_status sd_resnet_load(sd_resnet *r, sd_param_loader *pl, const char *prefix, 
     r->out_ch = out_ch;
     r->groups = groups;
     r->eps = eps;
-    sd_params_prefix(pl, "%s", prefix);
-    SD_TRY(sd_params_get(pl, "norm1.weight", SHAPE1(in_ch), &r->norm1_w, err));
-    SD_TRY(sd_params_get(pl, "norm1.bias", SHAPE1(in_ch), &r->norm1_b, err));
-    SD_TRY(sd_params_get(pl, "conv1.weight", SHAPE4(out_ch, in_ch, 3, 3), &r->conv1_w, err));
-    SD_TRY(sd_params_get(pl, "conv1.bias", SHAPE1(out_ch), &r->conv1_b, err));
+    sd_param_prefix(pl, "%s", prefix);
+    SD_TRY(sd_param_get(pl, "norm1.weight", SHAPE1(in_ch), &r->norm1_w, err));
+    SD_TRY(sd_param_get(pl, "norm1.bias", SHAPE1(in_ch), &r->norm1_b, err));
+    SD_TRY(sd_param_get(pl, "conv1.weight", SHAPE4(out_ch, in_ch, 3, 3), &r->conv1_w, err));
+    SD_TRY(sd_param_get(pl, "conv1.bias", SHAPE1(out_ch), &r->conv1_b, err));
     if (temb_ch) {
-        SD_TRY(sd_params_get(pl, "time_emb_proj.weight", SHAPE2(out_ch, temb_ch), &r->temb_w, err));
-        SD_TRY(sd_params_get(pl, "time_emb_proj.bias", SHAPE1(out_ch), &r->temb_b, err));
+        SD_TRY(sd_param_get(pl, "time_emb_proj.weight", SHAPE2(out_ch, temb_ch), &r->temb_w, err));
+        SD_TRY(sd_param_get(pl, "time_emb_proj.bias", SHAPE1(out_ch), &r->temb_b, err));
     }
-    SD_TRY(sd_params_get(pl, "norm2.weight", SHAPE1(out_ch), &r->norm2_w, err));
-    SD_TRY(sd_params_get(pl, "norm2.bias", SHAPE1(out_ch), &r->norm2_b, err));
-    SD_TRY(sd_params_get(pl, "conv2.weight", SHAPE4(out_ch, out_ch, 3, 3), &r->conv2_w, err));
-    SD_TRY(sd_params_get(pl, "conv2.bias", SHAPE1(out_ch), &r->conv2_b, err));
+    SD_TRY(sd_param_get(pl, "norm2.weight", SHAPE1(out_ch), &r->norm2_w, err));
+    SD_TRY(sd_param_get(pl, "norm2.bias", SHAPE1(out_ch), &r->norm2_b, err));
+    SD_TRY(sd_param_get(pl, "conv2.weight", SHAPE4(out_ch, out_ch, 3, 3), &r->conv2_w, err));
+    SD_TRY(sd_param_get(pl, "conv2.bias", SHAPE1(out_ch), &r->conv2_b, err));
     if (in_ch != out_ch) {
-        SD_TRY(sd_params_get(pl, "conv_shortcut.weight", SHAPE4(out_ch, in_ch, 1, 1), &r->short_w, err));
-        SD_TRY(sd_params_get(pl, "conv_shortcut.bias", SHAPE1(out_ch), &r->short_b, err));
+        SD_TRY(sd_param_get(pl, "conv_shortcut.weight", SHAPE4(out_ch, in_ch, 1, 1), &r->short_w, err));
+        SD_TRY(sd_param_get(pl, "conv_shortcut.bias", SHAPE1(out_ch), &r->short_b, err));
     }
     return SD_OK;
 }
@@ -86,26 +86,26 @@ sd_status sd_resnet_forward(const sd_resnet *r, const sd_tensor *x, const sd_ten
 static sd_status tblock_load(sd_tblock *b, sd_param_loader *pl, int C, int cross, sd_error *err)
 {
     int64_t F = 4 * (int64_t)C;
-    SD_TRY(sd_params_get(pl, "norm1.weight", SHAPE1(C), &b->norm1_w, err));
-    SD_TRY(sd_params_get(pl, "norm1.bias", SHAPE1(C), &b->norm1_b, err));
-    SD_TRY(sd_params_get(pl, "attn1.to_q.weight", SHAPE2(C, C), &b->q1, err));
-    SD_TRY(sd_params_get(pl, "attn1.to_k.weight", SHAPE2(C, C), &b->k1, err));
-    SD_TRY(sd_params_get(pl, "attn1.to_v.weight", SHAPE2(C, C), &b->v1, err));
-    SD_TRY(sd_params_get(pl, "attn1.to_out.0.weight", SHAPE2(C, C), &b->o1_w, err));
-    SD_TRY(sd_params_get(pl, "attn1.to_out.0.bias", SHAPE1(C), &b->o1_b, err));
-    SD_TRY(sd_params_get(pl, "norm2.weight", SHAPE1(C), &b->norm2_w, err));
-    SD_TRY(sd_params_get(pl, "norm2.bias", SHAPE1(C), &b->norm2_b, err));
-    SD_TRY(sd_params_get(pl, "attn2.to_q.weight", SHAPE2(C, C), &b->q2, err));
-    SD_TRY(sd_params_get(pl, "attn2.to_k.weight", SHAPE2(C, cross), &b->k2, err));
-    SD_TRY(sd_params_get(pl, "attn2.to_v.weight", SHAPE2(C, cross), &b->v2, err));
-    SD_TRY(sd_params_get(pl, "attn2.to_out.0.weight", SHAPE2(C, C), &b->o2_w, err));
-    SD_TRY(sd_params_get(pl, "attn2.to_out.0.bias", SHAPE1(C), &b->o2_b, err));
-    SD_TRY(sd_params_get(pl, "norm3.weight", SHAPE1(C), &b->norm3_w, err));
-    SD_TRY(sd_params_get(pl, "norm3.bias", SHAPE1(C), &b->norm3_b, err));
-    SD_TRY(sd_params_get(pl, "ff.net.0.proj.weight", SHAPE2(2 * F, C), &b->ff1_w, err));
-    SD_TRY(sd_params_get(pl, "ff.net.0.proj.bias", SHAPE1(2 * F), &b->ff1_b, err));
-    SD_TRY(sd_params_get(pl, "ff.net.2.weight", SHAPE2(C, F), &b->ff2_w, err));
-    SD_TRY(sd_params_get(pl, "ff.net.2.bias", SHAPE1(C), &b->ff2_b, err));
+    SD_TRY(sd_param_get(pl, "norm1.weight", SHAPE1(C), &b->norm1_w, err));
+    SD_TRY(sd_param_get(pl, "norm1.bias", SHAPE1(C), &b->norm1_b, err));
+    SD_TRY(sd_param_get(pl, "attn1.to_q.weight", SHAPE2(C, C), &b->q1, err));
+    SD_TRY(sd_param_get(pl, "attn1.to_k.weight", SHAPE2(C, C), &b->k1, err));
+    SD_TRY(sd_param_get(pl, "attn1.to_v.weight", SHAPE2(C, C), &b->v1, err));
+    SD_TRY(sd_param_get(pl, "attn1.to_out.0.weight", SHAPE2(C, C), &b->o1_w, err));
+    SD_TRY(sd_param_get(pl, "attn1.to_out.0.bias", SHAPE1(C), &b->o1_b, err));
+    SD_TRY(sd_param_get(pl, "norm2.weight", SHAPE1(C), &b->norm2_w, err));
+    SD_TRY(sd_param_get(pl, "norm2.bias", SHAPE1(C), &b->norm2_b, err));
+    SD_TRY(sd_param_get(pl, "attn2.to_q.weight", SHAPE2(C, C), &b->q2, err));
+    SD_TRY(sd_param_get(pl, "attn2.to_k.weight", SHAPE2(C, cross), &b->k2, err));
+    SD_TRY(sd_param_get(pl, "attn2.to_v.weight", SHAPE2(C, cross), &b->v2, err));
+    SD_TRY(sd_param_get(pl, "attn2.to_out.0.weight", SHAPE2(C, C), &b->o2_w, err));
+    SD_TRY(sd_param_get(pl, "attn2.to_out.0.bias", SHAPE1(C), &b->o2_b, err));
+    SD_TRY(sd_param_get(pl, "norm3.weight", SHAPE1(C), &b->norm3_w, err));
+    SD_TRY(sd_param_get(pl, "norm3.bias", SHAPE1(C), &b->norm3_b, err));
+    SD_TRY(sd_param_get(pl, "ff.net.0.proj.weight", SHAPE2(2 * F, C), &b->ff1_w, err));
+    SD_TRY(sd_param_get(pl, "ff.net.0.proj.bias", SHAPE1(2 * F), &b->ff1_b, err));
+    SD_TRY(sd_param_get(pl, "ff.net.2.weight", SHAPE2(C, F), &b->ff2_w, err));
+    SD_TRY(sd_param_get(pl, "ff.net.2.bias", SHAPE1(C), &b->ff2_b, err));
     return SD_OK;
 }
 
@@ -124,20 +124,20 @@ sd_status sd_transformer2d_load(sd_transformer2d *t, sd_param_loader *pl, const 
     t->blocks = calloc((size_t)layers, sizeof *t->blocks);
     if (!t->blocks)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    sd_params_prefix(pl, "%s", prefix);
-    SD_TRY(sd_params_get(pl, "norm.weight", SHAPE1(C), &t->norm_w, err));
-    SD_TRY(sd_params_get(pl, "norm.bias", SHAPE1(C), &t->norm_b, err));
+    sd_param_prefix(pl, "%s", prefix);
+    SD_TRY(sd_param_get(pl, "norm.weight", SHAPE1(C), &t->norm_w, err));
+    SD_TRY(sd_param_get(pl, "norm.bias", SHAPE1(C), &t->norm_b, err));
     if (linear_proj) {
-        SD_TRY(sd_params_get(pl, "proj_in.weight", SHAPE2(C, C), &t->proj_in_w, err));
-        SD_TRY(sd_params_get(pl, "proj_out.weight", SHAPE2(C, C), &t->proj_out_w, err));
+        SD_TRY(sd_param_get(pl, "proj_in.weight", SHAPE2(C, C), &t->proj_in_w, err));
+        SD_TRY(sd_param_get(pl, "proj_out.weight", SHAPE2(C, C), &t->proj_out_w, err));
     } else {
-        SD_TRY(sd_params_get(pl, "proj_in.weight", SHAPE4(C, C, 1, 1), &t->proj_in_w, err));
-        SD_TRY(sd_params_get(pl, "proj_out.weight", SHAPE4(C, C, 1, 1), &t->proj_out_w, err));
+        SD_TRY(sd_param_get(pl, "proj_in.weight", SHAPE4(C, C, 1, 1), &t->proj_in_w, err));
+        SD_TRY(sd_param_get(pl, "proj_out.weight", SHAPE4(C, C, 1, 1), &t->proj_out_w, err));
     }
-    SD_TRY(sd_params_get(pl, "proj_in.bias", SHAPE1(C), &t->proj_in_b, err));
-    SD_TRY(sd_params_get(pl, "proj_out.bias", SHAPE1(C), &t->proj_out_b, err));
+    SD_TRY(sd_param_get(pl, "proj_in.bias", SHAPE1(C), &t->proj_in_b, err));
+    SD_TRY(sd_param_get(pl, "proj_out.bias", SHAPE1(C), &t->proj_out_b, err));
     for (int i = 0; i < layers; i++) {
-        sd_params_prefix(pl, "%stransformer_blocks.%d.", prefix, i);
+        sd_param_prefix(pl, "%stransformer_blocks.%d.", prefix, i);
         SD_TRY(tblock_load(&t->blocks[i], pl, C, cross_dim, err));
     }
     return SD_OK;
@@ -256,17 +256,17 @@ sd_status sd_spatial_attn_load(sd_spatial_attn *a, sd_param_loader *pl, const ch
     a->channels = C;
     a->groups = groups;
     a->eps = eps;
-    sd_params_prefix(pl, "%s", prefix);
-    SD_TRY(sd_params_get(pl, "group_norm.weight", SHAPE1(C), &a->norm_w, err));
-    SD_TRY(sd_params_get(pl, "group_norm.bias", SHAPE1(C), &a->norm_b, err));
-    SD_TRY(sd_params_get(pl, "to_q.weight", SHAPE2(C, C), &a->q_w, err));
-    SD_TRY(sd_params_get(pl, "to_q.bias", SHAPE1(C), &a->q_b, err));
-    SD_TRY(sd_params_get(pl, "to_k.weight", SHAPE2(C, C), &a->k_w, err));
-    SD_TRY(sd_params_get(pl, "to_k.bias", SHAPE1(C), &a->k_b, err));
-    SD_TRY(sd_params_get(pl, "to_v.weight", SHAPE2(C, C), &a->v_w, err));
-    SD_TRY(sd_params_get(pl, "to_v.bias", SHAPE1(C), &a->v_b, err));
-    SD_TRY(sd_params_get(pl, "to_out.0.weight", SHAPE2(C, C), &a->o_w, err));
-    SD_TRY(sd_params_get(pl, "to_out.0.bias", SHAPE1(C), &a->o_b, err));
+    sd_param_prefix(pl, "%s", prefix);
+    SD_TRY(sd_param_get(pl, "group_norm.weight", SHAPE1(C), &a->norm_w, err));
+    SD_TRY(sd_param_get(pl, "group_norm.bias", SHAPE1(C), &a->norm_b, err));
+    SD_TRY(sd_param_get(pl, "to_q.weight", SHAPE2(C, C), &a->q_w, err));
+    SD_TRY(sd_param_get(pl, "to_q.bias", SHAPE1(C), &a->q_b, err));
+    SD_TRY(sd_param_get(pl, "to_k.weight", SHAPE2(C, C), &a->k_w, err));
+    SD_TRY(sd_param_get(pl, "to_k.bias", SHAPE1(C), &a->k_b, err));
+    SD_TRY(sd_param_get(pl, "to_v.weight", SHAPE2(C, C), &a->v_w, err));
+    SD_TRY(sd_param_get(pl, "to_v.bias", SHAPE1(C), &a->v_b, err));
+    SD_TRY(sd_param_get(pl, "to_out.0.weight", SHAPE2(C, C), &a->o_w, err));
+    SD_TRY(sd_param_get(pl, "to_out.0.bias", SHAPE1(C), &a->o_b, err));
     return SD_OK;
 }
 
@@ -313,9 +313,9 @@ sd_status sd_spatial_attn_forward(const sd_spatial_attn *a, const sd_tensor *x, 
 sd_status sd_sampler_load(sd_sampler *s, sd_param_loader *pl, const char *prefix, int C, sd_error *err)
 {
     memset(s, 0, sizeof *s);
-    sd_params_prefix(pl, "%s", prefix);
-    SD_TRY(sd_params_get(pl, "conv.weight", SHAPE4(C, C, 3, 3), &s->w, err));
-    SD_TRY(sd_params_get(pl, "conv.bias", SHAPE1(C), &s->b, err));
+    sd_param_prefix(pl, "%s", prefix);
+    SD_TRY(sd_param_get(pl, "conv.weight", SHAPE4(C, C, 3, 3), &s->w, err));
+    SD_TRY(sd_param_get(pl, "conv.bias", SHAPE1(C), &s->b, err));
     return SD_OK;
 }
 

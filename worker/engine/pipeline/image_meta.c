@@ -13,15 +13,15 @@ static void add(sd_image_meta *m, const char *key, const char *value)
 void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const char *identity)
 {
     m->n = 0;
-    for (int i = 0; i < sd_param_count && m->n < SD_IMAGE_META_MAX - 3; i++) {
-        const sd_param_spec *s = &sd_param_table[i];
+    for (int i = 0; i < sd_gen_params_count && m->n < SD_IMAGE_META_MAX - 3; i++) {
+        const sd_gen_params_spec *s = &sd_gen_params_table[i];
         if (!s->in_metadata)
             continue;
-        if (s->type == SD_PARAM_TYPE_TEXT) {
+        if (s->type == SD_GEN_PARAMS_TYPE_TEXT) {
             const char *t = *(const char *const *)((const char *)g + s->offset);
             add(m, s->key, t ? t : "");
         } else {
-            sd_param_to_text(g, s, m->buf[m->n], sizeof m->buf[m->n]);
+            sd_gen_params_to_text(g, s, m->buf[m->n], sizeof m->buf[m->n]);
             add(m, s->key, m->buf[m->n]);
         }
     }
@@ -33,9 +33,9 @@ void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int
 
 void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const char *identity)
 {
-    for (int i = 0; i < sd_param_count; i++)
-        if (sd_param_table[i].in_metadata)
-            json_object_set_new(info, sd_param_table[i].key, sd_param_to_json(g, &sd_param_table[i]));
+    for (int i = 0; i < sd_gen_params_count; i++)
+        if (sd_gen_params_table[i].in_metadata)
+            json_object_set_new(info, sd_gen_params_table[i].key, sd_gen_params_to_json(g, &sd_gen_params_table[i]));
     json_object_set_new(info, "width", json_integer(width));
     json_object_set_new(info, "height", json_integer(height));
     json_object_set_new(info, "model", json_string(identity));

@@ -49,7 +49,8 @@ typedef struct {
     struct sd_unet_step *unet_steps[2];
 } sd_pipeline;
 
-enum { SD_STAGE_TEXT = 1, SD_STAGE_UNET = 2, SD_STAGE_FINAL = 4, SD_STAGE_ALL = 7 };
+/* the stages a process runs (bits) */
+typedef enum { SD_STAGE_TEXT = 1, SD_STAGE_UNET = 2, SD_STAGE_FINAL = 4, SD_STAGE_ALL = 7 } sd_stage;
 
 /* refiner_dir may be NULL. variant may be NULL. */
 sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, const char *model_dir,

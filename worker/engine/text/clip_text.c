@@ -84,22 +84,22 @@ const sd_clip_config *sd_clip_text_config(const sd_clip_text *m)
 static sd_status load_layer(sd_param_loader *pl, clip_layer *L, const sd_clip_config *c, sd_error *err)
 {
     int64_t D = c->hidden, F = c->intermediate;
-    SD_TRY(sd_params_get(pl, "layer_norm1.weight", SHAPE1(D), &L->ln1_w, err));
-    SD_TRY(sd_params_get(pl, "layer_norm1.bias", SHAPE1(D), &L->ln1_b, err));
-    SD_TRY(sd_params_get(pl, "self_attn.q_proj.weight", SHAPE2(D, D), &L->q_w, err));
-    SD_TRY(sd_params_get(pl, "self_attn.q_proj.bias", SHAPE1(D), &L->q_b, err));
-    SD_TRY(sd_params_get(pl, "self_attn.k_proj.weight", SHAPE2(D, D), &L->k_w, err));
-    SD_TRY(sd_params_get(pl, "self_attn.k_proj.bias", SHAPE1(D), &L->k_b, err));
-    SD_TRY(sd_params_get(pl, "self_attn.v_proj.weight", SHAPE2(D, D), &L->v_w, err));
-    SD_TRY(sd_params_get(pl, "self_attn.v_proj.bias", SHAPE1(D), &L->v_b, err));
-    SD_TRY(sd_params_get(pl, "self_attn.out_proj.weight", SHAPE2(D, D), &L->o_w, err));
-    SD_TRY(sd_params_get(pl, "self_attn.out_proj.bias", SHAPE1(D), &L->o_b, err));
-    SD_TRY(sd_params_get(pl, "layer_norm2.weight", SHAPE1(D), &L->ln2_w, err));
-    SD_TRY(sd_params_get(pl, "layer_norm2.bias", SHAPE1(D), &L->ln2_b, err));
-    SD_TRY(sd_params_get(pl, "mlp.fc1.weight", SHAPE2(F, D), &L->fc1_w, err));
-    SD_TRY(sd_params_get(pl, "mlp.fc1.bias", SHAPE1(F), &L->fc1_b, err));
-    SD_TRY(sd_params_get(pl, "mlp.fc2.weight", SHAPE2(D, F), &L->fc2_w, err));
-    SD_TRY(sd_params_get(pl, "mlp.fc2.bias", SHAPE1(D), &L->fc2_b, err));
+    SD_TRY(sd_param_get(pl, "layer_norm1.weight", SHAPE1(D), &L->ln1_w, err));
+    SD_TRY(sd_param_get(pl, "layer_norm1.bias", SHAPE1(D), &L->ln1_b, err));
+    SD_TRY(sd_param_get(pl, "self_attn.q_proj.weight", SHAPE2(D, D), &L->q_w, err));
+    SD_TRY(sd_param_get(pl, "self_attn.q_proj.bias", SHAPE1(D), &L->q_b, err));
+    SD_TRY(sd_param_get(pl, "self_attn.k_proj.weight", SHAPE2(D, D), &L->k_w, err));
+    SD_TRY(sd_param_get(pl, "self_attn.k_proj.bias", SHAPE1(D), &L->k_b, err));
+    SD_TRY(sd_param_get(pl, "self_attn.v_proj.weight", SHAPE2(D, D), &L->v_w, err));
+    SD_TRY(sd_param_get(pl, "self_attn.v_proj.bias", SHAPE1(D), &L->v_b, err));
+    SD_TRY(sd_param_get(pl, "self_attn.out_proj.weight", SHAPE2(D, D), &L->o_w, err));
+    SD_TRY(sd_param_get(pl, "self_attn.out_proj.bias", SHAPE1(D), &L->o_b, err));
+    SD_TRY(sd_param_get(pl, "layer_norm2.weight", SHAPE1(D), &L->ln2_w, err));
+    SD_TRY(sd_param_get(pl, "layer_norm2.bias", SHAPE1(D), &L->ln2_b, err));
+    SD_TRY(sd_param_get(pl, "mlp.fc1.weight", SHAPE2(F, D), &L->fc1_w, err));
+    SD_TRY(sd_param_get(pl, "mlp.fc1.bias", SHAPE1(F), &L->fc1_b, err));
+    SD_TRY(sd_param_get(pl, "mlp.fc2.weight", SHAPE2(D, F), &L->fc2_w, err));
+    SD_TRY(sd_param_get(pl, "mlp.fc2.bias", SHAPE1(D), &L->fc2_b, err));
     return SD_OK;
 }
 
@@ -112,21 +112,21 @@ static sd_status load_all(sd_clip_text *m, sd_param_loader *pl, sd_error *err)
                                sd_weights_find(pl->w, "embeddings.token_embedding.weight")
                            ? ""
                            : "text_model.";
-    sd_params_prefix(pl, "%sembeddings.", root);
-    SD_TRY(sd_params_get(pl, "token_embedding.weight", SHAPE2(c->vocab, c->hidden), &m->tok_emb, err));
-    SD_TRY(sd_params_get(pl, "position_embedding.weight", SHAPE2(c->max_positions, c->hidden), &m->pos_emb, err));
+    sd_param_prefix(pl, "%sembeddings.", root);
+    SD_TRY(sd_param_get(pl, "token_embedding.weight", SHAPE2(c->vocab, c->hidden), &m->tok_emb, err));
+    SD_TRY(sd_param_get(pl, "position_embedding.weight", SHAPE2(c->max_positions, c->hidden), &m->pos_emb, err));
     for (int i = 0; i < c->layers; i++) {
-        sd_params_prefix(pl, "%sencoder.layers.%d.", root, i);
+        sd_param_prefix(pl, "%sencoder.layers.%d.", root, i);
         SD_TRY(load_layer(pl, &m->layers[i], c, err));
     }
-    sd_params_prefix(pl, "%s", root);
-    SD_TRY(sd_params_get(pl, "final_layer_norm.weight", SHAPE1(c->hidden), &m->final_ln_w, err));
-    SD_TRY(sd_params_get(pl, "final_layer_norm.bias", SHAPE1(c->hidden), &m->final_ln_b, err));
-    sd_params_prefix(pl, "%s", "");
+    sd_param_prefix(pl, "%s", root);
+    SD_TRY(sd_param_get(pl, "final_layer_norm.weight", SHAPE1(c->hidden), &m->final_ln_w, err));
+    SD_TRY(sd_param_get(pl, "final_layer_norm.bias", SHAPE1(c->hidden), &m->final_ln_b, err));
+    sd_param_prefix(pl, "%s", "");
     if (c->with_projection)
-        SD_TRY(sd_params_get(pl, "text_projection.weight", SHAPE2(c->projection_dim, c->hidden), &m->proj, err));
+        SD_TRY(sd_param_get(pl, "text_projection.weight", SHAPE2(c->projection_dim, c->hidden), &m->proj, err));
     static const char *const ignore[] = {"position_ids", NULL};
-    return sd_params_check_all_used(pl, ignore, err);
+    return sd_param_check_all_used(pl, ignore, err);
 }
 
 sd_status sd_clip_text_load(sd_clip_text **out, sd_backend *be, const sd_component *c, const char *variant,
@@ -275,7 +275,7 @@ sd_status sd_clip_text_list_params(const sd_component *c, sd_param_list *list, s
         st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
     if (st == SD_OK) {
         sd_param_loader pl;
-        sd_params_begin_record(&pl, list);
+        sd_param_begin_record(&pl, list);
         st = load_all(m, &pl, err);
     }
     sd_clip_text_free(m);

@@ -70,9 +70,9 @@ static sd_status load_linear(sd_param_loader *pl, const char *name, int out, int
 {
     char n[128];
     snprintf(n, sizeof n, "%s.weight", name);
-    SD_TRY(sd_params_get(pl, n, SHAPE2(out, in), w, err));
+    SD_TRY(sd_param_get(pl, n, SHAPE2(out, in), w, err));
     snprintf(n, sizeof n, "%s.bias", name);
-    return sd_params_get(pl, n, SHAPE1(out), b, err);
+    return sd_param_get(pl, n, SHAPE1(out), b, err);
 }
 
 static sd_status load_all(sd_unet *u, sd_param_loader *pl, sd_error *err)
@@ -80,15 +80,15 @@ static sd_status load_all(sd_unet *u, sd_param_loader *pl, sd_error *err)
     const sd_unet_config *c = &u->cfg;
     int TE = c->time_embed_dim, C0 = c->block_out[0];
     char p[160];
-    sd_params_prefix(pl, "%s", "");
+    sd_param_prefix(pl, "%s", "");
     SD_TRY(load_linear(pl, "time_embedding.linear_1", TE, C0, &u->time1_w, &u->time1_b, err));
     SD_TRY(load_linear(pl, "time_embedding.linear_2", TE, TE, &u->time2_w, &u->time2_b, err));
     if (c->text_time) {
         SD_TRY(load_linear(pl, "add_embedding.linear_1", TE, c->add_embed_in, &u->add1_w, &u->add1_b, err));
         SD_TRY(load_linear(pl, "add_embedding.linear_2", TE, TE, &u->add2_w, &u->add2_b, err));
     }
-    SD_TRY(sd_params_get(pl, "conv_in.weight", SHAPE4(C0, c->in_channels, 3, 3), &u->conv_in_w, err));
-    SD_TRY(sd_params_get(pl, "conv_in.bias", SHAPE1(C0), &u->conv_in_b, err));
+    SD_TRY(sd_param_get(pl, "conv_in.weight", SHAPE4(C0, c->in_channels, 3, 3), &u->conv_in_w, err));
+    SD_TRY(sd_param_get(pl, "conv_in.bias", SHAPE1(C0), &u->conv_in_b, err));
 
     /* down path */
     int ch = C0;
@@ -147,12 +147,12 @@ static sd_status load_all(sd_unet *u, sd_param_loader *pl, sd_error *err)
             SD_TRY(sd_sampler_load(&L->sampler, pl, p, out, err));
         }
     }
-    sd_params_prefix(pl, "%s", "");
-    SD_TRY(sd_params_get(pl, "conv_norm_out.weight", SHAPE1(C0), &u->norm_out_w, err));
-    SD_TRY(sd_params_get(pl, "conv_norm_out.bias", SHAPE1(C0), &u->norm_out_b, err));
-    SD_TRY(sd_params_get(pl, "conv_out.weight", SHAPE4(c->out_channels, C0, 3, 3), &u->conv_out_w, err));
-    SD_TRY(sd_params_get(pl, "conv_out.bias", SHAPE1(c->out_channels), &u->conv_out_b, err));
-    return sd_params_check_all_used(pl, NULL, err);
+    sd_param_prefix(pl, "%s", "");
+    SD_TRY(sd_param_get(pl, "conv_norm_out.weight", SHAPE1(C0), &u->norm_out_w, err));
+    SD_TRY(sd_param_get(pl, "conv_norm_out.bias", SHAPE1(C0), &u->norm_out_b, err));
+    SD_TRY(sd_param_get(pl, "conv_out.weight", SHAPE4(c->out_channels, C0, 3, 3), &u->conv_out_w, err));
+    SD_TRY(sd_param_get(pl, "conv_out.bias", SHAPE1(c->out_channels), &u->conv_out_b, err));
+    return sd_param_check_all_used(pl, NULL, err);
 }
 
 sd_status sd_unet_load(sd_unet **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err)
@@ -423,7 +423,7 @@ sd_status sd_unet_list_params(const sd_component *c, sd_param_list *list, sd_err
     sd_status st = sd_unet_config_load(&m->cfg, c, err);
     if (st == SD_OK) {
         sd_param_loader pl;
-        sd_params_begin_record(&pl, list);
+        sd_param_begin_record(&pl, list);
         st = load_all(m, &pl, err);
     }
     sd_unet_free(m);

@@ -172,9 +172,9 @@ static sd_status load_conv(sd_param_loader *pl, const char *name, int out, int i
 {
     char n[160];
     snprintf(n, sizeof n, "%s.weight", name);
-    SD_TRY(sd_params_get(pl, n, SHAPE4(out, in, k, k), w, err));
+    SD_TRY(sd_param_get(pl, n, SHAPE4(out, in, k, k), w, err));
     snprintf(n, sizeof n, "%s.bias", name);
-    return sd_params_get(pl, n, SHAPE1(out), b, err);
+    return sd_param_get(pl, n, SHAPE1(out), b, err);
 }
 
 static sd_status load_norm(sd_param_loader *pl, const char *name, int ch, sd_tensor **w, sd_tensor **b,
@@ -182,9 +182,9 @@ static sd_status load_norm(sd_param_loader *pl, const char *name, int ch, sd_ten
 {
     char n[160];
     snprintf(n, sizeof n, "%s.weight", name);
-    SD_TRY(sd_params_get(pl, n, SHAPE1(ch), w, err));
+    SD_TRY(sd_param_get(pl, n, SHAPE1(ch), w, err));
     snprintf(n, sizeof n, "%s.bias", name);
-    return sd_params_get(pl, n, SHAPE1(ch), b, err);
+    return sd_param_get(pl, n, SHAPE1(ch), b, err);
 }
 
 static sd_status load_mid(vae_mid *m, sd_param_loader *pl, const char *prefix, int ch, const sd_vae_config *c,
@@ -207,7 +207,7 @@ static sd_status load_all(sd_vae *v, sd_param_loader *pl, sd_error *err)
     const sd_vae_config *c = &v->cfg;
     int n = c->levels, top = c->block_out[n - 1], L = c->latent_channels;
     char p[160];
-    sd_params_prefix(pl, "%s", "");
+    sd_param_prefix(pl, "%s", "");
     SD_TRY(load_conv(pl, "encoder.conv_in", c->block_out[0], c->in_channels, 3, &v->enc_in_w, &v->enc_in_b, err));
     int ch = c->block_out[0];
     for (int i = 0; i < n; i++) {
@@ -227,7 +227,7 @@ static sd_status load_all(sd_vae *v, sd_param_loader *pl, sd_error *err)
         }
     }
     SD_TRY(load_mid(&v->enc_mid, pl, "encoder.", top, c, err));
-    sd_params_prefix(pl, "%s", "");
+    sd_param_prefix(pl, "%s", "");
     SD_TRY(load_norm(pl, "encoder.conv_norm_out", top, &v->enc_norm_w, &v->enc_norm_b, err));
     SD_TRY(load_conv(pl, "encoder.conv_out", 2 * L, top, 3, &v->enc_out_w, &v->enc_out_b, err));
     if (c->quant_conv)
@@ -252,11 +252,11 @@ static sd_status load_all(sd_vae *v, sd_param_loader *pl, sd_error *err)
             SD_TRY(sd_sampler_load(&lv->sampler, pl, p, out, err));
         }
     }
-    sd_params_prefix(pl, "%s", "");
+    sd_param_prefix(pl, "%s", "");
     SD_TRY(load_norm(pl, "decoder.conv_norm_out", c->block_out[0], &v->dec_norm_w, &v->dec_norm_b, err));
     SD_TRY(load_conv(pl, "decoder.conv_out", c->out_channels, c->block_out[0], 3, &v->dec_out_w, &v->dec_out_b,
                      err));
-    return sd_params_check_all_used(pl, NULL, err);
+    return sd_param_check_all_used(pl, NULL, err);
 }
 
 sd_status sd_vae_load(sd_vae **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err)
@@ -426,7 +426,7 @@ sd_status sd_vae_list_params(const sd_component *c, sd_param_list *list, sd_erro
     sd_status st = sd_vae_config_load(&m->cfg, c, err);
     if (st == SD_OK) {
         sd_param_loader pl;
-        sd_params_begin_record(&pl, list);
+        sd_param_begin_record(&pl, list);
         st = load_all(m, &pl, err);
     }
     sd_vae_free(m);

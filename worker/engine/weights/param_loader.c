@@ -8,7 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-sd_status sd_params_begin(sd_param_loader *pl, sd_backend *be, const sd_weights *w, sd_error *err)
+sd_status sd_param_begin(sd_param_loader *pl, sd_backend *be, const sd_weights *w, sd_error *err)
 {
     memset(pl, 0, sizeof *pl);
     pl->be = be;
@@ -19,7 +19,7 @@ sd_status sd_params_begin(sd_param_loader *pl, sd_backend *be, const sd_weights 
     return SD_OK;
 }
 
-void sd_params_prefix(sd_param_loader *pl, const char *fmt, ...)
+void sd_param_prefix(sd_param_loader *pl, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -43,7 +43,7 @@ static long find_index(const sd_weights *w, const char *name)
     return -1;
 }
 
-void sd_params_begin_record(sd_param_loader *pl, sd_param_list *list)
+void sd_param_begin_record(sd_param_loader *pl, sd_param_list *list)
 {
     memset(pl, 0, sizeof *pl);
     pl->record = list;
@@ -157,19 +157,19 @@ static sd_status load(sd_param_loader *pl, const char *name, int ndim, const int
     return SD_OK;
 }
 
-sd_status sd_params_get(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape, sd_tensor **out,
+sd_status sd_param_get(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape, sd_tensor **out,
                         sd_error *err)
 {
     return load(pl, name, ndim, shape, out, 0, err);
 }
 
-sd_status sd_params_get_opt(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape,
+sd_status sd_param_get_opt(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape,
                             sd_tensor **out, sd_error *err)
 {
     return load(pl, name, ndim, shape, out, 1, err);
 }
 
-sd_status sd_params_check_all_used(sd_param_loader *pl, const char *const *ignore, sd_error *err)
+sd_status sd_param_check_all_used(sd_param_loader *pl, const char *const *ignore, sd_error *err)
 {
     if (pl->record)
         return SD_OK;
@@ -189,13 +189,13 @@ sd_status sd_params_check_all_used(sd_param_loader *pl, const char *const *ignor
     return SD_OK;
 }
 
-void sd_params_end(sd_param_loader *pl)
+void sd_param_end(sd_param_loader *pl)
 {
     free(pl->used);
     pl->used = NULL;
 }
 
-void sd_params_free_all(sd_tensor **owned, int n)
+void sd_param_free_all(sd_tensor **owned, int n)
 {
     for (int i = 0; i < n; i++) {
         sd_tensor_free(owned[i]);
@@ -211,7 +211,7 @@ sd_status sd_param_set_open(sd_param_set *ps, sd_param_loader *pl, sd_backend *b
     memset(pl, 0, sizeof *pl);
     SD_TRY(sd_weights_open(&ps->w, c, variant, err));
     ps->mapped = 1;
-    sd_status st = sd_params_begin(pl, be, &ps->w, err);
+    sd_status st = sd_param_begin(pl, be, &ps->w, err);
     if (st != SD_OK) {
         sd_weights_close(&ps->w);
         ps->mapped = 0;
@@ -225,7 +225,7 @@ void sd_param_set_finish(sd_param_set *ps, sd_param_loader *pl, int ok)
     ps->n_owned = pl->n_owned;
     ps->bytes = pl->bytes;
     int borrowed = pl->borrowed;
-    sd_params_end(pl);
+    sd_param_end(pl);
     pl->owned = NULL;
     pl->n_owned = 0;
     if (!ok) {
@@ -240,7 +240,7 @@ void sd_param_set_finish(sd_param_set *ps, sd_param_loader *pl, int ok)
 
 void sd_param_set_free(sd_param_set *ps)
 {
-    sd_params_free_all(ps->owned, ps->n_owned);
+    sd_param_free_all(ps->owned, ps->n_owned);
     if (ps->mapped)
         sd_weights_close(&ps->w);
     memset(ps, 0, sizeof *ps);

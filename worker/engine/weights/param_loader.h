@@ -30,7 +30,7 @@ typedef struct {
     const sd_weights *w;
     sd_param_list *record; /* record mode: names and shapes only, no weights */
     unsigned char *used; /* per tensor of w, in w->tensors order */
-    /* every tensor loaded, freed together by sd_params_free */
+    /* every tensor loaded, freed together by sd_param_free */
     sd_tensor **owned;
     int n_owned, cap_owned;
     char prefix[256]; /* prepended to names: "down_blocks.0.resnets.1." */
@@ -56,27 +56,27 @@ sd_status sd_param_set_open(sd_param_set *ps, sd_param_loader *pl, sd_backend *b
 void sd_param_set_finish(sd_param_set *ps, sd_param_loader *pl, int ok);
 void sd_param_set_free(sd_param_set *ps);
 
-sd_status sd_params_begin(sd_param_loader *pl, sd_backend *be, const sd_weights *w, sd_error *err);
+sd_status sd_param_begin(sd_param_loader *pl, sd_backend *be, const sd_weights *w, sd_error *err);
 /* Record mode: every get appends (name, shape) to list and yields a
  * placeholder tensor; used to enumerate a model's parameters from its config
  * (random-model writes exactly what the loader will ask for). */
-void sd_params_begin_record(sd_param_loader *pl, sd_param_list *list);
+void sd_param_begin_record(sd_param_loader *pl, sd_param_list *list);
 /* Loads prefix+name with the given shape into a new tensor. */
-sd_status sd_params_get(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape, sd_tensor **out,
+sd_status sd_param_get(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape, sd_tensor **out,
                         sd_error *err);
 /* Loads prefix+name if present (out set to NULL otherwise). */
-sd_status sd_params_get_opt(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape,
+sd_status sd_param_get_opt(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape,
                             sd_tensor **out, sd_error *err);
 /* Fails naming the first tensor never asked for, ignoring names matching
  * any of the ignore suffixes (e.g. "position_ids"). */
-sd_status sd_params_check_all_used(sd_param_loader *pl, const char *const *ignore, sd_error *err);
+sd_status sd_param_check_all_used(sd_param_loader *pl, const char *const *ignore, sd_error *err);
 /* Stops tracking tensors (keeps them loaded). */
-void sd_params_end(sd_param_loader *pl);
+void sd_param_end(sd_param_loader *pl);
 /* Frees every tensor this loader created (call when the model is freed). */
-void sd_params_free_all(sd_tensor **owned, int n);
+void sd_param_free_all(sd_tensor **owned, int n);
 
-/* printf-style prefix setter: sd_params_prefix(pl, "down_blocks.%d.", i). */
-void sd_params_prefix(sd_param_loader *pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* printf-style prefix setter: sd_param_prefix(pl, "down_blocks.%d.", i). */
+void sd_param_prefix(sd_param_loader *pl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Shorthand shapes */
 #define SHAPE1(a) 1, (int64_t[]){(a)}

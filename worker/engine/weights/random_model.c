@@ -215,7 +215,7 @@ sd_status sd_random_model_write(const sd_random_model_opts *o, sd_error *err)
     SD_TRY(sd_model_open(&m, o->out, err));
     sd_status st = SD_OK;
     for (int i = 0; i < m.n && st == SD_OK; i++)
-        if (m.comps[i].present && m.comps[i].kind == SD_COMP_WEIGHTS)
+        if (m.comps[i].present && m.comps[i].kind == SD_COMPONENT_KIND_WEIGHTS)
             st = write_weights(o, &m.comps[i], err);
     sd_model_close(&m);
     return st;

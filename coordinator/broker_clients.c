@@ -1,0 +1,153 @@
+/* broker_clients.c - requests of the sdxl client commands: SUBMIT (a job
+ * is the hash of its spec: the same spec again resumes it), STATUS/WATCH,
+ * CANCEL, RESULTS, WORKERS. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/clock.h"
+#include "coordinator/broker_internal.h"
+#include "common/hashmap.h"
+
+static sd_status validate_spec(json_t *spec, sd_error *err)
+{
+    json_t *items = json_object_get(spec, "items"), *out = json_object_get(spec, "out");
+    if (!json_is_array(items) || json_array_size(items) == 0 || json_array_size(items) > 10000000)
+        return sd_fail(err, SD_ERR_INVALID, "spec: 'items' must be a non-empty list");
+    if (!json_is_string(out) || json_string_value(out)[0] != '/')
+        return sd_fail(err, SD_ERR_INVALID, "spec: 'out' must be an absolute directory path");
+    const char *fmt = json_string_value(json_object_get(spec, "format"));
+    if (fmt && strcmp(fmt, "png") && strcmp(fmt, "webp") && strcmp(fmt, "jpeg"))
+        return sd_fail(err, SD_ERR_INVALID, "spec: 'format' must be png, webp or jpeg");
+    json_t *model = json_object_get(spec, "model");
+    if (model && (!json_is_string(model) || json_string_length(model) == 0 || json_string_length(model) >= 80))
+        return sd_fail(err, SD_ERR_INVALID, "spec: 'model' must be a model identity string");
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        if (!json_is_object(it) || !json_is_string(json_object_get(it, "prompt")) ||
+            !json_is_integer(json_object_get(it, "seed")))
+            return sd_fail(err, SD_ERR_INVALID, "spec: item %zu needs a 'prompt' string and an integer 'seed'", i);
+    }
+    return SD_OK;
+}
+
+static void handle_submit(broker *b, const sd_msg *m, const unsigned char *route, size_t rl)
+{
+    json_t *spec = json_object_get(m->hdr, "spec");
+    sd_error err = {0};
+    if (!json_is_object(spec) || validate_spec(spec, &err) != SD_OK) {
+        broker_reply_error(b, route, rl, spec ? err.msg : "SUBMIT needs a 'spec' object");
+        return;
+    }
+    /* the same spec to the same output is the same job: resubmitting it
+     * resumes it and skips what is done */
+    char *canon = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
+    char id[40];
+    snprintf(id, sizeof id, "job-%016llx", (unsigned long long)sd_hash_bytes(canon, strlen(canon)));
+    free(canon);
+    int existed = 0;
+    if (store_job_create(b->store, id, spec, &existed, &err) != SD_OK) {
+        broker_reply_error(b, route, rl, err.msg);
+        return;
+    }
+    if (!existed) {
+        /* a job pinned to a model goes only to workers of that model */
+        const char *model = json_string_value(json_object_get(spec, "model"));
+        if (model && store_job_set_identity(b->store, id, model, &err) != SD_OK) {
+            broker_reply_error(b, route, rl, err.msg);
+            return;
+        }
+        sd_outputs o;
+        outputs_from_spec(&o, spec);
+        int skipped = 0;
+        for (int i = 0; i < o.total; i++)
+            if (outputs_item_exists(&o, i)) {
+                if (store_item_mark_done(b->store, id, i, &err) == SD_OK)
+                    skipped++;
+                else
+                    broker_log("job %s item %d: store: marking its existing output done: %s", id, i, err.msg);
+            }
+        broker_log("job %s: %d items, %d already in %s", id, o.total, skipped, o.dir);
+    } else {
+        if (store_job_set_state(b->store, id,
+                                store_job_unfinished(b->store, id) ? STORE_JOB_STATE_RUNNING : STORE_JOB_STATE_DONE,
+                                &err) != SD_OK)
+            broker_log("job %s: store: setting its state on resubmission: %s", id, err.msg);
+    }
+    broker_reply(b, route, rl, "OK", json_pack("{s:s, s:b}", "job_id", id, "existed", existed));
+}
+
+static void handle_workers(broker *b, const unsigned char *route, size_t rl)
+{
+    json_t *a = json_array();
+    double now = sd_now_s();
+    for (int i = 0; i < MAX_WORKERS; i++) {
+        worker_t *w = &b->workers[i];
+        if (!w->used)
+            continue;
+        double age = now - w->registered;
+        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:f}", "id", w->id, "role", w->role,
+                                           "model", w->identity, "capacity", w->capacity, "inflight", w->inflight,
+                                           "last_seen_s", now - w->last_seen, "items_done", (json_int_t)w->done,
+                                           "busy_fraction", age > 0 ? fmin(1.0, w->busy_s / age) : 0.0));
+    }
+    broker_reply(b, route, rl, "OK", json_pack("{s:o, s:I}", "workers", a, "malformed_messages", (json_int_t)b->malformed));
+}
+
+void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route, size_t rl)
+{
+    const char *job = json_string_value(json_object_get(m->hdr, "job_id"));
+    sd_error err = {0};
+    switch (sd_msg_kind_of(m)) {
+    case SD_MSG_KIND_SUBMIT:
+        handle_submit(b, m, route, rl);
+        return;
+    case SD_MSG_KIND_STATUS:
+    case SD_MSG_KIND_WATCH:
+        if (job) {
+            json_t *st = store_job_status(b->store, job);
+            if (!st) {
+                broker_reply_error(b, route, rl, "no such job");
+                return;
+            }
+            broker_reply(b, route, rl, "OK", json_pack("{s:o}", "job", st));
+        } else {
+            broker_reply(b, route, rl, "OK", json_pack("{s:o}", "jobs", store_jobs_list(b->store)));
+        }
+        return;
+    case SD_MSG_KIND_CANCEL: {
+        json_t *status = store_job_status(b->store, job);
+        if (!status) {
+            broker_reply_error(b, route, rl, "CANCEL needs an existing 'job_id'");
+            return;
+        }
+        json_decref(status);
+        for (int i = 0; i < MAX_TASKS; i++)
+            if (b->tasks[i].used && !strcmp(b->tasks[i].job, job)) {
+                if (b->workers[b->tasks[i].worker].inflight > 0)
+                    b->workers[b->tasks[i].worker].inflight--;
+                b->tasks[i].used = 0;
+            }
+        if (store_job_cancel(b->store, job, &err) != SD_OK) {
+            broker_log("job %s: store: cancelling: %s", job, err.msg);
+            broker_reply_error(b, route, rl, err.msg);
+        } else {
+            broker_reply(b, route, rl, "OK", NULL);
+        }
+        broker_finish_job_outputs(b, job);
+        return;
+    }
+    case SD_MSG_KIND_RESULTS:
+        broker_reply(b, route, rl, "OK", json_pack("{s:o}", "items", store_job_done_items(b->store, job)));
+        return;
+    case SD_MSG_KIND_WORKERS:
+        handle_workers(b, route, rl);
+        return;
+    default:
+        broker_reply_error(b, route, rl, "unexpected message type from a client");
+    }
+}

@@ -1,0 +1,84 @@
+/* broker_internal.h - the coordinator's state in memory and the functions
+ * its parts share. The broker is split by responsibility:
+ *   broker.c          the loop: socket, receive, route, periodic work
+ *   broker_workers.c  registration, heartbeats, liveness, requeue
+ *   broker_dispatch.c what each worker gets next (batching.c decides)
+ *   broker_results.c  results and failures, outputs, the end of jobs
+ *   broker_clients.c  submit, status, cancel, results, workers
+ * All run on the broker's one thread. */
+#ifndef SDXL_COORDINATOR_BROKER_INTERNAL_H
+#define SDXL_COORDINATOR_BROKER_INTERNAL_H
+
+#include <limits.h>
+#include <stddef.h>
+
+#include "coordinator/batching.h"
+#include "coordinator/broker.h"
+#include "coordinator/outputs.h"
+#include "coordinator/store.h"
+#include "proto/message.h"
+
+#define MAX_WORKERS 256
+#define MAX_TASKS 1024
+#define MAX_BATCH BATCHING_MAX_BATCH
+
+typedef struct {
+    int used;
+    unsigned char route[256];
+    size_t route_len;
+    char id[64], role[8], identity[80];
+    int capacity, inflight;
+    double last_seen, registered, busy_s;
+    unsigned long long done;
+} worker_t;
+
+typedef struct {
+    int used;
+    long long id;
+    int worker;
+    char stage[8];
+    char job[40];
+    int n, idx[MAX_BATCH];
+    double sent, last_progress;
+} task_t;
+
+/* A job's output settings, parsed once: its spec lists every item, far too
+ * much to parse again for each finished image. Specs never change (a job id
+ * is the hash of its spec), so entries are only ever replaced, oldest first.
+ * Only the small settings are kept, never the spec's item list. */
+#define OUTPUT_CACHE 16
+typedef struct {
+    char job[40]; /* "" while unused */
+    char dir[PATH_MAX]; /* what o.dir points to: the spec itself is not kept */
+    sd_outputs o;
+} job_outputs;
+
+typedef struct {
+    const sd_broker_opts *o;
+    void *sock;
+    job_outputs outs[OUTPUT_CACHE];
+    int next_out;
+    sd_store *store;
+    worker_t workers[MAX_WORKERS];
+    task_t tasks[MAX_TASKS];
+    long long next_task;
+    unsigned long long malformed;
+    double last_hb;
+} broker;
+
+void broker_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void broker_reply(broker *b, const unsigned char *route, size_t rl, const char *type, json_t *fields);
+void broker_reply_error(broker *b, const unsigned char *route, size_t rl, const char *reason);
+/* the item state a stage (= a worker role) takes its work from */
+store_item_state broker_input_state(const char *stage);
+/* Items of a task go back to waiting, an attempt counted (reason recorded). */
+void broker_requeue_task(broker *b, task_t *t, const char *reason);
+void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route, size_t rl);
+void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route, size_t rl);
+void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigned char *route, size_t rl);
+void broker_dispatch_to(broker *b, int wi);
+void broker_liveness(broker *b);
+void broker_finish_job_outputs(broker *b, const char *job);
+void broker_finish_jobs(broker *b);
+
+#endif

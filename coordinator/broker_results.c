@@ -1,0 +1,192 @@
+/* broker_results.c - a worker's RESULT or FAIL for a task: each item
+ * advances (its intermediate stored, or its image written) or is charged an
+ * attempt; shards and metadata are written as items and jobs end. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "common/clock.h"
+#include "coordinator/broker_internal.h"
+#include "proto/tensor_blob.h"
+
+typedef struct {
+    broker *b;
+    const char *job;
+} job_ctx;
+
+static int item_finished(void *user, int idx)
+{
+    job_ctx *c = user;
+    /* 1 done, 2 failed/cancelled, 0 not yet */
+    int s = store_item_state_of(c->b->store, c->job, idx);
+    return s == STORE_ITEM_STATE_DONE ? 1 : s >= STORE_ITEM_STATE_FAILED ? 2 : 0;
+}
+
+static const sd_outputs *outputs_of(broker *b, const char *job)
+{
+    for (int i = 0; i < OUTPUT_CACHE; i++)
+        if (!strcmp(b->outs[i].job, job))
+            return &b->outs[i].o;
+    json_t *spec = store_job_spec(b->store, job);
+    if (!spec)
+        return NULL;
+    job_outputs *c = &b->outs[b->next_out++ % OUTPUT_CACHE];
+    snprintf(c->job, sizeof c->job, "%s", job);
+    outputs_from_spec(&c->o, spec);
+    snprintf(c->dir, sizeof c->dir, "%s", c->o.dir ? c->o.dir : "");
+    c->o.dir = c->dir;
+    json_decref(spec);
+    return &c->o;
+}
+
+/* WebDataset: each shard among the task's items whose items have all ended
+ * is written now, so a long job yields shards (and empties its staging
+ * folder) as it goes; the job's end writes whatever is left. */
+static void write_ended_shards(broker *b, const task_t *t, const sd_outputs *o)
+{
+    if (!o || !o->webdataset)
+        return;
+    job_ctx c = {b, t->job};
+    int last_shard = -1;
+    for (int k = 0; k < t->n; k++) {
+        int first, last, shard = outputs_shard_of(o, t->idx[k], &first, &last), written = 0;
+        if (shard == last_shard) /* a batch's items are mostly neighbours */
+            continue;
+        last_shard = shard;
+        int left = store_items_unfinished(b->store, t->job, first, last);
+        if (left)
+            continue;
+        sd_error err;
+        if (outputs_write_shard(o, shard, item_finished, &c, &written, &err) != SD_OK)
+            broker_log("job %s: writing shard %06d: %s", t->job, shard, err.msg);
+        else if (written)
+            broker_log("job %s: shard %06d written (items %d-%d); %d items of the job not yet ended", t->job, shard, first,
+                  last - 1, store_job_unfinished(b->store, t->job));
+    }
+}
+
+/* the job has ended: its shards (WebDataset) or metadata.jsonl (files) */
+void broker_finish_job_outputs(broker *b, const char *job)
+{
+    const sd_outputs *o = outputs_of(b, job);
+    if (!o)
+        return;
+    job_ctx c = {b, job};
+    sd_error err;
+    if (outputs_flush(o, item_finished, &c, &err) != SD_OK)
+        broker_log("job %s: writing shards: %s", job, err.msg);
+    json_t *done = store_job_done_items(b->store, job);
+    if (outputs_write_metadata(o, done, &err) != SD_OK)
+        broker_log("job %s: metadata: %s", job, err.msg);
+    json_decref(done);
+    outputs_sweep(o);
+}
+
+void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigned char *route, size_t rl)
+{
+    long long tid;
+    sd_error err;
+    if (sd_msg_get_int(m, "task_id", 1, LLONG_MAX, &tid, &err) != SD_OK) {
+        broker_reply_error(b, route, rl, err.msg);
+        return;
+    }
+    task_t *t = NULL;
+    for (int i = 0; i < MAX_TASKS && !t; i++)
+        if (b->tasks[i].used && b->tasks[i].id == tid)
+            t = &b->tasks[i];
+    if (!t || &b->workers[t->worker] != w) {
+        /* a task given up on (the worker was declared dead, or the job was
+         * cancelled): its items went elsewhere, the result is dropped */
+        broker_log("result of task %lld from %s ignored: the task is no longer assigned to it", tid, w->id);
+        broker_reply_error(b, route, rl, "task expired");
+        return;
+    }
+    json_t *items = json_object_get(m->hdr, "items");
+    int is_fail = sd_msg_kind_of(m) == SD_MSG_KIND_FAIL;
+    if (is_fail) {
+        const char *reason = json_string_value(json_object_get(m->hdr, "reason"));
+        broker_log("task %lld (%s, job %s) failed on %s: %s", tid, t->stage, t->job, w->id, reason ? reason : "?");
+        broker_requeue_task(b, t, reason ? reason : "worker reported failure");
+        broker_reply(b, route, rl, "OK", NULL);
+        return;
+    }
+    store_item_state from = broker_input_state(t->stage);
+    const sd_outputs *o = !strcmp(t->stage, "final") ? outputs_of(b, t->job) : NULL;
+    for (int k = 0; k < t->n; k++) {
+        int idx = t->idx[k];
+        json_t *info = json_object_get(json_array_get(items, (size_t)k), "info");
+        char suffix[16];
+        snprintf(suffix, sizeof suffix, "_%d", k);
+        sd_status st = SD_OK;
+        if (!strcmp(t->stage, "final")) {
+            char name[32];
+            snprintf(name, sizeof name, "image_%d", k);
+            const sd_msg_tensor *img = sd_msg_tensor_get(m, name);
+            if (!img || img->dtype != SD_DTYPE_U8)
+                st = sd_fail(&err, SD_ERR_FORMAT, "result lacks %s", name);
+            else if (!o)
+                st = sd_fail(&err, SD_ERR_MISSING, "job %s has no stored spec", t->job);
+            json_t *meta = json_deep_copy(info ? info : json_object());
+            json_object_set_new(meta, "final_worker", json_string(w->id));
+            if (st == SD_OK)
+                st = outputs_write_item(o, idx, img->data, img->nbytes, meta, &err);
+            if (st == SD_OK)
+                st = store_item_advance(b->store, t->job, idx, from, STORE_ITEM_STATE_DONE, NULL, 0, meta, &err);
+            json_decref(meta);
+        } else {
+            /* keep this item's tensors (suffix _k) as its intermediate */
+            sd_msg sub;
+            memset(&sub, 0, sizeof sub);
+            for (int i = 0; i < m->ntensors; i++) {
+                const sd_msg_tensor *x = &m->tensors[i];
+                size_t ln = strlen(x->name), ls = strlen(suffix);
+                if (ln > ls && !strcmp(x->name + ln - ls, suffix)) {
+                    char base[64];
+                    snprintf(base, sizeof base, "%.*s", (int)(ln - ls), x->name);
+                    sd_msg_add_tensor(&sub, base, x->dtype, x->ndim, x->shape, x->data, &err);
+                }
+            }
+            void *blob = NULL;
+            size_t len = 0;
+            if (sub.ntensors == 0)
+                st = sd_fail(&err, SD_ERR_FORMAT, "result has no tensors for item %d", idx);
+            if (st == SD_OK)
+                st = sd_blob_pack(&sub, &blob, &len, &err);
+            if (st == SD_OK)
+                st = store_item_advance(b->store, t->job, idx, from, from + 1, blob, len, info, &err);
+            free(blob);
+        }
+        if (st != SD_OK) {
+            broker_log("job %s item %d (task %lld): %s", t->job, idx, tid, err.msg);
+            char why[sizeof err.msg];
+            snprintf(why, sizeof why, "%s", err.msg);
+            if (store_item_failed_attempt(b->store, t->job, idx, why, b->o->max_attempts, &err) != SD_OK)
+                broker_log("job %s item %d: store: recording a failed attempt: %s", t->job, idx, err.msg);
+        }
+    }
+    write_ended_shards(b, t, o);
+    w->inflight--;
+    w->done += (unsigned long long)t->n;
+    w->busy_s += sd_now_s() - t->sent;
+    t->used = 0;
+    broker_reply(b, route, rl, "OK", NULL);
+}
+
+void broker_finish_jobs(broker *b)
+{
+    char jobs[64][40];
+    int n = store_running_jobs(b->store, jobs, 64);
+    sd_error err;
+    for (int i = 0; i < n; i++) {
+        if (store_job_unfinished(b->store, jobs[i]))
+            continue;
+        broker_finish_job_outputs(b, jobs[i]);
+        if (store_job_set_state(b->store, jobs[i], STORE_JOB_STATE_DONE, &err) != SD_OK)
+            broker_log("job %s: store: marking it done: %s", jobs[i], err.msg);
+        else
+            broker_log("job %s finished", jobs[i]);
+    }
+}
