@@ -1,6 +1,7 @@
 /* json_config.c - see json_config.h. */
 #include "json_config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,32 +9,45 @@
 
 json_t *sd_json_loads_python(char *text, size_t len, size_t flags, json_error_t *jerr)
 {
-    /* each non-standard number token outside strings becomes null + spaces */
+    /* each non-standard number token outside strings becomes null; "NaN"
+     * is shorter than "null", so the text is copied, not edited in place */
     static const char *const toks[] = {"-Infinity", "Infinity", "NaN"};
+    char *out = malloc(len + len / 3 + 4);
+    if (!out) {
+        if (jerr)
+            snprintf(jerr->text, sizeof jerr->text, "out of memory");
+        return NULL;
+    }
+    size_t o = 0;
     int in_str = 0;
     for (size_t i = 0; i < len; i++) {
         if (in_str) {
-            if (text[i] == '\\')
-                i++;
+            if (text[i] == '\\' && i + 1 < len)
+                out[o++] = text[i++];
             else if (text[i] == '"')
                 in_str = 0;
+            out[o++] = text[i];
             continue;
         }
-        if (text[i] == '"') {
+        if (text[i] == '"')
             in_str = 1;
-            continue;
-        }
-        for (int k = 0; k < 3; k++) {
+        int replaced = 0;
+        for (int k = 0; k < 3 && !in_str; k++) {
             size_t tl = strlen(toks[k]);
             if (len - i >= tl && !strncmp(text + i, toks[k], tl)) {
-                memset(text + i, ' ', tl);
-                memcpy(text + i, "null", 4);
+                memcpy(out + o, "null", 4);
+                o += 4;
                 i += tl - 1;
+                replaced = 1;
                 break;
             }
         }
+        if (!replaced)
+            out[o++] = text[i];
     }
-    return json_loadb(text, len, flags, jerr);
+    json_t *r = json_loadb(out, o, flags, jerr);
+    free(out);
+    return r;
 }
 
 sd_status sd_json_load(sd_json_doc *doc, const char *path, sd_error *err)

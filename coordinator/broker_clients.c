@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "coordinator/broker_internal.h"
+#include "common/gen_params.h"
 #include "common/hashmap.h"
 
 static sd_status validate_spec(json_t *spec, sd_error *err)
@@ -31,6 +32,11 @@ static sd_status validate_spec(json_t *spec, sd_error *err)
         if (!json_is_object(it) || !json_is_string(json_object_get(it, "prompt")) ||
             !json_is_integer(json_object_get(it, "seed")))
             return sd_fail(err, SD_ERR_INVALID, "spec: item %zu needs a 'prompt' string and an integer 'seed'", i);
+        /* every key as the worker will decode it: a bad one fails the
+         * submission now, not the item after its attempts */
+        sd_gen_params g;
+        if (sd_gen_params_from_json(&g, it, err) != SD_OK)
+            return sd_error_prefix(err, err->code, "spec: item %zu: ", i);
     }
     return SD_OK;
 }

@@ -144,6 +144,23 @@ check "submit --model that is neither a folder nor an identity is refused naming
 check "worker --cfg-split nccl without --cfg-peer is a usage error" out_has "--cfg-peer" $BIN/sdxl-worker --role unet --model x --cfg-split nccl --cfg-rank 0
 check "worker --cfg-split on a text worker is a usage error" expect_rc 2 $BIN/sdxl-worker --coordinator tcp://127.0.0.1:1 --role text --model x --cfg-split nccl --cfg-peer tcp://127.0.0.1:2 --cfg-rank 0
 check "generate --original-size with trailing junk exits 2" expect_rc 2 gen --prompt x --out $T/a.png --original-size 64x64junk
+# job items are checked at submit against the parameter table, naming line and key (no coordinator needed)
+J=$(mktemp -d)
+printf '{"prompt":"a"}\n{"prompt":"b","steps":"ten"}\n' >"$J/bad-type.jsonl"
+printf '{"prompt":"a","stpes":4}\n' >"$J/unknown.jsonl"
+printf '{"prompt":"a","seed":-5}\n' >"$J/range.jsonl"
+printf '{"prompt":"a","scheduler":"foo"}\n' >"$J/sched.jsonl"
+check "submit refuses a JSONL field of the wrong type, naming line and key" out_has "bad-type.jsonl:2: key 'steps'" $BIN/sdxl submit "$J/bad-type.jsonl" --out "$J/o"
+check "submit refuses an unknown JSONL key, naming it" out_has "unknown key 'stpes'" $BIN/sdxl submit "$J/unknown.jsonl" --out "$J/o"
+check "submit refuses a negative seed" expect_rc 2 $BIN/sdxl submit "$J/range.jsonl" --out "$J/o"
+check "submit refuses an unknown scheduler naming the key" out_has "key 'scheduler'" $BIN/sdxl submit "$J/sched.jsonl" --out "$J/o"
+check "submit refuses --steps 0 naming the flag" out_has "--steps" $BIN/sdxl submit "$J/unknown.jsonl" --out "$J/o" --steps 0
+rm -rf "$J"
+# layering: the client and the coordinator link no engine, OpenBLAS or CUDA
+no_engine_libs() { ! ldd "$1" | grep -qE 'openblas|cublas|cudart'; }
+check "sdxl (the client) links no OpenBLAS or CUDA" no_engine_libs $BIN/sdxl
+check "sdxl-coordinator links no OpenBLAS or CUDA" no_engine_libs $BIN/sdxl-coordinator
+check "sdxl generate --help lists the parameter table's flags" out_has "--negative-aesthetic-score" $BIN/sdxl generate --help
 check "status against no coordinator fails clearly" out_has "did not answer" env SDXL_COORDINATOR=tcp://127.0.0.1:9 timeout 30 $BIN/sdxl status
 
 rm -f /tmp/sdxl-cli-out.$$

@@ -1,0 +1,174 @@
+/* test_store.c - the coordinator's job store (coordinator/store.h) on a
+ * real SQLite file in a temp folder: item state transitions, attempts,
+ * cancel, and what a reopened store (a restarted coordinator) still knows. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "coordinator/store.h"
+#include "tests/test_util.h"
+
+static json_t *spec_of(int n)
+{
+    json_t *items = json_array();
+    for (int i = 0; i < n; i++)
+        json_array_append_new(items, json_pack("{s:s, s:i, s:i}", "prompt", "p", "seed", i, "steps", 4));
+    return json_pack("{s:o, s:s}", "items", items, "out", "/tmp/x");
+}
+
+static sd_store *open_store(const char *dir)
+{
+    sd_store *s = NULL;
+    sd_error err = {0};
+    cr_assert_eq(store_open(&s, dir, &err), SD_OK, "%s", err.msg);
+    return s;
+}
+
+static long long count(sd_store *s, const char *job, const char *key)
+{
+    json_t *st = store_job_status(s, job);
+    cr_assert_not_null(st, "no status for %s", job);
+    long long v = json_integer_value(json_object_get(st, key));
+    json_decref(st);
+    return v;
+}
+
+Test(store, items_move_through_the_stages_and_survive_a_restart)
+{
+    char *dir = tu_tmpdir();
+    sd_store *s = open_store(dir);
+    sd_error err = {0};
+    int existed = -1;
+    json_t *spec = spec_of(3);
+    cr_assert_eq(store_job_create(s, "job-a", spec, &existed, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(existed, 0);
+    cr_assert_eq(store_job_create(s, "job-a", spec, &existed, &err), SD_OK);
+    cr_assert_eq(existed, 1, "the same id again is the same job");
+    cr_assert_eq(count(s, "job-a", "total"), 3);
+    cr_assert_eq(count(s, "job-a", "pending"), 3);
+
+    store_item_ref refs[8];
+    int n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 8);
+    cr_assert_eq(n, 3);
+    cr_assert_eq(refs[0].idx, 0);
+    cr_assert_eq(json_integer_value(json_object_get(refs[2].params, "seed")), 2);
+    store_item_refs_free(refs, n);
+
+    const char blob[] = "embeddings";
+    json_t *info = json_pack("{s:s}", "text_worker", "t0");
+    cr_assert_eq(store_item_advance(s, "job-a", 1, STORE_ITEM_STATE_PENDING, STORE_ITEM_STATE_ENCODED, blob,
+                                    sizeof blob, info, &err),
+                 SD_OK, "%s", err.msg);
+    /* a stale result (the item is no longer in that state) does not advance it twice */
+    cr_assert_neq(store_item_advance(s, "job-a", 1, STORE_ITEM_STATE_PENDING, STORE_ITEM_STATE_ENCODED, blob,
+                                     sizeof blob, info, &err),
+                  SD_OK);
+    json_decref(info);
+    cr_assert_eq(store_item_state_of(s, "job-a", 1), STORE_ITEM_STATE_ENCODED);
+    cr_assert_eq(store_item_state_of(s, "job-a", 7), -1);
+    store_close(s);
+
+    s = open_store(dir); /* a restarted coordinator */
+    cr_assert_eq(store_item_state_of(s, "job-a", 1), STORE_ITEM_STATE_ENCODED);
+    void *got = NULL;
+    size_t len = 0;
+    cr_assert_eq(store_item_blob(s, "job-a", 1, &got, &len, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(len, sizeof blob);
+    cr_assert_eq(memcmp(got, blob, len), 0);
+    free(got);
+    json_t *kept = store_item_info(s, "job-a", 1);
+    cr_assert_str_eq(json_string_value(json_object_get(kept, "text_worker")), "t0");
+    json_decref(kept);
+    cr_assert_eq(store_job_unfinished(s, "job-a"), 3);
+    cr_assert_eq(store_item_mark_done(s, "job-a", 0, &err), SD_OK);
+    cr_assert_eq(store_job_unfinished(s, "job-a"), 2);
+    cr_assert_eq(store_items_unfinished(s, "job-a", 0, 1), 0);
+    cr_assert_eq(store_items_unfinished(s, "job-a", 0, 3), 2);
+    json_t *done = store_job_done_items(s, "job-a");
+    cr_assert_eq(json_array_size(done), 1);
+    json_decref(done);
+    json_decref(spec);
+    store_close(s);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+Test(store, attempts_fail_an_item_for_good_at_the_limit)
+{
+    char *dir = tu_tmpdir();
+    sd_store *s = open_store(dir);
+    sd_error err = {0};
+    int existed;
+    json_t *spec = spec_of(1);
+    cr_assert_eq(store_job_create(s, "job-b", spec, &existed, &err), SD_OK);
+    for (int a = 1; a <= 2; a++) {
+        cr_assert_eq(store_item_failed_attempt(s, "job-b", 0, "boom", 3, &err), SD_OK, "%s", err.msg);
+        cr_assert_eq(store_item_state_of(s, "job-b", 0), STORE_ITEM_STATE_PENDING, "attempt %d", a);
+    }
+    cr_assert_eq(store_item_failed_attempt(s, "job-b", 0, "boom", 3, &err), SD_OK);
+    cr_assert_eq(store_item_state_of(s, "job-b", 0), STORE_ITEM_STATE_FAILED);
+    cr_assert_eq(count(s, "job-b", "failed"), 1);
+    cr_assert_eq(store_job_unfinished(s, "job-b"), 0);
+    json_decref(spec);
+    store_close(s);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+Test(store, cancel_stops_waiting_items_and_keeps_done_ones)
+{
+    char *dir = tu_tmpdir();
+    sd_store *s = open_store(dir);
+    sd_error err = {0};
+    int existed;
+    json_t *spec = spec_of(2);
+    cr_assert_eq(store_job_create(s, "job-c", spec, &existed, &err), SD_OK);
+    cr_assert_eq(store_item_mark_done(s, "job-c", 0, &err), SD_OK);
+    cr_assert_eq(store_job_cancel(s, "job-c", &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(store_item_state_of(s, "job-c", 0), STORE_ITEM_STATE_DONE);
+    cr_assert_eq(store_item_state_of(s, "job-c", 1), STORE_ITEM_STATE_CANCELLED);
+    store_item_ref refs[4];
+    cr_assert_eq(store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 4), 0);
+    json_t *st = store_job_status(s, "job-c");
+    cr_assert_str_eq(json_string_value(json_object_get(st, "state")), store_job_state_name(STORE_JOB_STATE_CANCELLED));
+    json_decref(st);
+    char ids[4][40];
+    cr_assert_eq(store_running_jobs(s, ids, 4), 0);
+    json_decref(spec);
+    store_close(s);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+Test(store, a_job_keeps_the_model_it_is_pinned_to)
+{
+    char *dir = tu_tmpdir();
+    sd_store *s = open_store(dir);
+    sd_error err = {0};
+    int existed;
+    json_t *spec = spec_of(1);
+    cr_assert_eq(store_job_create(s, "job-d", spec, &existed, &err), SD_OK);
+    char buf[80];
+    cr_assert_null(store_job_identity(s, "job-d", buf, sizeof buf));
+    cr_assert_eq(store_job_set_identity(s, "job-d", "sdxl-abc", &err), SD_OK);
+    store_close(s);
+    s = open_store(dir);
+    cr_assert_str_eq(store_job_identity(s, "job-d", buf, sizeof buf), "sdxl-abc");
+    json_decref(spec);
+    store_close(s);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+Test(store, a_state_dir_that_is_a_file_is_refused_naming_it)
+{
+    char *dir = tu_tmpdir();
+    char path[4096];
+    snprintf(path, sizeof path, "%s/afile", dir);
+    tu_write(path, "x", 1);
+    sd_store *s = NULL;
+    sd_error err = {0};
+    cr_assert_neq(store_open(&s, path, &err), SD_OK);
+    cr_assert(strstr(err.msg, "afile"), "%s", err.msg);
+    tu_rmrf(dir);
+    free(dir);
+}
