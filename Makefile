@@ -149,10 +149,10 @@ sdxl-coordinator_MAIN := coordinator/main_coordinator.c
 sdxl-coordinator_LAYERS := service proto common
 sdxl-worker_MAIN := worker/daemon/main_worker.c
 sdxl-worker_LAYERS := daemon engine proto kernels common
-sdxl-tests_MAIN := $(wildcard tests/test_util.c tests/unit/*.c tests/golden/*.c)
+sdxl-tests_MAIN := $(wildcard tests/test_util.c tests/unit/*.c tests/golden/*.c tests/ops/*.c)
 sdxl-tests_LAYERS := $(LINK_ORDER)
 sdxl-tests_EXTRA := -lcriterion
-sdxl-gpucheck_MAIN := $(wildcard tests/gpu/*.c)
+sdxl-gpucheck_MAIN := $(wildcard tests/gpu/*.c tests/ops/*.c)
 sdxl-gpucheck_LAYERS := $(LINK_ORDER)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_NAMES := $(BENCH_SRC:tests/bench/%.c=bench-%)
