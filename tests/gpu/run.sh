@@ -27,10 +27,10 @@ prepare() {
     echo "== preparing $G"
     make -j"$(nproc)" BLAS=none BUILD=build-gpu gpu-tools >/tmp/sdxl-gpu-build.log 2>&1 || { tail -30 /tmp/sdxl-gpu-build.log; return 1; }
     rm -rf "$G" && mkdir -p "$G/bin" "$G/lib" "$G/testdata/golden"
-    cp build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck build-gpu/bin/sdxl-worker build-gpu/bin/sdxl-coordinator "$G/bin/"
+    cp build-gpu/bin/sdxl build-gpu/bin/sdxl-engine build-gpu/bin/sdxl-gpucheck build-gpu/bin/sdxl-worker build-gpu/bin/sdxl-coordinator "$G/bin/"
     # every shared library the binaries need except the C runtime and CUDA's
     # (the GPU host has those); run 5 lacked libzmq when this list was by hand
-    ldd build-gpu/bin/sdxl build-gpu/bin/sdxl-gpucheck build-gpu/bin/sdxl-worker build-gpu/bin/sdxl-coordinator | awk '$3 ~ /^\// {print $3}' | sort -u |
+    ldd build-gpu/bin/sdxl build-gpu/bin/sdxl-engine build-gpu/bin/sdxl-gpucheck build-gpu/bin/sdxl-worker build-gpu/bin/sdxl-coordinator | awk '$3 ~ /^\// {print $3}' | sort -u |
         grep -vE '/(libc|libm|libdl|librt|libpthread|libresolv|libstdc\+\+|libgcc_s|ld-linux[^/]*)\.so|cublas|cudart' |
         while read -r lib; do cp -L "$lib" "$G/lib/"; done
     local td=../shared/testdata

@@ -192,7 +192,7 @@ int cmd_generate(int argc, char **argv)
     if (st == SD_OK)
         st = sd_pipeline_load(&p, sb.be, sb.vae_be, model, refiner, variant, SD_STAGE_ALL, &err);
     if (st == SD_OK)
-        st = sd_gen_params_check(&p, &g, &err);
+        st = sd_pipeline_check_params(&p, &g, &err);
     if (st != SD_OK) {
         cli_errorf("generate", "%s", err.msg);
         sd_pipeline_free(&p);

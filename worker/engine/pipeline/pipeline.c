@@ -157,7 +157,7 @@ void sd_pipeline_size(const sd_pipeline *p, const sd_gen_params *g, int *width, 
     *height = g->height ? g->height : ss * f;
 }
 
-sd_status sd_gen_params_check(const sd_pipeline *p, const sd_gen_params *g, sd_error *err)
+sd_status sd_pipeline_check_params(const sd_pipeline *p, const sd_gen_params *g, sd_error *err)
 {
     int W, H, f = p->vae ? sd_vae_scale_factor(p->vae) : 8;
     sd_pipeline_size(p, g, &W, &H);

@@ -124,6 +124,6 @@ void sd_image_to_rgb8(const float *chw, int width, int height, uint8_t *rgb);
 
 /* Checks params against the loaded models before any work; messages name the
  * flag (--width, --steps, ...). */
-sd_status sd_gen_params_check(const sd_pipeline *p, const sd_gen_params *g, sd_error *err);
+sd_status sd_pipeline_check_params(const sd_pipeline *p, const sd_gen_params *g, sd_error *err);
 
 #endif

@@ -207,7 +207,7 @@ sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     memset(out, 0, sizeof *out);
     if (!p->unet || !p->vae)
         return sd_fail(err, SD_ERR_INVALID, "unet stage: the base UNet is not loaded");
-    SD_TRY(sd_gen_params_check(p, g, err));
+    SD_TRY(sd_pipeline_check_params(p, g, err));
     int W, H, f = sd_vae_scale_factor(p->vae);
     sd_pipeline_size(p, g, &W, &H);
     int64_t shape[4] = {1, sd_unet_get_config(p->unet)->in_channels, H / f, W / f};
