@@ -73,6 +73,8 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
     void *ctx = zmq_ctx_new();
     sd_status st = store_open(&b->store, o->state_dir, err);
     if (st == SD_OK)
+        broker_load_tasks(b);
+    if (st == SD_OK)
         st = setup_socket(b, ctx, err);
     if (st == SD_OK)
         broker_log("listening on %s, state in %s, heartbeat %d ms", o->bind, o->state_dir, o->heartbeat_ms);

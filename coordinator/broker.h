@@ -2,8 +2,8 @@
  * connect to. Jobs and items live in the store (SQLite); workers are kept in
  * memory with their credit (capacity minus tasks in flight) and the time they
  * were last heard from. A worker silent for 3 heartbeat intervals, or whose
- * task made no progress for as long, is dead: its items go back to waiting,
- * an attempt counted against each. */
+ * task made no progress for as long, is dead: its items go back to waiting
+ * without an attempt charged (only a worker's FAIL charges one). */
 #ifndef SDXL_COORDINATOR_BROKER_H
 #define SDXL_COORDINATOR_BROKER_H
 
@@ -14,7 +14,8 @@ typedef struct {
     const char *state_dir;
     int heartbeat_ms;      /* 1000 */
     int progress_timeout_ms; /* a task with no progress report for this long is dead (120000) */
-    int max_attempts;      /* 3 */
+    int max_attempts;      /* 3: failures of the item's own (a worker's FAIL) */
+    int max_losses;        /* 10: work lost through no fault of the item (dead, stalled, restarted workers) */
     const char *curve_secret_file; /* server secret key (z85), enables CURVE */
     const char *allow_file;        /* allowed client/worker public keys, one z85 per line */
     volatile int *stop;

@@ -41,6 +41,27 @@ static sd_status validate_spec(json_t *spec, sd_error *err)
     return SD_OK;
 }
 
+/* What status adds to the store's view of a job: why it is not moving. */
+static void annotate_job(broker *b, json_t *st)
+{
+    const char *job = json_string_value(json_object_get(st, "id"));
+    const char *why = job ? broker_job_paused(b, job) : NULL;
+    if (why)
+        json_object_set_new(st, "paused", json_string(why));
+    const char *state = json_string_value(json_object_get(st, "state"));
+    const char *model = json_string_value(json_object_get(st, "model"));
+    if (state && !strcmp(state, "running") && model && model[0]) {
+        int served = 0;
+        for (int i = 0; i < MAX_WORKERS && !served; i++)
+            served = b->workers[i].used && !strcmp(b->workers[i].identity, model);
+        if (!served) {
+            char msg[160];
+            snprintf(msg, sizeof msg, "no worker serves model %s", model);
+            json_object_set_new(st, "waiting", json_string(msg));
+        }
+    }
+}
+
 static void handle_submit(broker *b, const sd_msg *m, const unsigned char *route, size_t rl)
 {
     json_t *spec = json_object_get(m->hdr, "spec");
@@ -79,10 +100,33 @@ static void handle_submit(broker *b, const sd_msg *m, const unsigned char *route
             }
         broker_log("job %s: %d items, %d already in %s", id, o.total, skipped, o.dir);
     } else {
+        /* the same job again: what is not done is retried, failed and
+         * cancelled items included, and a done item whose output has gone
+         * from the folder is made again */
+        int retried = 0, remade = 0;
+        if (store_job_retry(b->store, id, &retried, &err) != SD_OK)
+            broker_log("job %s: store: retrying on resubmission: %s", id, err.msg);
+        sd_outputs o;
+        outputs_from_spec(&o, spec);
+        json_t *done = store_job_done_items(b->store, id);
+        size_t i;
+        json_t *d;
+        json_array_foreach(done, i, d) {
+            int idx = (int)json_integer_value(json_object_get(d, "idx"));
+            if (outputs_item_exists(&o, idx))
+                continue;
+            if (store_item_reset(b->store, id, idx, &err) == SD_OK)
+                remade++;
+            else
+                broker_log("job %s item %d: store: resetting an item whose output is missing: %s", id, idx, err.msg);
+        }
+        json_decref(done);
         if (store_job_set_state(b->store, id,
                                 store_job_unfinished(b->store, id) ? STORE_JOB_STATE_RUNNING : STORE_JOB_STATE_DONE,
                                 &err) != SD_OK)
             broker_log("job %s: store: setting its state on resubmission: %s", id, err.msg);
+        broker_log("job %s resubmitted: %d failed or cancelled items retried, %d missing outputs made again", id,
+                   retried, remade);
     }
     broker_reply(b, route, rl, "OK", json_pack("{s:s, s:b}", "job_id", id, "existed", existed));
 }
@@ -120,9 +164,14 @@ void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route
                 broker_reply_error(b, route, rl, "no such job");
                 return;
             }
+            annotate_job(b, st);
             broker_reply(b, route, rl, "OK", json_pack("{s:o}", "job", st));
         } else {
-            broker_reply(b, route, rl, "OK", json_pack("{s:o}", "jobs", store_jobs_list(b->store)));
+            json_t *jobs = store_jobs_list(b->store);
+            size_t i;
+            json_t *j;
+            json_array_foreach(jobs, i, j) annotate_job(b, j);
+            broker_reply(b, route, rl, "OK", json_pack("{s:o}", "jobs", jobs));
         }
         return;
     case SD_MSG_KIND_CANCEL: {
@@ -131,13 +180,15 @@ void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route
             broker_reply_error(b, route, rl, "CANCEL needs an existing 'job_id'");
             return;
         }
+        int was_done = !strcmp(json_string_value(json_object_get(status, "state")), "done");
         json_decref(status);
+        if (was_done) { /* nothing is cancelled: every item had ended */
+            broker_reply(b, route, rl, "OK", json_pack("{s:b}", "already_done", 1));
+            return;
+        }
         for (int i = 0; i < MAX_TASKS; i++)
-            if (b->tasks[i].used && !strcmp(b->tasks[i].job, job)) {
-                if (b->workers[b->tasks[i].worker].inflight > 0)
-                    b->workers[b->tasks[i].worker].inflight--;
-                b->tasks[i].used = 0;
-            }
+            if (b->tasks[i].used && !strcmp(b->tasks[i].job, job))
+                broker_task_done(b, &b->tasks[i]);
         if (store_job_cancel(b->store, job, &err) != SD_OK) {
             broker_log("job %s: store: cancelling: %s", job, err.msg);
             broker_reply_error(b, route, rl, err.msg);
@@ -145,6 +196,23 @@ void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route
             broker_reply(b, route, rl, "OK", NULL);
         }
         broker_finish_job_outputs(b, job);
+        return;
+    }
+    case SD_MSG_KIND_RETRY: {
+        json_t *status = store_job_status(b->store, job);
+        if (!status) {
+            broker_reply_error(b, route, rl, "RETRY needs an existing 'job_id'");
+            return;
+        }
+        json_decref(status);
+        int n = 0;
+        if (store_job_retry(b->store, job, &n, &err) != SD_OK) {
+            broker_log("job %s: store: retrying: %s", job, err.msg);
+            broker_reply_error(b, route, rl, err.msg);
+            return;
+        }
+        broker_log("job %s: %d failed or cancelled items go back to waiting", job, n);
+        broker_reply(b, route, rl, "OK", json_pack("{s:i}", "retried", n));
         return;
     }
     case SD_MSG_KIND_RESULTS:

@@ -45,7 +45,9 @@ void broker_dispatch_to(broker *b, int wi)
     for (int i = 0; i < n; i++) {
         cand[i].job = refs[i].job;
         cand[i].params = refs[i].params;
-        cand[i].in_flight = item_in_flight(b, refs[i].job, refs[i].idx);
+        /* a job whose outputs cannot be written now gets no final work */
+        cand[i].in_flight = item_in_flight(b, refs[i].job, refs[i].idx) ||
+                            (want == STORE_ITEM_STATE_DENOISED && broker_job_paused(b, refs[i].job));
         if (i > 0 && !strcmp(refs[i].job, refs[i - 1].job))
             cand[i].job_identity = cand[i - 1].job_identity;
         else
@@ -76,20 +78,27 @@ void broker_dispatch_to(broker *b, int wi)
     }
     task_t *t = &b->tasks[slot];
     memset(t, 0, sizeof *t);
-    t->id = ++b->next_task;
     t->worker = wi;
+    memcpy(t->worker_id, w->id, sizeof t->worker_id); /* both char[64], NUL-terminated */
     memcpy(t->stage, w->role, sizeof t->stage); /* both char[8], NUL-terminated */
     t->stage[sizeof t->stage - 1] = '\0';
     snprintf(t->job, sizeof t->job, "%s", job0);
+    for (int k = 0; k < np; k++)
+        t->idx[t->n++] = refs[picked[k]].idx;
+    /* recorded before it is sent: a restarted coordinator knows it */
+    sd_error err = {0};
+    if (store_task_add(b->store, t->job, t->stage, w->id, t->idx, t->n, &t->id, &err) != SD_OK) {
+        broker_log("job %s: store: recording a task for %s: %s", t->job, w->id, err.msg);
+        store_item_refs_free(refs, n);
+        return;
+    }
     sd_msg m;
-    sd_error err;
     sd_msg_new(&m, "TASK", &err);
     json_t *items = json_array();
     void *blobs[MAX_BATCH] = {0};
     sd_status st = SD_OK;
     for (int k = 0; k < np && st == SD_OK; k++) {
         store_item_ref *r = &refs[picked[k]];
-        t->idx[t->n++] = r->idx;
         json_t *info = store_item_info(b->store, r->job, r->idx);
         json_array_append_new(items, json_pack("{s:i, s:O, s:o}", "idx", r->idx, "params", r->params, "info",
                                                info ? info : json_object()));
@@ -114,6 +123,9 @@ void broker_dispatch_to(broker *b, int wi)
         w->inflight++;
     } else {
         broker_log("task for %s not sent: %s", w->id, err.msg);
+        t->used = 1;
+        t->worker = -1; /* never counted in the worker's credit */
+        broker_task_done(b, t); /* never sent: nothing of it to wait for */
     }
     sd_msg_free(&m);
     for (int k = 0; k < np; k++)

@@ -27,6 +27,7 @@ typedef struct {
     unsigned char route[256];
     size_t route_len;
     char id[64], role[8], identity[80];
+    char session[40]; /* the worker process's random id: a REGISTER with the same one is the same process */
     int capacity, inflight;
     double last_seen, registered, busy_s;
     unsigned long long done;
@@ -34,13 +35,25 @@ typedef struct {
 
 typedef struct {
     int used;
-    long long id;
-    int worker;
+    long long id; /* the store's task id: unique across restarts */
+    int worker;   /* index into workers, -1 for an orphan: a task of a coordinator before a restart whose
+                   * worker has not registered again yet */
+    char worker_id[64];
     char stage[8];
     char job[40];
     int n, idx[MAX_BATCH];
     double sent, last_progress;
+    double worker_seen; /* an orphan: when its worker was last heard from (by id) */
 } task_t;
+
+/* A job whose outputs cannot be written (a full disk, a folder gone): its
+ * final stage waits until `until` and tries again; status says why. */
+#define MAX_PAUSED 16
+typedef struct {
+    char job[40]; /* "" while unused */
+    double until;
+    char reason[256];
+} paused_job;
 
 /* A job's output settings, parsed once: its spec lists every item, far too
  * much to parse again for each finished image. Specs never change (a job id
@@ -61,7 +74,7 @@ typedef struct {
     sd_store *store;
     worker_t workers[MAX_WORKERS];
     task_t tasks[MAX_TASKS];
-    long long next_task;
+    paused_job paused[MAX_PAUSED];
     unsigned long long malformed;
     double last_hb;
 } broker;
@@ -71,8 +84,17 @@ void broker_reply(broker *b, const unsigned char *route, size_t rl, const char *
 void broker_reply_error(broker *b, const unsigned char *route, size_t rl, const char *reason);
 /* the item state a stage (= a worker role) takes its work from */
 store_item_state broker_input_state(const char *stage);
-/* Items of a task go back to waiting, an attempt counted (reason recorded). */
-void broker_requeue_task(broker *b, task_t *t, const char *reason);
+/* Items of a task go back to waiting. charge: the failure was the item's own
+ * (a worker's FAIL): an attempt counts against it; else the work was lost
+ * (a dead, stalled or restarted worker) and only the loss rule applies. */
+void broker_requeue_task(broker *b, task_t *t, const char *reason, int charge);
+/* Forgets a task (its result came, or it was requeued or cancelled). */
+void broker_task_done(broker *b, task_t *t);
+/* Loads the tasks a coordinator before a restart had in flight, as orphans. */
+void broker_load_tasks(broker *b);
+/* Pausing a job's outputs (see paused_job); NULL when not paused. */
+void broker_pause_job(broker *b, const char *job, const char *reason);
+const char *broker_job_paused(broker *b, const char *job);
 void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route, size_t rl);
 void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route, size_t rl);
 void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigned char *route, size_t rl);

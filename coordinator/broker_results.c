@@ -97,11 +97,11 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
     for (int i = 0; i < MAX_TASKS && !t; i++)
         if (b->tasks[i].used && b->tasks[i].id == tid)
             t = &b->tasks[i];
-    if (!t || &b->workers[t->worker] != w) {
+    if (!t || t->worker < 0 || &b->workers[t->worker] != w) {
         /* a task given up on (the worker was declared dead, or the job was
          * cancelled): its items went elsewhere, the result is dropped */
         broker_log("result of task %lld from %s ignored: the task is no longer assigned to it", tid, w->id);
-        broker_reply_error(b, route, rl, "task expired");
+        broker_reply(b, route, rl, "ERROR", json_pack("{s:s, s:I}", "reason", "task expired", "task_id", (json_int_t)tid));
         return;
     }
     json_t *items = json_object_get(m->hdr, "items");
@@ -109,8 +109,9 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
     if (is_fail) {
         const char *reason = json_string_value(json_object_get(m->hdr, "reason"));
         broker_log("task %lld (%s, job %s) failed on %s: %s", tid, t->stage, t->job, w->id, reason ? reason : "?");
-        broker_requeue_task(b, t, reason ? reason : "worker reported failure");
-        broker_reply(b, route, rl, "OK", NULL);
+        /* the one failure charged to the items: their worker says they failed */
+        broker_requeue_task(b, t, reason ? reason : "worker reported failure", 1);
+        broker_reply(b, route, rl, "OK", json_pack("{s:I}", "task_id", (json_int_t)tid));
         return;
     }
     store_item_state from = broker_input_state(t->stage);
@@ -121,18 +122,25 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
         char suffix[16];
         snprintf(suffix, sizeof suffix, "_%d", k);
         sd_status st = SD_OK;
+        if (store_item_state_of(b->store, t->job, idx) != (int)from) {
+            /* it moved on meanwhile (cancelled, or done by another task):
+             * this result is stale, not the item's failure */
+            broker_log("job %s item %d (task %lld): stale result ignored", t->job, idx, tid);
+            continue;
+        }
+        int output_failed = 0, malformed = 0;
         if (!strcmp(t->stage, "final")) {
             char name[32];
             snprintf(name, sizeof name, "image_%d", k);
             const sd_msg_tensor *img = sd_msg_tensor_get(m, name);
             if (!img || img->dtype != SD_DTYPE_U8)
-                st = sd_fail(&err, SD_ERR_FORMAT, "result lacks %s", name);
+                st = sd_fail(&err, SD_ERR_FORMAT, "result lacks %s", name), malformed = 1;
             else if (!o)
                 st = sd_fail(&err, SD_ERR_MISSING, "job %s has no stored spec", t->job);
             json_t *meta = json_deep_copy(info ? info : json_object());
             json_object_set_new(meta, "final_worker", json_string(w->id));
-            if (st == SD_OK)
-                st = outputs_write_item(o, idx, img->data, img->nbytes, meta, &err);
+            if (st == SD_OK && (st = outputs_write_item(o, idx, img->data, img->nbytes, meta, &err)) != SD_OK)
+                output_failed = 1;
             if (st == SD_OK)
                 st = store_item_advance(b->store, t->job, idx, from, STORE_ITEM_STATE_DONE, NULL, 0, meta, &err);
             json_decref(meta);
@@ -152,7 +160,7 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
             void *blob = NULL;
             size_t len = 0;
             if (sub.ntensors == 0)
-                st = sd_fail(&err, SD_ERR_FORMAT, "result has no tensors for item %d", idx);
+                st = sd_fail(&err, SD_ERR_FORMAT, "result has no tensors for item %d", idx), malformed = 1;
             if (st == SD_OK)
                 st = sd_blob_pack(&sub, &blob, &len, &err);
             if (st == SD_OK)
@@ -160,19 +168,24 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
             free(blob);
         }
         if (st != SD_OK) {
+            /* none of these is the item's own failure: outputs that cannot
+             * be written pause the job and are retried; a malformed result
+             * counts as lost work (the loss rule stops a worker that always
+             * sends one); a store failure leaves the item to be done again */
             broker_log("job %s item %d (task %lld): %s", t->job, idx, tid, err.msg);
             char why[sizeof err.msg];
             snprintf(why, sizeof why, "%s", err.msg);
-            if (store_item_failed_attempt(b->store, t->job, idx, why, b->o->max_attempts, &err) != SD_OK)
-                broker_log("job %s item %d: store: recording a failed attempt: %s", t->job, idx, err.msg);
+            if (output_failed)
+                broker_pause_job(b, t->job, why);
+            else if (malformed && store_item_lost(b->store, t->job, idx, why, b->o->max_losses, &err) != SD_OK)
+                broker_log("job %s item %d: store: recording lost work: %s", t->job, idx, err.msg);
         }
     }
     write_ended_shards(b, t, o);
-    w->inflight--;
     w->done += (unsigned long long)t->n;
     w->busy_s += sd_now_s() - t->sent;
-    t->used = 0;
-    broker_reply(b, route, rl, "OK", NULL);
+    broker_task_done(b, t);
+    broker_reply(b, route, rl, "OK", json_pack("{s:I}", "task_id", (json_int_t)tid));
 }
 
 void broker_finish_jobs(broker *b)

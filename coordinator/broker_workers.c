@@ -19,20 +19,31 @@ static worker_t *find_worker(broker *b, const char *id)
     return NULL;
 }
 
-/* Items of a task go back to waiting (their last completed stage is kept in
- * the store) with an attempt counted. */
-void broker_requeue_task(broker *b, task_t *t, const char *reason)
+void broker_task_done(broker *b, task_t *t)
 {
     sd_error err = {0};
-    for (int k = 0; k < t->n; k++)
-        if (store_item_failed_attempt(b->store, t->job, t->idx[k], reason, b->o->max_attempts, &err) != SD_OK)
-            broker_log("job %s item %d: store: recording a failed attempt (%s): %s", t->job, t->idx[k], reason,
-                       err.msg);
+    if (store_task_remove(b->store, t->id, &err) != SD_OK)
+        broker_log("job %s: store: forgetting task %lld: %s", t->job, t->id, err.msg);
     if (t->worker >= 0 && b->workers[t->worker].used && b->workers[t->worker].inflight > 0)
         b->workers[t->worker].inflight--;
     t->used = 0;
 }
 
+void broker_requeue_task(broker *b, task_t *t, const char *reason, int charge)
+{
+    sd_error err = {0};
+    for (int k = 0; k < t->n; k++) {
+        sd_status st = charge ? store_item_failed_attempt(b->store, t->job, t->idx[k], reason, b->o->max_attempts, &err)
+                              : store_item_lost(b->store, t->job, t->idx[k], reason, b->o->max_losses, &err);
+        if (st != SD_OK)
+            broker_log("job %s item %d: store: recording %s (%s): %s", t->job, t->idx[k],
+                       charge ? "a failed attempt" : "lost work", reason, err.msg);
+    }
+    broker_task_done(b, t);
+}
+
+/* A worker is gone (dead, stalled, or a new process under its id): its
+ * tasks' work is lost, through no fault of their items. */
 static void drop_worker(broker *b, int wi, const char *why)
 {
     worker_t *w = &b->workers[wi];
@@ -41,8 +52,69 @@ static void drop_worker(broker *b, int wi, const char *why)
     snprintf(reason, sizeof reason, "worker %s %s", w->id, why);
     for (int i = 0; i < MAX_TASKS; i++)
         if (b->tasks[i].used && b->tasks[i].worker == wi)
-            broker_requeue_task(b, &b->tasks[i], reason);
+            broker_requeue_task(b, &b->tasks[i], reason, 0);
     w->used = 0;
+}
+
+void broker_load_tasks(broker *b)
+{
+    static store_task st[MAX_TASKS];
+    int n = store_tasks_list(b->store, st, MAX_TASKS);
+    double now = sd_now_s();
+    for (int i = 0; i < n; i++) {
+        task_t *t = &b->tasks[i];
+        memset(t, 0, sizeof *t);
+        t->used = 1;
+        t->id = st[i].id;
+        t->worker = -1;
+        snprintf(t->worker_id, sizeof t->worker_id, "%s", st[i].worker);
+        snprintf(t->stage, sizeof t->stage, "%s", st[i].stage);
+        snprintf(t->job, sizeof t->job, "%s", st[i].job);
+        t->n = st[i].n < MAX_BATCH ? st[i].n : MAX_BATCH;
+        memcpy(t->idx, st[i].idx, (size_t)t->n * sizeof t->idx[0]);
+        t->sent = t->last_progress = t->worker_seen = now;
+    }
+    if (n)
+        broker_log("%d task%s of the last run still held by workers: waiting for them to report", n,
+                   n == 1 ? "" : "s");
+}
+
+/* A worker (re)registered at index wi: the orphans it holds are its again;
+ * those it does not hold (it restarted, or finished them unheard) are lost. */
+static void adopt_orphans(broker *b, int wi, long long holding)
+{
+    worker_t *w = &b->workers[wi];
+    for (int i = 0; i < MAX_TASKS; i++) {
+        task_t *t = &b->tasks[i];
+        if (!t->used || t->worker != -1 || strcmp(t->worker_id, w->id))
+            continue;
+        if (t->id == holding) {
+            t->worker = wi;
+            w->inflight++;
+            broker_log("worker %s still holds task %lld of the last run: kept", w->id, t->id);
+        } else {
+            broker_requeue_task(b, t, "its worker registered again without it", 0);
+        }
+    }
+}
+
+/* a message from a worker the coordinator does not know (yet): keeps its
+ * orphans alive (the worker computes them and will register after) */
+static int refresh_orphans(broker *b, const char *id, const sd_msg *m)
+{
+    json_t *tid = json_object_get(m->hdr, "task_id");
+    int found = 0;
+    for (int i = 0; i < MAX_TASKS; i++) {
+        task_t *t = &b->tasks[i];
+        if (!t->used || t->worker != -1 || strcmp(t->worker_id, id))
+            continue;
+        t->worker_seen = sd_now_s();
+        if (json_is_integer(tid) && json_integer_value(tid) == t->id) {
+            t->last_progress = t->worker_seen;
+            found = 1;
+        }
+    }
+    return found;
 }
 
 void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route, size_t rl)
@@ -66,8 +138,20 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
             broker_reply_error(b, route, rl, err.msg[0] ? err.msg : "role must be text, unet or final");
             return;
         }
-        if (w) /* a worker that registers again restarted: what it held is lost */
-            drop_worker(b, (int)(w - b->workers), "registered again");
+        const char *session = json_string_value(json_object_get(m->hdr, "session"));
+        json_t *hold = json_object_get(m->hdr, "holding");
+        long long holding = json_is_integer(hold) ? (long long)json_integer_value(hold) : 0;
+        if (w && session && !strcmp(session, w->session)) {
+            /* the same process again (it missed a reply, or the coordinator
+             * paused): nothing it holds is lost */
+            memcpy(w->route, route, rl);
+            w->route_len = rl;
+            w->last_seen = sd_now_s();
+            broker_reply(b, route, rl, "OK", json_pack("{s:i, s:b}", "heartbeat_ms", b->o->heartbeat_ms, "registered", 1));
+            return;
+        }
+        if (w) /* another process under this id: the old one's work is lost (no attempt charged) */
+            drop_worker(b, (int)(w - b->workers), "registered again (a new process)");
         for (int i = 0; i < MAX_WORKERS && !w; i++)
             if (!b->workers[i].used)
                 w = &b->workers[i];
@@ -82,14 +166,21 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         snprintf(w->id, sizeof w->id, "%s", id);
         snprintf(w->role, sizeof w->role, "%s", role);
         snprintf(w->identity, sizeof w->identity, "%s", identity);
+        snprintf(w->session, sizeof w->session, "%s", session ? session : "");
         w->capacity = (int)cap;
         w->last_seen = w->registered = sd_now_s();
         broker_log("worker %s registered: role %s, capacity %d, model %s", id, role, w->capacity, identity);
-        broker_reply(b, route, rl, "OK", json_pack("{s:i}", "heartbeat_ms", b->o->heartbeat_ms));
+        adopt_orphans(b, (int)(w - b->workers), holding);
+        broker_reply(b, route, rl, "OK", json_pack("{s:i, s:b}", "heartbeat_ms", b->o->heartbeat_ms, "registered", 1));
         return;
     }
     if (!w) {
-        broker_reply_error(b, route, rl, "unknown worker: register first");
+        /* heartbeats of a worker computing an orphan, and any liveness
+         * heartbeat, need no answer; a result or an idle heartbeat is told
+         * to register (the worker keeps its result and sends it again) */
+        int computing = refresh_orphans(b, id, m);
+        if (!computing && !json_is_true(json_object_get(m->hdr, "alive")))
+            broker_reply_error(b, route, rl, "unknown worker: register first");
         return;
     }
     w->last_seen = sd_now_s();
@@ -113,6 +204,12 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
 void broker_liveness(broker *b)
 {
     double now = sd_now_s(), limit = 3.0 * b->o->heartbeat_ms / 1000.0, progress = b->o->progress_timeout_ms / 1000.0;
+    /* orphans whose worker is silent, or makes no progress, are lost */
+    for (int k = 0; k < MAX_TASKS; k++) {
+        task_t *t = &b->tasks[k];
+        if (t->used && t->worker == -1 && (now - t->worker_seen > limit || now - t->last_progress > progress))
+            broker_requeue_task(b, t, "its worker did not come back after the coordinator restarted", 0);
+    }
     for (int i = 0; i < MAX_WORKERS; i++) {
         worker_t *w = &b->workers[i];
         if (!w->used)
@@ -135,4 +232,30 @@ void broker_liveness(broker *b)
             if (b->workers[i].used)
                 broker_reply(b, b->workers[i].route, b->workers[i].route_len, "HEARTBEAT", NULL);
     }
+}
+
+void broker_pause_job(broker *b, const char *job, const char *reason)
+{
+    paused_job *slot = NULL;
+    for (int i = 0; i < MAX_PAUSED && !slot; i++)
+        if (!strcmp(b->paused[i].job, job))
+            slot = &b->paused[i];
+    for (int i = 0; i < MAX_PAUSED && !slot; i++)
+        if (!b->paused[i].job[0] || b->paused[i].until < sd_now_s() - 60)
+            slot = &b->paused[i];
+    if (!slot)
+        slot = &b->paused[0];
+    if (strcmp(slot->job, job) || strcmp(slot->reason, reason))
+        broker_log("job %s: outputs paused, retrying every 5 s: %s", job, reason);
+    snprintf(slot->job, sizeof slot->job, "%s", job);
+    snprintf(slot->reason, sizeof slot->reason, "%s", reason);
+    slot->until = sd_now_s() + 5.0;
+}
+
+const char *broker_job_paused(broker *b, const char *job)
+{
+    for (int i = 0; i < MAX_PAUSED; i++)
+        if (!strcmp(b->paused[i].job, job) && b->paused[i].until > sd_now_s())
+            return b->paused[i].reason;
+    return NULL;
 }

@@ -10,6 +10,7 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: sdxl-coordinator --bind ENDPOINT --state DIR [--heartbeat-ms N] [--max-attempts N]\n"
+                 "                        [--max-losses N] [--progress-timeout-ms N]\n"
                  "                        [--curve-secret FILE --allow FILE]\n\n"
                  "The cluster's broker: workers (sdxl-worker) and clients (sdxl submit/status/...) connect to\n"
                  "ENDPOINT (e.g. tcp://127.0.0.1:5555). Jobs and items live in DIR/coordinator.sqlite, so a\n"
@@ -17,7 +18,11 @@ static void usage(FILE *out)
                  "  --heartbeat-ms N   heartbeat interval (1000); silent for 3 intervals = dead\n"
                  "  --progress-timeout-ms N  a task whose compute loop reports no progress for this long\n"
                  "                     marks its worker dead (120000: a CPU may take a minute per step)\n"
-                 "  --max-attempts N   an item failing N times is failed with its reason (3)\n"
+                 "  --max-attempts N   an item failing N times (a worker's FAIL: the item's own failure) is\n"
+                 "                     failed with its reason (3)\n"
+                 "  --max-losses N     work lost N times through no fault of the item (its workers died,\n"
+                 "                     stalled or restarted while computing it) fails it, saying so (10);\n"
+                 "                     lost work is never charged as an attempt\n"
                  "  --curve-secret F   server secret key (Z85, 40 chars): enables CURVE encryption\n"
                  "  --allow F          public keys (Z85, one per line) of the workers and clients admitted\n"
                  "Without CURVE keys the coordinator only binds to loopback.\n"
@@ -26,7 +31,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .stop = &sd_stop_requested};
+    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .max_losses = 10, .stop = &sd_stop_requested};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -48,6 +53,9 @@ int main(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--max-attempts")) {
             if (sd_parse_int_flag("sdxl-coordinator", a, v, 1, 1000, &o.max_attempts))
+                return 2;
+        } else if (!strcmp(a, "--max-losses")) {
+            if (sd_parse_int_flag("sdxl-coordinator", a, v, 1, 100000, &o.max_losses))
                 return 2;
         } else if (!strcmp(a, "--curve-secret"))
             o.curve_secret_file = v;

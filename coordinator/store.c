@@ -3,24 +3,67 @@
  * transaction is not needed for that under WAL. */
 #include "coordinator/store.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/fsutil.h"
+#include "coordinator/store_internal.h"
 
-struct sd_store {
-    sqlite3 *db;
-};
+/* One coordinator per state dir: an exclusive flock on DIR/coordinator.lock
+ * (the kernel drops it when the holder dies, so a crash leaves nothing to
+ * clean up), with the holder's pid written in it for the message. */
+static sd_status lock_state_dir(const char *dir, int *fd_out, sd_error *err)
+{
+    char *path = sd_path_join(dir, "coordinator.lock");
+    if (!path)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        sd_status st = sd_fail(err, SD_ERR_IO, "--state %s: cannot create %s: %s", dir, path, strerror(errno));
+        free(path);
+        return st;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        sd_status st = e == EWOULDBLOCK
+                           ? sd_fail(err, SD_ERR_IO, "--state %s: another coordinator (pid %s) holds %s; one coordinator "
+                                                     "per state dir", dir, pid[0] ? pid : "?", path)
+                           : sd_fail(err, SD_ERR_IO, "--state %s: cannot lock %s: %s", dir, path, strerror(e));
+        close(fd);
+        free(path);
+        return st;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        sd_status st = sd_fail(err, SD_ERR_IO, "--state %s: cannot write %s: %s", dir, path, strerror(errno));
+        close(fd);
+        free(path);
+        return st;
+    }
+    free(path);
+    *fd_out = fd;
+    return SD_OK;
+}
 
-static sd_status db_fail(sd_store *s, sd_error *err, const char *what)
+sd_status store_db_fail(sd_store *s, sd_error *err, const char *what)
 {
     return sd_fail(err, SD_ERR_IO, "state database: %s: %s", what, sqlite3_errmsg(s->db));
 }
 
-static sd_status exec(sd_store *s, const char *sql, sd_error *err)
+sd_status store_exec(sd_store *s, const char *sql, sd_error *err)
 {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -34,31 +77,49 @@ static sd_status exec(sd_store *s, const char *sql, sd_error *err)
 sd_status store_open(sd_store **out, const char *dir, sd_error *err)
 {
     SD_TRY(sd_mkdirs(dir, err));
+    struct stat sb;
+    if (stat(dir, &sb) != 0)
+        return sd_fail(err, SD_ERR_IO, "--state %s: %s", dir, strerror(errno));
+    if (!S_ISDIR(sb.st_mode))
+        return sd_fail(err, SD_ERR_IO, "--state %s: not a folder", dir);
+    if (access(dir, W_OK | X_OK) != 0)
+        return sd_fail(err, SD_ERR_IO, "--state %s: not writable: %s", dir, strerror(errno));
+    int lock_fd = -1;
+    SD_TRY(lock_state_dir(dir, &lock_fd, err));
     char *path = sd_path_join(dir, "coordinator.sqlite");
     sd_store *s = calloc(1, sizeof *s);
     if (!path || !s) {
         free(path);
         free(s);
+        close(lock_fd);
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     }
+    s->lock_fd = lock_fd;
     if (sqlite3_open(path, &s->db) != SQLITE_OK) {
-        sd_status st = sd_fail(err, SD_ERR_IO, "%s: %s", path, sqlite3_errmsg(s->db));
+        sd_status st = sd_fail(err, SD_ERR_IO, "--state %s: %s: %s (%s)", dir, path, sqlite3_errmsg(s->db),
+                               strerror(sqlite3_system_errno(s->db)));
         sqlite3_close(s->db);
+        close(lock_fd);
         free(s);
         free(path);
         return st;
     }
     free(path);
     sqlite3_busy_timeout(s->db, 5000);
-    sd_status st = exec(s,
+    sd_status st = store_exec(s,
                         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                         "CREATE TABLE IF NOT EXISTS jobs(id TEXT PRIMARY KEY, spec TEXT NOT NULL, identity TEXT,"
                         " state TEXT NOT NULL, created REAL NOT NULL, n INTEGER NOT NULL);"
                         "CREATE TABLE IF NOT EXISTS items(job TEXT NOT NULL, idx INTEGER NOT NULL, params TEXT NOT NULL,"
                         " state INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT, blob BLOB,"
-                        " info TEXT, PRIMARY KEY(job, idx));"
+                        " info TEXT, losses INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(job, idx));"
+                        "CREATE TABLE IF NOT EXISTS tasks(id INTEGER PRIMARY KEY AUTOINCREMENT, job TEXT NOT NULL,"
+                        " stage TEXT NOT NULL, worker TEXT NOT NULL, items TEXT NOT NULL);"
                         "CREATE INDEX IF NOT EXISTS items_state ON items(state, job, idx);",
                         err);
+    /* a state dir from before the losses column: add it */
+    if (st == SD_OK && sqlite3_exec(s->db, "SELECT losses FROM items LIMIT 0", NULL, NULL, NULL) != SQLITE_OK)
+        st = store_exec(s, "ALTER TABLE items ADD COLUMN losses INTEGER NOT NULL DEFAULT 0", err);
     if (st != SD_OK) {
         store_close(s);
         return st;
@@ -72,6 +133,8 @@ void store_close(sd_store *s)
     if (!s)
         return;
     sqlite3_close(s->db);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd);
     free(s);
 }
 
@@ -87,7 +150,7 @@ sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *e
     if (*existed)
         return SD_OK;
     json_t *items = json_object_get(spec, "items");
-    SD_TRY(exec(s, "BEGIN", err));
+    SD_TRY(store_exec(s, "BEGIN", err));
     char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     sd_status st = SD_OK;
     sqlite3_prepare_v2(s->db, "INSERT INTO jobs(id, spec, state, created, n) VALUES(?, ?, 'running', julianday('now'), ?)",
@@ -96,7 +159,7 @@ sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *e
     sqlite3_bind_text(q, 2, text, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(q, 3, (sqlite3_int64)json_array_size(items));
     if (sqlite3_step(q) != SQLITE_DONE)
-        st = db_fail(s, err, "insert job");
+        st = store_db_fail(s, err, "insert job");
     sqlite3_finalize(q);
     free(text);
     sqlite3_prepare_v2(s->db, "INSERT INTO items(job, idx, params, state) VALUES(?, ?, ?, 0)", -1, &q, NULL);
@@ -111,14 +174,14 @@ sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *e
         sqlite3_bind_int(q, 2, (int)i);
         sqlite3_bind_text(q, 3, p, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(q) != SQLITE_DONE)
-            st = db_fail(s, err, "insert item");
+            st = store_db_fail(s, err, "insert item");
         free(p);
     }
     sqlite3_finalize(q);
     if (st == SD_OK)
-        return exec(s, "COMMIT", err); /* a failed commit is the job not created */
+        return store_exec(s, "COMMIT", err); /* a failed commit is the job not created */
     sd_error ignored;
-    exec(s, "ROLLBACK", &ignored);
+    store_exec(s, "ROLLBACK", &ignored);
     return st;
 }
 
@@ -194,7 +257,7 @@ static sd_status set_job_column(sd_store *s, const char *sql, const char *job_id
     sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, what);
+    return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, what);
 }
 
 sd_status store_job_set_identity(sd_store *s, const char *job_id, const char *identity, sd_error *err)
@@ -230,12 +293,20 @@ sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state s
 sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
 {
     sqlite3_stmt *q;
+    int done = 0;
+    sqlite3_prepare_v2(s->db, "SELECT state FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(q, 0), "done"))
+        done = 1;
+    sqlite3_finalize(q);
+    if (done) /* cancelling a finished job changes nothing */
+        return SD_OK;
     SD_TRY(store_job_set_state(s, job_id, STORE_JOB_STATE_CANCELLED, err));
     sqlite3_prepare_v2(s->db, "UPDATE items SET state=5, blob=NULL WHERE job=? AND state<3", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "cancel");
+    return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "cancel");
 }
 
 int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max)
@@ -288,7 +359,7 @@ sd_status store_item_advance(sd_store *s, const char *job, int idx, store_item_s
     sqlite3_finalize(q);
     free(text);
     if (rc != SQLITE_DONE)
-        return db_fail(s, err, "advance item");
+        return store_db_fail(s, err, "advance item");
     if (changed != 1)
         return sd_fail(err, SD_ERR_INVALID, "item %s/%d is no longer in that stage", job, idx);
     return SD_OK;
@@ -329,7 +400,7 @@ sd_status store_item_failed_attempt(sd_store *s, const char *job, int idx, const
     sqlite3_bind_int(q, 4, idx);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "record failure");
+    return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "record failure");
 }
 
 json_t *store_job_done_items(sd_store *s, const char *job)
@@ -375,7 +446,7 @@ sd_status store_item_mark_done(sd_store *s, const char *job, int idx, sd_error *
     sqlite3_bind_int(q, 2, idx);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? SD_OK : db_fail(s, err, "mark done");
+    return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "mark done");
 }
 
 int store_item_state_of(sd_store *s, const char *job, int idx)

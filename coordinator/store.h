@@ -39,7 +39,11 @@ json_t *store_jobs_list(sd_store *s);
 json_t *store_job_spec(sd_store *s, const char *job_id);
 sd_status store_job_set_identity(sd_store *s, const char *job_id, const char *identity, sd_error *err);
 const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_t len);
+/* Cancels what has not ended (a job already done stays done). */
 sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err);
+/* Failed and cancelled items back to waiting, their attempts and losses
+ * cleared, the job running again (resubmission, `sdxl retry`); *n how many. */
+sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err);
 sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state state, sd_error *err);
 
 /* Items waiting in state, for jobs not cancelled: up to max (job, idx). */
@@ -56,9 +60,32 @@ sd_status store_item_advance(sd_store *s, const char *job, int idx, store_item_s
                              size_t len, json_t *info, sd_error *err);
 /* The item's stored intermediate (malloc'd) */
 sd_status store_item_blob(sd_store *s, const char *job, int idx, void **blob, size_t *len, sd_error *err);
-/* A failed attempt: back to its state, or failed for good after max_attempts. */
+/* A failed attempt (a failure the item caused: a worker's FAIL): back to its
+ * state, or failed for good after max_attempts. */
 sd_status store_item_failed_attempt(sd_store *s, const char *job, int idx, const char *reason, int max_attempts,
                                     sd_error *err);
+/* Back to waiting from the start (a done item whose output has gone). */
+sd_status store_item_reset(sd_store *s, const char *job, int idx, sd_error *err);
+/* Work lost through no fault of the item (its worker died, stalled, was cut
+ * off or registered again): back to its state without an attempt charged.
+ * The separate rule for an item that kills its workers: after max_losses
+ * losses it fails, naming them. */
+sd_status store_item_lost(sd_store *s, const char *job, int idx, const char *reason, int max_losses, sd_error *err);
+
+/* Tasks in flight, kept so a restarted coordinator recognises their results
+ * and does not hand their items out again while their workers still hold
+ * them. Ids are never reused (SQLite AUTOINCREMENT). */
+typedef struct {
+    long long id;
+    char job[40], stage[8], worker[64];
+    int n, idx[16];
+} store_task;
+sd_status store_task_add(sd_store *s, const char *job, const char *stage, const char *worker, const int *idx, int n,
+                         long long *id, sd_error *err);
+sd_status store_task_remove(sd_store *s, long long id, sd_error *err);
+/* Every task recorded (up to max), oldest first. */
+int store_tasks_list(sd_store *s, store_task *out, int max);
+
 /* The item's accumulated info (worker ids, timings) or NULL. */
 json_t *store_item_info(sd_store *s, const char *job, int idx);
 /* Items of a job in state done, with their info (for metadata.jsonl). */

@@ -26,6 +26,7 @@ static const struct {
     [SD_MSG_KIND_CANCEL] = {"CANCEL", {"job_id:s", NULL}},
     [SD_MSG_KIND_RESULTS] = {"RESULTS", {"job_id:s", NULL}},
     [SD_MSG_KIND_WORKERS] = {"WORKERS", {NULL}},
+    [SD_MSG_KIND_RETRY] = {"RETRY", {"job_id:s", NULL}},
     [SD_MSG_KIND_OK] = {"OK", {NULL}},
     [SD_MSG_KIND_ERROR] = {"ERROR", {"reason:s", NULL}},
     [SD_MSG_KIND_PEER] = {"PEER", {"peer:s", NULL}},
@@ -81,6 +82,28 @@ sd_status sd_msg_new(sd_msg *m, const char *type, sd_error *err)
         return sd_fail(err, SD_ERR_INVALID, "unknown message type '%s'", type);
     m->hdr = json_pack("{s:i, s:s}", "v", SD_PROTO_VERSION, "type", type);
     return m->hdr ? SD_OK : sd_fail(err, SD_ERR_NOMEM, "out of memory");
+}
+
+sd_status sd_msg_clone(sd_msg *dst, const sd_msg *src, sd_error *err)
+{
+    memset(dst, 0, sizeof *dst);
+    dst->hdr = json_deep_copy(src->hdr);
+    if (!dst->hdr)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < src->ntensors; i++) {
+        const sd_msg_tensor *t = &src->tensors[i];
+        void *copy = malloc(t->nbytes ? t->nbytes : 1);
+        if (!copy) {
+            sd_msg_free(dst);
+            return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        }
+        memcpy(copy, t->data, t->nbytes);
+        dst->tensors[i] = *t;
+        dst->tensors[i].data = copy;
+        dst->tensors[i].owned = copy;
+        dst->ntensors = i + 1;
+    }
+    return SD_OK;
 }
 
 void sd_msg_free(sd_msg *m)

@@ -38,7 +38,7 @@ typedef struct {
 
 /* The message kinds. Workers: REGISTER HEARTBEAT RESULT FAIL; the
  * coordinator to workers: TASK HEARTBEAT; clients: SUBMIT STATUS WATCH
- * CANCEL RESULTS WORKERS; replies: OK ERROR; between the two workers of a
+ * CANCEL RESULTS WORKERS RETRY; replies: OK ERROR; between the two workers of a
  * CFG pair (worker/daemon/cfg_pair.h): PEER. The wire spells each by its
  * name ("type": "TASK"). */
 typedef enum {
@@ -53,6 +53,7 @@ typedef enum {
     SD_MSG_KIND_CANCEL,
     SD_MSG_KIND_RESULTS,
     SD_MSG_KIND_WORKERS,
+    SD_MSG_KIND_RETRY,
     SD_MSG_KIND_OK,
     SD_MSG_KIND_ERROR,
     SD_MSG_KIND_PEER,
@@ -68,6 +69,9 @@ const char *sd_msg_kind_name(sd_msg_kind k);
 sd_status sd_msg_check_fields(const sd_msg *m, sd_error *err);
 
 sd_status sd_msg_new(sd_msg *m, const char *type, sd_error *err);
+/* A deep copy: its own header and copies of every tensor's data (a message
+ * kept after the buffers it borrowed are gone, to be sent again). */
+sd_status sd_msg_clone(sd_msg *dst, const sd_msg *src, sd_error *err);
 void sd_msg_free(sd_msg *m);
 const char *sd_msg_type(const sd_msg *m);
 /* Attaches a tensor (data borrowed until the message is sent or freed). */

@@ -21,6 +21,7 @@ int cmd_submit(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_wait(int argc, char **argv);
 int cmd_cancel(int argc, char **argv);
+int cmd_retry(int argc, char **argv);
 int cmd_results(int argc, char **argv);
 int cmd_workers(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

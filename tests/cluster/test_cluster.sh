@@ -319,8 +319,97 @@ scenario_pinned_model() {
     kill $COORD
 }
 
+# The coordinator alone killed (SIGKILL) and restarted three times while a
+# job runs, no worker touched: no item may fail or be charged an attempt,
+# each worker registers at most once per restart, and the job completes with
+# every item exactly once.
+scenario_coordinator_restarts() {
+    local d=$ROOT/crestarts ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u1
+    start_worker "$d" "$ep" final f1
+    local job r
+    job=$(submit "$d" "$ep" --layout files --steps 24) # long enough that every kill finds tasks in flight
+    for r in 1 2 3; do
+        sleep 1
+        kill -9 $COORD
+        wait $COORD 2>/dev/null
+        sleep 0.5
+        start_coordinator "$d" "$ep"
+    done
+    local out
+    if ! out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then
+        bad "coordinator restarts: the job completes with no item failed" "$out $(tail -5 "$d/coordinator.log")"
+        kill $COORD; return
+    fi
+    local regs worst
+    regs=$(grep -o "worker [a-z0-9]* registered" "$d/coordinator.log" | sort | uniq -c)
+    worst=$(awk '{print $1}' <<<"$regs" | sort -n | tail -1)
+    if grep -q " 0 failed" <<<"$out" && exactly_once "$d" >/dev/null && [ "${worst:-9}" -le 4 ] &&
+        ! grep -q "failed attempt\|registered again" "$d/coordinator.log" && grep -q "of the last run" "$d/coordinator.log"; then
+        ok "3 coordinator restarts mid-job: no item failed or charged, at most one REGISTER per worker and restart"
+    else bad "coordinator restarts" "$out / registrations: $regs / $(grep -c 'failed attempt\|registered again' "$d/coordinator.log")"; fi
+    # a second coordinator on the same state dir refuses, naming the holder
+    local second
+    second=$(timeout 10 $BIN/sdxl-coordinator --bind "tcp://127.0.0.1:$(port)" --state "$d/state" 2>&1)
+    if [ $? = 1 ] && grep -q "pid $COORD" <<<"$second"; then
+        ok "a second coordinator on the same state dir refuses, naming the first one's pid"
+    else bad "one coordinator per state dir" "$second"; fi
+    kill $COORD
+}
+
+# Done means present: items that failed of their own (a worker whose every
+# item fails, --fault fail) fail after 3 attempts and wait exits 1; `sdxl
+# retry` with a healthy worker makes them; a cancelled job resubmitted makes
+# what was cancelled; cancelling a finished job changes nothing.
+scenario_job_lifecycle() {
+    local d=$ROOT/lifecycle ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    printf 'a cat\na dog\n' >"$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u-bad --fault fail
+    local bad_unet=$LAST_WORKER
+    start_worker "$d" "$ep" final f1
+    local job out rc
+    job=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --steps 2 --layout files --coordinator "$ep" | awk '{print $NF}')
+    out=$(timeout 60 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)
+    rc=$?
+    if [ $rc = 1 ] && grep -q "2 failed" <<<"$out" && grep -q "fault hook: this item fails" <<<"$out"; then
+        ok "items failing of their own fail after their attempts, with the reason; wait exits 1"
+    else bad "own failures" "rc $rc: $out"; fi
+    kill $bad_unet
+    start_worker "$d" "$ep" unet u-good
+    if $BIN/sdxl retry "$job" --coordinator "$ep" >/dev/null && out=$(timeout 60 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) &&
+        [ -f "$d/out/00000000.png" ] && [ -f "$d/out/00000001.png" ]; then
+        ok "sdxl retry makes the failed items; wait exits 0 once every image is there"
+    else bad "retry" "$out"; fi
+    local before after
+    before=$($BIN/sdxl status "$job" --json --coordinator "$ep")
+    $BIN/sdxl cancel "$job" --coordinator "$ep" >/dev/null
+    after=$($BIN/sdxl status "$job" --json --coordinator "$ep")
+    if python3 -c 'import json,sys; a,b=json.loads(sys.argv[1]),json.loads(sys.argv[2]); assert a["state"]==b["state"]=="done" and a["done"]==b["done"]==2, (a,b)' "$before" "$after"; then
+        ok "cancelling a finished job changes nothing"
+    else bad "cancel a finished job" "$before / $after"; fi
+    # cancel mid-job, then resubmit: what was cancelled is made, wait exits 0
+    printf 'one\ntwo\nthree\nfour\nfive\nsix\n' >"$d/more.txt"
+    kill -STOP $LAST_WORKER
+    job=$($BIN/sdxl submit "$d/more.txt" --out "$d/more" --steps 2 --layout files --coordinator "$ep" | awk '{print $NF}')
+    sleep 1
+    $BIN/sdxl cancel "$job" --coordinator "$ep" >/dev/null
+    kill -CONT $LAST_WORKER
+    out=$($BIN/sdxl submit "$d/more.txt" --out "$d/more" --steps 2 --layout files --coordinator "$ep")
+    if out=$(timeout 60 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && [ "$(ls "$d/more"/*.png | wc -l)" = 6 ]; then
+        ok "a cancelled job submitted again makes what was cancelled; wait exits 0 with all 6 images"
+    else bad "resubmit after cancel" "$out $(ls "$d/more")"; fi
+    kill $COORD
+}
+
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve coordinator_restarts job_lifecycle}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"

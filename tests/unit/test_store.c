@@ -3,6 +3,7 @@
  * cancel, and what a reopened store (a restarted coordinator) still knows. */
 #include <criterion/criterion.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coordinator/store.h"
 #include "tests/test_util.h"
@@ -169,6 +170,87 @@ Test(store, a_state_dir_that_is_a_file_is_refused_naming_it)
     sd_error err = {0};
     cr_assert_neq(store_open(&s, path, &err), SD_OK);
     cr_assert(strstr(err.msg, "afile"), "%s", err.msg);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+Test(store, one_coordinator_per_state_dir)
+{
+    char *dir = tu_tmpdir();
+    sd_store *a = open_store(dir), *b = NULL;
+    sd_error err = {0};
+    cr_assert_neq(store_open(&b, dir, &err), SD_OK, "a second store on one state dir was opened");
+    char pid[32];
+    snprintf(pid, sizeof pid, "pid %ld", (long)getpid());
+    cr_assert(strstr(err.msg, pid) && strstr(err.msg, "coordinator.lock"), "%s", err.msg);
+    store_close(a);
+    cr_assert_eq(store_open(&b, dir, &err), SD_OK, "the lock goes with the store: %s", err.msg);
+    store_close(b);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+Test(store, lost_work_is_not_an_attempt_and_has_its_own_limit)
+{
+    char *dir = tu_tmpdir();
+    sd_store *s = open_store(dir);
+    sd_error err = {0};
+    int existed;
+    json_t *spec = spec_of(2);
+    cr_assert_eq(store_job_create(s, "job-l", spec, &existed, &err), SD_OK);
+    for (int k = 0; k < 4; k++)
+        cr_assert_eq(store_item_lost(s, "job-l", 0, "worker w dead", 5, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(store_item_state_of(s, "job-l", 0), STORE_ITEM_STATE_PENDING, "4 losses of 5 allowed");
+    cr_assert_eq(store_item_failed_attempt(s, "job-l", 0, "boom", 3, &err), SD_OK);
+    cr_assert_eq(store_item_state_of(s, "job-l", 0), STORE_ITEM_STATE_PENDING, "losses are no attempts");
+    cr_assert_eq(store_item_lost(s, "job-l", 0, "worker w dead", 5, &err), SD_OK);
+    cr_assert_eq(store_item_state_of(s, "job-l", 0), STORE_ITEM_STATE_FAILED, "the 5th loss fails it");
+    json_t *st = store_job_status(s, "job-l");
+    json_t *f = json_array_get(json_object_get(st, "failures"), 0);
+    cr_assert(strstr(json_string_value(json_object_get(f, "error")), "lost 5 times"), "%s",
+              json_string_value(json_object_get(f, "error")));
+    json_decref(st);
+    /* retry: failed (and cancelled) items back to waiting, counts cleared */
+    int n = -1;
+    cr_assert_eq(store_job_retry(s, "job-l", &n, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(store_item_state_of(s, "job-l", 0), STORE_ITEM_STATE_PENDING);
+    for (int k = 0; k < 2; k++)
+        cr_assert_eq(store_item_failed_attempt(s, "job-l", 0, "boom", 3, &err), SD_OK);
+    cr_assert_eq(store_item_state_of(s, "job-l", 0), STORE_ITEM_STATE_PENDING, "attempts were cleared by retry");
+    /* a done item whose output has gone is made again */
+    cr_assert_eq(store_item_mark_done(s, "job-l", 1, &err), SD_OK);
+    cr_assert_eq(store_item_reset(s, "job-l", 1, &err), SD_OK);
+    cr_assert_eq(store_item_state_of(s, "job-l", 1), STORE_ITEM_STATE_PENDING);
+    json_decref(spec);
+    store_close(s);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+Test(store, tasks_in_flight_survive_a_restart_and_ids_are_never_reused)
+{
+    char *dir = tu_tmpdir();
+    sd_store *s = open_store(dir);
+    sd_error err = {0};
+    int idx[3] = {4, 5, 9};
+    long long a, b, c;
+    cr_assert_eq(store_task_add(s, "job-t", "unet", "u1", idx, 3, &a, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(store_task_add(s, "job-t", "final", "f1", idx, 1, &b, &err), SD_OK);
+    cr_assert_gt(b, a);
+    cr_assert_eq(store_task_remove(s, b, &err), SD_OK);
+    store_close(s);
+    s = open_store(dir);
+    store_task t[4];
+    cr_assert_eq(store_tasks_list(s, t, 4), 1);
+    cr_assert_eq(t[0].id, a);
+    cr_assert_str_eq(t[0].worker, "u1");
+    cr_assert_str_eq(t[0].stage, "unet");
+    cr_assert_eq(t[0].n, 3);
+    cr_assert_eq(t[0].idx[2], 9);
+    cr_assert_eq(store_task_add(s, "job-t", "text", "t1", idx, 1, &c, &err), SD_OK);
+    cr_assert_gt(c, b, "the removed task's id %lld is not given again (%lld)", b, c);
+    store_close(s);
     tu_rmrf(dir);
     free(dir);
 }

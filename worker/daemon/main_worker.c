@@ -31,8 +31,9 @@ static void usage(FILE *out)
             "                      If either side fails, both stop (restart the pair); the coordinator\n"
             "                      requeues the pair's work.\n"
             "  --cfg-timeout-ms N  how long a pair side waits for the other (300000)\n"
-            "  --fault die:N|stall:N|freeze:N   test hook at denoising step N: SIGKILL itself /\n"
-            "                      hang without progress / SIGSTOP itself once\n"
+            "  --fault die:N|stall:N|freeze:N|fail   test hooks: at denoising step N SIGKILL itself /\n"
+            "                      hang without progress / SIGSTOP itself once; fail: every item\n"
+            "                      fails with a reason of its own (the coordinator charges an attempt)\n"
             "environment: SDXL_CUDA_GRAPH=1 relaunches UNet steps as a CUDA graph (experimental: not yet run on a GPU)\n"
             "exit codes: 0 stopped by a signal, 1 failure, 2 usage error\n");
 }
@@ -107,8 +108,10 @@ int main(int argc, char **argv)
                 o.stall_at_step = n;
             else if (sscanf(v, "freeze:%d", &n) == 1)
                 o.freeze_at_step = n;
+            else if (!strcmp(v, "fail"))
+                o.fail_items = 1;
             else {
-                fprintf(stderr, "sdxl-worker: --fault must be die:N, stall:N or freeze:N\n");
+                fprintf(stderr, "sdxl-worker: --fault must be die:N, stall:N, freeze:N or fail\n");
                 return 2;
             }
         } else {

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 #include <zmq.h>
 
@@ -32,6 +33,12 @@ typedef struct {
     double last_sent, last_heard;
     long long task_id;
     sd_cfg_pair *pair; /* a CFG split's link to the other half, or NULL */
+    char session[40];  /* this process's random id: a REGISTER repeated by it drops nothing */
+    double last_register;
+    /* the last RESULT or FAIL, kept until the coordinator confirms it: one
+     * that restarted meanwhile gets it again once this worker is registered */
+    sd_msg outbox;
+    long long outbox_task; /* 0: empty */
     int froze;         /* the freeze fault hook has fired (it fires once) */
 } worker;
 
@@ -65,10 +72,56 @@ static void send_simple(worker *w, const char *type, json_t *fields)
 
 static void send_register(worker *w)
 {
-    send_simple(w, "REGISTER", json_pack("{s:s, s:i, s:s, s:s, s:s}", "role", w->o->role, "capacity", w->o->capacity,
-                                         "model", w->identity, "devices", w->o->device, "cfg_split",
-                                         w->pair ? sd_cfg_pair_transport(w->pair) : "batch"));
-    w->last_heard = sd_now_s();
+    json_t *f = json_pack("{s:s, s:i, s:s, s:s, s:s, s:s}", "role", w->o->role, "capacity", w->o->capacity, "model",
+                          w->identity, "devices", w->o->device, "cfg_split",
+                          w->pair ? sd_cfg_pair_transport(w->pair) : "batch", "session", w->session);
+    if (w->outbox_task) /* the task whose result is not yet confirmed */
+        json_object_set_new(f, "holding", json_integer(w->outbox_task));
+    send_simple(w, "REGISTER", f);
+    w->last_heard = w->last_register = sd_now_s();
+}
+
+/* Asked to register (a coordinator that restarted, or one that lost us):
+ * once per heartbeat interval at most, however many requests queued up
+ * while this worker computed. */
+static void register_again(worker *w)
+{
+    if (sd_now_s() - w->last_register >= w->o->heartbeat_ms / 1000.0)
+        send_register(w);
+}
+
+static void outbox_clear(worker *w)
+{
+    if (w->outbox_task)
+        sd_msg_free(&w->outbox);
+    w->outbox_task = 0;
+}
+
+/* Sends a task's RESULT or FAIL and keeps a copy until it is confirmed. */
+static void report(worker *w, sd_msg *m, long long tid)
+{
+    sd_error err = {0};
+    json_object_set_new(m->hdr, "worker_id", json_string(w->o->worker_id));
+    outbox_clear(w);
+    if (sd_msg_clone(&w->outbox, m, &err) == SD_OK)
+        w->outbox_task = tid;
+    else
+        wlog(w, "result of task %lld not kept for a resend: %s", tid, err.msg);
+    if (sd_msg_send(w->sock, NULL, 0, m, &err) != SD_OK)
+        wlog(w, "result of task %lld not sent (kept for a resend): %s", tid, err.msg);
+    w->last_sent = sd_now_s();
+}
+
+static void report_fail(worker *w, long long tid, const char *reason)
+{
+    sd_msg m;
+    sd_error err = {0};
+    if (!w->sock || sd_msg_new(&m, "FAIL", &err) != SD_OK)
+        return;
+    json_object_set_new(m.hdr, "task_id", json_integer(tid));
+    json_object_set_new(m.hdr, "reason", json_string(reason));
+    report(w, &m, tid);
+    sd_msg_free(&m);
 }
 
 static void heartbeat(worker *w)
@@ -187,6 +240,8 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
      * key at fault instead of running with a default */
     if (sd_gen_params_from_json(&g, params, err) != SD_OK)
         return sd_error_prefix(err, err->code, "item %d: ", k);
+    if (w->o->fail_items)
+        return sd_fail(err, SD_ERR_INVALID, "item %d: fault hook: this item fails", k);
     double t0 = sd_now_s();
     sd_status st = SD_OK;
     const char *role = w->o->role;
@@ -279,7 +334,7 @@ static sd_status run_task(worker *w, const sd_msg *task)
     }
     if (w->pair && sd_cfg_pair_rank(w->pair) == 0 && sd_cfg_pair_send_task(w->pair, task, &err) != SD_OK) {
         wlog(w, "task %lld not handed to the cfg pair's follower: %s", tid, err.msg);
-        send_simple(w, "FAIL", json_pack("{s:I, s:s}", "task_id", (json_int_t)tid, "reason", err.msg));
+        report_fail(w, tid, err.msg);
         return SD_ERR_IO;
     }
     w->task_id = tid;
@@ -311,12 +366,11 @@ static sd_status run_task(worker *w, const sd_msg *task)
         json_decref(out_items); /* a follower: the leader reports */
     } else if (st == SD_OK) {
         json_object_set_new(res.hdr, "items", out_items);
-        if (sd_msg_send(w->sock, NULL, 0, &res, &err) != SD_OK)
-            wlog(w, "result of task %lld not sent: %s", tid, err.msg);
+        report(w, &res, tid);
     } else {
         json_decref(out_items);
         wlog(w, "task %lld failed: %s", tid, err.msg);
-        send_simple(w, "FAIL", json_pack("{s:I, s:s}", "task_id", (json_int_t)tid, "reason", err.msg));
+        report_fail(w, tid, err.msg);
     }
     sd_msg_free(&res);
     for (int k = 0; k < kp.n; k++)
@@ -427,6 +481,10 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     if (!w)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     w->o = o;
+    uint64_t r = 0;
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        r = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)time(NULL);
+    snprintf(w->session, sizeof w->session, "%016llx", (unsigned long long)r);
     int stages = !strcmp(o->role, "text") ? SD_STAGE_TEXT : !strcmp(o->role, "unet") ? SD_STAGE_UNET : SD_STAGE_FINAL;
     sd_status st = sd_stage_backends_open(&w->sb, o->device, o->dtype, stages, err);
     w->be = w->sb.be;
@@ -479,11 +537,27 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
                     if (run_task(w, &m) != SD_OK && w->pair)
                         st = sd_fail(err, SD_ERR_IO, "a task failed: the cfg pair may be out of step, stopping "
                                                      "(restart both workers)");
+                } else if (kind == SD_MSG_KIND_OK) {
+                    json_t *tid = json_object_get(m.hdr, "task_id");
+                    if (json_is_integer(tid) && json_integer_value(tid) == w->outbox_task)
+                        outbox_clear(w); /* confirmed */
+                    if (json_is_true(json_object_get(m.hdr, "registered")) && w->outbox_task) {
+                        sd_error rerr = {0};
+                        wlog(w, "sending the result of task %lld again", w->outbox_task);
+                        if (sd_msg_send(w->sock, NULL, 0, &w->outbox, &rerr) != SD_OK)
+                            wlog(w, "result of task %lld not sent: %s", w->outbox_task, rerr.msg);
+                    }
                 } else if (kind == SD_MSG_KIND_ERROR) {
                     const char *why = json_string_value(json_object_get(m.hdr, "reason"));
-                    wlog(w, "coordinator says: %s", why ? why : "?");
-                    if (why && strstr(why, "register"))
-                        send_register(w);
+                    json_t *tid = json_object_get(m.hdr, "task_id");
+                    if (json_is_integer(tid) && json_integer_value(tid) == w->outbox_task) {
+                        outbox_clear(w); /* given up on by the coordinator: nothing to resend */
+                        wlog(w, "coordinator says: %s", why ? why : "?");
+                    } else if (why && strstr(why, "register")) {
+                        register_again(w);
+                    } else {
+                        wlog(w, "coordinator says: %s", why ? why : "?");
+                    }
                 }
                 sd_msg_free(&m);
             } else {
@@ -499,7 +573,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
             heartbeat(w);
         if (!got && now - w->last_heard > 3.0 * o->heartbeat_ms / 1000.0) {
             /* the coordinator went silent: it may have restarted without us */
-            send_register(w);
+            register_again(w);
         }
     }
     alive.quit = 1;
@@ -509,6 +583,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         zmq_close(w->sock);
     sd_cfg_pair_close(w->pair);
     zmq_ctx_term(ctx);
+    outbox_clear(w);
     sd_pipeline_free(&w->p);
     sd_stage_backends_close(&w->sb);
     free(w);

@@ -17,6 +17,7 @@ typedef struct {
      * heartbeats), freeze (SIGSTOP itself once, as `kill -STOP` would, so a
      * test freezes the worker exactly while it holds a task) */
     int die_at_step, stall_at_step, freeze_at_step;
+    int fail_items; /* fault hook: every item fails with a reason of its own (a FAIL, charged an attempt) */
     const char *curve_server_key, *curve_secret, *curve_public; /* files, Z85 */
     /* CFG split over a pair of unet workers (cfg_pair.h): the pair's
      * endpoint (NULL: both halves here as one batch), this side's rank (0

@@ -2,6 +2,7 @@
  * workers`, clients of a coordinator (--coordinator ENDPOINT, default
  * $SDXL_COORDINATOR, else tcp://127.0.0.1:5555). Data on stdout (the job id
  * is the last word of submit's output), diagnostics on stderr. */
+#include <errno.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -18,93 +19,12 @@
 #include "common/parse_number.h"
 #include "proto/curve.h"
 #include "proto/message.h"
+#include "coordinator/cli/client/client.h"
 #include "common/gen_params.h"
 
-#define DEFAULT_ENDPOINT "tcp://127.0.0.1:5555"
-
-typedef struct {
-    void *ctx, *sock;
-    const char *endpoint;
-    int timeout_ms;
-} client;
-
-static int client_open(client *c, const char *endpoint, const char *cmd)
-{
-    memset(c, 0, sizeof *c);
-    c->endpoint = endpoint ? endpoint : getenv("SDXL_COORDINATOR") ? getenv("SDXL_COORDINATOR") : DEFAULT_ENDPOINT;
-    c->timeout_ms = 10000;
-    c->ctx = zmq_ctx_new();
-    c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(c->sock, ZMQ_LINGER, &zero, sizeof zero);
-    /* CURVE: key files from the environment */
-    const char *sk = getenv("SDXL_CURVE_SERVER_KEY"), *sec = getenv("SDXL_CURVE_SECRET"), *pub = getenv("SDXL_CURVE_PUBLIC");
-    sd_error err;
-    if (sk && sec && pub && sd_curve_client_setup(c->sock, sk, sec, pub, &err) != SD_OK) {
-        cli_errorf(cmd, "%s", err.msg);
-        return -1;
-    }
-    if (zmq_connect(c->sock, c->endpoint) != 0) {
-        cli_errorf(cmd, "--coordinator %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
-        return -1;
-    }
-    return 0;
-}
-
-static void client_close(client *c)
-{
-    if (c->sock)
-        zmq_close(c->sock);
-    if (c->ctx)
-        zmq_ctx_term(c->ctx);
-}
-
-/* Sends a request and waits for its reply; returns the reply header (new
- * reference) or NULL after printing why. */
-static json_t *request(client *c, const char *cmd, const char *type, json_t *fields)
-{
-    sd_msg m;
-    sd_error err = {0};
-    sd_msg_new(&m, type, &err);
-    if (fields)
-        json_object_update(m.hdr, fields);
-    json_decref(fields);
-    sd_status st = sd_msg_send(c->sock, NULL, 0, &m, &err);
-    sd_msg_free(&m);
-    if (st != SD_OK) {
-        /* nothing connected yet: ZMQ_DONTWAIT refuses; wait and retry once */
-        zmq_pollitem_t po = {c->sock, 0, ZMQ_POLLOUT, 0};
-        zmq_poll(&po, 1, c->timeout_ms);
-        sd_msg_new(&m, type, &err);
-        if (fields)
-            json_object_update(m.hdr, fields);
-        st = sd_msg_send(c->sock, NULL, 0, &m, &err);
-        sd_msg_free(&m);
-    }
-    if (st != SD_OK) {
-        cli_errorf(cmd, "cannot reach the coordinator at %s: %s", c->endpoint, err.msg);
-        return NULL;
-    }
-    zmq_pollitem_t pi = {c->sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&pi, 1, c->timeout_ms) <= 0) {
-        cli_errorf(cmd, "the coordinator at %s did not answer within %d s", c->endpoint, c->timeout_ms / 1000);
-        return NULL;
-    }
-    sd_msg r;
-    if (sd_msg_recv(c->sock, 0, &r, NULL, NULL, &err) != SD_OK) {
-        cli_errorf(cmd, "bad reply: %s", err.msg);
-        return NULL;
-    }
-    int refused = sd_msg_kind_of(&r) == SD_MSG_KIND_ERROR;
-    json_t *h = json_incref(r.hdr);
-    sd_msg_free(&r);
-    if (refused) {
-        cli_errorf(cmd, "%s", json_string_value(json_object_get(h, "reason")));
-        json_decref(h);
-        return NULL;
-    }
-    return h;
-}
+#define DEFAULT_ENDPOINT CLIENT_DEFAULT_ENDPOINT
+/* how long a client command rides out a coordinator that does not answer */
+#define RIDE_OUT_S 60.0
 
 /* ---- submit ---- */
 
@@ -308,10 +228,16 @@ int cmd_submit(int argc, char **argv)
         rc = 2;
     }
     char absout[PATH_MAX];
+    if (rc == 0 && sd_path_exists(out) && !sd_path_is_dir(out)) {
+        cli_errorf("submit", "--out %s: not a folder", out);
+        rc = 2;
+    }
     if (rc == 0) {
-        sd_mkdirs(out, &err);
-        if (!realpath(out, absout)) {
-            cli_errorf("submit", "--out %s: cannot create", out);
+        if (sd_mkdirs(out, &err) != SD_OK) {
+            cli_errorf("submit", "--out %s", err.msg);
+            rc = 1;
+        } else if (!realpath(out, absout)) {
+            cli_errorf("submit", "--out %s: %s", out, strerror(errno));
             rc = 1;
         }
     }
@@ -330,16 +256,18 @@ int cmd_submit(int argc, char **argv)
     if (identity[0])
         json_object_set_new(jspec, "model", json_string(identity));
     client c;
-    if (client_open(&c, endpoint, "submit")) {
+    if (client_open(&c, endpoint, "submit", RIDE_OUT_S)) {
         json_decref(jspec);
         return 1;
     }
-    json_t *r = request(&c, "submit", "SUBMIT", json_pack("{s:o}", "spec", jspec));
+    json_t *r = client_request(&c, "SUBMIT", json_pack("{s:o}", "spec", jspec));
     client_close(&c);
     if (!r)
         return 1;
     printf("submitted %zu items%s: job %s\n", nitems,
-           json_is_true(json_object_get(r, "existed")) ? " (resumed: same spec and output)" : "",
+           json_is_true(json_object_get(r, "existed"))
+               ? " (resumed: same spec and output; done items kept, failed, cancelled and missing ones made again)"
+               : "",
            json_string_value(json_object_get(r, "job_id")));
     json_decref(r);
     return 0;
@@ -405,7 +333,8 @@ static int open_command(const char *cmd, int argc, char **argv, int need_job, co
     int pr = parse_common(cmd, argc, argv, a, need_job);
     if (pr)
         return pr == 1 ? 0 : pr;
-    return client_open(c, a->endpoint, cmd) ? 1 : -1;
+    /* wait rides out a restart until its own --timeout; the others a minute */
+    return client_open(c, a->endpoint, cmd, !strcmp(cmd, "wait") ? a->timeout_s : RIDE_OUT_S) ? 1 : -1;
 }
 
 int cmd_status(int argc, char **argv)
@@ -415,7 +344,7 @@ int cmd_status(int argc, char **argv)
     int rc = open_command("status", argc, argv, 0, &a, &c);
     if (rc >= 0)
         return rc;
-    json_t *r = request(&c, "status", "STATUS", a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
+    json_t *r = client_request(&c, "STATUS", a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
     client_close(&c);
     if (!r)
         return 1;
@@ -448,7 +377,7 @@ int cmd_wait(int argc, char **argv)
     double t0 = sd_now_s();
     long long done0 = -1;
     for (;;) {
-        json_t *r = request(&c, "wait", "STATUS", json_pack("{s:s}", "job_id", a.job));
+        json_t *r = client_request(&c, "STATUS", json_pack("{s:s}", "job_id", a.job));
         if (!r)
             break;
         json_t *j = json_object_get(r, "job");
@@ -466,6 +395,18 @@ int cmd_wait(int argc, char **argv)
             if (rate > 0)
                 fprintf(stderr, "\b\b\b%.0fs   ", (double)(total - done - failed) / rate);
         }
+        /* why a job does not move: outputs that cannot be written, or no
+         * worker of its model (said once each time it changes) */
+        const char *why = json_string_value(json_object_get(j, "paused"));
+        if (!why)
+            why = json_string_value(json_object_get(j, "waiting"));
+        static char last_why[300];
+        if (why && strcmp(why, last_why)) {
+            fprintf(stderr, "%s%s: waiting: %s\n", tty ? "\n" : "", a.job, why);
+            snprintf(last_why, sizeof last_why, "%s", why);
+        } else if (!why) {
+            last_why[0] = '\0';
+        }
         int finished = strcmp(state, "running") != 0;
         if (finished) {
             if (tty)
@@ -476,7 +417,8 @@ int cmd_wait(int argc, char **argv)
             json_array_foreach(json_object_get(j, "failures"), i, f)
                 fprintf(stderr, "item %lld failed: %s\n", (long long)json_integer_value(json_object_get(f, "item")),
                         json_string_value(json_object_get(f, "error")));
-            rc = (!strcmp(state, "done") && failed == 0) ? 0 : 1;
+            /* 0 only when every item's image is there */
+            rc = (!strcmp(state, "done") && failed == 0 && done == total) ? 0 : 1;
             json_decref(r);
             break;
         }
@@ -498,13 +440,13 @@ static int simple(const char *cmd, const char *type, int argc, char **argv, int 
     int rc = open_command(cmd, argc, argv, need_job, &a, &c);
     if (rc >= 0)
         return rc;
-    json_t *r = request(&c, cmd, type, a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
+    json_t *r = client_request(&c, type, a.job ? json_pack("{s:s}", "job_id", a.job) : NULL);
     client_close(&c);
     if (!r)
         return 1;
     json_object_del(r, "v");
     json_object_del(r, "type");
-    if (a.json || !strcmp(type, "CANCEL")) {
+    if (a.json || !strcmp(type, "CANCEL") || !strcmp(type, "RETRY")) {
         char *s = json_dumps(r, JSON_INDENT(2));
         puts(s);
         free(s);
@@ -537,6 +479,11 @@ static int simple(const char *cmd, const char *type, int argc, char **argv, int 
 int cmd_cancel(int argc, char **argv)
 {
     return simple("cancel", "CANCEL", argc, argv, 1);
+}
+
+int cmd_retry(int argc, char **argv)
+{
+    return simple("retry", "RETRY", argc, argv, 1);
 }
 
 int cmd_results(int argc, char **argv)

@@ -1,0 +1,18 @@
+/* store_internal.h - what the store's files share (store.c: jobs and
+ * items; store_tasks.c: tasks in flight and what retries them). */
+#ifndef SDXL_COORDINATOR_STORE_INTERNAL_H
+#define SDXL_COORDINATOR_STORE_INTERNAL_H
+
+#include <sqlite3.h>
+
+#include "coordinator/store.h"
+
+struct sd_store {
+    sqlite3 *db;
+    int lock_fd; /* DIR/coordinator.lock, flock'ed for the store's life */
+};
+
+sd_status store_db_fail(sd_store *s, sd_error *err, const char *what);
+sd_status store_exec(sd_store *s, const char *sql, sd_error *err);
+
+#endif
