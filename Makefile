@@ -18,19 +18,20 @@ CFLAGS_BASE := -std=c11 $(OPT) -g -fopenmp -Wall -Wextra -Werror -Wno-unused-par
                -I. -MMD -MP -pthread $(SANFLAGS)
 CFLAGS_BASE += $(shell pkg-config --cflags jansson libutf8proc 2>/dev/null)
 # ---- optional features: one line each, found or not found ----
-# OpenBLAS built on OpenMP: its threads and ours share one pool, so neither
-# spins against the other on a 2-core machine (the pthread build lost 20-50%).
-# BLAS=none (or no OpenBLAS installed): the portable sgemm (kernels/cpu/sgemm.c).
+# OpenBLAS is only the peer of bench-gemm_cpu: the CPU backend's products
+# are kernels/cpu/sgemm.c's, the same bits on any CPU (OpenBLAS' are not).
+# Its OpenMP build shares our thread pool. BLAS=none (or none installed):
+# the bench compares against our own sgemm.
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS ?= $(if $(wildcard $(OPENBLAS_DIR)/libopenblas.so),openblas,none)
 LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lzmq -lmsgpackc -lsqlite3
 ifeq ($(BLAS),none)
 CFLAGS_BASE += -DSDXL_NO_BLAS=1
-$(info sdxl: OpenBLAS: not used (BLAS=none or not found): portable sgemm)
+$(info sdxl: OpenBLAS: not used (BLAS=none or not found): bench-gemm_cpu has no peer)
 else
 CFLAGS_BASE += -I/usr/include/x86_64-linux-gnu/openblas-openmp
 LIBS += -L$(OPENBLAS_DIR) -Wl,-rpath,$(OPENBLAS_DIR) -lopenblas
-$(info sdxl: OpenBLAS: found at $(OPENBLAS_DIR))
+$(info sdxl: OpenBLAS: found at $(OPENBLAS_DIR) (the peer of bench-gemm_cpu))
 endif
 LIBS += -lm -lpthread
 
@@ -195,6 +196,10 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+# the deterministic GEMM's inner loops are not instrumented (as OpenBLAS never
+# was): under ASan they would cost the suite minutes (kernels/cpu/sgemm.c)
+$(BUILD)/obj/kernels/cpu/sgemm.o: CFLAGS := $(filter-out -fsanitize=% -fno-sanitize-recover=%,$(CFLAGS))
 
 # data blobs (.incbin) are rebuilt when the files they include change
 $(BUILD)/obj/worker/engine/text/clip_vocab_blob.S.o: worker/engine/text/data/clip/vocab.json worker/engine/text/data/clip/merges.txt

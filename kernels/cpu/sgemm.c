@@ -1,64 +1,237 @@
-/* sgemm.c - see sgemm.h. The portable version blocks over N and K so a panel
- * of B stays in cache, and leaves the inner loop to the compiler's vectoriser;
- * it runs at a fraction of OpenBLAS' speed, which is enough for a reference. */
+/* sgemm.c - see sgemm.h. The CPU backend's one matrix product, with results
+ * that depend on nothing but the numbers: not on M (a batch of one or of
+ * two), not on where a row sits in the batch, not on the thread count, not
+ * on the CPU model or its vector width.
+ *
+ * The contract, per element: acc = 0; for k = 0 .. K-1: acc = fma(a[i][k],
+ * b[k][j], acc), one fused multiply-add (exactly rounded, so the same bits
+ * from an AVX-512 or AVX2 unit or from libm's fmaf on a CPU without one);
+ * then c = alpha * acc (+ beta * c). Vector code only spreads that over j
+ * (16 columns at a time), which changes no rounding, so every kernel below
+ * gives the same bits, the remainder loops too.
+ *
+ * Why not OpenBLAS: its kernels differ by CPU (Haswell, SkylakeX, Zen pick
+ * other summation orders and, for small products, other code paths), so the
+ * same image came out 1 level apart on an AMD EPYC for a batch of one and of
+ * two (a CFG pair against generate). OpenBLAS stays the peer in
+ * bench-gemm_cpu. This file is built without sanitizers (as OpenBLAS was
+ * never instrumented): the tests' ASan build would otherwise spend minutes
+ * checking the loads of its inner loop. */
 #include "kernels/cpu/sgemm.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#ifndef SDXL_NO_BLAS
-#include <cblas.h>
+#include <immintrin.h>
+#include <math.h>
 
-void sd_sgemm(int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
-              const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
+#define NR 16  /* columns of a packed panel of op(B) */
+#define MB 96  /* rows of A per parallel work item: a block of A stays in L2 across panels */
+
+/* op(B) columns [j0, j0 + 16) as P[k * 16 + jj], zero past N */
+static void pack_panel(float *P, int transB, const float *B, int64_t ldb, int64_t K, int64_t N, int64_t j0)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K, alpha, A,
-                (int)lda, B, (int)ldb, beta, C, (int)ldc);
+    int64_t w = N - j0 < NR ? N - j0 : NR;
+    for (int64_t k = 0; k < K; k++) {
+        float *p = P + k * NR;
+        for (int64_t jj = 0; jj < w; jj++)
+            p[jj] = transB ? B[(j0 + jj) * ldb + k] : B[k * ldb + j0 + jj];
+        for (int64_t jj = w; jj < NR; jj++)
+            p[jj] = 0.0f;
+    }
 }
 
-#else
+/* R rows of A against one packed panel: out[r][0..16) = the fma chain over
+ * k. One kernel per ISA; the same arithmetic in each. */
+#define AVX512_TILE(R)                                                                                               \
+    __attribute__((target("avx512f"))) static void tile##R##_avx512(const float *A, int64_t lda, const float *P,     \
+                                                                     int64_t ps, int64_t K, float *out, int64_t os,   \
+                                                                     int carry)                                       \
+    {                                                                                                                \
+        __m512 acc[R];                                                                                               \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r] =                                                \
+            carry ? _mm512_loadu_ps(out + r * os) : _mm512_setzero_ps();                                             \
+        for (int64_t k = 0; k < K; k++) {                                                                            \
+            __m512 b = _mm512_loadu_ps(P + k * ps);                                                                  \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                                      \
+                acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(A[r * lda + k]), b, acc[r]);                                 \
+        }                                                                                                            \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) _mm512_storeu_ps(out + r * os, acc[r]);               \
+    }
+#define AVX2_TILE(R)                                                                                                 \
+    __attribute__((target("avx2,fma"))) static void tile##R##_avx2(const float *A, int64_t lda, const float *P,      \
+                                                                    int64_t ps, int64_t K, float *out, int64_t os,    \
+                                                                    int carry)                                        \
+    {                                                                                                                \
+        __m256 lo[R], hi[R];                                                                                         \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                                        \
+            lo[r] = carry ? _mm256_loadu_ps(out + r * os) : _mm256_setzero_ps();                                     \
+            hi[r] = carry ? _mm256_loadu_ps(out + r * os + 8) : _mm256_setzero_ps();                                 \
+        }                                                                                                            \
+        for (int64_t k = 0; k < K; k++) {                                                                            \
+            __m256 b0 = _mm256_loadu_ps(P + k * ps), b1 = _mm256_loadu_ps(P + k * ps + 8);                            \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                                    \
+                __m256 a = _mm256_set1_ps(A[r * lda + k]);                                                           \
+                lo[r] = _mm256_fmadd_ps(a, b0, lo[r]);                                                               \
+                hi[r] = _mm256_fmadd_ps(a, b1, hi[r]);                                                               \
+            }                                                                                                        \
+        }                                                                                                            \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                                        \
+            _mm256_storeu_ps(out + r * os, lo[r]);                                                                   \
+            _mm256_storeu_ps(out + r * os + 8, hi[r]);                                                               \
+        }                                                                                                            \
+    }
+AVX512_TILE(8)
+AVX512_TILE(1)
+AVX2_TILE(4)
+AVX2_TILE(1)
 
-#define NB 256
-#define KB 256
+/* any x86-64 CPU: libm's fmaf is exactly rounded, as the units above */
+static void tile_scalar(const float *A, int64_t lda, const float *P, int64_t ps, int64_t K, float *out, int64_t os,
+                        int carry, int R)
+{
+    for (int r = 0; r < R; r++)
+        for (int j = 0; j < NR; j++) {
+            float acc = carry ? out[r * os + j] : 0.0f;
+            for (int64_t k = 0; k < K; k++)
+                acc = fmaf(A[r * lda + k], P[k * ps + j], acc);
+            out[r * os + j] = acc;
+        }
+}
+static void tile4_scalar(const float *A, int64_t lda, const float *P, int64_t ps, int64_t K, float *out, int64_t os,
+                         int carry)
+{
+    tile_scalar(A, lda, P, ps, K, out, os, carry, 4);
+}
+static void tile1_scalar(const float *A, int64_t lda, const float *P, int64_t ps, int64_t K, float *out, int64_t os,
+                         int carry)
+{
+    tile_scalar(A, lda, P, ps, K, out, os, carry, 1);
+}
+
+/* out[r * os + 0..16) = (carry ? out : 0) continued by the fma chain over
+ * this stretch of k: a chain carried through memory between stretches is
+ * the same chain (a float is stored exactly), so blocking k changes no bit */
+typedef void (*tile_fn)(const float *, int64_t, const float *, int64_t, int64_t, float *, int64_t, int);
+
+/* the widest kernels this CPU runs, and the big one's row count (the
+ * results are the same whichever: only the speed differs).
+ * SDXL_SGEMM_ISA=avx512|avx2|scalar picks a narrower one, so the suite can
+ * check on one machine that every kernel gives the same bits. */
+static tile_fn pick_tile(int *rows, tile_fn *one)
+{
+    __builtin_cpu_init();
+    const char *want = getenv("SDXL_SGEMM_ISA");
+    int avx512 = __builtin_cpu_supports("avx512f"), avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (want && !strcmp(want, "avx2"))
+        avx512 = 0;
+    else if (want && !strcmp(want, "scalar"))
+        avx512 = avx2 = 0;
+    if (avx512) {
+        *rows = 8;
+        *one = tile1_avx512;
+        return tile8_avx512;
+    }
+    *rows = 4;
+    if (avx2) {
+        *one = tile1_avx2;
+        return tile4_avx2;
+    }
+    *one = tile1_scalar;
+    return tile4_scalar;
+}
+
+/* buffers kept per thread across calls: packing weights for every linear
+ * layer would otherwise fault in fresh pages each time */
+static float *scratch(int which, size_t n)
+{
+    static __thread float *buf[2];
+    static __thread size_t cap[2];
+    if (n > cap[which]) {
+        free(buf[which]);
+        buf[which] = malloc(n * sizeof(float));
+        if (!buf[which])
+            abort(); /* the reference backend: out of memory here is fatal */
+        cap[which] = n;
+    }
+    return buf[which];
+}
+
+#define KC 256 /* k per stretch: a panel's stretch (16 KiB) stays in L1 */
 
 void sd_sgemm(int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
 {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < M; i++) {
-        float *c = C + i * ldc;
-        for (int64_t j = 0; j < N; j++)
-            c[j] = beta == 0.0f ? 0.0f : beta * c[j];
+    if (M <= 0 || N <= 0)
+        return;
+    if (K <= 0) {
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++)
+                C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
+        return;
     }
-    for (int64_t n0 = 0; n0 < N; n0 += NB) {
-        int64_t nb = N - n0 < NB ? N - n0 : NB;
-        for (int64_t k0 = 0; k0 < K; k0 += KB) {
-            int64_t kb = K - k0 < KB ? K - k0 : KB;
-            /* pack the B panel as [kb][nb] */
-            float *panel = malloc((size_t)(kb * nb) * sizeof *panel);
-            if (!panel)
-                abort(); /* a reference build only; out of memory here is fatal */
-            for (int64_t k = 0; k < kb; k++)
-                for (int64_t j = 0; j < nb; j++)
-                    panel[k * nb + j] = transB ? B[(n0 + j) * ldb + k0 + k] : B[(k0 + k) * ldb + n0 + j];
-#pragma omp parallel for schedule(static)
-            for (int64_t i = 0; i < M; i++) {
-                float acc[NB];
-                memset(acc, 0, sizeof acc);
-                const float *a = A + i * lda + k0;
-                for (int64_t k = 0; k < kb; k++) {
-                    float av = a[k];
-                    const float *p = panel + k * nb;
-                    for (int64_t j = 0; j < nb; j++)
-                        acc[j] += av * p[j];
+    int64_t panels = (N + NR - 1) / NR, Np = panels * NR;
+    /* every panel packed contiguous: reading B[K, N] in place strides ldb
+     * floats per k (16 KiB for a conv's 64x64 map), which thrashes L1 sets
+     * and the TLB (measured 2-4x slower) */
+    float *P = scratch(0, (size_t)(panels * K * NR)), *acc = K > KC ? scratch(1, (size_t)(M * Np)) : NULL;
+    int rows;
+    tile_fn one, tile = pick_tile(&rows, &one);
+    int64_t blocks = (M + MB - 1) / MB;
+    /* one parallel region per product, and none for small ones: the results
+     * do not depend on the thread count, and the tiny models' thousands of
+     * small products spent more on waking threads than on arithmetic */
+#pragma omp parallel if ((double)M * (double)N * (double)K > 4e6)
+    {
+#pragma omp for schedule(static)
+        for (int64_t p = 0; p < panels; p++)
+            pack_panel(P + p * K * NR, transB, B, ldb, K, N, p * NR);
+        /* one stretch of k (most of the tiny models' products): each tile
+         * goes straight to C, without the accumulator buffer's extra pass */
+        if (K <= KC) {
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t blk = 0; blk < blocks; blk++)
+                for (int64_t p = 0; p < panels; p++) {
+                    float out[8 * NR];
+                    int64_t i1 = (blk + 1) * MB < M ? (blk + 1) * MB : M, j0 = p * NR;
+                    int64_t w = N - j0 < NR ? N - j0 : NR;
+                    const float *pp = P + p * K * NR;
+                    for (int64_t i = blk * MB; i < i1;) {
+                        int r = i + rows <= i1 ? rows : 1;
+                        (r == rows ? tile : one)(A + i * lda, lda, pp, NR, K, out, NR, 0);
+                        for (int q = 0; q < r; q++)
+                            for (int64_t j = 0; j < w; j++) {
+                                float v = alpha == 1.0f ? out[q * NR + j] : alpha * out[q * NR + j];
+                                float *c = C + (i + q) * ldc + j0 + j;
+                                *c = beta == 0.0f ? v : v + beta * *c;
+                            }
+                        i += r;
+                    }
                 }
-                float *c = C + i * ldc + n0;
-                for (int64_t j = 0; j < nb; j++)
-                    c[j] += alpha * acc[j];
+        }
+        for (int64_t k0 = 0; K > KC && k0 < K; k0 += KC) {
+            int64_t kc = K - k0 < KC ? K - k0 : KC;
+            int carry = k0 > 0;
+#pragma omp for collapse(2) schedule(static)
+            for (int64_t blk = 0; blk < blocks; blk++)
+                for (int64_t p = 0; p < panels; p++) {
+                    int64_t i1 = (blk + 1) * MB < M ? (blk + 1) * MB : M, j0 = p * NR;
+                    const float *pp = P + p * K * NR + k0 * NR;
+                    int64_t i = blk * MB;
+                    for (; i + rows <= i1; i += rows)
+                        tile(A + i * lda + k0, lda, pp, NR, kc, acc + i * Np + j0, Np, carry);
+                    for (; i < i1; i++)
+                        one(A + i * lda + k0, lda, pp, NR, kc, acc + i * Np + j0, Np, carry);
+                }
+        }
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < (K > KC ? M : 0); i++) {
+            float *c = C + i * ldc;
+            const float *t = acc + i * Np;
+            for (int64_t j = 0; j < N; j++) {
+                float v = alpha == 1.0f ? t[j] : alpha * t[j];
+                c[j] = beta == 0.0f ? v : v + beta * c[j];
             }
-            free(panel);
         }
     }
 }
-
-#endif

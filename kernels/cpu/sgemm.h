@@ -1,7 +1,7 @@
 /* sgemm.h - the one single-precision matrix product the CPU backend uses:
  * row-major C[M,N] = alpha * A[M,K] op(B) + beta * C, with op(B) = B[K,N] or
- * B[N,K]^T. OpenBLAS by default; a portable blocked C version when built with
- * BLAS=none (for machines without OpenBLAS, such as the GPU hosts). */
+ * B[N,K]^T. Deterministic by construction (see sgemm.c): each element is a
+ * sum over k in order, the same bits for any M, thread count and x86-64 CPU. */
 #ifndef SDXL_KERNELS_CPU_SGEMM_H
 #define SDXL_KERNELS_CPU_SGEMM_H
 

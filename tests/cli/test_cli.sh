@@ -118,6 +118,21 @@ batch_invariant() {
     cmp -s $T/b-001.png $T/single.png && [ -f $T/b-000.png ]
 }
 check "generate --batch: item i equals a single run with seed+i" batch_invariant
+# same bytes on any CPU: the matrix products (kernels/cpu/sgemm.c) give the
+# same bits on every kernel (AVX-512, AVX2+FMA, scalar fmaf) and thread
+# count, so an image cannot depend on the machine; OpenBLAS decides nothing
+# (its core types are passed too, to show they change nothing)
+any_cpu_same_bytes() {
+    OMP_NUM_THREADS=2 gen --prompt "a cat" --steps 3 --seed 12 --guidance 6 --out $T/cpu-ref.png >/dev/null || return 1
+    local v
+    for v in "SDXL_SGEMM_ISA=avx2 OMP_NUM_THREADS=1" "SDXL_SGEMM_ISA=scalar OMP_NUM_THREADS=2" \
+        "OPENBLAS_CORETYPE=Haswell OMP_NUM_THREADS=1" "OPENBLAS_CORETYPE=Zen" "OPENBLAS_CORETYPE=SkylakeX"; do
+        env $v $BIN/sdxl generate --model "$M" --quiet --prompt "a cat" --steps 3 --seed 12 --guidance 6 \
+            --out $T/cpu-var.png >/dev/null 2>&1 || { echo "generate failed under $v"; return 1; }
+        cmp -s $T/cpu-ref.png $T/cpu-var.png || { echo "image differs under $v"; return 1; }
+    done
+}
+check "generate makes the same bytes on every GEMM kernel, thread count and OpenBLAS core type" any_cpu_same_bytes
 img2img_ok() {
     gen --prompt "a cat" --steps 3 --seed 1 --out $T/src.png >/dev/null &&
     gen --prompt "a dog" --steps 4 --seed 2 --init-image $T/src.png --strength 0.5 --out $T/i2i.png >/dev/null &&
