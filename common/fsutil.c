@@ -142,8 +142,9 @@ sd_status sd_write_file_atomic(const char *path, const void *data, size_t len, s
     sd_atomic_file af;
     SD_TRY(sd_atomic_open(&af, path, err));
     if (len && fwrite(data, 1, len, af.fp) != len) {
+        int e = errno; /* before the abort's unlink can change it */
         sd_atomic_abort(&af);
-        return sd_fail(err, SD_ERR_IO, "%s: write failed", path);
+        return sd_fail(err, SD_ERR_IO, "%s: write failed: %s", path, strerror(e));
     }
     return sd_atomic_commit(&af, err);
 }

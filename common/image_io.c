@@ -2,6 +2,7 @@
  * through memory buffers so that writing stays atomic. */
 #include "common/image_io.h"
 
+#include <errno.h>
 #include <stdio.h> /* before jpeglib.h, which uses FILE */
 #include <jpeglib.h>
 #include <png.h>
@@ -278,11 +279,8 @@ static sd_status read_jpeg(FILE *fp, const char *path, uint8_t **rgb, int *w, in
     return SD_OK;
 }
 
-sd_status sd_image_read(const char *path, uint8_t **rgb, int *width, int *height, sd_error *err)
+static sd_status read_stream(FILE *fp, const char *path, uint8_t **rgb, int *width, int *height, sd_error *err)
 {
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return sd_fail(err, SD_ERR_IO, "%s: cannot open", path);
     unsigned char sig[8] = {0};
     size_t got = fread(sig, 1, 8, fp);
     rewind(fp);
@@ -293,6 +291,28 @@ sd_status sd_image_read(const char *path, uint8_t **rgb, int *width, int *height
         st = read_jpeg(fp, path, rgb, width, height, err);
     else
         st = sd_fail(err, SD_ERR_FORMAT, "%s: not a PNG or JPEG image", path);
+    return st;
+}
+
+sd_status sd_image_read(const char *path, uint8_t **rgb, int *width, int *height, sd_error *err)
+{
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return sd_fail(err, SD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    sd_status st = read_stream(fp, path, rgb, width, height, err);
+    fclose(fp);
+    return st;
+}
+
+sd_status sd_image_decode(const void *data, size_t len, const char *name, uint8_t **rgb, int *width, int *height,
+                          sd_error *err)
+{
+    if (len == 0)
+        return sd_fail(err, SD_ERR_FORMAT, "%s: empty", name);
+    FILE *fp = fmemopen((void *)data, len, "rb");
+    if (!fp)
+        return sd_fail(err, SD_ERR_NOMEM, "%s: %s", name, strerror(errno));
+    sd_status st = read_stream(fp, name, rgb, width, height, err);
     fclose(fp);
     return st;
 }

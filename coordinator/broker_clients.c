@@ -11,35 +11,9 @@
 #include "common/clock.h"
 #include "coordinator/broker_internal.h"
 #include "common/gen_params.h"
+#include "coordinator/job_spec.h"
 #include "common/hashmap.h"
 
-static sd_status validate_spec(json_t *spec, sd_error *err)
-{
-    json_t *items = json_object_get(spec, "items"), *out = json_object_get(spec, "out");
-    if (!json_is_array(items) || json_array_size(items) == 0 || json_array_size(items) > 10000000)
-        return sd_fail(err, SD_ERR_INVALID, "spec: 'items' must be a non-empty list");
-    if (!json_is_string(out) || json_string_value(out)[0] != '/')
-        return sd_fail(err, SD_ERR_INVALID, "spec: 'out' must be an absolute directory path");
-    const char *fmt = json_string_value(json_object_get(spec, "format"));
-    if (fmt && strcmp(fmt, "png") && strcmp(fmt, "webp") && strcmp(fmt, "jpeg"))
-        return sd_fail(err, SD_ERR_INVALID, "spec: 'format' must be png, webp or jpeg");
-    json_t *model = json_object_get(spec, "model");
-    if (model && (!json_is_string(model) || json_string_length(model) == 0 || json_string_length(model) >= 80))
-        return sd_fail(err, SD_ERR_INVALID, "spec: 'model' must be a model identity string");
-    size_t i;
-    json_t *it;
-    json_array_foreach(items, i, it) {
-        if (!json_is_object(it) || !json_is_string(json_object_get(it, "prompt")) ||
-            !json_is_integer(json_object_get(it, "seed")))
-            return sd_fail(err, SD_ERR_INVALID, "spec: item %zu needs a 'prompt' string and an integer 'seed'", i);
-        /* every key as the worker will decode it: a bad one fails the
-         * submission now, not the item after its attempts */
-        sd_gen_params g;
-        if (sd_gen_params_from_json(&g, it, err) != SD_OK)
-            return sd_error_prefix(err, err->code, "spec: item %zu: ", i);
-    }
-    return SD_OK;
-}
 
 /* What status adds to the store's view of a job: why it is not moving. */
 static void annotate_job(broker *b, json_t *st)
@@ -66,7 +40,7 @@ static void handle_submit(broker *b, const sd_msg *m, const unsigned char *route
 {
     json_t *spec = json_object_get(m->hdr, "spec");
     sd_error err = {0};
-    if (!json_is_object(spec) || validate_spec(spec, &err) != SD_OK) {
+    if (!json_is_object(spec) || sd_job_spec_validate(spec, &err) != SD_OK) {
         broker_reply_error(b, route, rl, spec ? err.msg : "SUBMIT needs a 'spec' object");
         return;
     }

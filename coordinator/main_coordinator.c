@@ -6,6 +6,7 @@
 #include "common/parse_number.h"
 #include "common/stop_signal.h"
 #include "coordinator/broker.h"
+#include "coordinator/outputs.h"
 
 static void usage(FILE *out)
 {
@@ -23,6 +24,8 @@ static void usage(FILE *out)
                  "  --max-losses N     work lost N times through no fault of the item (its workers died,\n"
                  "                     stalled or restarted while computing it) fails it, saying so (10);\n"
                  "                     lost work is never charged as an attempt\n"
+                 "  --fault shard:N    test hook: die at step N (1-4) of writing a shard: its temp file\n"
+                 "                     created, written, renamed, its first staged file removed\n"
                  "  --curve-secret F   server secret key (Z85, 40 chars): enables CURVE encryption\n"
                  "  --allow F          public keys (Z85, one per line) of the workers and clients admitted\n"
                  "Without CURVE keys the coordinator only binds to loopback.\n"
@@ -57,6 +60,13 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--max-losses")) {
             if (sd_parse_int_flag("sdxl-coordinator", a, v, 1, 100000, &o.max_losses))
                 return 2;
+        } else if (!strcmp(a, "--fault")) {
+            int n;
+            if (sscanf(v, "shard:%d", &n) != 1 || n < 1 || n > 4) {
+                fprintf(stderr, "sdxl-coordinator: --fault must be shard:N with N from 1 to 4\n");
+                return 2;
+            }
+            outputs_set_fault(n);
         } else if (!strcmp(a, "--curve-secret"))
             o.curve_secret_file = v;
         else if (!strcmp(a, "--allow"))

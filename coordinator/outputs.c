@@ -2,6 +2,7 @@
 #include "coordinator/outputs.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,25 @@ void outputs_from_spec(sd_outputs *o, json_t *spec)
     json_t *ss = json_object_get(spec, "shard_size");
     o->shard_size = json_is_integer(ss) && json_integer_value(ss) > 0 ? (int)json_integer_value(ss) : 1000;
     o->total = (int)json_array_size(json_object_get(spec, "items"));
+}
+
+/* the test hook of --fault shard:N (main_coordinator.c): the process dies
+ * (as SIGKILL would) at step N of assembling a shard: 1 its temp file
+ * created, 2 its members written, 3 renamed into place, 4 after the first
+ * staged file is removed */
+static int fault_step;
+
+void outputs_set_fault(int step)
+{
+    fault_step = step;
+}
+
+static void fault_at(int step)
+{
+    if (fault_step == step) {
+        fprintf(stderr, "coordinator: fault hook: dying at shard step %d\n", step);
+        _exit(137);
+    }
 }
 
 static char *item_path(const sd_outputs *o, int idx, const char *ext)
@@ -105,6 +125,25 @@ static int tar_member(FILE *fp, const char *name, const void *data, size_t len)
            (pad && fwrite(zero, 1, pad, fp) != pad);
 }
 
+/* the staged files of a shard's items, once the shard holds them (or a
+ * crash between its rename and these unlinks left them: they go then) */
+static void remove_staged(const sd_outputs *o, int shard)
+{
+    int first = shard * o->shard_size, last = first + o->shard_size;
+    if (last > o->total)
+        last = o->total;
+    int removed = 0;
+    for (int i = first; i < last; i++) {
+        const char *exts[2] = {o->ext, "json"};
+        for (int k = 0; k < 2; k++) {
+            char *p = item_path(o, i, exts[k]);
+            if (p && unlink(p) == 0 && !removed++)
+                fault_at(4);
+            free(p);
+        }
+    }
+}
+
 static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(void *, int), void *user, sd_error *err)
 {
     char *path = shard_path(o, shard);
@@ -114,6 +153,7 @@ static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(voi
     sd_status st = sd_atomic_open(&af, path, err);
     free(path);
     SD_TRY(st);
+    fault_at(1);
     int first = shard * o->shard_size, last = first + o->shard_size;
     if (last > o->total)
         last = o->total;
@@ -130,7 +170,7 @@ static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(voi
                 char name[64];
                 snprintf(name, sizeof name, "%08d.%s", i, exts[k]);
                 if (st == SD_OK && tar_member(af.fp, name, data, len))
-                    st = sd_fail(err, SD_ERR_IO, "%s: write failed", af.tmp);
+                    st = sd_fail(err, SD_ERR_IO, "%s: write failed: %s", af.tmp, strerror(errno));
             }
             free(data);
             free(p);
@@ -138,22 +178,16 @@ static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(voi
     }
     static const unsigned char end[1024];
     if (st == SD_OK && fwrite(end, 1, sizeof end, af.fp) != sizeof end)
-        st = sd_fail(err, SD_ERR_IO, "shard write failed");
+        st = sd_fail(err, SD_ERR_IO, "%s: write failed: %s", af.tmp, strerror(errno));
     if (st != SD_OK) {
         sd_atomic_abort(&af);
         return st;
     }
+    fflush(af.fp);
+    fault_at(2);
     SD_TRY(sd_atomic_commit(&af, err));
-    /* the shard is durable: its staged files can go */
-    for (int i = first; i < last; i++) {
-        const char *exts[2] = {o->ext, "json"};
-        for (int k = 0; k < 2; k++) {
-            char *p = item_path(o, i, exts[k]);
-            if (p)
-                unlink(p);
-            free(p);
-        }
-    }
+    fault_at(3);
+    remove_staged(o, shard);
     return SD_OK;
 }
 
@@ -176,8 +210,10 @@ sd_status outputs_write_shard(const sd_outputs *o, int shard, int (*finished)(vo
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     int exists = sd_path_exists(sp);
     free(sp);
-    if (exists) /* written before (or before a restart): it stays as it is */
+    if (exists) { /* written before (or before a restart): it stays as it is */
+        remove_staged(o, shard);
         return SD_OK;
+    }
     SD_TRY(write_shard(o, shard, finished, user, err));
     *written = 1;
     return SD_OK;

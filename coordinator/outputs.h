@@ -37,6 +37,8 @@ sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void 
  * coordinator killed mid-write) in DIR and DIR/.staging, and .staging itself
  * once empty. For the job's end, when no write of this process is open. */
 void outputs_sweep(const sd_outputs *o);
+/* Test hook (--fault shard:N): die at step N of assembling a shard. */
+void outputs_set_fault(int step);
 /* metadata.jsonl from the done items ([{idx, info}]) (files layout). */
 sd_status outputs_write_metadata(const sd_outputs *o, json_t *done, sd_error *err);
 

@@ -14,6 +14,10 @@ JOBS=${JOBS:-$(nproc)}
 FUZZ_SECONDS=${FUZZ_SECONDS:-20}
 passed=0
 failed=0
+# every temporary path is this run's own: two suites at once on one machine
+# (two clones) do not share a file
+RUN_TMP=$(mktemp -d /tmp/sdxl-suite-XXXXXX)
+trap 'rm -rf "$RUN_TMP"' EXIT
 
 stage_ok() { passed=$((passed + 1)); echo "[suite] ok: $1"; }
 stage_fail() { failed=$((failed + 1)); echo "[suite] FAILED: $1"; }
@@ -27,7 +31,7 @@ fi
 # Runs a Criterion binary and adds its counts.
 run_criterion() {
     local label=$1 bin=$2 log
-    log=$(mktemp)
+    log=$(mktemp "$RUN_TMP/criterion-XXXXXX")
     SDXL_BIN_DIR=${label_bin_dir:-build/bin} "$bin" --jobs "$JOBS" 2>&1 | tee "$log" | grep -vE '^\[----\]   $' | grep -E 'FAIL|CRASH|Synthesis|Assertion|----' || true
     local syn
     syn=$(grep 'Synthesis:' "$log" | tail -1)
@@ -49,30 +53,30 @@ run_criterion() {
 }
 
 echo "[suite] building (plain)"
-if make -j"$JOBS" tests-bin >/tmp/sdxl-build.log 2>&1; then
+if make -j"$JOBS" tests-bin >"$RUN_TMP/build.log" 2>&1; then
     stage_ok "build"
     run_criterion "unit+golden" build/bin/sdxl-tests
 else
     stage_fail "build"
-    tail -40 /tmp/sdxl-build.log
+    tail -40 "$RUN_TMP/build.log"
 fi
 
 echo "[suite] building (ASan + UBSan)"
-if make -j"$JOBS" SANITIZE=1 tests-bin >/tmp/sdxl-build-asan.log 2>&1; then
+if make -j"$JOBS" SANITIZE=1 tests-bin >"$RUN_TMP/build-asan.log" 2>&1; then
     stage_ok "build under ASan+UBSan"
     ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
     UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
         label_bin_dir=build-asan/bin run_criterion "unit+golden (ASan+UBSan)" build-asan/bin/sdxl-tests
 else
     stage_fail "build under ASan+UBSan"
-    tail -40 /tmp/sdxl-build-asan.log
+    tail -40 "$RUN_TMP/build-asan.log"
 fi
 
 echo "[suite] fuzzing ${FUZZ_SECONDS}s per target"
 if tests/fuzz/run_fuzz.sh "$FUZZ_SECONDS"; then stage_ok "fuzz"; else stage_fail "fuzz"; fi
 
 echo "[suite] CLI checks"
-cli_log=$(mktemp)
+cli_log=$(mktemp "$RUN_TMP/cli-XXXXXX")
 BIN=build/bin tests/cli/test_cli.sh | tee "$cli_log"
 cli=$(grep '^cli:' "$cli_log" | tail -1)
 rm -f "$cli_log"
@@ -84,7 +88,7 @@ else
 fi
 
 echo "[suite] cluster tests (loopback, tiny model)"
-cl_log=$(mktemp)
+cl_log=$(mktemp "$RUN_TMP/cluster-XXXXXX")
 BIN=build/bin timeout 600 tests/cluster/test_cluster.sh | tee "$cl_log"
 cl=$(grep '^cluster:' "$cl_log" | tail -1)
 rm -f "$cl_log"

@@ -7,6 +7,7 @@ BIN=${BIN:-build/bin}
 DATA=${SDXL_TESTDATA:-../shared/testdata}
 pass=0
 fail=0
+OUTF=$(mktemp /tmp/sdxl-cli-out-XXXXXX) # this run's own
 check() { # name, then a command that must succeed
     local name=$1
     shift
@@ -22,9 +23,9 @@ check() { # name, then a command that must succeed
 expect_rc() { # expected rc, command...
     local want=$1
     shift
-    "$@" >/tmp/sdxl-cli-out.$$ 2>&1
+    "$@" >"$OUTF" 2>&1
     local rc=$?
-    [ "$rc" = "$want" ] || { echo "exit $rc, expected $want:"; cat /tmp/sdxl-cli-out.$$; return 1; }
+    [ "$rc" = "$want" ] || { echo "exit $rc, expected $want:"; cat "$OUTF"; return 1; }
 }
 out_has() { # needle, command...
     local needle=$1
@@ -178,6 +179,6 @@ check "sdxl-coordinator links no OpenBLAS or CUDA" no_engine_libs $BIN/sdxl-coor
 check "sdxl generate --help lists the parameter table's flags" out_has "--negative-aesthetic-score" $BIN/sdxl generate --help
 check "status against no coordinator fails clearly" out_has "did not answer" env SDXL_COORDINATOR=tcp://127.0.0.1:9 timeout 30 $BIN/sdxl status
 
-rm -f /tmp/sdxl-cli-out.$$
+rm -f "$OUTF"
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -21,7 +21,9 @@ cleanup() {
 }
 trap cleanup EXIT
 ok() { pass=$((pass + 1)); echo "  ok   $1"; }
-bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | tail -15 | sed 's/^/       /'; }
+# a failing check shows its diagnostics: the first 60 lines (the command's own
+# output comes first, logs after)
+bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | head -60 | sed 's/^/       /'; }
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -408,8 +410,39 @@ scenario_job_lifecycle() {
     kill $COORD
 }
 
+# A coordinator killed at each step of writing a shard (--fault shard:N: its
+# temp file created, written, renamed, its first staged file removed), then
+# restarted: every job ends with complete shards, each sample once, and
+# nothing left in .staging or as a temp file.
+scenario_shard_kills() {
+    local n
+    for n in 1 2 3 4; do
+        local d=$ROOT/shardkill$n ep="tcp://127.0.0.1:$(port)"
+        mkdir -p "$d"
+        printf 'a cat\na dog\n' >"$d/prompts.txt"
+        start_coordinator "$d" "$ep" --fault shard:$n
+        local doomed=$COORD
+        start_worker "$d" "$ep" text t1
+        start_worker "$d" "$ep" unet u1
+        start_worker "$d" "$ep" final f1
+        local job
+        job=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 2 --layout webdataset \
+            --shard-size 4 --coordinator "$ep" | awk '{print $NF}')
+        for _ in $(seq 300); do kill -0 $doomed 2>/dev/null || break; sleep 0.1; done
+        start_coordinator "$d" "$ep"
+        local out members
+        out=$(timeout 90 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)
+        members=$(for t in "$d"/out/*.tar; do tar tf "$t"; done | sort)
+        if grep -q "dying at shard step $n" "$d/coordinator.log" && [ "$(wc -l <<<"$members")" = 16 ] &&
+            [ "$(uniq <<<"$members" | wc -l)" = 16 ] && [ ! -e "$d/out/.staging" ] && ! ls -A "$d/out" | grep -q '\.tmp\.'; then
+            ok "coordinator killed at shard step $n and restarted: 2 complete shards, 8 samples once, no leftovers"
+        else bad "shard kill at step $n" "$out / $(ls -A "$d/out" "$d/out/.staging" 2>&1) / $members"; fi
+        kill $COORD
+    done
+}
+
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve coordinator_restarts job_lifecycle}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve coordinator_restarts job_lifecycle shard_kills}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"

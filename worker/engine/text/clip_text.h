@@ -31,6 +31,8 @@ typedef struct {
 } sd_clip_outputs;
 
 sd_status sd_clip_config_load(sd_clip_config *cfg, const sd_component *c, sd_error *err);
+/* The same from a parsed config.json of a component of that class (cfg zeroed by the caller). */
+sd_status sd_clip_config_parse(sd_clip_config *cfg, const sd_json_doc *d, const char *class_name, sd_error *err);
 sd_status sd_clip_text_load(sd_clip_text **out, sd_backend *be, const sd_component *c, const char *variant,
                             sd_error *err);
 void sd_clip_text_free(sd_clip_text *m);

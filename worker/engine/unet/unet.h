@@ -28,6 +28,8 @@ typedef struct {
 typedef struct sd_unet sd_unet;
 
 sd_status sd_unet_config_load(sd_unet_config *cfg, const sd_component *c, sd_error *err);
+/* The same from a parsed config.json (the fuzz target's entry; cfg zeroed by the caller). */
+sd_status sd_unet_config_parse(sd_unet_config *cfg, const sd_json_doc *d, sd_error *err);
 sd_status sd_unet_load(sd_unet **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err);
 void sd_unet_free(sd_unet *u);
 const sd_unet_config *sd_unet_get_config(const sd_unet *u);

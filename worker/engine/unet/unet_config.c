@@ -35,7 +35,7 @@ static sd_status per_level(const sd_json_doc *d, const char *key, int n, int *ou
     return SD_OK;
 }
 
-static sd_status parse(sd_unet_config *c, const sd_json_doc *d, sd_error *err)
+sd_status sd_unet_config_parse(sd_unet_config *c, const sd_json_doc *d, sd_error *err)
 {
     static const struct {
         const char *key, *value;
@@ -146,7 +146,7 @@ sd_status sd_unet_config_load(sd_unet_config *cfg, const sd_component *c, sd_err
     memset(cfg, 0, sizeof *cfg);
     sd_json_doc d;
     SD_TRY(sd_component_config(c, &d, err));
-    sd_status st = parse(cfg, &d, err);
+    sd_status st = sd_unet_config_parse(cfg, &d, err);
     sd_json_free(&d);
     return st;
 }

@@ -7,6 +7,8 @@
 #include "kernels/ops.h"
 
 #define SD_VAE_MAX_LEVELS 8
+/* resnets per level at most (layers_per_block + 1 in the decoder) */
+#define SD_VAE_MAX_RES 17
 #define SD_VAE_MAX_LATENT 64
 
 typedef struct {
@@ -24,6 +26,8 @@ typedef struct {
 typedef struct sd_vae sd_vae;
 
 sd_status sd_vae_config_load(sd_vae_config *cfg, const sd_component *c, sd_error *err);
+/* The same from a parsed config.json (cfg zeroed by the caller). */
+sd_status sd_vae_config_parse(sd_vae_config *cfg, const sd_json_doc *d, sd_error *err);
 sd_status sd_vae_load(sd_vae **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err);
 void sd_vae_free(sd_vae *v);
 const sd_vae_config *sd_vae_get_config(const sd_vae *v);
