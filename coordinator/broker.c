@@ -44,6 +44,32 @@ void broker_reply_error(broker *b, const unsigned char *route, size_t rl, const 
     broker_reply(b, route, rl, "ERROR", json_pack("{s:s}", "reason", reason));
 }
 
+/* "tcp://localhost:P" as ZeroMQ can bind it (it takes an address or an
+ * interface name, and no interface is called localhost) */
+static void bind_endpoint(const char *bind, char *out, size_t len)
+{
+    if (!strncmp(bind, "tcp://localhost:", 16))
+        snprintf(out, len, "tcp://127.0.0.1:%s", bind + 16);
+    else
+        snprintf(out, len, "%s", bind);
+}
+
+/* 1 when the endpoint ZeroMQ actually bound is on loopback (127.0.0.0/8 or
+ * ::1) or local (ipc, inproc): judged from the bound address, not from the
+ * name given, since an interface may be called anything */
+static int bound_locally(void *sock)
+{
+    char ep[256];
+    size_t len = sizeof ep;
+    if (zmq_getsockopt(sock, ZMQ_LAST_ENDPOINT, ep, &len) != 0)
+        return 0;
+    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
+        return 1;
+    if (!strncmp(ep, "tcp://127.", 10))
+        return 1;
+    return !strncmp(ep, "tcp://[::1]:", 12);
+}
+
 static sd_status setup_socket(broker *b, void *ctx, sd_error *err)
 {
     b->sock = zmq_socket(ctx, ZMQ_ROUTER);
@@ -52,15 +78,22 @@ static sd_status setup_socket(broker *b, void *ctx, sd_error *err)
     zmq_setsockopt(b->sock, ZMQ_LINGER, &zero, sizeof zero);
     int64_t maxmsg = (int64_t)1 << 31;
     zmq_setsockopt(b->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
-    if (b->o->curve_secret_file) {
+    if (b->o->curve_secret_file)
         SD_TRY(sd_curve_server_setup(b->sock, ctx, b->o->curve_secret_file, b->o->allow_file, err));
-    } else if (strncmp(b->o->bind, "tcp://127.", 10) && strncmp(b->o->bind, "tcp://localhost", 15) &&
-               strncmp(b->o->bind, "ipc://", 6) && strncmp(b->o->bind, "inproc://", 9)) {
-        return sd_fail(err, SD_ERR_INVALID,
-                       "--bind %s: without --curve-secret the coordinator binds to loopback only", b->o->bind);
-    }
-    if (zmq_bind(b->sock, b->o->bind) != 0)
+    char ep[512];
+    bind_endpoint(b->o->bind, ep, sizeof ep);
+    if (zmq_bind(b->sock, ep) != 0)
         return sd_fail(err, SD_ERR_IO, "--bind %s: %s", b->o->bind, zmq_strerror(zmq_errno()));
+    if (!b->o->curve_secret_file && !bound_locally(b->sock)) {
+        char got[256] = "?";
+        size_t len = sizeof got;
+        zmq_getsockopt(b->sock, ZMQ_LAST_ENDPOINT, got, &len);
+        zmq_unbind(b->sock, got);
+        return sd_fail(err, SD_ERR_INVALID,
+                       "--bind %s: bound %s, which is not loopback; without --curve-secret the coordinator binds to "
+                       "loopback only",
+                       b->o->bind, got);
+    }
     return SD_OK;
 }
 

@@ -27,6 +27,7 @@ typedef struct {
     unsigned char route[256];
     size_t route_len;
     char id[64], role[8], identity[80];
+    char key[41];     /* its CURVE public key ("" without CURVE): its messages must come under it */
     char session[40]; /* the worker process's random id: a REGISTER with the same one is the same process */
     int capacity, inflight;
     double last_seen, registered, busy_s;

@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "coordinator/broker_internal.h"
+#include "proto/curve.h"
 
 static worker_t *find_worker(broker *b, const char *id)
 {
@@ -138,10 +139,15 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
             broker_reply_error(b, route, rl, err.msg[0] ? err.msg : "role must be text, unet or final");
             return;
         }
+        if (!sd_curve_may_register(m->user_id, id)) {
+            broker_log("refused REGISTER of worker %s: its CURVE key is not allowed that worker id", id);
+            broker_reply_error(b, route, rl, "this CURVE key may not register that worker id (see --allow)");
+            return;
+        }
         const char *session = json_string_value(json_object_get(m->hdr, "session"));
         json_t *hold = json_object_get(m->hdr, "holding");
         long long holding = json_is_integer(hold) ? (long long)json_integer_value(hold) : 0;
-        if (w && session && !strcmp(session, w->session)) {
+        if (w && session && !strcmp(session, w->session) && !strcmp(w->key, m->user_id)) {
             /* the same process again (it missed a reply, or the coordinator
              * paused): nothing it holds is lost */
             memcpy(w->route, route, rl);
@@ -167,6 +173,7 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         snprintf(w->role, sizeof w->role, "%s", role);
         snprintf(w->identity, sizeof w->identity, "%s", identity);
         snprintf(w->session, sizeof w->session, "%s", session ? session : "");
+        snprintf(w->key, sizeof w->key, "%s", m->user_id);
         w->capacity = (int)cap;
         w->last_seen = w->registered = sd_now_s();
         broker_log("worker %s registered: role %s, capacity %d, model %s", id, role, w->capacity, identity);
@@ -181,6 +188,10 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         int computing = refresh_orphans(b, id, m);
         if (!computing && !json_is_true(json_object_get(m->hdr, "alive")))
             broker_reply_error(b, route, rl, "unknown worker: register first");
+        return;
+    }
+    if (strcmp(w->key, m->user_id)) { /* another key speaking for this worker */
+        broker_reply_error(b, route, rl, "this CURVE key is not the one worker registered with");
         return;
     }
     w->last_seen = sd_now_s();

@@ -6,11 +6,18 @@
 #include "common/error.h"
 
 /* The coordinator's side: its secret key, and a ZAP handler on ctx that
- * admits only the public keys listed in allow_file (one per line). */
+ * admits only the public keys listed in allow_file, one per line as
+ * "KEY [WORKER-ID-PATTERN ...]": the worker ids (fnmatch patterns) that key
+ * may register; a key alone is a client's. A secret file holding a public
+ * key is refused. */
 sd_status sd_curve_server_setup(void *sock, void *ctx, const char *secret_file, const char *allow_file, sd_error *err);
 
+/* 1 when a peer whose CURVE key is user_id (the ZAP User-Id of its
+ * messages) may register as worker_id; 1 without CURVE. */
+int sd_curve_may_register(const char *user_id, const char *worker_id);
+
 /* A worker's or client's side: the server's public key and this peer's key
- * pair, set on sock before it connects. */
+ * pair, set on sock before it connects; the secret must be the public key's. */
 sd_status sd_curve_client_setup(void *sock, const char *server_key_file, const char *secret_file,
                                 const char *public_file, sd_error *err);
 

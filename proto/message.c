@@ -551,6 +551,9 @@ sd_status sd_msg_recv(void *sock, int is_router, sd_msg *m, unsigned char *route
         st = sd_msg_decode(m, frames, sizes, n - first, err);
         if (st == SD_OK && (st = sd_msg_check_fields(m, err)) != SD_OK)
             sd_msg_free(m);
+        const char *uid = st == SD_OK ? zmq_msg_gets(&parts[first], "User-Id") : NULL;
+        if (uid)
+            snprintf(m->user_id, sizeof m->user_id, "%s", uid);
     }
     for (int i = 0; i < n; i++)
         zmq_msg_close(&parts[i]);

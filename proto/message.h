@@ -32,6 +32,7 @@ typedef struct {
 
 typedef struct {
     json_t *hdr; /* object: v, type, fields */
+    char user_id[41]; /* received under CURVE: the sender's public key (ZAP User-Id), else "" */
     int ntensors;
     sd_msg_tensor tensors[SD_MSG_MAX_TENSORS];
 } sd_msg;

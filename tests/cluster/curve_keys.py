@@ -17,4 +17,6 @@ def pair(name):
 pair("server")
 client = pair("client")
 pair("stranger")
-open(os.path.join(d, "allowed"), "w").write(client + "\n")
+worker = pair("worker")
+# a client's key alone; a worker's key with the worker ids it may register
+open(os.path.join(d, "allowed"), "w").write(client + "\n" + worker + " w-* curve-w\n")

@@ -230,6 +230,44 @@ scenario_curve() {
     else bad "CURVE" "good: $good / stranger (rc $rc): $bad_out"; fi
     if out=$($BIN/sdxl-coordinator --bind "tcp://0.0.0.0:$(port)" --state "$d/s2" 2>&1); then bad "no CURVE binds loopback only" "$out"
     else grep -q "loopback" <<<"$out" && ok "without CURVE keys the coordinator refuses a non-loopback bind" || bad "loopback" "$out"; fi
+    # a client refused by CURVE is told so (the ZAP handshake), not 'did not answer'
+    if grep -q "refused this client's CURVE key" <<<"$bad_out"; then
+        ok "a client with an unknown key is told the coordinator refused its CURVE key"
+    else bad "client refusal message" "$bad_out"; fi
+    # partial CURVE settings and a public key given as the secret are errors, never plaintext
+    local partial swapped
+    partial=$(SDXL_CURVE_SERVER_KEY=$d/server.public SDXL_CURVE_SECRET=$d/client.secret timeout 10 $BIN/sdxl workers --coordinator "$ep" 2>&1)
+    swapped=$(SDXL_CURVE_SERVER_KEY=$d/server.public SDXL_CURVE_SECRET=$d/client.public SDXL_CURVE_PUBLIC=$d/client.public \
+        timeout 10 $BIN/sdxl workers --coordinator "$ep" 2>&1)
+    if grep -q "all three" <<<"$partial" && grep -q "not the secret key" <<<"$swapped"; then
+        ok "partial CURVE settings and a public key given as the secret are refused"
+    else bad "partial/swapped CURVE keys" "$partial / $swapped"; fi
+    # each worker key registers only the ids it is allowed; an unknown key makes the worker give up, saying why
+    local keys=(--curve-server-key "$d/server.public" --curve-secret "$d/worker.secret" --curve-public "$d/worker.public")
+    start_worker "$d" "$ep" text w-1 "${keys[@]}"
+    start_worker "$d" "$ep" text intruder "${keys[@]}"
+    local stranger_out
+    stranger_out=$(timeout 30 $BIN/sdxl-worker --coordinator "$ep" --role text --model "$M" --heartbeat-ms $HB --id w-9 \
+        --curve-server-key "$d/server.public" --curve-secret "$d/stranger.secret" --curve-public "$d/stranger.public" 2>&1)
+    local stranger_rc=$?
+    sleep 1
+    if grep -q "worker w-1 registered" "$d/coordinator.log" && ! grep -q "worker intruder registered" "$d/coordinator.log" &&
+        grep -q "refused REGISTER of worker intruder" "$d/coordinator.log"; then
+        ok "a worker key registers only the worker ids the allow file gives it"
+    else bad "worker ids per key" "$(grep -i "regist" "$d/coordinator.log")"; fi
+    if [ $stranger_rc = 1 ] && grep -q "refused this worker's CURVE key" <<<"$stranger_out"; then
+        ok "a worker whose CURVE key is refused says so and exits 1"
+    else bad "refused worker" "rc $stranger_rc: $stranger_out"; fi
+    # the loopback rule reads the address bound, and tcp://localhost binds
+    local lp
+    lp=$(port)
+    $BIN/sdxl-coordinator --bind "tcp://localhost:$lp" --state "$d/s3" >"$d/localhost.log" 2>&1 &
+    local lpid=$!
+    PIDS+=($lpid)
+    if timeout 10 $BIN/sdxl status --coordinator "tcp://127.0.0.1:$lp" >/dev/null 2>&1; then
+        ok "--bind tcp://localhost:PORT binds loopback and serves"
+    else bad "localhost bind" "$(cat "$d/localhost.log")"; fi
+    kill $lpid
     kill $COORD
 }
 

@@ -39,6 +39,9 @@ typedef struct {
      * that restarted meanwhile gets it again once this worker is registered */
     sd_msg outbox;
     long long outbox_task; /* 0: empty */
+    void *mon;             /* CURVE handshake events of sock, or NULL */
+    double refused_since;  /* the coordinator refused our key since then (0: not refused) */
+    int registered;        /* the coordinator has answered a REGISTER */
     int froze;         /* the freeze fault hook has fired (it fires once) */
 } worker;
 
@@ -413,11 +416,71 @@ static sd_status setup_socket(worker *w, void *ctx, sd_error *err)
     int zero = 0;
     zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, w->o->worker_id, strlen(w->o->worker_id));
-    if (w->o->curve_server_key)
+    if (w->o->curve_server_key) {
         SD_TRY(sd_curve_client_setup(w->sock, w->o->curve_server_key, w->o->curve_secret, w->o->curve_public, err));
+        /* a refused key shows only as a handshake event: watch for it */
+        char name[64];
+        snprintf(name, sizeof name, "inproc://worker-mon-%p", (void *)w->sock);
+        if (zmq_socket_monitor(w->sock, name, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                                  ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
+            w->mon = zmq_socket(ctx, ZMQ_PAIR);
+            zmq_setsockopt(w->mon, ZMQ_LINGER, &zero, sizeof zero);
+            if (zmq_connect(w->mon, name) != 0) {
+                zmq_close(w->mon);
+                w->mon = NULL;
+            }
+        }
+    }
     if (zmq_connect(w->sock, w->o->coordinator) != 0)
         return sd_fail(err, SD_ERR_IO, "--coordinator %s: %s", w->o->coordinator, zmq_strerror(zmq_errno()));
     return SD_OK;
+}
+
+/* The coordinator refuses this worker's CURVE key: said at once, and the
+ * worker gives up (returns 1) when no REGISTER was answered within 10
+ * heartbeat intervals (at least 3 s) of the first refusal. */
+static int curve_refused(worker *w, sd_error *err)
+{
+    while (w->mon) {
+        zmq_msg_t ev;
+        zmq_msg_init(&ev);
+        if (zmq_msg_recv(&ev, w->mon, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&ev);
+            break;
+        }
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
+        }
+        int more = zmq_msg_more(&ev);
+        zmq_msg_close(&ev);
+        while (more) {
+            zmq_msg_init(&ev);
+            zmq_msg_recv(&ev, w->mon, 0);
+            more = zmq_msg_more(&ev);
+            zmq_msg_close(&ev);
+        }
+        if (!w->refused_since) {
+            w->refused_since = sd_now_s();
+            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+                wlog(w, "the coordinator refused this worker's CURVE key (ZAP status %u): its public key is not in "
+                        "the coordinator's --allow file", value);
+            else
+                wlog(w, "the CURVE handshake with the coordinator failed: check --curve-server-key (the "
+                        "coordinator's public key, printed when it starts)");
+        }
+    }
+    double deadline = 10.0 * w->o->heartbeat_ms / 1000.0;
+    if (deadline < 3.0)
+        deadline = 3.0;
+    if (w->refused_since && !w->registered && sd_now_s() - w->refused_since > deadline) {
+        sd_fail(err, SD_ERR_INVALID, "the coordinator at %s refused this worker's CURVE key for %.0f s: giving up",
+                w->o->coordinator, deadline);
+        return 1;
+    }
+    return 0;
 }
 
 /* Process liveness: a thread with its own socket says "alive" every
@@ -527,6 +590,10 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     while (st == SD_OK && !following && !*o->stop) {
         zmq_pollitem_t pi = {w->sock, 0, ZMQ_POLLIN, 0};
         int got = zmq_poll(&pi, 1, 50) > 0 && (pi.revents & ZMQ_POLLIN);
+        if (curve_refused(w, err)) {
+            st = SD_ERR_INVALID;
+            break;
+        }
         if (got) {
             sd_msg m;
             sd_error merr = {0};
@@ -541,6 +608,8 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
                     json_t *tid = json_object_get(m.hdr, "task_id");
                     if (json_is_integer(tid) && json_integer_value(tid) == w->outbox_task)
                         outbox_clear(w); /* confirmed */
+                    if (json_is_true(json_object_get(m.hdr, "registered")))
+                        w->registered = 1, w->refused_since = 0;
                     if (json_is_true(json_object_get(m.hdr, "registered")) && w->outbox_task) {
                         sd_error rerr = {0};
                         wlog(w, "sending the result of task %lld again", w->outbox_task);
@@ -579,6 +648,8 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     alive.quit = 1;
     if (alive_started)
         pthread_join(alive_th, NULL);
+    if (w->mon)
+        zmq_close(w->mon);
     if (w->sock)
         zmq_close(w->sock);
     sd_cfg_pair_close(w->pair);
