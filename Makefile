@@ -177,7 +177,7 @@ GPUCHECK := $(if $(filter 1,$(HAVE_CUDA)),$(BUILD)/bin/sdxl-gpucheck)
 # given, so a fresh clone generates without ../shared.
 DEFAULT_MODEL := $(BUILD)/models/sdxl-tiny-random
 
-.PHONY: all test fuzz bench run clean gpu-tools default-model
+.PHONY: all test fuzz bench run clean gpu-tools default-model chaos
 all: $(BINS) $(GPUCHECK) $(DEFAULT_MODEL)/model_index.json
 
 default-model: $(DEFAULT_MODEL)/model_index.json
@@ -223,6 +223,11 @@ test:
 # and cluster checks run on (used by tests/run_suite.sh; a fresh clone has no
 # build/models yet).
 tests-bin: $(BINS) $(TEST_BIN) $(BENCH_BINS) $(DEFAULT_MODEL)/model_index.json
+
+# the fault campaign (tests/cluster/chaos): TRIALS faults against a local cluster
+TRIALS ?= 200
+chaos: $(BINS) $(DEFAULT_MODEL)/model_index.json
+	$(Q)python3 tests/cluster/chaos/chaos.py --bin $(BUILD)/bin --model $(DEFAULT_MODEL) --trials $(TRIALS) --seed $${SEED:-1}
 
 FUZZ_SECONDS ?= 60
 fuzz:

@@ -99,6 +99,14 @@ else
     stage_fail "cluster tests printed no summary"
 fi
 
+echo "[suite] fault campaign (tests/cluster/chaos, 12 faults; make chaos TRIALS=N for a long one)"
+if timeout 600 python3 tests/cluster/chaos/chaos.py --bin build/bin --model build/models/sdxl-tiny-random --trials 12 \
+    --seed "${CHAOS_SEED:-1}"; then
+    stage_ok "fault campaign: nothing lost, duplicated, torn or failed"
+else
+    stage_fail "fault campaign"
+fi
+
 echo "[suite] tokenizer speed floor"
 if build/bin/bench-tokenizer ../shared/testdata/sdxl-tiny/tokenizer --min 20000; then
     stage_ok "tokenizer >= 20000 prompts/s"
