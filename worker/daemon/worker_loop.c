@@ -18,6 +18,7 @@
 #include "common/model_identity.h"
 #include "proto/curve.h"
 #include "proto/message.h"
+#include "proto/monitor.h"
 #include "worker/daemon/cfg_pair.h"
 #include "worker/engine/pipeline/image_meta.h"
 #include "worker/engine/pipeline/pipeline.h"
@@ -419,17 +420,8 @@ static sd_status setup_socket(worker *w, void *ctx, sd_error *err)
     if (w->o->curve_server_key) {
         SD_TRY(sd_curve_client_setup(w->sock, w->o->curve_server_key, w->o->curve_secret, w->o->curve_public, err));
         /* a refused key shows only as a handshake event: watch for it */
-        char name[64];
-        snprintf(name, sizeof name, "inproc://worker-mon-%p", (void *)w->sock);
-        if (zmq_socket_monitor(w->sock, name, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                                  ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
-            w->mon = zmq_socket(ctx, ZMQ_PAIR);
-            zmq_setsockopt(w->mon, ZMQ_LINGER, &zero, sizeof zero);
-            if (zmq_connect(w->mon, name) != 0) {
-                zmq_close(w->mon);
-                w->mon = NULL;
-            }
-        }
+        w->mon = sd_monitor_open(ctx, w->sock, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                                   ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     }
     if (zmq_connect(w->sock, w->o->coordinator) != 0)
         return sd_fail(err, SD_ERR_IO, "--coordinator %s: %s", w->o->coordinator, zmq_strerror(zmq_errno()));
@@ -441,27 +433,8 @@ static sd_status setup_socket(worker *w, void *ctx, sd_error *err)
  * heartbeat intervals (at least 3 s) of the first refusal. */
 static int curve_refused(worker *w, sd_error *err)
 {
-    while (w->mon) {
-        zmq_msg_t ev;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, w->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            break;
-        }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
-        }
-        int more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) {
-            zmq_msg_init(&ev);
-            zmq_msg_recv(&ev, w->mon, 0);
-            more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
-        }
+    unsigned event, value;
+    while (sd_monitor_next(w->mon, &event, &value)) {
         if (!w->refused_since) {
             w->refused_since = sd_now_s();
             if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)

@@ -11,6 +11,7 @@
 #include "coordinator/cli/cli.h"
 #include "proto/curve.h"
 #include "proto/message.h"
+#include "proto/monitor.h"
 
 #define FIRST_CONTACT_S 2.0 /* no connection by then: no coordinator */
 /* a connected coordinator answers within this, or the request is sent again
@@ -31,18 +32,9 @@ static int connect_socket(client *c)
         return -1;
     }
     /* the connection's events: connected, and a refused CURVE handshake */
-    char name[64];
-    snprintf(name, sizeof name, "inproc://client-mon-%p", (void *)c->sock);
-    if (zmq_socket_monitor(c->sock, name, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
-                                              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
-                                              ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) == 0) {
-        c->mon = zmq_socket(c->ctx, ZMQ_PAIR);
-        zmq_setsockopt(c->mon, ZMQ_LINGER, &zero, sizeof zero);
-        if (zmq_connect(c->mon, name) != 0) {
-            zmq_close(c->mon);
-            c->mon = NULL;
-        }
-    }
+    c->mon = sd_monitor_open(c->ctx, c->sock, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                                  ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                                                  ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     if (zmq_connect(c->sock, c->endpoint) != 0) {
         cli_errorf(c->cmd, "--coordinator %s: %s", c->endpoint, zmq_strerror(zmq_errno()));
         return -1;
@@ -88,27 +80,8 @@ void client_close(client *c)
 /* reads monitor events: 1 connected, -1 refused (printed), 0 nothing new */
 static int read_events(client *c, int *connected)
 {
-    while (c->mon) {
-        zmq_msg_t ev;
-        zmq_msg_init(&ev);
-        if (zmq_msg_recv(&ev, c->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&ev);
-            return 0;
-        }
-        uint16_t event = 0;
-        uint32_t value = 0;
-        if (zmq_msg_size(&ev) >= 6) {
-            memcpy(&event, zmq_msg_data(&ev), 2);
-            memcpy(&value, (const char *)zmq_msg_data(&ev) + 2, 4);
-        }
-        int more = zmq_msg_more(&ev);
-        zmq_msg_close(&ev);
-        while (more) { /* the endpoint frame */
-            zmq_msg_init(&ev);
-            zmq_msg_recv(&ev, c->mon, 0);
-            more = zmq_msg_more(&ev);
-            zmq_msg_close(&ev);
-        }
+    unsigned event, value;
+    while (sd_monitor_next(c->mon, &event, &value)) {
         if (event == ZMQ_EVENT_CONNECTED)
             *connected = 1;
         else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
