@@ -17,6 +17,7 @@ PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
+    umount "$ROOT/fulldisk/out" 2>/dev/null
     [ -n "${KEEP:-}" ] && echo "kept $ROOT" || rm -rf "$ROOT"
 }
 trap cleanup EXIT
@@ -479,8 +480,42 @@ scenario_shard_kills() {
     done
 }
 
+# A full disk pauses a job's outputs instead of failing its items: the output
+# folder is a 40 KiB tmpfs, the job stalls with status saying why, and once
+# the filesystem grows the job completes with every item and none failed.
+scenario_full_disk() {
+    local d=$ROOT/fulldisk ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d/out"
+    if ! mount -t tmpfs -o size=40k tmpfs "$d/out" 2>"$d/mount.err"; then
+        bad "full disk: mounting a small tmpfs (needs root, as CI has)" "$(cat "$d/mount.err")"; return
+    fi
+    printf 'a cat\na dog\na fox\n' >"$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u1
+    start_worker "$d" "$ep" final f1
+    local job st paused=no
+    job=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 2 --layout files \
+        --coordinator "$ep" | awk '{print $NF}')
+    for _ in $(seq 200); do
+        st=$($BIN/sdxl status "$job" --json --coordinator "$ep" 2>/dev/null)
+        grep -q '"paused"' <<<"$st" && { paused=yes; break; }
+        sleep 0.2
+    done
+    mount -o remount,size=4m "$d/out"
+    local out
+    out=$(timeout 90 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)
+    local rc=$?
+    if [ $paused = yes ] && grep -q "No space left" <<<"$st" && [ $rc = 0 ] && grep -q " 0 failed" <<<"$out" &&
+        [ "$(ls "$d/out"/*.png | wc -l)" = 12 ]; then
+        ok "a full disk pauses the job's outputs (status says why) and the job completes when space returns, no item failed"
+    else bad "full disk" "paused $paused, rc $rc: $out / $st"; fi
+    kill $COORD
+    umount "$d/out" 2>/dev/null
+}
+
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve coordinator_restarts job_lifecycle shard_kills}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"
