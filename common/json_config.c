@@ -104,8 +104,11 @@ sd_status sd_json_int(const sd_json_doc *d, const char *key, long long *out, sd_
         *out = json_integer_value(v);
         return SD_OK;
     }
-    if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) {
-        *out = (long long)json_real_value(v);
+    /* 4.0 is an integer; a real out of long long's range is not (its cast
+     * would be undefined: found by fuzz_json_config) */
+    double r = json_is_real(v) ? json_real_value(v) : 0.5;
+    if (r >= -9.2e18 && r <= 9.2e18 && r == (double)(long long)r) {
+        *out = (long long)r;
         return SD_OK;
     }
     return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be an integer", d->path, key);

@@ -45,7 +45,7 @@ for target in safetensors proto json_config tensor_blob image tokenizer job_spec
     limit=(-max_total_time="$secs")
     [ -n "${RUNS:-}" ] && limit=(-runs="$RUNS")
     echo "fuzz_$target: ${RUNS:+$RUNS runs}${RUNS:-${secs}s}"
-    if ! "$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 "${dict[@]}" \
+    if ! "$bin" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$out/" "${dict[@]}" \
         "$scratch" "tests/fuzz/corpus/$target" >"$out/fuzz_$target.log" 2>&1; then
         echo "fuzz_$target: FAILED (see $out/fuzz_$target.log)"
         tail -40 "$out/fuzz_$target.log"
