@@ -170,6 +170,10 @@ check "submit refuses a JSONL field of the wrong type, naming line and key" out_
 check "submit refuses an unknown JSONL key, naming it" out_has "unknown key 'stpes'" $BIN/sdxl submit "$J/unknown.jsonl" --out "$J/o"
 check "submit refuses a negative seed" expect_rc 2 $BIN/sdxl submit "$J/range.jsonl" --out "$J/o"
 check "submit refuses an unknown scheduler naming the key" out_has "key 'scheduler'" $BIN/sdxl submit "$J/sched.jsonl" --out "$J/o"
+printf 'a cat\nhalf a pro\0mpt\n' >"$J/nul.txt"
+check "submit refuses a NUL byte in a prompt file, naming the line" out_has "nul.txt:2: a NUL byte" $BIN/sdxl submit "$J/nul.txt" --out "$J/o"
+printf '{"prompt":"a"}\n' >"$J/good.jsonl"
+check "submit --out naming a regular file is refused" out_has "not a folder" $BIN/sdxl submit "$J/good.jsonl" --out /etc/hostname
 check "submit refuses --steps 0 naming the flag" out_has "--steps" $BIN/sdxl submit "$J/unknown.jsonl" --out "$J/o" --steps 0
 rm -rf "$J"
 # layering: the client and the coordinator link no engine, OpenBLAS or CUDA

@@ -159,6 +159,17 @@ int cmd_submit(int argc, char **argv)
         json_decref(defaults);
         return 1;
     }
+    /* a NUL byte would end the prompt (and the file) there, silently */
+    const char *nul = memchr(text, '\0', len);
+    if (nul) {
+        int at = 1;
+        for (const char *p = text; p < nul; p++)
+            at += *p == '\n';
+        cli_errorf("submit", "%s:%d: a NUL byte in the prompt file", file, at);
+        free(text);
+        json_decref(defaults);
+        return 2;
+    }
     int jsonl = strlen(file) > 6 && !strcmp(file + strlen(file) - 6, ".jsonl");
     json_t *items = json_array();
     int lineno = 0, rc = 0;
