@@ -220,6 +220,14 @@ static sd_status read_png(FILE *fp, const char *path, uint8_t **rgb, int *w, int
         return sd_fail(err, SD_ERR_FORMAT, "%s: not a readable PNG", path);
     }
     png_init_io(png, fp);
+    /* an init image's pixels are all we read: text chunks are skipped (a
+     * compressed one can inflate to gigabytes: found by fuzz_image), and
+     * what libpng may allocate for any chunk is bounded */
+    static const png_byte text_chunks[] = "iTXt\0tEXt\0zTXt\0";
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, text_chunks, 3);
+    png_set_user_limits(png, SD_IMAGE_MAX_SIDE, SD_IMAGE_MAX_SIDE);
+    png_set_chunk_cache_max(png, 128);
+    png_set_chunk_malloc_max(png, 8u << 20);
     png_read_info(png, info);
     png_set_expand(png);
     png_set_strip_16(png);
@@ -227,7 +235,10 @@ static sd_status read_png(FILE *fp, const char *path, uint8_t **rgb, int *w, int
     png_set_gray_to_rgb(png);
     png_read_update_info(png, info);
     png_uint_32 W = png_get_image_width(png, info), H = png_get_image_height(png, info);
-    if (W == 0 || H == 0 || W > 16384 || H > 16384 || png_get_rowbytes(png, info) != W * 3)
+    /* 8192: the largest size an image is generated at (--width/--height),
+     * so an init image no larger is of use; a tiny file claiming more would
+     * make us allocate gigabytes (found by fuzz_image) */
+    if (W == 0 || H == 0 || W > SD_IMAGE_MAX_SIDE || H > SD_IMAGE_MAX_SIDE || png_get_rowbytes(png, info) != W * 3)
         png_error(png, "unsupported layout");
     buf = malloc((size_t)W * H * 3);
     rows = malloc(H * sizeof(png_bytep));
@@ -260,9 +271,13 @@ static sd_status read_jpeg(FILE *fp, const char *path, uint8_t **rgb, int *w, in
     jpeg_create_decompress(&c);
     jpeg_stdio_src(&c, fp);
     jpeg_read_header(&c, TRUE);
+    /* refused before libjpeg sizes its buffers for it (progressive images
+     * keep whole coefficient planes) */
+    if (c.image_width > SD_IMAGE_MAX_SIDE || c.image_height > SD_IMAGE_MAX_SIDE)
+        longjmp(je.jb, 1);
     c.out_color_space = JCS_RGB;
     jpeg_start_decompress(&c);
-    if (c.output_width > 16384 || c.output_height > 16384 || c.output_components != 3)
+    if (c.output_width > SD_IMAGE_MAX_SIDE || c.output_height > SD_IMAGE_MAX_SIDE || c.output_components != 3)
         longjmp(je.jb, 1);
     buf = malloc((size_t)c.output_width * c.output_height * 3);
     if (!buf)

@@ -27,6 +27,8 @@ sd_status sd_image_write(const char *path, const uint8_t *rgb, int width, int he
                          int ntext, sd_error *err);
 /* Reads a PNG or JPEG as 8-bit RGB (alpha dropped, grey expanded). */
 sd_status sd_image_read(const char *path, uint8_t **rgb, int *width, int *height, sd_error *err);
+/* Images read are at most this wide and high (the largest generated size). */
+#define SD_IMAGE_MAX_SIDE 8192
 /* The same from bytes in memory; name is for messages. */
 sd_status sd_image_decode(const void *data, size_t len, const char *name, uint8_t **rgb, int *width, int *height,
                           sd_error *err);
