@@ -10,6 +10,7 @@
 
 #include "worker/daemon/cfg_pair_nccl.h"
 #include "kernels/device.h"
+#include "proto/monitor.h"
 
 struct sd_cfg_pair {
     void *sock; /* ZMQ_PAIR */
@@ -193,27 +194,10 @@ const char *sd_cfg_pair_transport(const sd_cfg_pair *p)
 
 int sd_cfg_pair_peer_gone(sd_cfg_pair *p)
 {
-    while (p->mon && !p->gone) {
-        /* an event is two frames: 2 bytes of event and 4 of value, then the endpoint */
-        zmq_msg_t m;
-        zmq_msg_init(&m);
-        if (zmq_msg_recv(&m, p->mon, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&m);
-            break;
-        }
-        uint16_t ev = 0;
-        if (zmq_msg_size(&m) >= sizeof ev)
-            memcpy(&ev, zmq_msg_data(&m), sizeof ev);
-        int more = zmq_msg_more(&m);
-        zmq_msg_close(&m);
-        while (more) {
-            zmq_msg_init(&m);
-            more = zmq_msg_recv(&m, p->mon, 0) >= 0 && zmq_msg_more(&m);
-            zmq_msg_close(&m);
-        }
+    unsigned ev, value;
+    while (!p->gone && sd_monitor_next(p->mon, &ev, &value))
         if (ev == ZMQ_EVENT_DISCONNECTED)
             p->gone = 1;
-    }
     return p->gone;
 }
 
@@ -240,9 +224,19 @@ sd_status sd_cfg_pair_exchange(sd_cfg_pair *p, const float *mine, float *all, si
         return sd_nccl_pair_allgather(p->nccl, mine, all, n, err);
     /* one frame each way: the sequence number, then the floats */
     uint64_t seq = p->seq;
-    if (zmq_send(p->sock, &seq, sizeof seq, ZMQ_SNDMORE) < 0 || zmq_send(p->sock, mine, n * sizeof *mine, 0) < 0)
+    if (zmq_send(p->sock, &seq, sizeof seq, ZMQ_SNDMORE) < 0 || zmq_send(p->sock, mine, n * sizeof *mine, 0) < 0) {
+        const char *why = zmq_strerror(zmq_errno());
+        /* a peer that died makes the send fail before its disconnection
+         * event arrives: give the event a moment, so the reason is said
+         * as it is, whichever came first */
+        for (int i = 0; i < 20 && !sd_cfg_pair_peer_gone(p); i++)
+            usleep(50000);
+        if (p->gone)
+            return sd_fail(err, SD_ERR_IO, "cfg pair: rank %d disconnected (sending exchange %llu)", 1 - p->rank,
+                           (unsigned long long)seq);
         return sd_fail(err, SD_ERR_IO, "cfg pair: sending exchange %llu to rank %d: %s", (unsigned long long)seq,
-                       1 - p->rank, zmq_strerror(zmq_errno()));
+                       1 - p->rank, why);
+    }
     uint64_t got = 0;
     int more = 0;
     size_t ml = sizeof more;
