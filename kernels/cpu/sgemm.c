@@ -45,31 +45,29 @@ static void pack_panel(float *P, int transB, const float *B, int64_t ldb, int64_
  * k. One kernel per ISA; the same arithmetic in each. */
 #define AVX512_TILE(R)                                                                                               \
     __attribute__((target("avx512f"))) static void tile##R##_avx512(const float *A, int64_t lda, const float *P,     \
-                                                                     int64_t ps, int64_t K, float *out, int64_t os,   \
-                                                                     int carry)                                       \
+                                                                     int64_t K, float *out, int carry)                \
     {                                                                                                                \
         __m512 acc[R];                                                                                               \
         _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) acc[r] =                                                \
-            carry ? _mm512_loadu_ps(out + r * os) : _mm512_setzero_ps();                                             \
+            carry ? _mm512_loadu_ps(out + r * NR) : _mm512_setzero_ps();                                             \
         for (int64_t k = 0; k < K; k++) {                                                                            \
-            __m512 b = _mm512_loadu_ps(P + k * ps);                                                                  \
+            __m512 b = _mm512_loadu_ps(P + k * NR);                                                                  \
             _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                                      \
                 acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(A[r * lda + k]), b, acc[r]);                                 \
         }                                                                                                            \
-        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) _mm512_storeu_ps(out + r * os, acc[r]);               \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) _mm512_storeu_ps(out + r * NR, acc[r]);               \
     }
 #define AVX2_TILE(R)                                                                                                 \
     __attribute__((target("avx2,fma"))) static void tile##R##_avx2(const float *A, int64_t lda, const float *P,      \
-                                                                    int64_t ps, int64_t K, float *out, int64_t os,    \
-                                                                    int carry)                                        \
+                                                                    int64_t K, float *out, int carry)                 \
     {                                                                                                                \
         __m256 lo[R], hi[R];                                                                                         \
         _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                                        \
-            lo[r] = carry ? _mm256_loadu_ps(out + r * os) : _mm256_setzero_ps();                                     \
-            hi[r] = carry ? _mm256_loadu_ps(out + r * os + 8) : _mm256_setzero_ps();                                 \
+            lo[r] = carry ? _mm256_loadu_ps(out + r * NR) : _mm256_setzero_ps();                                     \
+            hi[r] = carry ? _mm256_loadu_ps(out + r * NR + 8) : _mm256_setzero_ps();                                 \
         }                                                                                                            \
         for (int64_t k = 0; k < K; k++) {                                                                            \
-            __m256 b0 = _mm256_loadu_ps(P + k * ps), b1 = _mm256_loadu_ps(P + k * ps + 8);                            \
+            __m256 b0 = _mm256_loadu_ps(P + k * NR), b1 = _mm256_loadu_ps(P + k * NR + 8);                            \
             _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                                    \
                 __m256 a = _mm256_set1_ps(A[r * lda + k]);                                                           \
                 lo[r] = _mm256_fmadd_ps(a, b0, lo[r]);                                                               \
@@ -77,8 +75,8 @@ static void pack_panel(float *P, int transB, const float *B, int64_t ldb, int64_
             }                                                                                                        \
         }                                                                                                            \
         _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                                        \
-            _mm256_storeu_ps(out + r * os, lo[r]);                                                                   \
-            _mm256_storeu_ps(out + r * os + 8, hi[r]);                                                               \
+            _mm256_storeu_ps(out + r * NR, lo[r]);                                                                   \
+            _mm256_storeu_ps(out + r * NR + 8, hi[r]);                                                               \
         }                                                                                                            \
     }
 AVX512_TILE(8)
@@ -87,32 +85,29 @@ AVX2_TILE(4)
 AVX2_TILE(1)
 
 /* any x86-64 CPU: libm's fmaf is exactly rounded, as the units above */
-static void tile_scalar(const float *A, int64_t lda, const float *P, int64_t ps, int64_t K, float *out, int64_t os,
-                        int carry, int R)
+static void tile_scalar(const float *A, int64_t lda, const float *P, int64_t K, float *out, int carry, int R)
 {
     for (int r = 0; r < R; r++)
         for (int j = 0; j < NR; j++) {
-            float acc = carry ? out[r * os + j] : 0.0f;
+            float acc = carry ? out[r * NR + j] : 0.0f;
             for (int64_t k = 0; k < K; k++)
-                acc = fmaf(A[r * lda + k], P[k * ps + j], acc);
-            out[r * os + j] = acc;
+                acc = fmaf(A[r * lda + k], P[k * NR + j], acc);
+            out[r * NR + j] = acc;
         }
 }
-static void tile4_scalar(const float *A, int64_t lda, const float *P, int64_t ps, int64_t K, float *out, int64_t os,
-                         int carry)
+static void tile4_scalar(const float *A, int64_t lda, const float *P, int64_t K, float *out, int carry)
 {
-    tile_scalar(A, lda, P, ps, K, out, os, carry, 4);
+    tile_scalar(A, lda, P, K, out, carry, 4);
 }
-static void tile1_scalar(const float *A, int64_t lda, const float *P, int64_t ps, int64_t K, float *out, int64_t os,
-                         int carry)
+static void tile1_scalar(const float *A, int64_t lda, const float *P, int64_t K, float *out, int carry)
 {
-    tile_scalar(A, lda, P, ps, K, out, os, carry, 1);
+    tile_scalar(A, lda, P, K, out, carry, 1);
 }
 
-/* out[r * os + 0..16) = (carry ? out : 0) continued by the fma chain over
+/* out[r * 16 + 0..16) = (carry ? out : 0) continued by the fma chain over
  * this stretch of k: a chain carried through memory between stretches is
  * the same chain (a float is stored exactly), so blocking k changes no bit */
-typedef void (*tile_fn)(const float *, int64_t, const float *, int64_t, int64_t, float *, int64_t, int);
+typedef void (*tile_fn)(const float *, int64_t, const float *, int64_t, float *, int);
 
 /* the widest kernels this CPU runs, and the big one's row count (the
  * results are the same whichever: only the speed differs).
@@ -141,23 +136,24 @@ static tile_fn pick_tile(int *rows, tile_fn *one)
     return tile4_scalar;
 }
 
-/* buffers kept per thread across calls: packing weights for every linear
- * layer would otherwise fault in fresh pages each time */
-static float *scratch(int which, size_t n)
+/* the packed panels, kept per thread across calls: packing weights for
+ * every linear layer would otherwise fault in fresh pages each time */
+static float *scratch(size_t n)
 {
-    static __thread float *buf[2];
-    static __thread size_t cap[2];
-    if (n > cap[which]) {
-        free(buf[which]);
-        buf[which] = malloc(n * sizeof(float));
-        if (!buf[which])
+    static __thread float *buf;
+    static __thread size_t cap;
+    if (n > cap) {
+        free(buf);
+        buf = malloc(n * sizeof *buf);
+        if (!buf)
             abort(); /* the reference backend: out of memory here is fatal */
-        cap[which] = n;
+        cap = n;
     }
-    return buf[which];
+    return buf;
 }
 
-#define KC 256 /* k per stretch: a panel's stretch (16 KiB) stays in L1 */
+#define KC 256 /* k per stretch: a panel's stretch (16 KiB) stays in L1 across a block's rows */
+#define PG 4   /* panels per work item (their accumulators: 24 KiB of stack) */
 
 void sd_sgemm(int transB, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
               const float *B, int64_t ldb, float beta, float *C, int64_t ldc)
@@ -170,11 +166,11 @@ void sd_sgemm(int transB, int64_t M, int64_t N, int64_t K, float alpha, const fl
                 C[i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[i * ldc + j];
         return;
     }
-    int64_t panels = (N + NR - 1) / NR, Np = panels * NR;
+    int64_t panels = (N + NR - 1) / NR;
     /* every panel packed contiguous: reading B[K, N] in place strides ldb
      * floats per k (16 KiB for a conv's 64x64 map), which thrashes L1 sets
      * and the TLB (measured 2-4x slower) */
-    float *P = scratch(0, (size_t)(panels * K * NR)), *acc = K > KC ? scratch(1, (size_t)(M * Np)) : NULL;
+    float *P = scratch((size_t)(panels * K * NR));
     int rows;
     tile_fn one, tile = pick_tile(&rows, &one);
     int64_t blocks = (M + MB - 1) / MB;
@@ -186,52 +182,35 @@ void sd_sgemm(int transB, int64_t M, int64_t N, int64_t K, float alpha, const fl
 #pragma omp for schedule(static)
         for (int64_t p = 0; p < panels; p++)
             pack_panel(P + p * K * NR, transB, B, ldb, K, N, p * NR);
-        /* one stretch of k (most of the tiny models' products): each tile
-         * goes straight to C, without the accumulator buffer's extra pass */
-        if (K <= KC) {
+        /* a work item: a block of rows against a group of panels, their
+         * chains kept in acc while k goes by in stretches (each stretch of
+         * A serves the group's panels from L2), then stored once */
+        int64_t groups = (panels + PG - 1) / PG;
 #pragma omp for collapse(2) schedule(static)
-            for (int64_t blk = 0; blk < blocks; blk++)
-                for (int64_t p = 0; p < panels; p++) {
-                    float out[8 * NR];
-                    int64_t i1 = (blk + 1) * MB < M ? (blk + 1) * MB : M, j0 = p * NR;
-                    int64_t w = N - j0 < NR ? N - j0 : NR;
-                    const float *pp = P + p * K * NR;
-                    for (int64_t i = blk * MB; i < i1;) {
-                        int r = i + rows <= i1 ? rows : 1;
-                        (r == rows ? tile : one)(A + i * lda, lda, pp, NR, K, out, NR, 0);
-                        for (int q = 0; q < r; q++)
-                            for (int64_t j = 0; j < w; j++) {
-                                float v = alpha == 1.0f ? out[q * NR + j] : alpha * out[q * NR + j];
-                                float *c = C + (i + q) * ldc + j0 + j;
-                                *c = beta == 0.0f ? v : v + beta * *c;
-                            }
-                        i += r;
-                    }
+        for (int64_t blk = 0; blk < blocks; blk++)
+            for (int64_t grp = 0; grp < groups; grp++) {
+                float acc[PG][MB * NR];
+                int64_t i0 = blk * MB, i1 = i0 + MB < M ? i0 + MB : M;
+                int64_t p0 = grp * PG, p1 = p0 + PG < panels ? p0 + PG : panels;
+                for (int64_t k0 = 0; k0 < K; k0 += KC) {
+                    int64_t kc = K - k0 < KC ? K - k0 : KC;
+                    for (int64_t p = p0; p < p1; p++)
+                        for (int64_t i = i0; i < i1;) {
+                            int r = i + rows <= i1 ? rows : 1;
+                            (r == rows ? tile : one)(A + i * lda + k0, lda, P + (p * K + k0) * NR, kc,
+                                                     acc[p - p0] + (i - i0) * NR, k0 > 0);
+                            i += r;
+                        }
                 }
-        }
-        for (int64_t k0 = 0; K > KC && k0 < K; k0 += KC) {
-            int64_t kc = K - k0 < KC ? K - k0 : KC;
-            int carry = k0 > 0;
-#pragma omp for collapse(2) schedule(static)
-            for (int64_t blk = 0; blk < blocks; blk++)
-                for (int64_t p = 0; p < panels; p++) {
-                    int64_t i1 = (blk + 1) * MB < M ? (blk + 1) * MB : M, j0 = p * NR;
-                    const float *pp = P + p * K * NR + k0 * NR;
-                    int64_t i = blk * MB;
-                    for (; i + rows <= i1; i += rows)
-                        tile(A + i * lda + k0, lda, pp, NR, kc, acc + i * Np + j0, Np, carry);
-                    for (; i < i1; i++)
-                        one(A + i * lda + k0, lda, pp, NR, kc, acc + i * Np + j0, Np, carry);
+                for (int64_t p = p0; p < p1; p++) {
+                    int64_t j0 = p * NR, w = N - j0 < NR ? N - j0 : NR;
+                    for (int64_t i = i0; i < i1; i++)
+                        for (int64_t j = 0; j < w; j++) {
+                            float t = acc[p - p0][(i - i0) * NR + j], v = alpha == 1.0f ? t : alpha * t;
+                            float *c = C + i * ldc + j0 + j;
+                            *c = beta == 0.0f ? v : v + beta * *c;
+                        }
                 }
-        }
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < (K > KC ? M : 0); i++) {
-            float *c = C + i * ldc;
-            const float *t = acc + i * Np;
-            for (int64_t j = 0; j < N; j++) {
-                float v = alpha == 1.0f ? t[j] : alpha * t[j];
-                c[j] = beta == 0.0f ? v : v + beta * c[j];
             }
-        }
     }
 }
