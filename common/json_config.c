@@ -114,6 +114,16 @@ sd_status sd_json_int(const sd_json_doc *d, const char *key, long long *out, sd_
     return sd_fail(err, SD_ERR_FORMAT, "%s: key '%s' must be an integer", d->path, key);
 }
 
+sd_status sd_json_int_in(const sd_json_doc *d, const char *key, long long lo, long long hi, long long *out,
+                         sd_error *err)
+{
+    SD_TRY(sd_json_int(d, key, out, err));
+    if (*out < lo || *out > hi)
+        return sd_fail(err, SD_ERR_INVALID, "%s: '%s' = %lld is out of range (%lld to %lld)", d->path, key, *out, lo,
+                       hi);
+    return SD_OK;
+}
+
 sd_status sd_json_double(const sd_json_doc *d, const char *key, double *out, sd_error *err)
 {
     json_t *v = get(d, key);

@@ -22,6 +22,10 @@ void sd_json_free(sd_json_doc *doc);
 json_t *sd_json_loads_python(char *text, size_t len, size_t flags, json_error_t *jerr);
 
 sd_status sd_json_int(const sd_json_doc *d, const char *key, long long *out, sd_error *err);
+/* A required integer in [lo, hi]; out of range fails naming file, key and the range
+ * (a config's 0 where it divides must not reach the division). */
+sd_status sd_json_int_in(const sd_json_doc *d, const char *key, long long lo, long long hi, long long *out,
+                         sd_error *err);
 sd_status sd_json_double(const sd_json_doc *d, const char *key, double *out, sd_error *err);
 sd_status sd_json_bool(const sd_json_doc *d, const char *key, int *out, sd_error *err);
 /* Returns a pointer into the document (valid while it lives). */

@@ -66,18 +66,12 @@ sd_status sd_unet_config_parse(sd_unet_config *c, const sd_json_doc *d, sd_error
     SD_TRY(sd_json_int(d, "out_channels", &v, err));
     c->out_channels = (int)v;
     c->sample_size = (int)sd_json_int_or(d, "sample_size", 128);
-    SD_TRY(sd_json_int(d, "layers_per_block", &v, err));
-    if (v < 1 || v > 16)
-        return sd_fail(err, SD_ERR_INVALID, "%s: layers_per_block %lld out of range", d->path, v);
+    SD_TRY(sd_json_int_in(d, "layers_per_block", 1, 16, &v, err));
     c->layers_per_block = (int)v;
-    SD_TRY(sd_json_int(d, "norm_num_groups", &v, err));
-    if (v < 1 || v > 1024) /* found by fuzz_json_config: 0 divided below */
-        return sd_fail(err, SD_ERR_INVALID, "%s: norm_num_groups %lld out of range", d->path, v);
+    SD_TRY(sd_json_int_in(d, "norm_num_groups", 1, 1024, &v, err)); /* divides below (fuzz_json_config found 0) */
     c->groups = (int)v;
     c->eps = (float)sd_json_double_or(d, "norm_eps", 1e-5);
-    SD_TRY(sd_json_int(d, "cross_attention_dim", &v, err));
-    if (v < 1 || v > 1 << 16)
-        return sd_fail(err, SD_ERR_INVALID, "%s: cross_attention_dim %lld out of range", d->path, v);
+    SD_TRY(sd_json_int_in(d, "cross_attention_dim", 1, 1 << 16, &v, err));
     c->cross_dim = (int)v;
     c->linear_proj = sd_json_bool_or(d, "use_linear_projection", 0);
     c->flip_sin_to_cos = sd_json_bool_or(d, "flip_sin_to_cos", 1);

@@ -68,13 +68,9 @@ sd_status sd_vae_config_parse(sd_vae_config *c, const sd_json_doc *d, sd_error *
     c->out_channels = (int)v;
     SD_TRY(sd_json_int(d, "latent_channels", &v, err));
     c->latent_channels = (int)v;
-    SD_TRY(sd_json_int(d, "layers_per_block", &v, err));
-    if (v < 1 || v + 1 > SD_VAE_MAX_RES)
-        return sd_fail(err, SD_ERR_INVALID, "%s: layers_per_block %lld out of range", d->path, v);
+    SD_TRY(sd_json_int_in(d, "layers_per_block", 1, SD_VAE_MAX_RES - 1, &v, err));
     c->layers_per_block = (int)v;
-    SD_TRY(sd_json_int(d, "norm_num_groups", &v, err));
-    if (v < 1 || v > 1024) /* found by fuzz_json_config: 0 divided below */
-        return sd_fail(err, SD_ERR_INVALID, "%s: norm_num_groups %lld out of range", d->path, v);
+    SD_TRY(sd_json_int_in(d, "norm_num_groups", 1, 1024, &v, err)); /* divides below (fuzz_json_config found 0) */
     c->groups = (int)v;
     c->sample_size = (int)sd_json_int_or(d, "sample_size", 1024);
     long long blocks[SD_VAE_MAX_LEVELS];
