@@ -39,19 +39,21 @@ void broker_dispatch_to(broker *b, int wi)
     store_item_state want = broker_input_state(w->role);
     store_item_ref refs[256];
     int n = store_items_waiting(b->store, want, refs, 256);
-    /* refs come ordered by job: look a job's model up once, not per item */
+    /* refs come ordered by job: look a job's model and pause up once, not per item */
     batching_candidate cand[256];
     char ids[256][80];
+    int paused = 0;
     for (int i = 0; i < n; i++) {
         cand[i].job = refs[i].job;
         cand[i].params = refs[i].params;
-        /* a job whose outputs cannot be written now gets no final work */
-        cand[i].in_flight = item_in_flight(b, refs[i].job, refs[i].idx) ||
-                            (want == STORE_ITEM_STATE_DENOISED && broker_job_paused(b, refs[i].job));
-        if (i > 0 && !strcmp(refs[i].job, refs[i - 1].job))
+        if (i > 0 && !strcmp(refs[i].job, refs[i - 1].job)) {
             cand[i].job_identity = cand[i - 1].job_identity;
-        else
+        } else {
             cand[i].job_identity = store_job_identity(b->store, refs[i].job, ids[i], sizeof ids[i]);
+            /* a job whose outputs cannot be written now gets no final work */
+            paused = want == STORE_ITEM_STATE_DENOISED && broker_job_paused(b, refs[i].job);
+        }
+        cand[i].in_flight = paused || item_in_flight(b, refs[i].job, refs[i].idx);
     }
     int picked[BATCHING_MAX_BATCH];
     int np = batching_pick(cand, n, w->identity, credit, picked);

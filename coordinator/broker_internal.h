@@ -3,7 +3,7 @@
  *   broker.c          the loop: socket, receive, route, periodic work
  *   broker_workers.c  registration, heartbeats, liveness, requeue
  *   broker_dispatch.c what each worker gets next (batching.c decides)
- *   broker_results.c  results and failures, outputs, the end of jobs
+ *   broker_results.c  results and failures, outputs (and their pauses), the end of jobs
  *   broker_clients.c  submit, status, cancel, results, workers
  * All run on the broker's one thread. */
 #ifndef SDXL_COORDINATOR_BROKER_INTERNAL_H
@@ -89,6 +89,8 @@ store_item_state broker_input_state(const char *stage);
  * (a worker's FAIL): an attempt counts against it; else the work was lost
  * (a dead, stalled or restarted worker) and only the loss rule applies. */
 void broker_requeue_task(broker *b, task_t *t, const char *reason, int charge);
+/* The task in flight with this id, or NULL. */
+task_t *broker_find_task(broker *b, long long id);
 /* Forgets a task (its result came, or it was requeued or cancelled). */
 void broker_task_done(broker *b, task_t *t);
 /* Loads the tasks a coordinator before a restart had in flight, as orphans. */

@@ -93,10 +93,7 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
         broker_reply_error(b, route, rl, err.msg);
         return;
     }
-    task_t *t = NULL;
-    for (int i = 0; i < MAX_TASKS && !t; i++)
-        if (b->tasks[i].used && b->tasks[i].id == tid)
-            t = &b->tasks[i];
+    task_t *t = broker_find_task(b, tid);
     if (!t || t->worker < 0 || &b->workers[t->worker] != w) {
         /* a task given up on (the worker was declared dead, or the job was
          * cancelled): its items went elsewhere, the result is dropped */
@@ -202,4 +199,30 @@ void broker_finish_jobs(broker *b)
         else
             broker_log("job %s finished", jobs[i]);
     }
+}
+
+void broker_pause_job(broker *b, const char *job, const char *reason)
+{
+    paused_job *slot = NULL;
+    for (int i = 0; i < MAX_PAUSED && !slot; i++)
+        if (!strcmp(b->paused[i].job, job))
+            slot = &b->paused[i];
+    for (int i = 0; i < MAX_PAUSED && !slot; i++)
+        if (!b->paused[i].job[0] || b->paused[i].until < sd_now_s() - 60)
+            slot = &b->paused[i];
+    if (!slot)
+        slot = &b->paused[0];
+    if (strcmp(slot->job, job) || strcmp(slot->reason, reason))
+        broker_log("job %s: outputs paused, retrying every 5 s: %s", job, reason);
+    snprintf(slot->job, sizeof slot->job, "%s", job);
+    snprintf(slot->reason, sizeof slot->reason, "%s", reason);
+    slot->until = sd_now_s() + 5.0;
+}
+
+const char *broker_job_paused(broker *b, const char *job)
+{
+    for (int i = 0; i < MAX_PAUSED; i++)
+        if (!strcmp(b->paused[i].job, job) && b->paused[i].until > sd_now_s())
+            return b->paused[i].reason;
+    return NULL;
 }

@@ -20,6 +20,14 @@ static worker_t *find_worker(broker *b, const char *id)
     return NULL;
 }
 
+task_t *broker_find_task(broker *b, long long id)
+{
+    for (int i = 0; i < MAX_TASKS; i++)
+        if (b->tasks[i].used && b->tasks[i].id == id)
+            return &b->tasks[i];
+    return NULL;
+}
+
 void broker_task_done(broker *b, task_t *t)
 {
     sd_error err = {0};
@@ -118,11 +126,18 @@ static int refresh_orphans(broker *b, const char *id, const sd_msg *m)
     return found;
 }
 
+/* what a worker hears once registered: the interval, and that it may send
+ * its kept result again */
+static void reply_registered(broker *b, const unsigned char *route, size_t rl)
+{
+    broker_reply(b, route, rl, "OK", json_pack("{s:i, s:b}", "heartbeat_ms", b->o->heartbeat_ms, "registered", 1));
+}
+
 void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route, size_t rl)
 {
     sd_msg_kind kind = sd_msg_kind_of(m);
     const char *id;
-    sd_error err;
+    sd_error err = {0}; /* read below even when only the role check failed */
     if (sd_msg_get_str(m, "worker_id", &id, &err) != SD_OK) {
         b->malformed++;
         broker_reply_error(b, route, rl, err.msg);
@@ -153,7 +168,7 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
             memcpy(w->route, route, rl);
             w->route_len = rl;
             w->last_seen = sd_now_s();
-            broker_reply(b, route, rl, "OK", json_pack("{s:i, s:b}", "heartbeat_ms", b->o->heartbeat_ms, "registered", 1));
+            reply_registered(b, route, rl);
             return;
         }
         if (w) /* another process under this id: the old one's work is lost (no attempt charged) */
@@ -178,7 +193,7 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         w->last_seen = w->registered = sd_now_s();
         broker_log("worker %s registered: role %s, capacity %d, model %s", id, role, w->capacity, identity);
         adopt_orphans(b, (int)(w - b->workers), holding);
-        broker_reply(b, route, rl, "OK", json_pack("{s:i, s:b}", "heartbeat_ms", b->o->heartbeat_ms, "registered", 1));
+        reply_registered(b, route, rl);
         return;
     }
     if (!w) {
@@ -201,9 +216,9 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
     w->route_len = rl;
     if (kind == SD_MSG_KIND_HEARTBEAT) {
         json_t *tid = json_object_get(m->hdr, "task_id");
-        for (int i = 0; json_is_integer(tid) && i < MAX_TASKS; i++)
-            if (b->tasks[i].used && b->tasks[i].id == json_integer_value(tid))
-                b->tasks[i].last_progress = w->last_seen;
+        task_t *t = json_is_integer(tid) ? broker_find_task(b, (long long)json_integer_value(tid)) : NULL;
+        if (t)
+            t->last_progress = w->last_seen;
         return; /* no reply: the coordinator sends its own heartbeats */
     }
     if (kind == SD_MSG_KIND_RESULT || kind == SD_MSG_KIND_FAIL)
@@ -243,30 +258,4 @@ void broker_liveness(broker *b)
             if (b->workers[i].used)
                 broker_reply(b, b->workers[i].route, b->workers[i].route_len, "HEARTBEAT", NULL);
     }
-}
-
-void broker_pause_job(broker *b, const char *job, const char *reason)
-{
-    paused_job *slot = NULL;
-    for (int i = 0; i < MAX_PAUSED && !slot; i++)
-        if (!strcmp(b->paused[i].job, job))
-            slot = &b->paused[i];
-    for (int i = 0; i < MAX_PAUSED && !slot; i++)
-        if (!b->paused[i].job[0] || b->paused[i].until < sd_now_s() - 60)
-            slot = &b->paused[i];
-    if (!slot)
-        slot = &b->paused[0];
-    if (strcmp(slot->job, job) || strcmp(slot->reason, reason))
-        broker_log("job %s: outputs paused, retrying every 5 s: %s", job, reason);
-    snprintf(slot->job, sizeof slot->job, "%s", job);
-    snprintf(slot->reason, sizeof slot->reason, "%s", reason);
-    slot->until = sd_now_s() + 5.0;
-}
-
-const char *broker_job_paused(broker *b, const char *job)
-{
-    for (int i = 0; i < MAX_PAUSED; i++)
-        if (!strcmp(b->paused[i].job, job) && b->paused[i].until > sd_now_s())
-            return b->paused[i].reason;
-    return NULL;
 }

@@ -64,7 +64,8 @@ sd_status store_item_blob(sd_store *s, const char *job, int idx, void **blob, si
  * state, or failed for good after max_attempts. */
 sd_status store_item_failed_attempt(sd_store *s, const char *job, int idx, const char *reason, int max_attempts,
                                     sd_error *err);
-/* Back to waiting from the start (a done item whose output has gone). */
+/* Back to waiting from the start (a done item whose output has gone); the
+ * caller sets the job's state after (store_job_set_state). */
 sd_status store_item_reset(sd_store *s, const char *job, int idx, sd_error *err);
 /* Work lost through no fault of the item (its worker died, stalled, was cut
  * off or registered again): back to its state without an attempt charged.

@@ -67,13 +67,7 @@ sd_status store_item_reset(sd_store *s, const char *job, int idx, sd_error *err)
     sqlite3_bind_int(q, 2, idx);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
-    if (rc != SQLITE_DONE)
-        return store_db_fail(s, err, "reset item");
-    sqlite3_prepare_v2(s->db, "UPDATE jobs SET state='running' WHERE id=?", -1, &q, NULL);
-    sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
-    rc = sqlite3_step(q);
-    sqlite3_finalize(q);
-    return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "set job running");
+    return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "reset item");
 }
 
 sd_status store_task_add(sd_store *s, const char *job, const char *stage, const char *worker, const int *idx, int n,
