@@ -77,13 +77,14 @@ void client_close(client *c)
     c->ctx = NULL;
 }
 
-/* reads monitor events: 1 connected, -1 refused (printed), 0 nothing new */
-static int read_events(client *c, int *connected)
+/* reads monitor events (a connection marks the coordinator as there):
+ * -1 refused (printed), else 0 */
+static int read_events(client *c)
 {
     unsigned event, value;
     while (sd_monitor_next(c->mon, &event, &value)) {
         if (event == ZMQ_EVENT_CONNECTED)
-            *connected = 1;
+            c->connected_once = 1;
         else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
             cli_errorf(c->cmd, "the coordinator at %s refused this client's CURVE key (ZAP status %u): its public "
                                "key is not in the coordinator's --allow file",
@@ -110,15 +111,13 @@ static int attempt(client *c, const char *type, json_t *fields, json_t **out)
     }
     if (fields)
         json_object_update(m.hdr, fields);
-    int connected = 0, sent = 0;
+    int sent = 0;
     double t0 = sd_now_s();
     for (;;) {
-        if (read_events(c, &connected) < 0) {
+        if (read_events(c) < 0) {
             sd_msg_free(&m);
             return -1;
         }
-        if (connected)
-            c->connected_once = 1;
         if (!sent && sd_msg_send(c->sock, NULL, 0, &m, NULL) == SD_OK)
             sent = 1;
         zmq_pollitem_t pi[2] = {{c->sock, 0, ZMQ_POLLIN, 0}, {c->mon, 0, ZMQ_POLLIN, 0}};
@@ -144,13 +143,13 @@ static int attempt(client *c, const char *type, json_t *fields, json_t **out)
             return 1;
         }
         double el = sd_now_s() - t0;
-        if (!connected && !c->connected_once && el > FIRST_CONTACT_S) {
+        if (!c->connected_once && el > FIRST_CONTACT_S) {
             cli_errorf(c->cmd, "no coordinator at %s: nothing accepted the connection, it did not answer within %.0f s",
                        c->endpoint, FIRST_CONTACT_S);
             sd_msg_free(&m);
             return -1;
         }
-        if (el > (strcmp(type, "SUBMIT") ? ANSWER_S : ANSWER_SUBMIT_S) && (connected || c->connected_once)) {
+        if (el > (strcmp(type, "SUBMIT") ? ANSWER_S : ANSWER_SUBMIT_S) && c->connected_once) {
             sd_msg_free(&m);
             return 0;
         }
@@ -181,11 +180,9 @@ json_t *client_request(client *c, const char *type, json_t *fields)
         usleep((useconds_t)(backoff * 1e6));
         backoff = backoff < 2.0 ? backoff * 2 : 2.0;
         close_socket(c);
-        int was = c->connected_once;
         if (connect_socket(c) != 0) {
             json_decref(fields);
             return NULL;
         }
-        c->connected_once = was;
     }
 }

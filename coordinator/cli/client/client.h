@@ -19,7 +19,7 @@
 typedef struct {
     void *ctx, *sock, *mon;
     const char *endpoint, *cmd;
-    int connected_once; /* the coordinator has answered this client before */
+    int connected_once; /* a coordinator has accepted this client's connection or answered it */
     double deadline_s;  /* give up riding out a restart after this long (0: forever) */
 } client;
 

@@ -387,6 +387,7 @@ int cmd_wait(int argc, char **argv)
     rc = 1;
     double t0 = sd_now_s();
     long long done0 = -1;
+    char last_why[300] = "";
     for (;;) {
         json_t *r = client_request(&c, "STATUS", json_pack("{s:s}", "job_id", a.job));
         if (!r)
@@ -411,7 +412,6 @@ int cmd_wait(int argc, char **argv)
         const char *why = json_string_value(json_object_get(j, "paused"));
         if (!why)
             why = json_string_value(json_object_get(j, "waiting"));
-        static char last_why[300];
         if (why && strcmp(why, last_why)) {
             fprintf(stderr, "%s%s: waiting: %s\n", tty ? "\n" : "", a.job, why);
             snprintf(last_why, sizeof last_why, "%s", why);
