@@ -255,8 +255,6 @@ sd_status sd_gen_params_flag_to_json(const sd_gen_params_spec *s, const char *te
     }
     case SD_GEN_PARAMS_TYPE_FLOAT: {
         double x;
-        char r[96];
-        range_text(s, r, sizeof r);
         if (sd_parse_double(text, &x) || !isfinite(x))
             return sd_fail(err, SD_ERR_INVALID, "%s: '%s' is not a finite number", s->flag, text);
         v = json_real(x);

@@ -297,12 +297,11 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
         sd_gen_hooks hooks = {on_step, NULL, w, NULL};
         sd_image_result img;
         SD_TRY(sd_stage_final(&w->p, &g, &t, &lat, &hooks, &img, err));
-        const char *ext = g.format == SD_IMAGE_FORMAT_WEBP ? "webp" : g.format == SD_IMAGE_FORMAT_JPEG ? "jpg" : "png";
         sd_image_meta meta;
         sd_image_meta_fill(&meta, &g, img.width, img.height, w->p.identity);
         uint8_t *bytes = NULL;
         size_t len = 0;
-        st = sd_image_meta_encode(&meta, ext, img.rgb, img.width, img.height, &bytes, &len, err);
+        st = sd_image_meta_encode(&meta, (sd_image_format)g.format, img.rgb, img.width, img.height, &bytes, &len, err);
         if (st == SD_OK && kp->ni < 16) {
             kp->images[kp->ni++] = bytes;
             char name[64];
@@ -345,8 +344,7 @@ static sd_status run_task(worker *w, const sd_msg *task)
     json_t *items = json_object_get(task->hdr, "items");
     sd_msg res;
     sd_msg_new(&res, "RESULT", &err);
-    json_object_set_new(res.hdr, "worker_id", json_string(w->o->worker_id));
-    json_object_set_new(res.hdr, "task_id", json_integer(tid));
+    json_object_set_new(res.hdr, "task_id", json_integer(tid)); /* worker_id: report() adds it */
     json_t *out_items = json_array();
     keep kp = {0};
     sd_status st = json_is_array(items) && json_array_size(items) > 0

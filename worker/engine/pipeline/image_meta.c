@@ -2,7 +2,6 @@
 #include "worker/engine/pipeline/image_meta.h"
 
 #include <stdio.h>
-#include <string.h>
 
 static void add(sd_image_meta *m, const char *key, const char *value)
 {
@@ -41,13 +40,8 @@ void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int hei
     json_object_set_new(info, "model", json_string(identity));
 }
 
-sd_status sd_image_meta_encode(const sd_image_meta *m, const char *ext, const uint8_t *rgb, int width, int height,
+sd_status sd_image_meta_encode(const sd_image_meta *m, sd_image_format fmt, const uint8_t *rgb, int width, int height,
                                uint8_t **out, size_t *len, sd_error *err)
 {
-    char name[16];
-    snprintf(name, sizeof name, "x.%s", ext);
-    int fmt = sd_image_format_of(name);
-    if (fmt < 0)
-        return sd_fail(err, SD_ERR_INVALID, "unknown image format '%s'", ext);
-    return sd_image_encode((sd_image_format)fmt, rgb, width, height, m->text, m->n, 95, out, len, err);
+    return sd_image_encode(fmt, rgb, width, height, m->text, m->n, 95, out, len, err);
 }

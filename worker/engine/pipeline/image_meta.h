@@ -25,8 +25,8 @@ typedef struct {
 void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const char *identity);
 /* The same record as JSON fields of info (width and height apart). */
 void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const char *identity);
-/* Encodes rgb with the metadata in the format named by ext ("png", "webp", "jpg"). */
-sd_status sd_image_meta_encode(const sd_image_meta *m, const char *ext, const uint8_t *rgb, int width, int height,
+/* Encodes rgb with the metadata as fmt (a job item's format). */
+sd_status sd_image_meta_encode(const sd_image_meta *m, sd_image_format fmt, const uint8_t *rgb, int width, int height,
                                uint8_t **out, size_t *len, sd_error *err);
 
 #endif
