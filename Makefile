@@ -128,8 +128,9 @@ ALL_LIBS := $(call lib_of,$(LAYERS))
 # every layer, each before those it needs (for the tests, which reach all)
 LINK_ORDER := local client cli daemon service engine proto kernels common
 
-# The layering check: every library's includes and undefined sd_ symbols
-# against DEPS_*; a binary is linked only after it passed.
+# The layering check: every library's includes, and the symbols it needs
+# from our other libraries, against DEPS_*; a binary is linked only after it
+# passed. A binary links its layer and that layer's DEPS_ (lowest last).
 empty :=
 space := $(empty) $(empty)
 LAYER_SPEC := $(foreach l,$(LAYERS),'$(l):$(DIR_$(l)):$(subst $(space),+,$(strip $(DEPS_$(l))))')
@@ -143,13 +144,13 @@ $(BUILD)/layers.ok: $(ALL_LIBS) tests/check_layers.sh
 # or CUDA).
 SYS_LIBS := -Wl,--as-needed $(LIBS)
 sdxl_MAIN := coordinator/cli/main_sdxl.c
-sdxl_LAYERS := client cli proto common
+sdxl_LAYERS := client $(DEPS_client)
 sdxl-engine_MAIN := coordinator/cli/engine/main_engine.c
-sdxl-engine_LAYERS := local cli engine kernels common
+sdxl-engine_LAYERS := local $(DEPS_local)
 sdxl-coordinator_MAIN := coordinator/main_coordinator.c
-sdxl-coordinator_LAYERS := service proto common
+sdxl-coordinator_LAYERS := service $(DEPS_service)
 sdxl-worker_MAIN := worker/daemon/main_worker.c
-sdxl-worker_LAYERS := daemon engine proto kernels common
+sdxl-worker_LAYERS := daemon $(DEPS_daemon)
 sdxl-tests_MAIN := $(wildcard tests/test_util.c tests/unit/*.c tests/golden/*.c tests/ops/*.c)
 sdxl-tests_LAYERS := $(LINK_ORDER)
 sdxl-tests_EXTRA := -lcriterion
@@ -157,7 +158,7 @@ sdxl-gpucheck_MAIN := $(wildcard tests/gpu/*.c tests/ops/*.c)
 sdxl-gpucheck_LAYERS := $(LINK_ORDER)
 BENCH_SRC := $(wildcard tests/bench/*.c)
 BENCH_NAMES := $(BENCH_SRC:tests/bench/%.c=bench-%)
-$(foreach b,$(BENCH_NAMES),$(eval $(b)_MAIN := tests/bench/$(b:bench-%=%).c)$(eval $(b)_LAYERS := engine kernels common))
+$(foreach b,$(BENCH_NAMES),$(eval $(b)_MAIN := tests/bench/$(b:bench-%=%).c)$(eval $(b)_LAYERS := engine $(DEPS_engine)))
 define link_rule
 $(BUILD)/bin/$(1): $(call obj_of,$($(1)_MAIN)) $(call lib_of,$($(1)_LAYERS)) $(BUILD)/layers.ok
 	@mkdir -p $$(dir $$@)
