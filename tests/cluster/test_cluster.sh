@@ -44,6 +44,11 @@ start_worker() { # dir endpoint role id [extra args]
     LAST_WORKER=$!
     PIDS+=($LAST_WORKER)
 }
+start_stages() { # dir endpoint: one worker per stage (t1, u1, f1)
+    start_worker "$1" "$2" text t1
+    start_worker "$1" "$2" unet u1
+    start_worker "$1" "$2" final f1
+}
 prompts() { printf 'a cat on a sofa\na dog in the park\na red fox in snow\nan astronaut on mars\na lighthouse at dusk\na bowl of fruit\n' >"$1"; }
 submit() { # dir endpoint extra... -> prints job id
     local d=$1 ep=$2
@@ -146,9 +151,7 @@ scenario_restarted_coordinator() {
     mkdir -p "$d"
     prompts "$d/prompts.txt"
     start_coordinator "$d" "$ep"
-    start_worker "$d" "$ep" text t1
-    start_worker "$d" "$ep" unet u1
-    start_worker "$d" "$ep" final f1
+    start_stages "$d" "$ep"
     local job
     job=$(submit "$d" "$ep" --layout webdataset --shard-size 10)
     local i=0
@@ -342,9 +345,7 @@ scenario_pinned_model() {
     mkdir -p "$d"
     printf 'a cat\na dog\n' >"$d/prompts.txt"
     start_coordinator "$d" "$ep"
-    start_worker "$d" "$ep" text t1
-    start_worker "$d" "$ep" unet u1
-    start_worker "$d" "$ep" final f1
+    start_stages "$d" "$ep"
     local other served
     other=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/other" --steps 2 --coordinator "$ep" --layout files \
         --model "${SDXL_TESTDATA:-../shared/testdata}/sdxl-tiny" | awk '{print $NF}')
@@ -369,9 +370,7 @@ scenario_coordinator_restarts() {
     mkdir -p "$d"
     prompts "$d/prompts.txt"
     start_coordinator "$d" "$ep"
-    start_worker "$d" "$ep" text t1
-    start_worker "$d" "$ep" unet u1
-    start_worker "$d" "$ep" final f1
+    start_stages "$d" "$ep"
     local job r
     job=$(submit "$d" "$ep" --layout files --steps 24) # long enough that every kill finds tasks in flight
     for r in 1 2 3; do
@@ -461,9 +460,7 @@ scenario_shard_kills() {
         printf 'a cat\na dog\n' >"$d/prompts.txt"
         start_coordinator "$d" "$ep" --fault shard:$n
         local doomed=$COORD
-        start_worker "$d" "$ep" text t1
-        start_worker "$d" "$ep" unet u1
-        start_worker "$d" "$ep" final f1
+        start_stages "$d" "$ep"
         local job
         job=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 2 --layout webdataset \
             --shard-size 4 --coordinator "$ep" | awk '{print $NF}')
@@ -491,9 +488,7 @@ scenario_full_disk() {
     fi
     printf 'a cat\na dog\na fox\n' >"$d/prompts.txt"
     start_coordinator "$d" "$ep"
-    start_worker "$d" "$ep" text t1
-    start_worker "$d" "$ep" unet u1
-    start_worker "$d" "$ep" final f1
+    start_stages "$d" "$ep"
     local job st paused=no
     job=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 2 --layout files \
         --coordinator "$ep" | awk '{print $NF}')
