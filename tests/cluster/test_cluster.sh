@@ -275,6 +275,62 @@ scenario_curve() {
     kill $COORD
 }
 
+# A coordinator behind a TCP proxy (as a load balancer or Service puts it):
+# while it is down the proxy still accepts, and every CURVE handshake breaks
+# off, which from a worker looks like a wrong server key. That must not kill a
+# worker (a network fault is no reason to exit) nor fail a client that the
+# coordinator has answered: both ride out the outage and the restart.
+scenario_curve_proxy() {
+    local d=$ROOT/curve-proxy cport rport
+    cport=$(port)
+    rport=$(port)
+    local ep="tcp://127.0.0.1:$cport" via="tcp://127.0.0.1:$rport"
+    mkdir -p "$d"
+    python3 tests/cluster/curve_keys.py "$d" || { bad "CURVE keys" ""; return; }
+    python3 tests/cluster/chaos/relay.py --no-commands --to "127.0.0.1:$cport" --listen "proxy=127.0.0.1:$rport" \
+        >"$d/relay.log" 2>&1 &
+    PIDS+=($!)
+    local keys=(--curve-server-key "$d/server.public" --curve-secret "$d/worker.secret" --curve-public "$d/worker.public")
+    local cenv=(env SDXL_CURVE_SERVER_KEY="$d/server.public" SDXL_CURVE_SECRET="$d/client.secret"
+        SDXL_CURVE_PUBLIC="$d/client.public")
+    sleep 0.5
+    start_worker "$d" "$via" text w-t "${keys[@]}"
+    local wt=$LAST_WORKER
+    local t0=$SECONDS out rc
+    out=$("${cenv[@]}" timeout 20 $BIN/sdxl workers --coordinator "$via" 2>&1)
+    rc=$?
+    if [ $rc = 1 ] && grep -q "CURVE handshake with $via failed" <<<"$out" && [ $((SECONDS - t0)) -le 6 ]; then
+        ok "behind a proxy with no coordinator, a client that was never answered says the handshake fails, within 6 s"
+    else bad "client behind a proxy, no coordinator" "rc $rc after $((SECONDS - t0)) s: $out"; fi
+    sleep 3 # past the 3 s a refused key is given
+    if kill -0 $wt 2>/dev/null && grep -q "handshake with the coordinator at $via failed.*retrying" "$d/worker-w-t.log"; then
+        ok "a worker whose handshakes break off (coordinator down behind a proxy) says so once and keeps trying"
+    else bad "worker behind a proxy" "$(cat "$d/worker-w-t.log")"; fi
+    start_coordinator "$d" "$ep" --curve-secret "$d/server.secret" --allow "$d/allowed"
+    start_worker "$d" "$via" unet w-u "${keys[@]}"
+    start_worker "$d" "$via" final w-f "${keys[@]}"
+    printf 'a proxy\na load balancer\na restart\n' >"$d/prompts.txt"
+    local job
+    job=$("${cenv[@]}" timeout 60 $BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --steps 6 --images-per-prompt 4 \
+        --layout files --coordinator "$via" | awk '{print $NF}')
+    "${cenv[@]}" timeout 120 $BIN/sdxl wait "$job" --timeout 110 --coordinator "$via" >"$d/wait.log" 2>&1 &
+    local waiter=$!
+    # the kill lands mid-job: after the first image, before the last
+    for _ in $(seq 300); do ls "$d/out"/*.png >/dev/null 2>&1 && break; sleep 0.1; done
+    local before
+    before=$(ls "$d/out"/*.png 2>/dev/null | wc -l)
+    kill -9 $COORD
+    sleep 2
+    start_coordinator "$d" "$ep" --curve-secret "$d/server.secret" --allow "$d/allowed"
+    wait $waiter
+    rc=$?
+    if [ $rc = 0 ] && [ "$before" -ge 1 ] && [ "$before" -lt 12 ] && [ "$(ls "$d/out"/*.png | wc -l)" = 12 ] &&
+        grep -q "worker w-t registered" "$d/coordinator.log"; then
+        ok "through a proxy, the coordinator killed and restarted mid-job: workers and a waiting client ride it out"
+    else bad "proxy restart" "wait rc $rc, $before images at the kill: $(cat "$d/wait.log"; ls "$d/out"; cat "$d/coordinator.log" "$d"/worker-*.log)"; fi
+    kill $COORD
+}
+
 # --cfg-split nccl: a unet pair, one guidance half each, exchanging predictions
 # every step (over ZeroMQ here: NCCL needs two GPUs). The pictures must equal
 # the single-device batch of 2 byte for byte, and a pair that loses its
@@ -510,7 +566,7 @@ scenario_full_disk() {
 }
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve coordinator_restarts job_lifecycle shard_kills full_disk}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"

@@ -42,6 +42,7 @@ typedef struct {
     long long outbox_task; /* 0: empty */
     void *mon;             /* CURVE handshake events of sock, or NULL */
     double refused_since;  /* the coordinator refused our key since then (0: not refused) */
+    int handshake_failing; /* handshakes fail without a verdict on the key (said once per streak) */
     int registered;        /* the coordinator has answered a REGISTER */
     int froze;         /* the freeze fault hook has fired (it fires once) */
 } worker;
@@ -418,7 +419,8 @@ static sd_status setup_socket(worker *w, void *ctx, sd_error *err)
     if (w->o->curve_server_key) {
         SD_TRY(sd_curve_client_setup(w->sock, w->o->curve_server_key, w->o->curve_secret, w->o->curve_public, err));
         /* a refused key shows only as a handshake event: watch for it */
-        w->mon = sd_monitor_open(ctx, w->sock, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+        w->mon = sd_monitor_open(ctx, w->sock, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                                                   ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
                                                    ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL);
     }
     if (zmq_connect(w->sock, w->o->coordinator) != 0)
@@ -426,21 +428,33 @@ static sd_status setup_socket(worker *w, void *ctx, sd_error *err)
     return SD_OK;
 }
 
-/* The coordinator refuses this worker's CURVE key: said at once, and the
- * worker gives up (returns 1) when no REGISTER was answered within 10
- * heartbeat intervals (at least 3 s) of the first refusal. */
+/* CURVE handshake events. A ZAP refusal (HANDSHAKE_FAILED_AUTH) is the
+ * coordinator's verdict on this key: said at once, and the worker gives up
+ * (returns 1) when no REGISTER was answered within 10 heartbeat intervals (at
+ * least 3 s) of it. Any other failed handshake is ambiguous: a wrong
+ * --curve-server-key looks the same from here as a connection that broke
+ * mid-handshake (a proxy whose coordinator is down or restarting, a network
+ * fault), so it is said once per streak and retried, never a reason to exit:
+ * a worker must not die of a network fault. A handshake that succeeds ends a
+ * streak. */
 static int curve_refused(worker *w, sd_error *err)
 {
     unsigned event, value;
     while (sd_monitor_next(w->mon, &event, &value)) {
-        if (!w->refused_since) {
-            w->refused_since = sd_now_s();
-            if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+        if (event == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
+            w->handshake_failing = 0;
+        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            if (!w->refused_since) {
+                w->refused_since = sd_now_s();
                 wlog(w, "the coordinator refused this worker's CURVE key (ZAP status %u): its public key is not in "
                         "the coordinator's --allow file", value);
-            else
-                wlog(w, "the CURVE handshake with the coordinator failed: check --curve-server-key (the "
-                        "coordinator's public key, printed when it starts)");
+            }
+        } else if (!w->handshake_failing) {
+            w->handshake_failing = 1;
+            wlog(w, "the CURVE handshake with the coordinator at %s failed: a wrong --curve-server-key (the "
+                    "coordinator's public key, printed when it starts), or the connection broke before it ended (a "
+                    "proxy whose coordinator is down, a network fault); retrying",
+                 w->o->coordinator);
         }
     }
     double deadline = 10.0 * w->o->heartbeat_ms / 1000.0;

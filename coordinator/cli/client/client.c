@@ -78,7 +78,12 @@ void client_close(client *c)
 }
 
 /* reads monitor events (a connection marks the coordinator as there):
- * -1 refused (printed), else 0 */
+ * -1 refused (printed), else 0. A ZAP refusal is final. Any other failed
+ * handshake is ambiguous (a wrong SDXL_CURVE_SERVER_KEY, or a connection that
+ * broke mid-handshake: a proxy in front of a restarting coordinator, a network
+ * fault): from a coordinator that has answered this client it is a restart to
+ * ride out; before any answer it is final once it has lasted FIRST_CONTACT_S,
+ * as no coordinator at all would be. */
 static int read_events(client *c)
 {
     unsigned event, value;
@@ -90,12 +95,15 @@ static int read_events(client *c)
                                "key is not in the coordinator's --allow file",
                        c->endpoint, value);
             return -1;
-        } else if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
-            cli_errorf(c->cmd, "the CURVE handshake with %s failed: check SDXL_CURVE_SERVER_KEY (the coordinator's "
-                               "public key) and whether the coordinator runs with CURVE",
-                       c->endpoint);
-            return -1;
-        }
+        } else if ((event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) &&
+                   !c->handshake_failed_at)
+            c->handshake_failed_at = sd_now_s();
+    }
+    if (!c->answered && c->handshake_failed_at && sd_now_s() - c->handshake_failed_at > FIRST_CONTACT_S) {
+        cli_errorf(c->cmd, "the CURVE handshake with %s failed for %.0f s: check SDXL_CURVE_SERVER_KEY (the "
+                           "coordinator's public key) and whether the coordinator runs with CURVE",
+                   c->endpoint, FIRST_CONTACT_S);
+        return -1;
     }
     return 0;
 }
@@ -129,7 +137,7 @@ static int attempt(client *c, const char *type, json_t *fields, json_t **out)
                 sd_msg_free(&m);
                 return -1;
             }
-            c->connected_once = 1;
+            c->connected_once = c->answered = 1;
             int refused = sd_msg_kind_of(&r) == SD_MSG_KIND_ERROR;
             json_t *h = json_incref(r.hdr);
             sd_msg_free(&r);

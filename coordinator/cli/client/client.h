@@ -2,7 +2,9 @@
  * ENDPOINT, default $SDXL_COORDINATOR, else tcp://127.0.0.1:5555):
  *   - no coordinator at all (nothing accepts the connection) is said within
  *     2 s; a key the coordinator's CURVE authentication refuses is said as
- *     soon as the handshake fails (ZAP), not as a time-out;
+ *     soon as the handshake fails (ZAP), not as a time-out; a handshake that
+ *     fails otherwise (a wrong server key, or a proxy whose coordinator is
+ *     down) is said after 2 s, or ridden out once the coordinator answered;
  *   - once it has answered, a coordinator that restarts is ridden out: a
  *     request without an answer is sent again on a fresh connection, with
  *     backoff, until the deadline (requests are idempotent: the same SUBMIT
@@ -20,6 +22,8 @@ typedef struct {
     void *ctx, *sock, *mon;
     const char *endpoint, *cmd;
     int connected_once; /* a coordinator has accepted this client's connection or answered it */
+    int answered;       /* a coordinator has answered this client */
+    double handshake_failed_at; /* first CURVE handshake failure before any answer (0: none) */
     double deadline_s;  /* give up riding out a restart after this long (0: forever) */
 } client;
 
