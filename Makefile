@@ -225,10 +225,13 @@ test:
 # build/models yet).
 tests-bin: $(BINS) $(TEST_BIN) $(BENCH_BINS) $(DEFAULT_MODEL)/model_index.json
 
-# the fault campaign (tests/cluster/chaos): TRIALS faults against a local cluster
+# the fault campaign (tests/cluster/chaos): TRIALS faults against a local
+# cluster, process and network faults (root: namespaces, nftables); NO_NET=1
+# for the process faults alone
 TRIALS ?= 200
 chaos: $(BINS) $(DEFAULT_MODEL)/model_index.json
-	$(Q)python3 tests/cluster/chaos/chaos.py --bin $(BUILD)/bin --model $(DEFAULT_MODEL) --trials $(TRIALS) --seed $${SEED:-1}
+	$(Q)python3 tests/cluster/chaos/chaos.py --bin $(BUILD)/bin --model $(DEFAULT_MODEL) --trials $(TRIALS) \
+	    --seed $${SEED:-1} $(if $(NO_NET),--no-net)
 
 FUZZ_SECONDS ?= 60
 fuzz:

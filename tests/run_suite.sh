@@ -3,8 +3,10 @@
 #   1. build everything and the Criterion tests (plain), run them;
 #   2. the same under AddressSanitizer + UBSan (build-asan/);
 #   3. a short libFuzzer run of every fuzz target;
-#   4. CLI checks of the built binaries, and the cluster tests (coordinator and
-#      workers on loopback: killed, stopped, restarted; garbage; CURVE);
+#   4. CLI checks of the built binaries, the cluster tests (coordinator and
+#      workers on loopback: killed, stopped, restarted; garbage; CURVE) and a
+#      short fault campaign (kills, pauses, partitions, loss and delay between
+#      network namespaces);
 #   5. the tokenizer speed floor (20,000 prompts/s on one core).
 # Ends with one line "N passed, N failed" (every Criterion test, CLI check and
 # stage counted once); exit status 0 only when nothing failed.
@@ -99,7 +101,7 @@ else
     stage_fail "cluster tests printed no summary"
 fi
 
-echo "[suite] fault campaign (tests/cluster/chaos, 12 faults; make chaos TRIALS=N for a long one)"
+echo "[suite] fault campaign (tests/cluster/chaos: 12 process and network faults; make chaos TRIALS=N for a long one)"
 if timeout 600 python3 tests/cluster/chaos/chaos.py --bin build/bin --model build/models/sdxl-tiny-random --trials 12 \
     --seed "${CHAOS_SEED:-1}"; then
     stage_ok "fault campaign: nothing lost, duplicated, torn or failed"
