@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for
 # SECONDS (default 60), or, with RUNS=N, for N executions each (the long
-# campaign: RUNS=10000000). New inputs go to a scratch folder; the committed
+# campaign: RUNS=10000000; TARGETS="image tokenizer" runs only those). New inputs go to a scratch folder; the committed
 # seed corpus under tests/fuzz/corpus/ is only read. Prints each target's
 # executions and exec/s; exit 0 when no crash.
 #   safetensors  model weight files          proto        wire messages
@@ -35,7 +35,9 @@ libs[image]="-ljansson -lpng -ljpeg -lwebp"
 libs[tokenizer]="-ljansson -lutf8proc"
 libs[job_spec]="-ljansson -lpng -ljpeg -lwebp -lm"
 status=0
-for target in safetensors proto json_config tensor_blob image tokenizer job_spec; do
+all="safetensors proto json_config tensor_blob image tokenizer job_spec"
+for target in ${TARGETS:-$all}; do
+    case " $all " in *" $target "*) ;; *) echo "fuzz: unknown target '$target' (targets: $all)" >&2; exit 2 ;; esac
     bin="$out/fuzz_$target"
     # shellcheck disable=SC2086
     clang $CFLAGS "tests/fuzz/fuzz_$target.c" ${src[$target]} ${libs[$target]} -o "$bin"
