@@ -1,6 +1,8 @@
-/* broker_clients.c - requests of the sdxl client commands: SUBMIT (a job
- * is the hash of its spec: the same spec again resumes it), STATUS/WATCH,
- * CANCEL, RESULTS, WORKERS. */
+/* broker_clients.c - requests of the sdxl client commands: SUBMIT,
+ * SUBMIT_ITEMS, SUBMIT_END (a job arrives in pieces, common/job_spec.h; it
+ * is the hash of its spec, which holds its items' hash: the same file and
+ * options again resume it), STATUS/WATCH, CANCEL, RETRY, RESULTS (paged),
+ * WORKERS. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,7 +13,7 @@
 #include "common/clock.h"
 #include "coordinator/broker_internal.h"
 #include "common/gen_params.h"
-#include "coordinator/job_spec.h"
+#include "common/job_spec.h"
 #include "common/hashmap.h"
 
 
@@ -24,6 +26,14 @@ static void annotate_job(broker *b, json_t *st)
         json_object_set_new(st, "paused", json_string(why));
     const char *state = json_string_value(json_object_get(st, "state"));
     const char *model = json_string_value(json_object_get(st, "model"));
+    long long total = json_integer_value(json_object_get(st, "total")),
+              received = json_integer_value(json_object_get(st, "received"));
+    if (state && !strcmp(state, "running") && received < total) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "%lld of %lld items received (a submit in progress, or interrupted: run the same "
+                                  "submit again to send the rest)", received, total);
+        json_object_set_new(st, "waiting", json_string(msg));
+    }
     if (state && !strcmp(state, "running") && model && model[0]) {
         int served = 0;
         for (int i = 0; i < MAX_WORKERS && !served; i++)
@@ -36,73 +46,151 @@ static void annotate_job(broker *b, json_t *st)
     }
 }
 
+static int output_exists(void *user, int idx)
+{
+    return outputs_item_exists(user, idx);
+}
+
+/* SUBMIT: the job-wide spec; the job is created (no items yet) unless it
+ * exists, and the reply says how many of its items are stored already */
 static void handle_submit(broker *b, const sd_msg *m, const unsigned char *route, size_t rl)
 {
     json_t *spec = json_object_get(m->hdr, "spec");
     sd_error err = {0};
-    if (!json_is_object(spec) || sd_job_spec_validate(spec, &err) != SD_OK) {
-        broker_reply_error(b, route, rl, spec ? err.msg : "SUBMIT needs a 'spec' object");
+    if (sd_job_spec_validate(spec, &err) != SD_OK) {
+        broker_reply_error(b, route, rl, err.msg);
         return;
     }
-    /* the same spec to the same output is the same job: resubmitting it
-     * resumes it and skips what is done */
+    /* the same spec (options, output, and the items' hash) is the same job */
     char *canon = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     char id[40];
     snprintf(id, sizeof id, "job-%016llx", (unsigned long long)sd_hash_bytes(canon, strlen(canon)));
     free(canon);
     int existed = 0;
-    if (store_job_create(b->store, id, spec, &existed, &err) != SD_OK) {
+    long long received = 0;
+    if (store_job_begin(b->store, id, spec, &existed, &received, &err) != SD_OK) {
         broker_reply_error(b, route, rl, err.msg);
         return;
     }
-    if (!existed) {
-        /* a job pinned to a model goes only to workers of that model */
-        const char *model = json_string_value(json_object_get(spec, "model"));
-        if (model && store_job_set_identity(b->store, id, model, &err) != SD_OK) {
-            broker_reply_error(b, route, rl, err.msg);
+    const char *model = json_string_value(json_object_get(spec, "model"));
+    if (!existed && model && store_job_set_identity(b->store, id, model, &err) != SD_OK) {
+        broker_reply_error(b, route, rl, err.msg); /* a job pinned to a model goes only to its workers */
+        return;
+    }
+    if (!existed)
+        broker_log("job %s: %lld items to receive, into %s", id,
+                   (long long)json_integer_value(json_object_get(spec, "total")),
+                   json_string_value(json_object_get(spec, "out")));
+    broker_reply(b, route, rl, "OK", json_pack("{s:s, s:b, s:I}", "job_id", id, "existed", existed, "received",
+                                               (json_int_t)received));
+}
+
+/* SUBMIT_ITEMS: the next piece of a job's items, checked item by item as the
+ * worker will decode them; an item whose output is already in the folder is
+ * stored done */
+static void handle_submit_items(broker *b, const sd_msg *m, const unsigned char *route, size_t rl, const char *job)
+{
+    long long first;
+    sd_error err = {0};
+    if (sd_msg_get_int(m, "first", 0, SD_JOB_MAX_ITEMS, &first, &err) != SD_OK) {
+        broker_reply_error(b, route, rl, err.msg);
+        return;
+    }
+    json_t *spec = store_job_spec(b->store, job);
+    if (!spec) {
+        broker_reply_error(b, route, rl, "SUBMIT_ITEMS needs an existing 'job_id' (send its SUBMIT first)");
+        return;
+    }
+    json_t *items = json_object_get(m->hdr, "items"), *defaults = json_object_get(spec, "defaults");
+    size_t i;
+    json_t *it;
+    json_array_foreach(items, i, it) {
+        if (sd_job_item_validate(defaults, it, &err) != SD_OK) {
+            char msg[sizeof err.msg + 64];
+            snprintf(msg, sizeof msg, "item %lld: %s", first + (long long)i, err.msg);
+            broker_reply_error(b, route, rl, msg);
+            json_decref(spec);
             return;
         }
-        sd_outputs o;
-        outputs_from_spec(&o, spec);
-        int skipped = 0;
-        for (int i = 0; i < o.total; i++)
-            if (outputs_item_exists(&o, i)) {
-                if (store_item_mark_done(b->store, id, i, &err) == SD_OK)
-                    skipped++;
-                else
-                    broker_log("job %s item %d: store: marking its existing output done: %s", id, i, err.msg);
-            }
-        broker_log("job %s: %d items, %d already in %s", id, o.total, skipped, o.dir);
-    } else {
-        /* the same job again: what is not done is retried, failed and
-         * cancelled items included, and a done item whose output has gone
-         * from the folder is made again */
-        int retried = 0, remade = 0;
+    }
+    sd_outputs o;
+    outputs_from_spec(&o, spec);
+    long long received = 0;
+    sd_status st = store_job_add_items(b->store, job, first, items, output_exists, &o, &received, &err);
+    json_decref(spec);
+    if (st != SD_OK) {
+        broker_reply_error(b, route, rl, err.msg);
+        return;
+    }
+    broker_reply(b, route, rl, "OK", json_pack("{s:I}", "received", (json_int_t)received));
+}
+
+/* SUBMIT_END: every item is stored. The first time, the job simply runs (or
+ * is done, if every output was there already); a job submitted again retries
+ * its failed and cancelled items and makes again every done item whose output
+ * has gone from the folder. */
+static void handle_submit_end(broker *b, const unsigned char *route, size_t rl, const char *id)
+{
+    sd_error err = {0};
+    int again = 0;
+    if (store_job_end_submit(b->store, id, &again, &err) != SD_OK) {
+        broker_reply_error(b, route, rl, err.msg);
+        return;
+    }
+    int retried = 0, remade = 0;
+    if (again) {
         if (store_job_retry(b->store, id, &retried, &err) != SD_OK)
             broker_log("job %s: store: retrying on resubmission: %s", id, err.msg);
+        json_t *spec = store_job_spec(b->store, id);
         sd_outputs o;
         outputs_from_spec(&o, spec);
-        json_t *done = store_job_done_items(b->store, id);
-        size_t i;
-        json_t *d;
-        json_array_foreach(done, i, d) {
-            int idx = (int)json_integer_value(json_object_get(d, "idx"));
-            if (outputs_item_exists(&o, idx))
-                continue;
-            if (store_item_reset(b->store, id, idx, &err) == SD_OK)
-                remade++;
-            else
-                broker_log("job %s item %d: store: resetting an item whose output is missing: %s", id, idx, err.msg);
+        for (int after = -1;;) { /* page by page: never every done item at once */
+            json_t *done = store_job_done_page(b->store, id, after, 4096);
+            size_t i, got = json_array_size(done);
+            json_t *d;
+            json_array_foreach(done, i, d) {
+                int idx = (int)json_integer_value(json_object_get(d, "idx"));
+                after = idx;
+                if (outputs_item_exists(&o, idx))
+                    continue;
+                if (store_item_reset(b->store, id, idx, &err) == SD_OK)
+                    remade++;
+                else
+                    broker_log("job %s item %d: store: resetting an item whose output is missing: %s", id, idx, err.msg);
+            }
+            json_decref(done);
+            if (got < 4096)
+                break;
         }
-        json_decref(done);
+        json_decref(spec);
         if (store_job_set_state(b->store, id,
                                 store_job_unfinished(b->store, id) ? STORE_JOB_STATE_RUNNING : STORE_JOB_STATE_DONE,
                                 &err) != SD_OK)
             broker_log("job %s: store: setting its state on resubmission: %s", id, err.msg);
         broker_log("job %s resubmitted: %d failed or cancelled items retried, %d missing outputs made again", id,
                    retried, remade);
+    } else {
+        json_t *st = store_job_status(b->store, id);
+        broker_log("job %s: all %lld items received, %lld already in its folder", id,
+                   (long long)json_integer_value(json_object_get(st, "total")),
+                   (long long)json_integer_value(json_object_get(st, "done")));
+        json_decref(st);
     }
-    broker_reply(b, route, rl, "OK", json_pack("{s:s, s:b}", "job_id", id, "existed", existed));
+    broker_reply(b, route, rl, "OK", json_pack("{s:s, s:b, s:i, s:i}", "job_id", id, "again", again, "retried",
+                                               retried, "remade", remade));
+}
+
+/* RESULTS: the done items after index 'after' (-1), up to 'limit' (10000) */
+static void handle_results(broker *b, const sd_msg *m, const unsigned char *route, size_t rl, const char *job)
+{
+    long long after = -1, limit = 10000;
+    sd_error err = {0};
+    if ((json_object_get(m->hdr, "after") && sd_msg_get_int(m, "after", -1, INT_MAX, &after, &err) != SD_OK) ||
+        (json_object_get(m->hdr, "limit") && sd_msg_get_int(m, "limit", 1, 10000, &limit, &err) != SD_OK)) {
+        broker_reply_error(b, route, rl, err.msg);
+        return;
+    }
+    broker_reply(b, route, rl, "OK", json_pack("{s:o}", "items", store_job_done_page(b->store, job, (int)after, (int)limit)));
 }
 
 static void handle_workers(broker *b, const unsigned char *route, size_t rl)
@@ -129,6 +217,12 @@ void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route
     switch (sd_msg_kind_of(m)) {
     case SD_MSG_KIND_SUBMIT:
         handle_submit(b, m, route, rl);
+        return;
+    case SD_MSG_KIND_SUBMIT_ITEMS:
+        handle_submit_items(b, m, route, rl, job);
+        return;
+    case SD_MSG_KIND_SUBMIT_END:
+        handle_submit_end(b, route, rl, job);
         return;
     case SD_MSG_KIND_STATUS:
     case SD_MSG_KIND_WATCH:
@@ -190,7 +284,7 @@ void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route
         return;
     }
     case SD_MSG_KIND_RESULTS:
-        broker_reply(b, route, rl, "OK", json_pack("{s:o}", "items", store_job_done_items(b->store, job)));
+        handle_results(b, m, route, rl, job);
         return;
     case SD_MSG_KIND_WORKERS:
         handle_workers(b, route, rl);

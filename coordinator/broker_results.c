@@ -25,6 +25,12 @@ static int item_finished(void *user, int idx)
     return s == STORE_ITEM_STATE_DONE ? 1 : s >= STORE_ITEM_STATE_FAILED ? 2 : 0;
 }
 
+static json_t *done_page(void *user, int after, int limit)
+{
+    job_ctx *c = user;
+    return store_job_done_page(c->b->store, c->job, after, limit);
+}
+
 static const sd_outputs *outputs_of(broker *b, const char *job)
 {
     for (int i = 0; i < OUTPUT_CACHE; i++)
@@ -78,10 +84,8 @@ void broker_finish_job_outputs(broker *b, const char *job)
     sd_error err;
     if (outputs_flush(o, item_finished, &c, &err) != SD_OK)
         broker_log("job %s: writing shards: %s", job, err.msg);
-    json_t *done = store_job_done_items(b->store, job);
-    if (outputs_write_metadata(o, done, &err) != SD_OK)
+    if (outputs_write_metadata(o, done_page, &c, &err) != SD_OK)
         broker_log("job %s: metadata: %s", job, err.msg);
-    json_decref(done);
     outputs_sweep(o);
 }
 

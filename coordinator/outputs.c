@@ -21,7 +21,7 @@ void outputs_from_spec(sd_outputs *o, json_t *spec)
     o->webdataset = !layout || strcmp(layout, "files") != 0;
     json_t *ss = json_object_get(spec, "shard_size");
     o->shard_size = json_is_integer(ss) && json_integer_value(ss) > 0 ? (int)json_integer_value(ss) : 1000;
-    o->total = (int)json_array_size(json_object_get(spec, "items"));
+    o->total = (int)json_integer_value(json_object_get(spec, "total"));
 }
 
 /* the test hook of --fault shard:N (main_coordinator.c): the process dies
@@ -271,47 +271,46 @@ void outputs_sweep(const sd_outputs *o)
     }
 }
 
-sd_status outputs_write_metadata(const sd_outputs *o, json_t *done, sd_error *err)
+sd_status outputs_write_metadata(const sd_outputs *o, json_t *(*page)(void *user, int after, int limit), void *user,
+                                 sd_error *err)
 {
     if (o->webdataset)
         return SD_OK;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap);
-    size_t i;
-    json_t *d;
-    json_array_foreach(done, i, d) {
-        json_t *line = json_deep_copy(json_object_get(d, "info"));
-        int idx = (int)json_integer_value(json_object_get(d, "idx"));
-        char key[16], file[32];
-        snprintf(key, sizeof key, "%08d", idx);
-        snprintf(file, sizeof file, "%08d.%s", idx, o->ext);
-        json_object_set_new(line, "key", json_string(key));
-        json_object_set_new(line, "file", json_string(file));
-        char *s = json_dumps(line, JSON_COMPACT | JSON_SORT_KEYS);
-        json_decref(line);
-        size_t l = s ? strlen(s) : 0;
-        while (buf && len + l + 2 > cap) {
-            cap *= 2;
-            char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            } else {
-                buf = nb;
-            }
-        }
-        if (buf && s) {
-            memcpy(buf + len, s, l);
-            len += l;
-            buf[len++] = '\n';
-        }
-        free(s);
-    }
-    if (!buf)
-        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     char *path = sd_path_join(o->dir, "metadata.jsonl");
-    sd_status st = path ? sd_write_file_atomic(path, buf, len, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    if (!path)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_atomic_file af;
+    sd_status st = sd_atomic_open(&af, path, err);
+    /* page by page: a 10^7-item job's metadata is never held whole */
+    for (int after = -1; st == SD_OK;) {
+        json_t *done = page(user, after, 4096);
+        size_t i;
+        json_t *d;
+        json_array_foreach(done, i, d) {
+            json_t *line = json_deep_copy(json_object_get(d, "info"));
+            int idx = (int)json_integer_value(json_object_get(d, "idx"));
+            char key[16], file[32];
+            snprintf(key, sizeof key, "%08d", idx);
+            snprintf(file, sizeof file, "%08d.%s", idx, o->ext);
+            json_object_set_new(line, "key", json_string(key));
+            json_object_set_new(line, "file", json_string(file));
+            int bad = json_dumpf(line, af.fp, JSON_COMPACT | JSON_SORT_KEYS) != 0 || fputc('\n', af.fp) == EOF;
+            json_decref(line);
+            if (bad) {
+                st = sd_fail(err, SD_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+                break;
+            }
+            after = idx;
+        }
+        size_t got = json_array_size(done);
+        json_decref(done);
+        if (got < 4096)
+            break;
+    }
+    if (st == SD_OK)
+        st = sd_atomic_commit(&af, err);
+    else
+        sd_atomic_abort(&af);
     free(path);
-    free(buf);
     return st;
 }

@@ -39,7 +39,10 @@ sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void 
 void outputs_sweep(const sd_outputs *o);
 /* Test hook (--fault shard:N): die at step N of assembling a shard. */
 void outputs_set_fault(int step);
-/* metadata.jsonl from the done items ([{idx, info}]) (files layout). */
-sd_status outputs_write_metadata(const sd_outputs *o, json_t *done, sd_error *err);
+/* metadata.jsonl from the done items (files layout), written as a stream:
+ * page(user, after, limit) gives the done items [{idx, info}] with
+ * idx > after, in order, up to limit (store_job_done_page). */
+sd_status outputs_write_metadata(const sd_outputs *o, json_t *(*page)(void *user, int after, int limit), void *user,
+                                 sd_error *err);
 
 #endif

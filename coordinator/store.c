@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/fsutil.h"
+#include "common/job_spec.h"
 #include "coordinator/store_internal.h"
 
 /* One coordinator per state dir: an exclusive flock on DIR/coordinator.lock
@@ -120,6 +121,34 @@ sd_status store_open(sd_store **out, const char *dir, sd_error *err)
     /* a state dir from before the losses column: add it */
     if (st == SD_OK && sqlite3_exec(s->db, "SELECT losses FROM items LIMIT 0", NULL, NULL, NULL) != SQLITE_OK)
         st = store_exec(s, "ALTER TABLE items ADD COLUMN losses INTEGER NOT NULL DEFAULT 0", err);
+    /* jobs arrive in pieces: how many items are stored, and whether the
+     * submission was closed (a state dir from before: every job whole) */
+    if (st == SD_OK && sqlite3_exec(s->db, "SELECT received FROM jobs LIMIT 0", NULL, NULL, NULL) != SQLITE_OK)
+        st = store_exec(s,
+                        "ALTER TABLE jobs ADD COLUMN received INTEGER NOT NULL DEFAULT 0;"
+                        "ALTER TABLE jobs ADD COLUMN submitted INTEGER NOT NULL DEFAULT 0;"
+                        "UPDATE jobs SET received=n, submitted=1;",
+                        err);
+    /* Items per job and state, kept by triggers in the same transaction as
+     * every change, so a status of a 10^7-item job reads six rows instead of
+     * counting; filled from the items for a state dir from before them. */
+    int had_counts = st == SD_OK && sqlite3_exec(s->db, "SELECT n FROM job_counts LIMIT 0", NULL, NULL, NULL) == SQLITE_OK;
+    if (st == SD_OK)
+        st = store_exec(s,
+                        "CREATE TABLE IF NOT EXISTS job_counts(job TEXT NOT NULL, state INTEGER NOT NULL,"
+                        " n INTEGER NOT NULL, PRIMARY KEY(job, state)) WITHOUT ROWID;"
+                        "CREATE TRIGGER IF NOT EXISTS items_count_insert AFTER INSERT ON items BEGIN"
+                        " UPDATE job_counts SET n=n+1 WHERE job=new.job AND state=new.state; END;"
+                        "CREATE TRIGGER IF NOT EXISTS items_count_update AFTER UPDATE OF state ON items"
+                        " WHEN old.state != new.state BEGIN"
+                        " UPDATE job_counts SET n=n-1 WHERE job=old.job AND state=old.state;"
+                        " UPDATE job_counts SET n=n+1 WHERE job=new.job AND state=new.state; END;",
+                        err);
+    if (st == SD_OK && !had_counts)
+        st = store_exec(s,
+                        "INSERT INTO job_counts SELECT jobs.id, s.value, (SELECT count(*) FROM items"
+                        " WHERE items.job=jobs.id AND items.state=s.value) FROM jobs, json_each('[0,1,2,3,4,5]') s;",
+                        err);
     if (st != SD_OK) {
         store_close(s);
         return st;
@@ -138,51 +167,143 @@ void store_close(sd_store *s)
     free(s);
 }
 
-sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *existed, sd_error *err)
+sd_status store_job_begin(sd_store *s, const char *job_id, json_t *spec, int *existed, long long *received,
+                          sd_error *err)
 {
     sqlite3_stmt *q;
     *existed = 0;
-    sqlite3_prepare_v2(s->db, "SELECT 1 FROM jobs WHERE id=?", -1, &q, NULL);
+    *received = 0;
+    sqlite3_prepare_v2(s->db, "SELECT received FROM jobs WHERE id=?", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) == SQLITE_ROW)
-        *existed = 1;
+        *existed = 1, *received = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
     if (*existed)
         return SD_OK;
-    json_t *items = json_object_get(spec, "items");
     SD_TRY(store_exec(s, "BEGIN", err));
     char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     sd_status st = SD_OK;
-    sqlite3_prepare_v2(s->db, "INSERT INTO jobs(id, spec, state, created, n) VALUES(?, ?, 'running', julianday('now'), ?)",
+    sqlite3_prepare_v2(s->db,
+                       "INSERT INTO jobs(id, spec, state, created, n, received, submitted) "
+                       "VALUES(?, ?, 'running', julianday('now'), ?, 0, 0)",
                        -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 2, text, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(q, 3, (sqlite3_int64)json_array_size(items));
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)json_integer_value(json_object_get(spec, "total")));
     if (sqlite3_step(q) != SQLITE_DONE)
         st = store_db_fail(s, err, "insert job");
     sqlite3_finalize(q);
     free(text);
-    sqlite3_prepare_v2(s->db, "INSERT INTO items(job, idx, params, state) VALUES(?, ?, ?, 0)", -1, &q, NULL);
-    size_t i;
-    json_t *it;
-    json_array_foreach(items, i, it) {
-        if (st != SD_OK)
-            break;
-        char *p = json_dumps(it, JSON_COMPACT | JSON_SORT_KEYS);
+    sqlite3_prepare_v2(s->db, "INSERT INTO job_counts(job, state, n) SELECT ?, value, 0 FROM json_each('[0,1,2,3,4,5]')",
+                       -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (st == SD_OK && sqlite3_step(q) != SQLITE_DONE)
+        st = store_db_fail(s, err, "insert job counts");
+    sqlite3_finalize(q);
+    if (st == SD_OK)
+        return store_exec(s, "COMMIT", err); /* a failed commit is the job not created */
+    store_exec(s, "ROLLBACK", NULL);
+    return st;
+}
+
+/* the job's total, received count and state name; 0 if there is no such job */
+static int job_row(sd_store *s, const char *job_id, long long *total, long long *received, char *state, size_t len)
+{
+    sqlite3_stmt *q;
+    int found = 0;
+    sqlite3_prepare_v2(s->db, "SELECT n, received, state FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        found = 1;
+        *total = sqlite3_column_int64(q, 0);
+        *received = sqlite3_column_int64(q, 1);
+        snprintf(state, len, "%s", (const char *)sqlite3_column_text(q, 2));
+    }
+    sqlite3_finalize(q);
+    return found;
+}
+
+sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, json_t *items,
+                              int (*exists)(void *, int), void *user, long long *received, sd_error *err)
+{
+    long long total, have;
+    char state[16];
+    if (!job_row(s, job_id, &total, &have, state, sizeof state))
+        return sd_fail(err, SD_ERR_MISSING, "no job %s", job_id);
+    long long n = (long long)json_array_size(items);
+    *received = have;
+    if (first > have)
+        return sd_fail(err, SD_ERR_INVALID, "job %s: items from %lld sent, but only %lld are stored (items arrive in "
+                                            "order)", job_id, first, have);
+    if (first + n > total)
+        return sd_fail(err, SD_ERR_INVALID, "job %s: items %lld to %lld sent, but the job has %lld", job_id, first,
+                       first + n - 1, total);
+    if (first + n <= have) /* a piece sent again (a resumed submission): stored already */
+        return SD_OK;
+    /* items arriving for a cancelled job arrive cancelled, as its others are */
+    int cancelled = !strcmp(state, "cancelled");
+    SD_TRY(store_exec(s, "BEGIN", err));
+    sqlite3_stmt *q;
+    sqlite3_prepare_v2(s->db, "INSERT INTO items(job, idx, params, state) VALUES(?, ?, ?, ?)", -1, &q, NULL);
+    sd_status st = SD_OK;
+    for (long long i = have - first; i < n && st == SD_OK; i++) {
+        int idx = (int)(first + i);
+        char *p = json_dumps(json_array_get(items, (size_t)i), JSON_COMPACT | JSON_SORT_KEYS);
+        /* an item whose output is already in the folder (a job made again
+         * into the same folder) is done */
+        int state_new = exists && exists(user, idx) ? STORE_ITEM_STATE_DONE
+                        : cancelled                  ? STORE_ITEM_STATE_CANCELLED
+                                                     : STORE_ITEM_STATE_PENDING;
         sqlite3_reset(q);
         sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int(q, 2, (int)i);
-        sqlite3_bind_text(q, 3, p, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(q) != SQLITE_DONE)
+        sqlite3_bind_int(q, 2, idx);
+        sqlite3_bind_text(q, 3, p ? p : "{}", -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(q, 4, state_new);
+        if (!p)
+            st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        else if (sqlite3_step(q) != SQLITE_DONE)
             st = store_db_fail(s, err, "insert item");
         free(p);
     }
     sqlite3_finalize(q);
-    if (st == SD_OK)
-        return store_exec(s, "COMMIT", err); /* a failed commit is the job not created */
-    sd_error ignored;
-    store_exec(s, "ROLLBACK", &ignored);
+    if (st == SD_OK) {
+        sqlite3_prepare_v2(s->db, "UPDATE jobs SET received=? WHERE id=?", -1, &q, NULL);
+        sqlite3_bind_int64(q, 1, first + n);
+        sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(q) != SQLITE_DONE)
+            st = store_db_fail(s, err, "count received items");
+        sqlite3_finalize(q);
+    }
+    if (st == SD_OK && (st = store_exec(s, "COMMIT", err)) == SD_OK) {
+        *received = first + n;
+        return SD_OK;
+    }
+    store_exec(s, "ROLLBACK", NULL);
     return st;
+}
+
+sd_status store_job_end_submit(sd_store *s, const char *job_id, int *again, sd_error *err)
+{
+    long long total, have;
+    char state[16];
+    if (!job_row(s, job_id, &total, &have, state, sizeof state))
+        return sd_fail(err, SD_ERR_MISSING, "no job %s", job_id);
+    if (have < total)
+        return sd_fail(err, SD_ERR_INVALID, "job %s: only %lld of its %lld items were received", job_id, have, total);
+    sqlite3_stmt *q;
+    *again = 0;
+    sqlite3_prepare_v2(s->db, "SELECT submitted FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        *again = sqlite3_column_int(q, 0);
+    sqlite3_finalize(q);
+    if (*again)
+        return SD_OK;
+    sqlite3_prepare_v2(s->db, "UPDATE jobs SET submitted=1 WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(q);
+    sqlite3_finalize(q);
+    return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "close the submission");
 }
 
 json_t *store_job_spec(sd_store *s, const char *job_id)
@@ -200,21 +321,23 @@ json_t *store_job_spec(sd_store *s, const char *job_id)
 json_t *store_job_status(sd_store *s, const char *job_id)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "SELECT state, n, identity FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_prepare_v2(s->db, "SELECT state, n, identity, received FROM jobs WHERE id=?", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) != SQLITE_ROW) {
         sqlite3_finalize(q);
         return NULL;
     }
-    json_t *r = json_pack("{s:s, s:s, s:I}", "id", job_id, "state", (const char *)sqlite3_column_text(q, 0), "total",
-                          (json_int_t)sqlite3_column_int64(q, 1));
+    json_t *r = json_pack("{s:s, s:s, s:I, s:I}", "id", job_id, "state", (const char *)sqlite3_column_text(q, 0),
+                          "total", (json_int_t)sqlite3_column_int64(q, 1), "received",
+                          (json_int_t)sqlite3_column_int64(q, 3));
     if (sqlite3_column_text(q, 2))
         json_object_set_new(r, "model", json_string((const char *)sqlite3_column_text(q, 2)));
     sqlite3_finalize(q);
     const char *names[6] = {"pending", "encoded", "denoised", "done", "failed", "cancelled"};
     for (int i = 0; i < 6; i++)
         json_object_set_new(r, names[i], json_integer(0));
-    sqlite3_prepare_v2(s->db, "SELECT state, count(*) FROM items WHERE job=? GROUP BY state", -1, &q, NULL);
+    /* the counts the triggers keep: six rows, whatever the job's size */
+    sqlite3_prepare_v2(s->db, "SELECT state, n FROM job_counts WHERE job=?", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     while (sqlite3_step(q) == SQLITE_ROW) {
         int stt = sqlite3_column_int(q, 0);
@@ -223,7 +346,7 @@ json_t *store_job_status(sd_store *s, const char *job_id)
     }
     sqlite3_finalize(q);
     json_t *errs = json_array();
-    sqlite3_prepare_v2(s->db, "SELECT idx, error FROM items WHERE job=? AND state=4 ORDER BY idx LIMIT 20", -1, &q, NULL);
+    sqlite3_prepare_v2(s->db, "SELECT idx, error FROM items WHERE state=4 AND job=? ORDER BY idx LIMIT 20", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     while (sqlite3_step(q) == SQLITE_ROW)
         json_array_append_new(errs, json_pack("{s:i, s:s}", "item", sqlite3_column_int(q, 0), "error",
@@ -311,19 +434,29 @@ sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
 
 int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max)
 {
+    /* job by job, oldest first: each a seek into the (state, job, idx)
+     * index, never a sort of every waiting item of a 10^7-item job */
+    char jobs[64][40];
+    int nj = store_running_jobs(s, jobs, 64), n = 0;
     sqlite3_stmt *q;
-    int n = 0;
-    sqlite3_prepare_v2(s->db,
-                       "SELECT items.job, items.idx, items.params FROM items JOIN jobs ON jobs.id=items.job "
-                       "WHERE items.state=? AND jobs.state='running' ORDER BY jobs.created, items.idx LIMIT ?",
-                       -1, &q, NULL);
-    sqlite3_bind_int(q, 1, (int)state);
-    sqlite3_bind_int(q, 2, max);
-    while (n < max && sqlite3_step(q) == SQLITE_ROW) {
-        snprintf(out[n].job, sizeof out[n].job, "%s", (const char *)sqlite3_column_text(q, 0));
-        out[n].idx = sqlite3_column_int(q, 1);
-        out[n].params = json_loads((const char *)sqlite3_column_text(q, 2), 0, NULL);
-        n++;
+    sqlite3_prepare_v2(s->db, "SELECT idx, params FROM items WHERE state=? AND job=? ORDER BY idx LIMIT ?", -1, &q, NULL);
+    for (int j = 0; j < nj && n < max; j++) {
+        json_t *spec = NULL;
+        sqlite3_reset(q);
+        sqlite3_bind_int(q, 1, (int)state);
+        sqlite3_bind_text(q, 2, jobs[j], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(q, 3, max - n);
+        while (n < max && sqlite3_step(q) == SQLITE_ROW) {
+            if (!spec)
+                spec = store_job_spec(s, jobs[j]);
+            json_t *own = json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL);
+            snprintf(out[n].job, sizeof out[n].job, "%s", jobs[j]);
+            out[n].idx = sqlite3_column_int(q, 0);
+            out[n].params = sd_job_item_params(json_object_get(spec, "defaults"), own);
+            json_decref(own);
+            n++;
+        }
+        json_decref(spec);
     }
     sqlite3_finalize(q);
     return n;
@@ -403,12 +536,15 @@ sd_status store_item_failed_attempt(sd_store *s, const char *job, int idx, const
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "record failure");
 }
 
-json_t *store_job_done_items(sd_store *s, const char *job)
+json_t *store_job_done_page(sd_store *s, const char *job, int after, int limit)
 {
     json_t *a = json_array();
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "SELECT idx, info FROM items WHERE job=? AND state=3 ORDER BY idx", -1, &q, NULL);
+    sqlite3_prepare_v2(s->db, "SELECT idx, info FROM items WHERE state=3 AND job=? AND idx>? ORDER BY idx LIMIT ?", -1,
+                       &q, NULL);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, after);
+    sqlite3_bind_int(q, 3, limit);
     while (sqlite3_step(q) == SQLITE_ROW) {
         json_t *info = sqlite3_column_text(q, 1) ? json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL) : NULL;
         json_array_append_new(a, json_pack("{s:i, s:o}", "idx", sqlite3_column_int(q, 0), "info",
@@ -420,22 +556,37 @@ json_t *store_job_done_items(sd_store *s, const char *job)
 
 int store_job_unfinished(sd_store *s, const char *job)
 {
-    return store_items_unfinished(s, job, 0, INT_MAX);
+    /* items still to arrive, and those waiting for a stage: the counts */
+    sqlite3_stmt *q;
+    long long n = 0;
+    sqlite3_prepare_v2(s->db,
+                       "SELECT (SELECT n - received FROM jobs WHERE id=?1) + "
+                       "(SELECT coalesce(sum(n), 0) FROM job_counts WHERE job=?1 AND state<3)",
+                       -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    sqlite3_finalize(q);
+    return n > INT_MAX ? INT_MAX : (int)n;
 }
 
 int store_items_unfinished(sd_store *s, const char *job, int first, int last)
 {
     sqlite3_stmt *q;
-    int n = 0;
-    /* a range scan of the (job, idx) primary key */
-    sqlite3_prepare_v2(s->db, "SELECT count(*) FROM items WHERE job=? AND idx>=? AND idx<? AND state<3", -1, &q, NULL);
+    long long n = 0;
+    /* a range scan of the (job, idx) primary key, plus the range's items
+     * that have not arrived yet */
+    sqlite3_prepare_v2(s->db,
+                       "SELECT (SELECT count(*) FROM items WHERE job=?1 AND idx>=?2 AND idx<?3 AND state<3) + "
+                       "(SELECT max(0, min(n, ?3) - max(received, ?2)) FROM jobs WHERE id=?1)",
+                       -1, &q, NULL);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, first);
     sqlite3_bind_int(q, 3, last);
     if (sqlite3_step(q) == SQLITE_ROW)
-        n = sqlite3_column_int(q, 0);
+        n = sqlite3_column_int64(q, 0);
     sqlite3_finalize(q);
-    return n;
+    return n > INT_MAX ? INT_MAX : (int)n;
 }
 
 sd_status store_item_mark_done(sd_store *s, const char *job, int idx, sd_error *err)

@@ -30,9 +30,24 @@ typedef struct sd_store sd_store;
 sd_status store_open(sd_store **out, const char *dir, sd_error *err);
 void store_close(sd_store *s);
 
-/* Creates a job (items from spec["items"]) unless it exists; *existed tells. */
-sd_status store_job_create(sd_store *s, const char *job_id, json_t *spec, int *existed, sd_error *err);
-/* JSON: {id, state, total, pending, encoded, denoised, done, failed, cancelled, out, ...} */
+/* A job arrives in pieces (common/job_spec.h). store_job_begin creates it
+ * from its spec, with no items yet, unless it exists; *existed tells, and
+ * *received how many of its items are stored (a submission interrupted and
+ * run again continues from there). */
+sd_status store_job_begin(sd_store *s, const char *job_id, json_t *spec, int *existed, long long *received,
+                          sd_error *err);
+/* Stores the items first, first+1, ... (each its own keys) in one
+ * transaction: a piece may repeat stored items, never leave a gap or go past
+ * the total. exists(user, idx), when given, says the item's output is
+ * already in the folder: it is stored done. Items of a cancelled job arrive
+ * cancelled. *received: how many are stored after. */
+sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, json_t *items,
+                              int (*exists)(void *, int), void *user, long long *received, sd_error *err);
+/* Closes the submission (every item received, else an error); *again is 1
+ * when it had been closed before: the same job submitted again. */
+sd_status store_job_end_submit(sd_store *s, const char *job_id, int *again, sd_error *err);
+/* JSON: {id, state, total, received, pending, encoded, denoised, done, failed, cancelled, failures, ...}, read
+ * from counts kept with every change (no recount, whatever the job's size) */
 json_t *store_job_status(sd_store *s, const char *job_id);
 json_t *store_jobs_list(sd_store *s);
 /* spec of a job (new reference) or NULL */
@@ -46,7 +61,9 @@ sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err);
 sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err);
 sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state state, sd_error *err);
 
-/* Items waiting in state, for jobs not cancelled: up to max (job, idx). */
+/* Items waiting in state, for running jobs, oldest job first: up to max
+ * (job, idx, and the parameters a worker gets: the job's defaults merged with
+ * the item's own). */
 typedef struct {
     char job[40];
     int idx;
@@ -89,10 +106,14 @@ int store_tasks_list(sd_store *s, store_task *out, int max);
 
 /* The item's accumulated info (worker ids, timings) or NULL. */
 json_t *store_item_info(sd_store *s, const char *job, int idx);
-/* Items of a job in state done, with their info (for metadata.jsonl). */
-json_t *store_job_done_items(sd_store *s, const char *job);
+/* Done items of a job with idx > after, up to limit, in order: [{idx, info}]
+ * (metadata.jsonl, `sdxl results`, resubmission: page by page, so a 10^7-item
+ * job is never held whole). */
+json_t *store_job_done_page(sd_store *s, const char *job, int after, int limit);
+/* Items not yet done, failed or cancelled, those still to arrive included. */
 int store_job_unfinished(sd_store *s, const char *job);
-/* Items of the job with first <= idx < last not yet done, failed or cancelled. */
+/* Items of the job with first <= idx < last not yet done, failed or
+ * cancelled (or not yet arrived). */
 int store_items_unfinished(sd_store *s, const char *job, int first, int last);
 /* The item's state, or -1 if there is no such item. */
 int store_item_state_of(sd_store *s, const char *job, int idx);

@@ -21,6 +21,8 @@ static const struct {
     [SD_MSG_KIND_RESULT] = {"RESULT", {"worker_id:s", "task_id:i", "items:a", NULL}},
     [SD_MSG_KIND_FAIL] = {"FAIL", {"worker_id:s", "task_id:i", "reason:s", NULL}},
     [SD_MSG_KIND_SUBMIT] = {"SUBMIT", {"spec:o", NULL}},
+    [SD_MSG_KIND_SUBMIT_ITEMS] = {"SUBMIT_ITEMS", {"job_id:s", "first:i", "items:a", NULL}},
+    [SD_MSG_KIND_SUBMIT_END] = {"SUBMIT_END", {"job_id:s", NULL}},
     [SD_MSG_KIND_STATUS] = {"STATUS", {NULL}},
     [SD_MSG_KIND_WATCH] = {"WATCH", {NULL}},
     [SD_MSG_KIND_CANCEL] = {"CANCEL", {"job_id:s", NULL}},

@@ -38,8 +38,8 @@ typedef struct {
 } sd_msg;
 
 /* The message kinds. Workers: REGISTER HEARTBEAT RESULT FAIL; the
- * coordinator to workers: TASK HEARTBEAT; clients: SUBMIT STATUS WATCH
- * CANCEL RESULTS WORKERS RETRY; replies: OK ERROR; between the two workers of a
+ * coordinator to workers: TASK HEARTBEAT; clients: SUBMIT SUBMIT_ITEMS
+ * SUBMIT_END STATUS WATCH CANCEL RESULTS WORKERS RETRY; replies: OK ERROR; between the two workers of a
  * CFG pair (worker/daemon/cfg_pair.h): PEER. The wire spells each by its
  * name ("type": "TASK"). */
 typedef enum {
@@ -49,6 +49,8 @@ typedef enum {
     SD_MSG_KIND_RESULT,
     SD_MSG_KIND_FAIL,
     SD_MSG_KIND_SUBMIT,
+    SD_MSG_KIND_SUBMIT_ITEMS,
+    SD_MSG_KIND_SUBMIT_END,
     SD_MSG_KIND_STATUS,
     SD_MSG_KIND_WATCH,
     SD_MSG_KIND_CANCEL,

@@ -98,6 +98,11 @@ scenario_basic() {
     ok "1 text, 2 unet, 1 final worker complete a 24-item job"
     if out=$(same_as_generate "$d" 2>&1); then ok "every cluster image equals sdxl generate's, byte for byte"; else bad "images equal generate" "$out"; fi
     if out=$(exactly_once "$d" 2>&1); then ok "files layout: each item exactly once, metadata.jsonl complete"; else bad "exactly once" "$out"; fi
+    local res
+    res=$($BIN/sdxl results "$job" --json --coordinator "$ep" 2>&1)
+    if [ "$(wc -l <<<"$res")" = 24 ] && [ "$(python3 -c 'import json,sys; print(sorted(json.loads(l)["idx"] for l in sys.stdin) == list(range(24)))' <<<"$res")" = True ]; then
+        ok "sdxl results lists the 24 done items, each once"
+    else bad "results" "$res"; fi
     local w
     w=$($BIN/sdxl workers --coordinator "$ep" --json)
     if python3 -c 'import json,sys; w=json.loads(sys.argv[1])["workers"]; u=[x for x in w if x["role"]=="unet"]; assert len(w)==4 and all(x["items_done"]>0 for x in u), w' "$w" 2>/dev/null; then
@@ -272,6 +277,58 @@ scenario_curve() {
         ok "--bind tcp://localhost:PORT binds loopback and serves"
     else bad "localhost bind" "$(cat "$d/localhost.log")"; fi
     kill $lpid
+    kill $COORD
+}
+
+# A job of 100,000 prompts (gzip-compressed) streams in pieces: counted
+# exactly, an interrupted submit run again sends only the rest, status
+# answers from kept counts, and cancel covers every item. No worker runs it.
+scenario_large_job() {
+    local d=$ROOT/large ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    start_coordinator "$d" "$ep"
+    python3 -c "
+import gzip
+with gzip.open('$d/prompts.txt.gz', 'wt') as f:
+    for i in range(100000): f.write('prompt %d: a lighthouse on a cliff\\n' % i)"
+    $BIN/sdxl submit "$d/prompts.txt.gz" --out "$d/out" --coordinator "$ep" >"$d/submit1.log" 2>&1 &
+    local sub=$! received=0 job
+    PIDS+=($sub)
+    # kill the client mid-stream: once some items arrived and before the last
+    for _ in $(seq 400); do
+        received=$($BIN/sdxl status --json --coordinator "$ep" 2>/dev/null |
+            python3 -c 'import json,sys; j=json.load(sys.stdin); print(j[0]["received"] if j else 0)' 2>/dev/null)
+        [ "${received:-0}" -gt 0 ] && break
+        sleep 0.05
+    done
+    kill -9 $sub 2>/dev/null
+    wait $sub 2>/dev/null
+    local at_kill
+    at_kill=$($BIN/sdxl status --json --coordinator "$ep" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["received"])')
+    local out
+    out=$(/usr/bin/time -f "%M KB" $BIN/sdxl submit "$d/prompts.txt.gz" --out "$d/out" --coordinator "$ep" 2>&1)
+    job=$(grep -o 'job job-[0-9a-f]*' <<<"$out" | awk '{print $2}')
+    local st
+    st=$($BIN/sdxl status "$job" --json --coordinator "$ep")
+    if [ "$at_kill" -gt 0 ] && [ "$at_kill" -lt 100000 ] && grep -q "interrupted submission completed" <<<"$out" &&
+        python3 -c 'import json,sys; j=json.loads(sys.argv[1]); sys.exit(not (j["total"] == j["received"] == j["pending"] == 100000))' "$st"; then
+        ok "a 100,000-item job: a submit killed after $at_kill items, run again, completes it; every item counted once"
+    else bad "large job submit" "at kill: $at_kill; $out; $st"; fi
+    local kb
+    kb=$(grep -o '[0-9]* KB' <<<"$out" | awk '{print $1}')
+    if [ -n "$kb" ] && [ "$kb" -lt 100000 ]; then ok "submit of 100,000 items peaks at $kb KB (under 100 MB)"
+    else bad "submit memory" "$out"; fi
+    local t0 t1
+    t0=$(date +%s%N)
+    $BIN/sdxl status "$job" --coordinator "$ep" >/dev/null
+    t1=$(date +%s%N)
+    if [ $(((t1 - t0) / 1000000)) -lt 1000 ]; then ok "status of a 100,000-item job answers in $(((t1 - t0) / 1000000)) ms"
+    else bad "status latency" "$(((t1 - t0) / 1000000)) ms"; fi
+    $BIN/sdxl cancel "$job" --coordinator "$ep" >/dev/null
+    st=$($BIN/sdxl status "$job" --json --coordinator "$ep")
+    if python3 -c 'import json,sys; j=json.loads(sys.argv[1]); sys.exit(not (j["state"] == "cancelled" and j["cancelled"] == 100000 and j["pending"] == 0))' "$st"; then
+        ok "cancelling it cancels all 100,000 items"
+    else bad "large cancel" "$st"; fi
     kill $COORD
 }
 
@@ -566,7 +623,7 @@ scenario_full_disk() {
 }
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy coordinator_restarts job_lifecycle shard_kills full_disk}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"

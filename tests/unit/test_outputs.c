@@ -50,8 +50,8 @@ static int tar_names(const char *path, char names[][100], size_t sizes[], int ma
 Test(outputs, a_shard_holds_its_done_items_and_its_staging_is_cleared)
 {
     char *dir = tu_tmpdir();
-    json_t *spec = json_pack("{s:s, s:s, s:s, s:i, s:[{},{},{}]}", "out", dir, "format", "png", "layout",
-                             "webdataset", "shard_size", 2, "items");
+    json_t *spec = json_pack("{s:s, s:s, s:s, s:i, s:i}", "out", dir, "format", "png", "layout",
+                             "webdataset", "shard_size", 2, "total", 3);
     sd_outputs o;
     outputs_from_spec(&o, spec);
     cr_assert_eq(o.total, 3);
@@ -97,10 +97,56 @@ Test(outputs, a_shard_holds_its_done_items_and_its_staging_is_cleared)
     free(dir);
 }
 
+/* the done items as the store pages them: all of them in the first page */
+static json_t *one_page(void *user, int after, int limit)
+{
+    (void)limit;
+    return after < 0 ? json_incref(user) : json_array();
+}
+
+/* a page of `limit` made-up done items after `after`, up to *user items */
+static json_t *counted_pages(void *user, int after, int limit)
+{
+    int total = *(int *)user;
+    json_t *a = json_array();
+    for (int i = after + 1; i < total && (int)json_array_size(a) < limit; i++)
+        json_array_append_new(a, json_pack("{s:i, s:{s:i}}", "idx", i, "info", "seed", i));
+    return a;
+}
+
+Test(outputs, metadata_jsonl_is_written_page_by_page_with_every_item_once)
+{
+    char *dir = tu_tmpdir();
+    json_t *spec = json_pack("{s:s, s:s, s:i}", "out", dir, "layout", "files", "total", 10000);
+    sd_outputs o;
+    outputs_from_spec(&o, spec);
+    sd_error err = {0};
+    int total = 10000; /* more than two pages of 4096 */
+    cr_assert_eq(outputs_write_metadata(&o, counted_pages, &total, &err), SD_OK, "%s", err.msg);
+    char path[4096], *text;
+    size_t len;
+    snprintf(path, sizeof path, "%s/metadata.jsonl", dir);
+    cr_assert_eq(sd_read_file(path, &text, &len, &err), SD_OK);
+    int lines = 0, in_order = 1;
+    for (char *l = text, *nl; (nl = strchr(l, '\n')); l = nl + 1) {
+        json_error_t je;
+        json_t *j = json_loadb(l, (size_t)(nl - l), 0, &je);
+        in_order &= j && json_integer_value(json_object_get(j, "seed")) == lines;
+        json_decref(j);
+        lines++;
+    }
+    cr_assert_eq(lines, total, "%d lines for %d items", lines, total);
+    cr_assert(in_order, "each item once, in order, across page boundaries");
+    free(text);
+    json_decref(spec);
+    tu_rmrf(dir);
+    free(dir);
+}
+
 Test(outputs, the_files_layout_writes_items_and_metadata_jsonl)
 {
     char *dir = tu_tmpdir();
-    json_t *spec = json_pack("{s:s, s:s, s:s, s:[{},{}]}", "out", dir, "format", "webp", "layout", "files", "items");
+    json_t *spec = json_pack("{s:s, s:s, s:s, s:i}", "out", dir, "format", "webp", "layout", "files", "total", 2);
     sd_outputs o;
     outputs_from_spec(&o, spec);
     cr_assert_str_eq(o.ext, "webp");
@@ -110,7 +156,7 @@ Test(outputs, the_files_layout_writes_items_and_metadata_jsonl)
     cr_assert(exists(dir, "00000001.webp") && exists(dir, "00000001.json"));
     cr_assert(!outputs_item_exists(&o, 0));
     json_t *done = json_pack("[{s:i, s:{s:s}}]", "idx", 1, "info", "prompt", "p");
-    cr_assert_eq(outputs_write_metadata(&o, done, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(outputs_write_metadata(&o, one_page, done, &err), SD_OK, "%s", err.msg);
     char path[4096], *text;
     size_t len;
     snprintf(path, sizeof path, "%s/metadata.jsonl", dir);

@@ -20,7 +20,9 @@
 #include "proto/curve.h"
 #include "proto/message.h"
 #include "coordinator/cli/client/client.h"
+#include "coordinator/cli/client/prompt_file.h"
 #include "common/gen_params.h"
+#include "common/job_spec.h"
 
 #define DEFAULT_ENDPOINT CLIENT_DEFAULT_ENDPOINT
 /* how long a client command rides out a coordinator that does not answer */
@@ -32,9 +34,11 @@ static void usage_submit(FILE *out)
 {
     fprintf(out, "usage: sdxl submit PROMPTS.txt|PROMPTS.jsonl --out DIR [options]\n\n"
                  "Submits a dataset job: one prompt per line (.txt), or one JSON object per line (.jsonl) with\n"
-                 "prompt and optionally negative_prompt, prompt_2, seed and any generate option. Prints the job\n"
-                 "id as the last word. The same file and options to the same --out is the same job: it resumes\n"
-                 "and skips what is done.\n"
+                 "prompt and optionally negative_prompt, prompt_2, seed and any generate option; either may be\n"
+                 "gzip-compressed (.txt.gz, .jsonl.gz). The file is read as a stream and sent in pieces, so\n"
+                 "jobs of 10^7 prompts take little memory here. Prints the job id as the last word. The same\n"
+                 "file and options to the same --out is the same job: an interrupted submit run again sends\n"
+                 "the rest; a finished one run again skips what is done and retries what is not.\n"
                  "  --out DIR               output folder\n"
                  "  --images-per-prompt N   (1)\n"
                  "  --layout webdataset|files (webdataset)\n"
@@ -73,6 +77,159 @@ static int job_model_identity(const char *model, const char *refiner, const char
         return 1;
     }
     snprintf(out, len, "%s%s%s", base, rid[0] ? "+" : "", rid);
+    return 0;
+}
+
+/* Pass 1 over the prompt file: every item checked (FILE:LINE and key named),
+ * counted and hashed; nothing kept. 0, or an exit code after printing why. */
+static int scan_items(prompt_file *pf, long long *total, uint64_t *hash)
+{
+    json_t *it;
+    int r;
+    *total = 0;
+    *hash = SD_JOB_ITEMS_HASH_INIT;
+    while ((r = prompt_file_next(pf, &it)) == 1) {
+        *hash = sd_job_items_hash_add(*hash, it);
+        json_decref(it);
+        if (++*total > SD_JOB_MAX_ITEMS) {
+            cli_errorf("submit", "%s: more than %d items", pf->path, SD_JOB_MAX_ITEMS);
+            return 2;
+        }
+    }
+    if (r < 0)
+        return -r;
+    if (*total == 0) {
+        cli_errorf("submit", "%s holds no prompts", pf->path);
+        return 2;
+    }
+    return 0;
+}
+
+/* pieces of at most this many items or bytes of JSON (the wire's header cap is 1 MiB) */
+#define PIECE_ITEMS 4096
+#define PIECE_BYTES (512 * 1024)
+
+/* Pass 2: the items from index `from` on, piece by piece (SUBMIT_ITEMS);
+ * progress on stderr for long ones. 0, or an exit code after printing why. */
+static int send_items(client *c, prompt_file *pf, const char *job, long long from, long long total)
+{
+    if (prompt_file_rewind(pf))
+        return 1;
+    json_t *it, *piece = json_array();
+    long long idx = 0, first = from;
+    size_t bytes = 0;
+    int r, tty = isatty(2);
+    double t0 = sd_now_s(), said = t0;
+    while ((r = prompt_file_next(pf, &it)) >= 0) {
+        if (r == 1 && idx++ < from) { /* stored by an earlier, interrupted submit */
+            json_decref(it);
+            continue;
+        }
+        if (r == 1) {
+            char *text = json_dumps(it, JSON_COMPACT);
+            bytes += text ? strlen(text) + 1 : 0;
+            free(text);
+            json_array_append_new(piece, it);
+        }
+        size_t n = json_array_size(piece);
+        if (n && (r == 0 || n >= PIECE_ITEMS || bytes >= PIECE_BYTES)) {
+            json_t *reply = client_request(c, "SUBMIT_ITEMS",
+                                           json_pack("{s:s, s:I, s:O}", "job_id", job, "first", (json_int_t)first,
+                                                     "items", piece));
+            if (!reply) {
+                json_decref(piece);
+                return 1;
+            }
+            json_decref(reply);
+            first += (long long)n;
+            json_array_clear(piece);
+            bytes = 0;
+            double now = sd_now_s();
+            if ((tty || total >= 100000) && (now - said > 2.0 || r == 0)) {
+                fprintf(stderr, "sdxl submit: %lld of %lld items sent (%.0f items/s)%s", first, total,
+                        (double)(first - from) / (now - t0 > 0 ? now - t0 : 1), tty && r ? "\r" : "\n");
+                said = now;
+            }
+        }
+        if (r == 0)
+            break;
+    }
+    json_decref(piece);
+    return r < 0 ? -r : 0;
+}
+
+/* submit: check and hash the whole file, open the job (SUBMIT), send the
+ * items it does not hold yet (an interrupted submit resumes), close it
+ * (SUBMIT_END: a job submitted again retries what is not done). */
+static int submit_job(const char *file, const char *out, const char *endpoint, const char *model, const char *refiner,
+                      const char *variant, const char *layout, long long shard, long long per_prompt,
+                      long long base_seed, json_t *defaults)
+{
+    prompt_file pf;
+    int rc = prompt_file_open(&pf, file, defaults, per_prompt, base_seed);
+    long long total = 0;
+    uint64_t hash = 0;
+    if (rc == 0)
+        rc = scan_items(&pf, &total, &hash);
+    char absout[PATH_MAX];
+    sd_error err = {0};
+    if (rc == 0 && sd_path_exists(out) && !sd_path_is_dir(out)) {
+        cli_errorf("submit", "--out %s: not a folder", out);
+        rc = 2;
+    }
+    if (rc == 0) {
+        if (sd_mkdirs(out, &err) != SD_OK) {
+            cli_errorf("submit", "--out %s", err.msg);
+            rc = 1;
+        } else if (!realpath(out, absout)) {
+            cli_errorf("submit", "--out %s: %s", out, strerror(errno));
+            rc = 1;
+        }
+    }
+    char identity[80] = "";
+    if (rc == 0 && model && job_model_identity(model, refiner, variant, identity, sizeof identity))
+        rc = 1;
+    client c;
+    if (rc == 0 && client_open(&c, endpoint, "submit", RIDE_OUT_S))
+        rc = 1;
+    if (rc) {
+        prompt_file_close(&pf);
+        return rc;
+    }
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)hash);
+    json_t *spec = json_pack("{s:s, s:s, s:s, s:I, s:O, s:I, s:s}", "out", absout, "format",
+                             json_string_value(json_object_get(defaults, "format")), "layout", layout, "shard_size",
+                             (json_int_t)shard, "defaults", defaults, "total", (json_int_t)total, "items_hash", hex);
+    if (identity[0])
+        json_object_set_new(spec, "model", json_string(identity));
+    json_t *r = client_request(&c, "SUBMIT", json_pack("{s:o}", "spec", spec));
+    char job[64] = "";
+    long long received = 0;
+    int existed = 0;
+    if (r) {
+        snprintf(job, sizeof job, "%s", json_string_value(json_object_get(r, "job_id")));
+        received = json_integer_value(json_object_get(r, "received"));
+        existed = json_is_true(json_object_get(r, "existed"));
+        json_decref(r);
+        rc = received < total ? send_items(&c, &pf, job, received, total) : 0;
+    } else {
+        rc = 1;
+    }
+    json_t *end = rc == 0 ? client_request(&c, "SUBMIT_END", json_pack("{s:s}", "job_id", job)) : NULL;
+    if (rc == 0 && !end)
+        rc = 1;
+    client_close(&c);
+    prompt_file_close(&pf);
+    if (rc)
+        return rc;
+    int again = json_is_true(json_object_get(end, "again"));
+    json_decref(end);
+    printf("submitted %lld items%s: job %s\n", total,
+           again ? " (resumed: same spec and output; done items kept, failed, cancelled and missing ones made again)"
+           : existed ? " (an interrupted submission completed)"
+                     : "",
+           job);
     return 0;
 }
 
@@ -151,137 +308,10 @@ int cmd_submit(int argc, char **argv)
         json_decref(defaults);
         return 2;
     }
-    char *text;
-    size_t len;
-    sd_error err = {0};
-    if (sd_read_file(file, &text, &len, &err) != SD_OK) {
-        cli_errorf("submit", "%s", err.msg);
-        json_decref(defaults);
-        return 1;
-    }
-    /* a NUL byte would end the prompt (and the file) there, silently */
-    const char *nul = memchr(text, '\0', len);
-    if (nul) {
-        int at = 1;
-        for (const char *p = text; p < nul; p++)
-            at += *p == '\n';
-        cli_errorf("submit", "%s:%d: a NUL byte in the prompt file", file, at);
-        free(text);
-        json_decref(defaults);
-        return 2;
-    }
-    int jsonl = strlen(file) > 6 && !strcmp(file + strlen(file) - 6, ".jsonl");
-    json_t *items = json_array();
-    int lineno = 0, rc = 0;
-    for (char *line = text, *next; line && *line && rc == 0; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        lineno++;
-        size_t l = strlen(line);
-        if (l && line[l - 1] == '\r')
-            line[--l] = '\0';
-        if (!l)
-            continue;
-        json_t *base;
-        if (jsonl) {
-            json_error_t je;
-            base = json_loads(line, 0, &je);
-            if (!json_is_object(base) || !json_is_string(json_object_get(base, "prompt"))) {
-                cli_errorf("submit", "%s:%d: not a JSON object with a \"prompt\" string", file, lineno);
-                json_decref(base);
-                rc = 2;
-                break;
-            }
-            /* every key checked now, as the worker checks it: a bad value is
-             * refused here, naming line and key, not after three attempts */
-            if (json_object_get(base, "format")) {
-                cli_errorf("submit", "%s:%d: key 'format' is job-wide: give --format instead", file, lineno);
-                json_decref(base);
-                rc = 2;
-                break;
-            }
-            json_t *merged = json_deep_copy(defaults);
-            json_object_update(merged, base);
-            sd_gen_params scratch;
-            if (sd_gen_params_from_json(&scratch, merged, &err) != SD_OK) {
-                cli_errorf("submit", "%s:%d: %s", file, lineno, err.msg);
-                json_decref(merged);
-                json_decref(base);
-                rc = 2;
-                break;
-            }
-            json_decref(merged);
-        } else {
-            base = json_pack("{s:s}", "prompt", line);
-            if (!base) {
-                cli_errorf("submit", "%s:%d: not valid UTF-8", file, lineno);
-                rc = 2;
-                break;
-            }
-        }
-        for (long long k = 0; k < per_prompt; k++) {
-            json_t *it = json_deep_copy(defaults);
-            json_object_update(it, base);
-            json_object_set_new(it, "format", json_string(format));
-            json_t *seed = json_object_get(base, "seed");
-            long long s = json_is_integer(seed) ? json_integer_value(seed) + k
-                                                : base_seed + (long long)json_array_size(items);
-            json_object_set_new(it, "seed", json_integer(s));
-            json_array_append_new(items, it);
-        }
-        json_decref(base);
-    }
-    free(text);
+    json_object_set_new(defaults, "format", json_string(format));
+    int rc = submit_job(file, out, endpoint, model, refiner, variant, layout, shard, per_prompt, base_seed, defaults);
     json_decref(defaults);
-    if (rc == 0 && json_array_size(items) == 0) {
-        cli_errorf("submit", "%s holds no prompts", file);
-        rc = 2;
-    }
-    char absout[PATH_MAX];
-    if (rc == 0 && sd_path_exists(out) && !sd_path_is_dir(out)) {
-        cli_errorf("submit", "--out %s: not a folder", out);
-        rc = 2;
-    }
-    if (rc == 0) {
-        if (sd_mkdirs(out, &err) != SD_OK) {
-            cli_errorf("submit", "--out %s", err.msg);
-            rc = 1;
-        } else if (!realpath(out, absout)) {
-            cli_errorf("submit", "--out %s: %s", out, strerror(errno));
-            rc = 1;
-        }
-    }
-    if (rc) {
-        json_decref(items);
-        return rc;
-    }
-    char identity[80] = "";
-    if (model && job_model_identity(model, refiner, variant, identity, sizeof identity)) {
-        json_decref(items);
-        return 1;
-    }
-    size_t nitems = json_array_size(items);
-    json_t *jspec = json_pack("{s:o, s:s, s:s, s:s, s:I}", "items", items, "out", absout, "format", format, "layout",
-                              layout, "shard_size", (json_int_t)shard);
-    if (identity[0])
-        json_object_set_new(jspec, "model", json_string(identity));
-    client c;
-    if (client_open(&c, endpoint, "submit", RIDE_OUT_S)) {
-        json_decref(jspec);
-        return 1;
-    }
-    json_t *r = client_request(&c, "SUBMIT", json_pack("{s:o}", "spec", jspec));
-    client_close(&c);
-    if (!r)
-        return 1;
-    printf("submitted %zu items%s: job %s\n", nitems,
-           json_is_true(json_object_get(r, "existed"))
-               ? " (resumed: same spec and output; done items kept, failed, cancelled and missing ones made again)"
-               : "",
-           json_string_value(json_object_get(r, "job_id")));
-    json_decref(r);
-    return 0;
+    return rc;
 }
 
 /* ---- status / wait / cancel / results / workers ---- */
@@ -461,16 +491,6 @@ static int simple(const char *cmd, const char *type, int argc, char **argv, int 
         char *s = json_dumps(r, JSON_INDENT(2));
         puts(s);
         free(s);
-    } else if (!strcmp(type, "RESULTS")) {
-        size_t i;
-        json_t *it;
-        json_array_foreach(json_object_get(r, "items"), i, it) {
-            json_t *info = json_object_get(it, "info");
-            printf("%08lld seed=%lld %s\n", (long long)json_integer_value(json_object_get(it, "idx")),
-                   (long long)json_integer_value(json_object_get(info, "seed")),
-                   json_string_value(json_object_get(info, "prompt")) ? json_string_value(json_object_get(info, "prompt"))
-                                                                      : "");
-        }
     } else {
         printf("%-28s %-6s %8s %8s %10s %8s %s\n", "worker", "role", "capacity", "inflight", "items", "busy", "model");
         size_t i;
@@ -497,9 +517,45 @@ int cmd_retry(int argc, char **argv)
     return simple("retry", "RETRY", argc, argv, 1);
 }
 
+/* results: the done items page by page (a 10^7-item job is never one
+ * message), one line each, or one JSON object a line with --json */
 int cmd_results(int argc, char **argv)
 {
-    return simple("results", "RESULTS", argc, argv, 1);
+    common_args a;
+    client c;
+    int rc = open_command("results", argc, argv, 1, &a, &c);
+    if (rc >= 0)
+        return rc;
+    for (long long after = -1;;) {
+        json_t *r = client_request(&c, "RESULTS", json_pack("{s:s, s:I, s:i}", "job_id", a.job, "after",
+                                                            (json_int_t)after, "limit", 10000));
+        if (!r) {
+            rc = 1;
+            break;
+        }
+        json_t *items = json_object_get(r, "items"), *it;
+        size_t i, n = json_array_size(items);
+        json_array_foreach(items, i, it) {
+            json_t *info = json_object_get(it, "info");
+            after = json_integer_value(json_object_get(it, "idx"));
+            if (a.json) {
+                char *line = json_dumps(it, JSON_COMPACT | JSON_SORT_KEYS);
+                puts(line ? line : "{}");
+                free(line);
+            } else {
+                const char *prompt = json_string_value(json_object_get(info, "prompt"));
+                printf("%08lld seed=%lld %s\n", after, (long long)json_integer_value(json_object_get(info, "seed")),
+                       prompt ? prompt : "");
+            }
+        }
+        json_decref(r);
+        if (n < 10000) {
+            rc = 0;
+            break;
+        }
+    }
+    client_close(&c);
+    return rc;
 }
 
 int cmd_workers(int argc, char **argv)
