@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "common/clock.h"
@@ -207,7 +208,11 @@ static void handle_workers(broker *b, const unsigned char *route, size_t rl)
                                            "last_seen_s", now - w->last_seen, "items_done", (json_int_t)w->done,
                                            "busy_fraction", age > 0 ? fmin(1.0, w->busy_s / age) : 0.0));
     }
-    broker_reply(b, route, rl, "OK", json_pack("{s:o, s:I}", "workers", a, "malformed_messages", (json_int_t)b->malformed));
+    /* the coordinator's own figures, for `sdxl bench` */
+    broker_reply(b, route, rl, "OK",
+                 json_pack("{s:o, s:I, s:{s:I, s:I}}", "workers", a, "malformed_messages", (json_int_t)b->malformed,
+                           "coordinator", "pid", (json_int_t)getpid(), "db_row_writes",
+                           (json_int_t)store_row_writes(b->store)));
 }
 
 void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route, size_t rl)

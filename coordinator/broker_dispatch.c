@@ -102,6 +102,13 @@ void broker_dispatch_to(broker *b, int wi)
     for (int k = 0; k < np && st == SD_OK; k++) {
         store_item_ref *r = &refs[picked[k]];
         json_t *info = store_item_info(b->store, r->job, r->idx);
+        json_t *queued = json_object_get(info, "queued_at");
+        if (json_is_number(queued)) { /* how long it waited here since its last stage ended */
+            char key[32];
+            snprintf(key, sizeof key, "%s_wait_seconds", t->stage);
+            json_object_set_new(info, key, json_real(broker_wall_s() - json_number_value(queued)));
+            json_object_del(info, "queued_at");
+        }
         json_array_append_new(items, json_pack("{s:i, s:O, s:o}", "idx", r->idx, "params", r->params, "info",
                                                info ? info : json_object()));
         if (want != STORE_ITEM_STATE_PENDING) {

@@ -81,6 +81,9 @@ typedef struct {
 } broker;
 
 void broker_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Seconds since the epoch: for times kept in the store across restarts
+ * (the monotonic clock restarts with the process). */
+double broker_wall_s(void);
 void broker_reply(broker *b, const unsigned char *route, size_t rl, const char *type, json_t *fields);
 void broker_reply_error(broker *b, const unsigned char *route, size_t rl, const char *reason);
 /* the item state a stage (= a worker role) takes its work from */

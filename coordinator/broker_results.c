@@ -164,8 +164,13 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
                 st = sd_fail(&err, SD_ERR_FORMAT, "result has no tensors for item %d", idx), malformed = 1;
             if (st == SD_OK)
                 st = sd_blob_pack(&sub, &blob, &len, &err);
+            /* when it entered its next stage's queue: the dispatch adds the
+             * wait (the hop the coordinator adds between two stages) */
+            json_t *next_info = json_deep_copy(info ? info : json_object());
+            json_object_set_new(next_info, "queued_at", json_real(broker_wall_s()));
             if (st == SD_OK)
-                st = store_item_advance(b->store, t->job, idx, from, from + 1, blob, len, info, &err);
+                st = store_item_advance(b->store, t->job, idx, from, from + 1, blob, len, next_info, &err);
+            json_decref(next_info);
             free(blob);
         }
         if (st != SD_OK) {

@@ -157,6 +157,11 @@ sd_status store_open(sd_store **out, const char *dir, sd_error *err)
     return SD_OK;
 }
 
+long long store_row_writes(sd_store *s)
+{
+    return (long long)sqlite3_total_changes64(s->db);
+}
+
 void store_close(sd_store *s)
 {
     if (!s)

@@ -28,6 +28,9 @@ const char *store_job_state_name(store_job_state st);
 typedef struct sd_store sd_store;
 
 sd_status store_open(sd_store **out, const char *dir, sd_error *err);
+/* Rows this store has inserted, changed or deleted since it was opened
+ * (triggers' rows included): the database's work, for `sdxl bench`. */
+long long store_row_writes(sd_store *s);
 void store_close(sd_store *s);
 
 /* A job arrives in pieces (common/job_spec.h). store_job_begin creates it

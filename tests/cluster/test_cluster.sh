@@ -332,6 +332,30 @@ with gzip.open('$d/prompts.txt.gz', 'wt') as f:
     kill $COORD
 }
 
+# A simulated fleet (sdxl-worker --simulate: real messages and tensor sizes,
+# no model) of 60 workers in one process, through `sdxl bench --simulate`:
+# the bench's count is the truth (every item done exactly once, each image
+# and metadata line once), and the bench prints the coordinator's figures.
+scenario_simulated() {
+    local d=$ROOT/simulated
+    mkdir -p "$d"
+    local out
+    out=$(timeout 300 $BIN/sdxl bench --simulate --unet 48 --text 2 --final 10 --items 600 --steps 4 --step-ms 5 \
+        --text-ms 1 --final-ms 2 --width 64 --height 64 --heartbeat-ms 300 --json --keep "$d/run" 2>&1)
+    local n_png n_meta n_keys
+    n_png=$(ls "$d/run/out"/*.png 2>/dev/null | wc -l)
+    n_meta=$(wc -l <"$d/run/out/metadata.jsonl" 2>/dev/null)
+    n_keys=$(python3 -c 'import json,sys; print(len({json.loads(l)["key"] for l in open(sys.argv[1])}))' \
+        "$d/run/out/metadata.jsonl" 2>/dev/null)
+    local workers
+    workers=$(python3 -c 'import json,sys; print(len({json.loads(l)["unet_worker"] for l in open(sys.argv[1])}))' \
+        "$d/run/out/metadata.jsonl" 2>/dev/null)
+    if python3 -c 'import json,sys; j=json.loads(sys.argv[1]); sys.exit(not (j["done"] == j["items"] == 600 and j["images_per_second"] > 0 and j["db_rows_per_image"] > 0))' "$out" 2>/dev/null &&
+        [ "$n_png" = 600 ] && [ "$n_meta" = 600 ] && [ "$n_keys" = 600 ] && [ "${workers:-0}" -ge 2 ]; then
+        ok "a simulated fleet of 60 workers: the bench counts 600 images, each made exactly once ($workers unet workers took part)"
+    else bad "simulated fleet" "bench: $out; $n_png images, $n_meta metadata lines, $n_keys keys, $workers unet workers; $(tail -n 5 "$d/run/coordinator.log" "$d/run/workers.log")"; fi
+}
+
 # A coordinator behind a TCP proxy (as a load balancer or Service puts it):
 # while it is down the proxy still accepts, and every CURVE handshake breaks
 # off, which from a worker looks like a wrong server key. That must not kill a
@@ -623,7 +647,7 @@ scenario_full_disk() {
 }
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job coordinator_restarts job_lifecycle shard_kills full_disk}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"

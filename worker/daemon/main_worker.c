@@ -7,6 +7,7 @@
 #include "common/dtype.h"
 #include "common/parse_number.h"
 #include "common/stop_signal.h"
+#include "worker/daemon/simulate.h"
 #include "worker/daemon/worker_loop.h"
 
 static void usage(FILE *out)
@@ -16,7 +17,8 @@ static void usage(FILE *out)
             "                   [--device cpu|cuda:N] [--dtype f16|bf16] [--capacity N] [--variant fp16]\n"
             "                   [--id NAME] [--heartbeat-ms N]\n"
             "                   [--cfg-split batch | --cfg-split nccl --cfg-peer ENDPOINT --cfg-rank 0|1]\n"
-            "                   [--curve-server-key F --curve-secret F --curve-public F]\n\n"
+            "                   [--curve-server-key F --curve-secret F --curve-public F]\n"
+            "       sdxl-worker --coordinator ENDPOINT --simulate ROLE=COUNT[@MS],... [--id PREFIX] [--capacity N]\n\n"
             "Serves one stage of the pipeline for a coordinator: text (both text encoders), unet (base\n"
             "denoising), final (refiner steps and VAE decode). Registers its role, capacity, devices and\n"
             "model identity (a hash of configs and weight headers); jobs of another model never reach it.\n"
@@ -34,8 +36,15 @@ static void usage(FILE *out)
             "  --fault die:N|stall:N|freeze:N|fail   test hooks: at denoising step N SIGKILL itself /\n"
             "                      hang without progress / SIGSTOP itself once; fail: every item\n"
             "                      fails with a reason of its own (the coordinator charges an attempt)\n"
+            "  --simulate SPEC     no model: COUNT simulated workers of each ROLE in this process, for\n"
+            "                      measuring the coordinator at fleet size (text=5,unet=100,final=25).\n"
+            "                      Real messages and tensor sizes for each item's width and height; compute\n"
+            "                      is a timer of MS per unet step or per text/final item (default: H200\n"
+            "                      figures of bench/RESULTS.md, %.1f / %.1f / %.1f ms; 0: none). Ids are\n"
+            "                      PREFIX-ROLE-N (PREFIX: --id, default sim)\n"
             "environment: SDXL_CUDA_GRAPH=1 relaunches UNet steps as a CUDA graph (experimental: not yet run on a GPU)\n"
-            "exit codes: 0 stopped by a signal, 1 failure, 2 usage error\n");
+            "exit codes: 0 stopped by a signal, 1 failure, 2 usage error\n",
+            SD_SIM_UNET_STEP_MS, SD_SIM_TEXT_MS, SD_SIM_FINAL_MS);
 }
 
 int main(int argc, char **argv)
@@ -44,6 +53,7 @@ int main(int argc, char **argv)
     sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .die_at_step = -1,
                         .stall_at_step = -1, .freeze_at_step = -1, .cfg_timeout_ms = 300000, .dtype = SD_DTYPE_COUNT, .stop = &sd_stop_requested};
     int split_pair = 0, rank_given = 0;
+    const char *simulate = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -57,6 +67,8 @@ int main(int argc, char **argv)
             o.coordinator = v;
         else if (!strcmp(a, "--role"))
             o.role = v;
+        else if (!strcmp(a, "--simulate"))
+            simulate = v;
         else if (!strcmp(a, "--model"))
             o.model = v;
         else if (!strcmp(a, "--refiner"))
@@ -130,6 +142,24 @@ int main(int argc, char **argv)
         fprintf(stderr, "sdxl-worker: CURVE needs all three of --curve-server-key, --curve-secret and "
                         "--curve-public (%d given): refusing to connect in plaintext\n", keys);
         return 2;
+    }
+    if (simulate) {
+        sd_sim_spec spec;
+        sd_error serr = {0};
+        if (o.role || o.model || split_pair || sd_sim_spec_parse(simulate, &spec, &serr) != SD_OK || !o.coordinator) {
+            fprintf(stderr, "sdxl-worker: %s\n", serr.msg[0] ? serr.msg
+                                              : !o.coordinator ? "--simulate needs --coordinator ENDPOINT"
+                                                               : "--simulate takes no --role, --model or --cfg-split");
+            return 2;
+        }
+        if (!o.worker_id)
+            o.worker_id = "sim";
+        sd_stop_on_signals();
+        if (sd_simulate_run(&o, &spec, &serr) != SD_OK) {
+            fprintf(stderr, "sdxl-worker: %s\n", serr.msg);
+            return 1;
+        }
+        return 0;
     }
     int follower = split_pair && o.cfg_rank == 1;
     if ((!o.coordinator && !follower) || !o.role || !o.model || o.capacity < 1 || o.capacity > 16 || o.heartbeat_ms < 10 ||

@@ -18,75 +18,21 @@
 #include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/parse_number.h"
-
-/* Runs a command, returns its stdout (malloc'd) or NULL. */
-static char *capture(const char *cmd)
-{
-    FILE *p = popen(cmd, "r");
-    if (!p)
-        return NULL;
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    size_t n;
-    while (buf && (n = fread(buf + len, 1, cap - len - 1, p)) > 0) {
-        len += n;
-        if (len + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-            } else
-                buf = nb;
-        }
-    }
-    int rc = pclose(p);
-    if (buf)
-        buf[len] = '\0';
-    if (!WIFEXITED(rc) || WEXITSTATUS(rc) != 0) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
-static pid_t spawn(char *const argv[], const char *log)
-{
-    pid_t p = fork();
-    if (p == 0) {
-        FILE *f = freopen(log, "w", stderr);
-        (void)f;
-        if (!freopen("/dev/null", "w", stdout))
-            _exit(127);
-        setenv("OMP_NUM_THREADS", getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "1", 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    return p;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double pct(double *v, int n, double q)
-{
-    if (n == 0)
-        return 0;
-    int i = (int)ceil(q * n) - 1;
-    return v[i < 0 ? 0 : i >= n ? n - 1 : i];
-}
+#include "coordinator/cli/client/bench_util.h"
 
 int cmd_bench(int argc, char **argv)
 {
     const char *endpoint = NULL, *model = NULL, *device = "cpu";
     int local = 0, items = 16, steps = 4, as_json = 0;
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--simulate"))
+            return cmd_bench_simulate(argc, argv);
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             printf("usage: sdxl bench [--local [--model DIR] [--device cpu|cuda:N]] [--coordinator ENDPOINT]\n"
-                   "                  [--items N] [--steps N] [--json]\n\n"
+                   "                  [--items N] [--steps N] [--json]\n"
+                   "       sdxl bench --simulate [options]   (a simulated fleet: sdxl bench --simulate --help)\n\n"
                    "Submits a synthetic job of N items (16) and reports images/s overall and per stage, worker\n"
                    "busy fractions, queue depths and latency percentiles. --local starts a coordinator and one\n"
                    "worker per role on loopback (the project's default tiny model unless --model).\n");
@@ -146,13 +92,13 @@ int cmd_bench(int argc, char **argv)
         snprintf(state, sizeof state, "%s/state", tmp);
         char *cargv[] = {coord, "--bind", (char *)endpoint, "--state", state, NULL};
         snprintf(log, sizeof log, "%s/coordinator.log", tmp);
-        pids[np++] = spawn(cargv, log);
+        pids[np++] = bench_spawn(cargv, log);
         const char *roles[3] = {"text", "unet", "final"};
         for (int r = 0; r < 3; r++) {
             char *wargv[] = {worker, "--coordinator", (char *)endpoint, "--role", (char *)roles[r], "--model",
                              (char *)model, "--device", (char *)device, NULL};
             snprintf(log, sizeof log, "%s/worker-%s.log", tmp, roles[r]);
-            pids[np++] = spawn(wargv, log);
+            pids[np++] = bench_spawn(wargv, log);
         }
     } else if (!endpoint) {
         endpoint = getenv("SDXL_COORDINATOR") ? getenv("SDXL_COORDINATOR") : "tcp://127.0.0.1:5555";
@@ -166,7 +112,7 @@ int cmd_bench(int argc, char **argv)
     double t0 = sd_now_s();
     snprintf(cmd, sizeof cmd, "'%s/sdxl' submit '%s' --out '%s/out' --layout files --steps %d --coordinator '%s'", dir,
              path, tmp, steps, endpoint);
-    char *sub = capture(cmd);
+    char *sub = bench_capture(cmd);
     int rc = 1;
     json_t *samples = json_array();
     char job[64] = "";
@@ -183,7 +129,7 @@ int cmd_bench(int argc, char **argv)
     int nsamples = 0;
     while (job[0] && !finished && sd_now_s() - t0 < 3600) {
         snprintf(cmd, sizeof cmd, "'%s/sdxl' status %s --json --coordinator '%s'", dir, job, endpoint);
-        char *st = capture(cmd);
+        char *st = bench_capture(cmd);
         json_t *j = st ? json_loads(st, 0, NULL) : NULL;
         free(st);
         if (j) {
@@ -203,7 +149,7 @@ int cmd_bench(int argc, char **argv)
     }
     double wall = sd_now_s() - t0;
     snprintf(cmd, sizeof cmd, "'%s/sdxl' workers --json --coordinator '%s'", dir, endpoint);
-    char *ws = capture(cmd);
+    char *ws = bench_capture(cmd);
     json_t *workers = ws ? json_loads(ws, 0, NULL) : NULL;
     free(ws);
     snprintf(path, sizeof path, "%s/out/metadata.jsonl", tmp);
@@ -226,7 +172,7 @@ int cmd_bench(int argc, char **argv)
         free(meta);
         rc = nl == items ? 0 : 1;
     }
-    qsort(lat, (size_t)nl, sizeof *lat, cmp_double);
+    bench_sort(lat, nl);
     json_t *res = json_pack("{s:s, s:i, s:i, s:f, s:f}", "coordinator", endpoint, "items", items, "steps", steps,
                             "wall_seconds", wall, "images_per_second", nl / wall);
     const char *names[3] = {"text", "unet", "final"};
@@ -236,8 +182,8 @@ int cmd_bench(int argc, char **argv)
                                                      stage_sum[k] > 0 ? nl / stage_sum[k] : 0.0, "max_queue", max_q[k],
                                                      "mean_queue", nsamples ? sum_q[k] / nsamples : 0.0));
     json_object_set_new(res, "stages", per);
-    json_object_set_new(res, "latency_seconds", json_pack("{s:f, s:f, s:f}", "p50", pct(lat, nl, 0.5), "p90",
-                                                          pct(lat, nl, 0.9), "p99", pct(lat, nl, 0.99)));
+    json_object_set_new(res, "latency_seconds", json_pack("{s:f, s:f, s:f}", "p50", bench_pct(lat, nl, 0.5), "p90",
+                                                          bench_pct(lat, nl, 0.9), "p99", bench_pct(lat, nl, 0.99)));
     json_object_set_new(res, "workers", workers ? json_incref(json_object_get(workers, "workers")) : json_array());
     if (as_json) {
         char *s = json_dumps(res, JSON_INDENT(2));
@@ -249,8 +195,8 @@ int cmd_bench(int argc, char **argv)
         for (int k = 0; k < 3; k++)
             printf("%-8s %18.2f %10d %10.1f\n", names[k], stage_sum[k] > 0 ? nl / stage_sum[k] : 0.0, max_q[k],
                    nsamples ? sum_q[k] / nsamples : 0.0);
-        printf("compute latency per item: p50 %.3f s, p90 %.3f s, p99 %.3f s\n", pct(lat, nl, 0.5), pct(lat, nl, 0.9),
-               pct(lat, nl, 0.99));
+        printf("compute latency per item: p50 %.3f s, p90 %.3f s, p99 %.3f s\n", bench_pct(lat, nl, 0.5), bench_pct(lat, nl, 0.9),
+               bench_pct(lat, nl, 0.99));
         size_t i;
         json_t *w;
         json_array_foreach(json_object_get(res, "workers"), i, w)
