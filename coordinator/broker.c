@@ -122,8 +122,12 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
     double last_dispatch = 0;
     while (st == SD_OK && !*o->stop) {
         zmq_pollitem_t pi = {b->sock, 0, ZMQ_POLLIN, 0};
-        int rc = zmq_poll(&pi, 1, 20);
-        if (rc > 0 && (pi.revents & ZMQ_POLLIN)) {
+        int rc = zmq_poll(&pi, 1, 10);
+        /* every message queued (up to a bound, so liveness and dispatch
+         * still run under a flood), not one per turn of the loop: a fleet
+         * sends thousands a second */
+        int drained = 0;
+        for (; rc > 0 && (pi.revents & ZMQ_POLLIN) && drained < 1024; drained++) {
             unsigned char route[256];
             size_t rl = 0;
             sd_msg m;
@@ -140,14 +144,18 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
                     broker_reply_error(b, route, rl, merr.msg);
                 broker_log("refused a message: %s", merr.msg);
             }
+            int ev = 0;
+            size_t el = sizeof ev;
+            if (zmq_getsockopt(b->sock, ZMQ_EVENTS, &ev, &el) != 0 || !(ev & ZMQ_POLLIN))
+                break;
         }
         broker_liveness(b);
         double now = sd_now_s();
-        if (now - last_dispatch > 0.01) {
+        /* at once after messages (a result frees a worker: it should not
+         * wait for the next tick), else every 10 ms */
+        if (now - last_dispatch > (drained ? 0.001 : 0.01)) {
             last_dispatch = now;
-            for (int i = 0; i < MAX_WORKERS; i++)
-                if (b->workers[i].used)
-                    broker_dispatch_to(b, i);
+            broker_dispatch(b);
             broker_finish_jobs(b);
         }
     }

@@ -37,7 +37,7 @@ static void annotate_job(broker *b, json_t *st)
     }
     if (state && !strcmp(state, "running") && model && model[0]) {
         int served = 0;
-        for (int i = 0; i < MAX_WORKERS && !served; i++)
+        for (int i = 0; i < b->workers_hw && !served; i++)
             served = b->workers[i].used && !strcmp(b->workers[i].identity, model);
         if (!served) {
             char msg[160];
@@ -198,7 +198,7 @@ static void handle_workers(broker *b, const unsigned char *route, size_t rl)
 {
     json_t *a = json_array();
     double now = sd_now_s();
-    for (int i = 0; i < MAX_WORKERS; i++) {
+    for (int i = 0; i < b->workers_hw; i++) {
         worker_t *w = &b->workers[i];
         if (!w->used)
             continue;
@@ -259,7 +259,7 @@ void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route
             broker_reply(b, route, rl, "OK", json_pack("{s:b}", "already_done", 1));
             return;
         }
-        for (int i = 0; i < MAX_TASKS; i++)
+        for (int i = 0; i < b->tasks_hw; i++)
             if (b->tasks[i].used && !strcmp(b->tasks[i].job, job))
                 broker_task_done(b, &b->tasks[i]);
         if (store_job_cancel(b->store, job, &err) != SD_OK) {

@@ -17,68 +17,100 @@ store_item_state broker_input_state(const char *stage)
     return !strcmp(stage, "text") ? STORE_ITEM_STATE_PENDING : !strcmp(stage, "unet") ? STORE_ITEM_STATE_ENCODED : STORE_ITEM_STATE_DENOISED;
 }
 
-static int item_in_flight(broker *b, const char *job, int idx)
+/* The items in flight at one stage, sorted by (job, idx): read once per
+ * dispatch round, so a waiting item is checked by a binary search instead
+ * of a scan of every task. */
+typedef struct {
+    const char *job;
+    int idx;
+} flight;
+
+typedef struct {
+    flight *f;
+    int n;
+} flights;
+
+static int flight_cmp(const void *a, const void *b)
 {
-    for (int i = 0; i < MAX_TASKS; i++) {
-        task_t *t = &b->tasks[i];
-        if (!t->used || strcmp(t->job, job))
-            continue;
-        for (int k = 0; k < t->n; k++)
-            if (t->idx[k] == idx)
-                return 1;
-    }
-    return 0;
+    const flight *x = a, *y = b;
+    int c = strcmp(x->job, y->job);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-void broker_dispatch_to(broker *b, int wi)
+static int in_flight(void *user, const char *job, int idx)
+{
+    const flights *fl = user;
+    flight key = {job, idx};
+    return fl->n && bsearch(&key, fl->f, (size_t)fl->n, sizeof key, flight_cmp) != NULL;
+}
+
+static flights flights_of(broker *b, const char *stage)
+{
+    flights fl = {NULL, 0};
+    int n = 0;
+    for (int i = 0; i < b->tasks_hw; i++)
+        if (b->tasks[i].used && !strcmp(b->tasks[i].stage, stage))
+            n += b->tasks[i].n;
+    fl.f = n ? malloc((size_t)n * sizeof *fl.f) : NULL;
+    for (int i = 0; fl.f && i < b->tasks_hw; i++)
+        if (b->tasks[i].used && !strcmp(b->tasks[i].stage, stage))
+            for (int k = 0; k < b->tasks[i].n; k++)
+                fl.f[fl.n++] = (flight){b->tasks[i].job, b->tasks[i].idx[k]};
+    if (fl.n)
+        qsort(fl.f, (size_t)fl.n, sizeof *fl.f, flight_cmp);
+    return fl;
+}
+
+task_t *broker_task_slot(broker *b)
+{
+    for (int i = 0; i < MAX_TASKS; i++)
+        if (!b->tasks[i].used) {
+            if (i + 1 > b->tasks_hw)
+                b->tasks_hw = i + 1;
+            return &b->tasks[i];
+        }
+    return NULL;
+}
+
+/* the candidates of one round: the waiting items, with their job's model */
+#define ROUND_ITEMS 256
+typedef struct {
+    store_item_state want;
+    store_item_ref refs[ROUND_ITEMS];
+    batching_candidate cand[ROUND_ITEMS];
+    char ids[ROUND_ITEMS][80];
+    int n;
+} round_t;
+
+/* One worker's task from the round's candidates (those it takes are marked
+ * in flight for the workers after it). */
+static void dispatch_one(broker *b, int wi, round_t *r)
 {
     worker_t *w = &b->workers[wi];
     int credit = batching_credit(w->capacity, w->inflight);
-    if (credit <= 0)
-        return;
-    store_item_state want = broker_input_state(w->role);
-    store_item_ref refs[256];
-    int n = store_items_waiting(b->store, want, refs, 256);
-    /* refs come ordered by job: look a job's model and pause up once, not per item */
-    batching_candidate cand[256];
-    char ids[256][80];
-    int paused = 0;
-    for (int i = 0; i < n; i++) {
-        cand[i].job = refs[i].job;
-        cand[i].params = refs[i].params;
-        if (i > 0 && !strcmp(refs[i].job, refs[i - 1].job)) {
-            cand[i].job_identity = cand[i - 1].job_identity;
-        } else {
-            cand[i].job_identity = store_job_identity(b->store, refs[i].job, ids[i], sizeof ids[i]);
-            /* a job whose outputs cannot be written now gets no final work */
-            paused = want == STORE_ITEM_STATE_DENOISED && broker_job_paused(b, refs[i].job);
-        }
-        cand[i].in_flight = paused || item_in_flight(b, refs[i].job, refs[i].idx);
-    }
+    store_item_state want = r->want;
+    store_item_ref *refs = r->refs;
+    batching_candidate *cand = r->cand;
     int picked[BATCHING_MAX_BATCH];
-    int np = batching_pick(cand, n, w->identity, credit, picked);
-    if (np == 0) {
-        store_item_refs_free(refs, n);
+    int np = credit > 0 ? batching_pick(cand, r->n, w->identity, credit, picked) : 0;
+    if (np == 0)
         return;
-    }
     const char *job0 = refs[picked[0]].job;
     if (!cand[picked[0]].job_identity) { /* the job's first worker decides its model */
         sd_error err = {0};
         if (store_job_set_identity(b->store, job0, w->identity, &err) != SD_OK) {
             broker_log("job %s: store: pinning it to model %s: %s", job0, w->identity, err.msg);
-            store_item_refs_free(refs, n);
             return;
         }
+        for (int i = 0; i < r->n; i++) /* for the rest of the round too */
+            if (!strcmp(refs[i].job, job0)) {
+                snprintf(r->ids[i], sizeof r->ids[i], "%s", w->identity);
+                cand[i].job_identity = r->ids[i];
+            }
     }
-    int slot = -1;
-    for (int i = 0; i < MAX_TASKS && slot < 0; i++)
-        if (!b->tasks[i].used)
-            slot = i;
-    if (slot < 0) {
-        store_item_refs_free(refs, n);
+    task_t *t = broker_task_slot(b);
+    if (!t)
         return;
-    }
-    task_t *t = &b->tasks[slot];
     memset(t, 0, sizeof *t);
     t->worker = wi;
     memcpy(t->worker_id, w->id, sizeof t->worker_id); /* both char[64], NUL-terminated */
@@ -91,17 +123,20 @@ void broker_dispatch_to(broker *b, int wi)
     sd_error err = {0};
     if (store_task_add(b->store, t->job, t->stage, w->id, t->idx, t->n, &t->id, &err) != SD_OK) {
         broker_log("job %s: store: recording a task for %s: %s", t->job, w->id, err.msg);
-        store_item_refs_free(refs, n);
         return;
     }
+    for (int k = 0; k < np; k++) /* taken: not offered to the next worker of this round */
+        cand[picked[k]].in_flight = 1;
     sd_msg m;
     sd_msg_new(&m, "TASK", &err);
     json_t *items = json_array();
     void *blobs[MAX_BATCH] = {0};
     sd_status st = SD_OK;
     for (int k = 0; k < np && st == SD_OK; k++) {
-        store_item_ref *r = &refs[picked[k]];
-        json_t *info = store_item_info(b->store, r->job, r->idx);
+        store_item_ref *ref = &refs[picked[k]];
+        json_t *info = store_item_info(b->store, ref->job, ref->idx);
+        if (want == STORE_ITEM_STATE_PENDING) /* made again from the start: no earlier holder counts */
+            json_object_del(info, "source");
         json_t *queued = json_object_get(info, "queued_at");
         if (json_is_number(queued)) { /* how long it waited here since its last stage ended */
             char key[32];
@@ -109,13 +144,15 @@ void broker_dispatch_to(broker *b, int wi)
             json_object_set_new(info, key, json_real(broker_wall_s() - json_number_value(queued)));
             json_object_del(info, "queued_at");
         }
-        json_array_append_new(items, json_pack("{s:i, s:O, s:o}", "idx", r->idx, "params", r->params, "info",
+        json_array_append_new(items, json_pack("{s:i, s:O, s:o}", "idx", ref->idx, "params", ref->params, "info",
                                                info ? info : json_object()));
-        if (want != STORE_ITEM_STATE_PENDING) {
+        /* a text result its producer holds is fetched from there (the
+         * item's info names the source); anything else travels along */
+        if (want != STORE_ITEM_STATE_PENDING && !json_is_object(json_object_get(info, "source"))) {
             size_t len;
             char suffix[16];
             snprintf(suffix, sizeof suffix, "%d", k);
-            st = store_item_blob(b->store, r->job, r->idx, &blobs[k], &len, &err);
+            st = store_item_blob(b->store, ref->job, ref->idx, &blobs[k], &len, &err);
             if (st == SD_OK)
                 st = sd_blob_attach(&m, blobs[k], len, suffix, &err);
         }
@@ -139,5 +176,43 @@ void broker_dispatch_to(broker *b, int wi)
     sd_msg_free(&m);
     for (int k = 0; k < np; k++)
         free(blobs[k]);
-    store_item_refs_free(refs, n);
+}
+
+void broker_dispatch(broker *b)
+{
+    static const char *const stages[3] = {"text", "unet", "final"};
+    static round_t r; /* ~100 KB: not on the stack */
+    for (int s = 0; s < 3; s++) {
+        int idle = 0;
+        for (int i = 0; i < b->workers_hw && !idle; i++)
+            idle = b->workers[i].used && !strcmp(b->workers[i].role, stages[s]) &&
+                   batching_credit(b->workers[i].capacity, b->workers[i].inflight) > 0;
+        if (!idle)
+            continue;
+        /* the waiting items once for every worker of the stage, those in
+         * flight skipped in the store's scan */
+        flights fl = flights_of(b, stages[s]);
+        r.want = broker_input_state(stages[s]);
+        r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, ROUND_ITEMS + fl.n, in_flight, &fl);
+        free(fl.f);
+        int paused = 0;
+        for (int i = 0; i < r.n; i++) {
+            r.cand[i].job = r.refs[i].job;
+            r.cand[i].params = r.refs[i].params;
+            /* refs come ordered by job: a job's model and pause looked up once */
+            if (i > 0 && !strcmp(r.refs[i].job, r.refs[i - 1].job)) {
+                r.cand[i].job_identity = r.cand[i - 1].job_identity ? r.ids[i] : NULL;
+                memcpy(r.ids[i], r.ids[i - 1], sizeof r.ids[i]);
+            } else {
+                r.cand[i].job_identity = store_job_identity(b->store, r.refs[i].job, r.ids[i], sizeof r.ids[i]);
+                /* a job whose outputs cannot be written now gets no final work */
+                paused = r.want == STORE_ITEM_STATE_DENOISED && broker_job_paused(b, r.refs[i].job);
+            }
+            r.cand[i].in_flight = paused;
+        }
+        for (int i = 0; i < b->workers_hw && r.n; i++)
+            if (b->workers[i].used && !strcmp(b->workers[i].role, stages[s]))
+                dispatch_one(b, i, &r);
+        store_item_refs_free(r.refs, r.n);
+    }
 }

@@ -18,8 +18,10 @@
 #include "coordinator/store.h"
 #include "proto/message.h"
 
-#define MAX_WORKERS 256
-#define MAX_TASKS 1024
+/* fleet-sized: a thousand GPUs and more (sdxl bench --simulate); loops run
+ * up to the highest slot used (workers_hw, tasks_hw), not to these */
+#define MAX_WORKERS 4096
+#define MAX_TASKS 8192
 #define MAX_BATCH BATCHING_MAX_BATCH
 
 typedef struct {
@@ -28,6 +30,7 @@ typedef struct {
     size_t route_len;
     char id[64], role[8], identity[80];
     char key[41];     /* its CURVE public key ("" without CURVE): its messages must come under it */
+    char data[128];   /* where it serves the outputs it holds (worker/daemon/data_plane.h), or "" */
     char session[40]; /* the worker process's random id: a REGISTER with the same one is the same process */
     int capacity, inflight;
     double last_seen, registered, busy_s;
@@ -75,6 +78,7 @@ typedef struct {
     sd_store *store;
     worker_t workers[MAX_WORKERS];
     task_t tasks[MAX_TASKS];
+    int workers_hw, tasks_hw; /* one past the highest slot ever used */
     paused_job paused[MAX_PAUSED];
     unsigned long long malformed;
     double last_hb;
@@ -104,7 +108,11 @@ const char *broker_job_paused(broker *b, const char *job);
 void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route, size_t rl);
 void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route, size_t rl);
 void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigned char *route, size_t rl);
-void broker_dispatch_to(broker *b, int wi);
+/* Hands waiting work to every worker with credit: each stage's waiting
+ * items are read once per round, not once per worker. */
+void broker_dispatch(broker *b);
+/* A free task slot (counted in tasks_hw), or NULL when all are in flight. */
+task_t *broker_task_slot(broker *b);
 void broker_liveness(broker *b);
 void broker_finish_job_outputs(broker *b, const char *job);
 void broker_finish_jobs(broker *b);

@@ -107,6 +107,28 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
     }
     json_t *items = json_object_get(m->hdr, "items");
     int is_fail = sd_msg_kind_of(m) == SD_MSG_KIND_FAIL;
+    json_t *lost = json_object_get(m->hdr, "lost_inputs");
+    if (is_fail && json_is_array(lost)) {
+        /* inputs its producer no longer held (it died, or was cut off): not
+         * the items' failure; those go back to the stage that makes them,
+         * the task's others wait for another worker */
+        const char *reason = json_string_value(json_object_get(m->hdr, "reason"));
+        broker_log("task %lld (%s, job %s) on %s: %s", tid, t->stage, t->job, w->id, reason ? reason : "?");
+        for (int k = 0; k < t->n; k++) {
+            int gone = 0;
+            size_t i;
+            json_t *x;
+            json_array_foreach(lost, i, x) gone |= json_integer_value(x) == t->idx[k];
+            if ((gone ? store_item_lost_input(b->store, t->job, t->idx[k], reason ? reason : "input lost",
+                                              b->o->max_losses, &err)
+                      : store_item_lost(b->store, t->job, t->idx[k], "its task's other inputs were lost",
+                                        b->o->max_losses, &err)) != SD_OK)
+                broker_log("job %s item %d: store: recording lost work: %s", t->job, t->idx[k], err.msg);
+        }
+        broker_task_done(b, t);
+        broker_reply(b, route, rl, "OK", json_pack("{s:I}", "task_id", (json_int_t)tid));
+        return;
+    }
     if (is_fail) {
         const char *reason = json_string_value(json_object_get(m->hdr, "reason"));
         broker_log("task %lld (%s, job %s) failed on %s: %s", tid, t->stage, t->job, w->id, reason ? reason : "?");
@@ -120,8 +142,6 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
     for (int k = 0; k < t->n; k++) {
         int idx = t->idx[k];
         json_t *info = json_object_get(json_array_get(items, (size_t)k), "info");
-        char suffix[16];
-        snprintf(suffix, sizeof suffix, "_%d", k);
         sd_status st = SD_OK;
         if (store_item_state_of(b->store, t->job, idx) != (int)from) {
             /* it moved on meanwhile (cancelled, or done by another task):
@@ -146,27 +166,23 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
                 st = store_item_advance(b->store, t->job, idx, from, STORE_ITEM_STATE_DONE, NULL, 0, meta, &err);
             json_decref(meta);
         } else {
-            /* keep this item's tensors (suffix _k) as its intermediate */
-            sd_msg sub;
-            memset(&sub, 0, sizeof sub);
-            for (int i = 0; i < m->ntensors; i++) {
-                const sd_msg_tensor *x = &m->tensors[i];
-                size_t ln = strlen(x->name), ls = strlen(suffix);
-                if (ln > ls && !strcmp(x->name + ln - ls, suffix)) {
-                    char base[64];
-                    snprintf(base, sizeof base, "%.*s", (int)(ln - ls), x->name);
-                    sd_msg_add_tensor(&sub, base, x->dtype, x->ndim, x->shape, x->data, &err);
-                }
-            }
+            /* keep this item's tensors (suffix _k) as its intermediate,
+             * unless its producer holds them (text conditioning: the unet
+             * worker fetches it from there, worker/daemon/data_plane.h) */
             void *blob = NULL;
             size_t len = 0;
-            if (sub.ntensors == 0)
-                st = sd_fail(&err, SD_ERR_FORMAT, "result has no tensors for item %d", idx), malformed = 1;
-            if (st == SD_OK)
-                st = sd_blob_pack(&sub, &blob, &len, &err);
+            json_t *next_info = json_deep_copy(info ? info : json_object());
+            int held = json_is_true(json_object_get(next_info, "held")) && from == STORE_ITEM_STATE_PENDING &&
+                       w->data[0];
+            json_object_del(next_info, "held");
+            json_object_del(next_info, "source"); /* fetched: the unet result travels on by itself */
+            if (held) /* where the unet worker fetches it: as the holder registered, not as it claims */
+                json_object_set_new(next_info, "source", json_pack("{s:s, s:s, s:s}", "worker", w->id, "data",
+                                                                   w->data, "key", w->key));
+            else if (sd_blob_pack_item(m, k, &blob, &len, &err) != SD_OK)
+                st = sd_error_prefix(&err, err.code, "result: "), malformed = 1;
             /* when it entered its next stage's queue: the dispatch adds the
              * wait (the hop the coordinator adds between two stages) */
-            json_t *next_info = json_deep_copy(info ? info : json_object());
             json_object_set_new(next_info, "queued_at", json_real(broker_wall_s()));
             if (st == SD_OK)
                 st = store_item_advance(b->store, t->job, idx, from, from + 1, blob, len, next_info, &err);

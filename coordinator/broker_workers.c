@@ -14,7 +14,7 @@
 
 static worker_t *find_worker(broker *b, const char *id)
 {
-    for (int i = 0; i < MAX_WORKERS; i++)
+    for (int i = 0; i < b->workers_hw; i++)
         if (b->workers[i].used && !strcmp(b->workers[i].id, id))
             return &b->workers[i];
     return NULL;
@@ -22,7 +22,7 @@ static worker_t *find_worker(broker *b, const char *id)
 
 task_t *broker_find_task(broker *b, long long id)
 {
-    for (int i = 0; i < MAX_TASKS; i++)
+    for (int i = 0; i < b->tasks_hw; i++)
         if (b->tasks[i].used && b->tasks[i].id == id)
             return &b->tasks[i];
     return NULL;
@@ -59,7 +59,7 @@ static void drop_worker(broker *b, int wi, const char *why)
     broker_log("worker %s (%s) is dead: %s; its tasks go back to waiting", w->id, w->role, why);
     char reason[160];
     snprintf(reason, sizeof reason, "worker %s %s", w->id, why);
-    for (int i = 0; i < MAX_TASKS; i++)
+    for (int i = 0; i < b->tasks_hw; i++)
         if (b->tasks[i].used && b->tasks[i].worker == wi)
             broker_requeue_task(b, &b->tasks[i], reason, 0);
     w->used = 0;
@@ -71,7 +71,7 @@ void broker_load_tasks(broker *b)
     int n = store_tasks_list(b->store, st, MAX_TASKS);
     double now = sd_now_s();
     for (int i = 0; i < n; i++) {
-        task_t *t = &b->tasks[i];
+        task_t *t = broker_task_slot(b);
         memset(t, 0, sizeof *t);
         t->used = 1;
         t->id = st[i].id;
@@ -93,7 +93,7 @@ void broker_load_tasks(broker *b)
 static void adopt_orphans(broker *b, int wi, long long holding)
 {
     worker_t *w = &b->workers[wi];
-    for (int i = 0; i < MAX_TASKS; i++) {
+    for (int i = 0; i < b->tasks_hw; i++) {
         task_t *t = &b->tasks[i];
         if (!t->used || t->worker != -1 || strcmp(t->worker_id, w->id))
             continue;
@@ -113,7 +113,7 @@ static int refresh_orphans(broker *b, const char *id, const sd_msg *m)
 {
     json_t *tid = json_object_get(m->hdr, "task_id");
     int found = 0;
-    for (int i = 0; i < MAX_TASKS; i++) {
+    for (int i = 0; i < b->tasks_hw; i++) {
         task_t *t = &b->tasks[i];
         if (!t->used || t->worker != -1 || strcmp(t->worker_id, id))
             continue;
@@ -180,6 +180,8 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
             broker_reply_error(b, route, rl, "too many workers");
             return;
         }
+        if ((int)(w - b->workers) + 1 > b->workers_hw)
+            b->workers_hw = (int)(w - b->workers) + 1;
         memset(w, 0, sizeof *w);
         w->used = 1;
         memcpy(w->route, route, rl);
@@ -189,6 +191,10 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         snprintf(w->identity, sizeof w->identity, "%s", identity);
         snprintf(w->session, sizeof w->session, "%s", session ? session : "");
         snprintf(w->key, sizeof w->key, "%s", m->user_id);
+        const char *data = json_string_value(json_object_get(m->hdr, "data"));
+        snprintf(w->data, sizeof w->data, "%s", data && !strncmp(data, "tcp://", 6) && strlen(data) < sizeof w->data
+                                                    ? data
+                                                    : "");
         w->capacity = (int)cap;
         w->last_seen = w->registered = sd_now_s();
         broker_log("worker %s registered: role %s, capacity %d, model %s", id, role, w->capacity, identity);
@@ -230,31 +236,26 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
 void broker_liveness(broker *b)
 {
     double now = sd_now_s(), limit = 3.0 * b->o->heartbeat_ms / 1000.0, progress = b->o->progress_timeout_ms / 1000.0;
-    /* orphans whose worker is silent, or makes no progress, are lost */
-    for (int k = 0; k < MAX_TASKS; k++) {
-        task_t *t = &b->tasks[k];
-        if (t->used && t->worker == -1 && (now - t->worker_seen > limit || now - t->last_progress > progress))
-            broker_requeue_task(b, t, "its worker did not come back after the coordinator restarted", 0);
-    }
-    for (int i = 0; i < MAX_WORKERS; i++) {
+    for (int i = 0; i < b->workers_hw; i++) {
         worker_t *w = &b->workers[i];
-        if (!w->used)
-            continue;
-        if (now - w->last_seen > limit) {
+        if (w->used && now - w->last_seen > limit)
             drop_worker(b, i, "stopped responding");
+    }
+    /* one pass over the tasks: orphans whose worker is silent or makes no
+     * progress are lost; a worker with a stuck task is as dead as a silent
+     * one (progress comes from the compute loop, not the socket) */
+    for (int k = 0; k < b->tasks_hw; k++) {
+        task_t *t = &b->tasks[k];
+        if (!t->used)
             continue;
-        }
-        /* progress comes from the compute loop: a live socket with a stuck
-         * task is as dead as a silent one */
-        for (int k = 0; k < MAX_TASKS; k++)
-            if (b->tasks[k].used && b->tasks[k].worker == i && now - b->tasks[k].last_progress > progress) {
-                drop_worker(b, i, "made no progress on its task");
-                break;
-            }
+        if (t->worker == -1 && (now - t->worker_seen > limit || now - t->last_progress > progress))
+            broker_requeue_task(b, t, "its worker did not come back after the coordinator restarted", 0);
+        else if (t->worker >= 0 && b->workers[t->worker].used && now - t->last_progress > progress)
+            drop_worker(b, t->worker, "made no progress on its task");
     }
     if (now - b->last_hb >= b->o->heartbeat_ms / 1000.0) {
         b->last_hb = now;
-        for (int i = 0; i < MAX_WORKERS; i++)
+        for (int i = 0; i < b->workers_hw; i++)
             if (b->workers[i].used)
                 broker_reply(b, b->workers[i].route, b->workers[i].route_len, "HEARTBEAT", NULL);
     }

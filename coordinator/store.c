@@ -437,7 +437,8 @@ sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "cancel");
 }
 
-int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max)
+int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int scan,
+                        int (*skip)(void *user, const char *job, int idx), void *user)
 {
     /* job by job, oldest first: each a seek into the (state, job, idx)
      * index, never a sort of every waiting item of a 10^7-item job */
@@ -450,8 +451,10 @@ int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out
         sqlite3_reset(q);
         sqlite3_bind_int(q, 1, (int)state);
         sqlite3_bind_text(q, 2, jobs[j], -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int(q, 3, max - n);
+        sqlite3_bind_int(q, 3, scan > max ? scan : max);
         while (n < max && sqlite3_step(q) == SQLITE_ROW) {
+            if (skip && skip(user, jobs[j], sqlite3_column_int(q, 0)))
+                continue;
             if (!spec)
                 spec = store_job_spec(s, jobs[j]);
             json_t *own = json_loads((const char *)sqlite3_column_text(q, 1), 0, NULL);

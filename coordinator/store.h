@@ -66,13 +66,15 @@ sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state s
 
 /* Items waiting in state, for running jobs, oldest job first: up to max
  * (job, idx, and the parameters a worker gets: the job's defaults merged with
- * the item's own). */
+ * the item's own). skip(user, job, idx), when given, passes over an item (one
+ * in flight); up to scan rows of each job are read for that. */
 typedef struct {
     char job[40];
     int idx;
     json_t *params; /* new reference */
 } store_item_ref;
-int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max);
+int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int scan,
+                        int (*skip)(void *user, const char *job, int idx), void *user);
 void store_item_refs_free(store_item_ref *r, int n);
 
 /* Stage results: the blob replaces the item's intermediate and advances it. */
@@ -92,6 +94,10 @@ sd_status store_item_reset(sd_store *s, const char *job, int idx, sd_error *err)
  * The separate rule for an item that kills its workers: after max_losses
  * losses it fails, naming them. */
 sd_status store_item_lost(sd_store *s, const char *job, int idx, const char *reason, int max_losses, sd_error *err);
+/* The same for an item whose input is gone (its producer no longer holds it:
+ * text conditioning is recomputed, not stored): back to the start. */
+sd_status store_item_lost_input(sd_store *s, const char *job, int idx, const char *reason, int max_losses,
+                                sd_error *err);
 
 /* Tasks in flight, kept so a restarted coordinator recognises their results
  * and does not hand their items out again while their workers still hold

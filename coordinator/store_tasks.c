@@ -7,24 +7,39 @@
 
 #include "coordinator/store_internal.h"
 
-sd_status store_item_lost(sd_store *s, const char *job, int idx, const char *reason, int max_losses, sd_error *err)
+/* a loss (no attempt charged); restart: the item goes back to the start
+ * (its input is gone) instead of waiting where it was */
+static sd_status item_lost(sd_store *s, const char *job, int idx, const char *reason, int max_losses, int restart,
+                           sd_error *err)
 {
     sqlite3_stmt *q;
     char why[400];
     snprintf(why, sizeof why, "lost %d times (its workers died, stalled or registered again while computing it); "
                               "last: %s", max_losses, reason);
     sqlite3_prepare_v2(s->db,
-                       "UPDATE items SET losses=losses+1, state=CASE WHEN losses+1>=? THEN 4 ELSE state END, "
-                       "error=CASE WHEN losses+1>=? THEN ? ELSE error END WHERE job=? AND idx=? AND state<3",
+                       "UPDATE items SET losses=losses+1, state=CASE WHEN losses+1>=? THEN 4 WHEN ? THEN 0 ELSE state "
+                       "END, error=CASE WHEN losses+1>=? THEN ? ELSE error END WHERE job=? AND idx=? AND state<3",
                        -1, &q, NULL);
     sqlite3_bind_int(q, 1, max_losses);
-    sqlite3_bind_int(q, 2, max_losses);
-    sqlite3_bind_text(q, 3, why, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(q, 4, job, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(q, 5, idx);
+    sqlite3_bind_int(q, 2, restart);
+    sqlite3_bind_int(q, 3, max_losses);
+    sqlite3_bind_text(q, 4, why, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(q, 5, job, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 6, idx);
     int rc = sqlite3_step(q);
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "record lost work");
+}
+
+sd_status store_item_lost(sd_store *s, const char *job, int idx, const char *reason, int max_losses, sd_error *err)
+{
+    return item_lost(s, job, idx, reason, max_losses, 0, err);
+}
+
+sd_status store_item_lost_input(sd_store *s, const char *job, int idx, const char *reason, int max_losses,
+                                sd_error *err)
+{
+    return item_lost(s, job, idx, reason, max_losses, 1, err);
 }
 
 sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err)

@@ -198,10 +198,21 @@ sd_status sd_curve_server_setup(void *sock, void *ctx, const char *secret_file, 
 sd_status sd_curve_client_setup(void *sock, const char *server_key_file, const char *secret_file,
                                 const char *public_file, sd_error *err)
 {
-    const char *files[3] = {server_key_file, secret_file, public_file};
-    const int opts[3] = {ZMQ_CURVE_SERVERKEY, ZMQ_CURVE_SECRETKEY, ZMQ_CURVE_PUBLICKEY};
-    char keys[3][41];
-    for (int i = 0; i < 3; i++) {
+    if (!server_key_file)
+        return sd_fail(err, SD_ERR_INVALID, "CURVE needs the server's public key, a secret key and a public key");
+    char server_key[41];
+    SD_TRY(read_key(server_key_file, server_key, err));
+    return sd_curve_client_setup_key(sock, server_key, secret_file, public_file, err);
+}
+
+sd_status sd_curve_client_setup_key(void *sock, const char *server_key, const char *secret_file,
+                                    const char *public_file, sd_error *err)
+{
+    const char *files[2] = {secret_file, public_file};
+    char keys[2][41];
+    if (!server_key || strlen(server_key) != 40)
+        return sd_fail(err, SD_ERR_INVALID, "CURVE: the server's public key must be 40 Z85 characters");
+    for (int i = 0; i < 2; i++) {
         if (!files[i])
             return sd_fail(err, SD_ERR_INVALID, "CURVE needs the server's public key, a secret key and a public key");
         SD_TRY(read_key(files[i], keys[i], err));
@@ -210,10 +221,21 @@ sd_status sd_curve_client_setup(void *sock, const char *server_key_file, const c
      * (or two halves of different pairs) is refused here, not at the
      * handshake, where it would only show as silence */
     char derived[41];
-    if (zmq_curve_public(derived, keys[1]) != 0 || strcmp(derived, keys[2]))
+    if (zmq_curve_public(derived, keys[0]) != 0 || strcmp(derived, keys[1]))
         return sd_fail(err, SD_ERR_INVALID, "CURVE: %s is not the secret key of %s%s", secret_file, public_file,
-                       !strcmp(keys[1], keys[2]) ? " (the same key twice: a public key given as the secret?)" : "");
-    for (int i = 0; i < 3; i++)
-        zmq_setsockopt(sock, opts[i], keys[i], 40);
+                       !strcmp(keys[0], keys[1]) ? " (the same key twice: a public key given as the secret?)" : "");
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_key, 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, keys[0], 40);
+    zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, keys[1], 40);
+    return SD_OK;
+}
+
+sd_status sd_curve_data_server_setup(void *sock, const char *secret_file, sd_error *err)
+{
+    char secret[41];
+    SD_TRY(read_key(secret_file, secret, err));
+    int one = 1;
+    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
+    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 40);
     return SD_OK;
 }

@@ -21,4 +21,15 @@ int sd_curve_may_register(const char *user_id, const char *worker_id);
 sd_status sd_curve_client_setup(void *sock, const char *server_key_file, const char *secret_file,
                                 const char *public_file, sd_error *err);
 
+/* The same with the server's public key given as text (40 Z85 characters):
+ * a worker fetching from another worker's data socket, whose key the
+ * coordinator passes along. */
+sd_status sd_curve_client_setup_key(void *sock, const char *server_key, const char *secret_file,
+                                    const char *public_file, sd_error *err);
+
+/* A worker's data socket (worker/daemon/data_plane.h) as a CURVE server
+ * under the worker's own secret key. No ZAP handler runs in a worker: any
+ * peer with a key pair may connect, and the channel is encrypted. */
+sd_status sd_curve_data_server_setup(void *sock, const char *secret_file, sd_error *err);
+
 #endif

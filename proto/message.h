@@ -40,7 +40,8 @@ typedef struct {
 /* The message kinds. Workers: REGISTER HEARTBEAT RESULT FAIL; the
  * coordinator to workers: TASK HEARTBEAT; clients: SUBMIT SUBMIT_ITEMS
  * SUBMIT_END STATUS WATCH CANCEL RESULTS WORKERS RETRY; replies: OK ERROR; between the two workers of a
- * CFG pair (worker/daemon/cfg_pair.h): PEER. The wire spells each by its
+ * CFG pair (worker/daemon/cfg_pair.h): PEER; worker to worker (an output
+ * held by its producer, worker/daemon/data_plane.h): FETCH. The wire spells each by its
  * name ("type": "TASK"). */
 typedef enum {
     SD_MSG_KIND_REGISTER,
@@ -60,6 +61,7 @@ typedef enum {
     SD_MSG_KIND_OK,
     SD_MSG_KIND_ERROR,
     SD_MSG_KIND_PEER,
+    SD_MSG_KIND_FETCH,
     SD_MSG_KIND_COUNT /* not a kind: an unknown type */
 } sd_msg_kind;
 

@@ -40,6 +40,31 @@ sd_status sd_blob_pack(const sd_msg *m, void **blob, size_t *len, sd_error *err)
     return SD_OK;
 }
 
+sd_status sd_blob_pack_item(const sd_msg *m, int k, void **blob, size_t *len, sd_error *err)
+{
+    char suffix[16];
+    snprintf(suffix, sizeof suffix, "_%d", k);
+    size_t ls = strlen(suffix);
+    sd_msg sub;
+    memset(&sub, 0, sizeof sub);
+    sd_status st = SD_OK;
+    for (int i = 0; i < m->ntensors && st == SD_OK; i++) {
+        const sd_msg_tensor *x = &m->tensors[i];
+        size_t ln = strlen(x->name);
+        if (ln > ls && !strcmp(x->name + ln - ls, suffix)) {
+            char base[64];
+            snprintf(base, sizeof base, "%.*s", (int)(ln - ls), x->name);
+            st = sd_msg_add_tensor(&sub, base, x->dtype, x->ndim, x->shape, x->data, err);
+        }
+    }
+    if (st == SD_OK && sub.ntensors == 0)
+        st = sd_fail(err, SD_ERR_FORMAT, "no tensors for item %d", k);
+    if (st == SD_OK)
+        st = sd_blob_pack(&sub, blob, len, err);
+    sd_msg_free(&sub);
+    return st;
+}
+
 sd_status sd_blob_attach(sd_msg *m, const void *blob, size_t len, const char *suffix, sd_error *err)
 {
     const unsigned char *b = blob;

@@ -9,6 +9,9 @@
 
 /* Packs the message's tensors (all of them) into a malloc'd blob. */
 sd_status sd_blob_pack(const sd_msg *m, void **blob, size_t *len, sd_error *err);
+/* Packs the tensors of item k of a stage result (those named NAME_k) under
+ * their names without the suffix; an error when there is none. */
+sd_status sd_blob_pack_item(const sd_msg *m, int k, void **blob, size_t *len, sd_error *err);
 /* Adds the blob's tensors to m, renamed with suffix ("emb" -> "emb_3"); the
  * message borrows data from blob, which must outlive it. */
 sd_status sd_blob_attach(sd_msg *m, const void *blob, size_t len, const char *suffix, sd_error *err);

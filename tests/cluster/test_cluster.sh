@@ -147,7 +147,7 @@ scenario_killed_worker() {
     if out=$(timeout 120 $BIN/sdxl wait "$JOB" --coordinator "$EP" 2>&1) && exactly_once "$D" >/dev/null &&
         grep -q "dying at step" "$D/worker-u-doomed.log" && grep -q "u-doomed (unet) is dead" "$D/coordinator.log"; then
         ok "a unet worker killed by SIGKILL mid-task: the job completes, each item exactly once"
-    else bad "killed worker" "$out $(tail -3 "$D/coordinator.log")"; fi
+    else bad "killed worker" "$out $(tail -n 3 "$D/coordinator.log")"; fi
     kill $COORD
 }
 
@@ -194,7 +194,7 @@ scenario_stopped_worker() {
         for _ in $(seq 50); do state=$(ps -o stat= -p "$FAULTY" | cut -c1); [ "$state" = T ] && break; sleep 0.1; done
     fi
     if [ "$state" != T ]; then
-        bad "stopped worker: the worker froze while holding a task" "$(tail -3 "$D/worker-u-frozen.log")"
+        bad "stopped worker: the worker froze while holding a task" "$(tail -n 3 "$D/worker-u-frozen.log")"
         kill -CONT "$FAULTY"; kill $COORD; return
     fi
     start_worker "$D" "$EP" unet u-fresh
@@ -204,7 +204,7 @@ scenario_stopped_worker() {
         if exactly_once "$D" >/dev/null && grep -q "u-frozen (unet) is dead" "$D/coordinator.log" &&
             grep -q "resumed after the freeze" "$D/worker-u-frozen.log"; then
             ok "a unet worker frozen by SIGSTOP mid-task is declared dead, the job completes, nothing is written twice on resume"
-        else bad "stopped worker" "$(exactly_once "$D") $(tail -5 "$D/coordinator.log")"; fi
+        else bad "stopped worker" "$(exactly_once "$D") $(tail -n 5 "$D/coordinator.log")"; fi
     else bad "stopped worker: job completes" "$out"; fi
     kill $COORD
 }
@@ -219,7 +219,7 @@ scenario_stalled_worker() {
     if out=$(timeout 120 $BIN/sdxl wait "$JOB" --coordinator "$EP" 2>&1) && exactly_once "$D" >/dev/null &&
         grep -q "u-stuck.*made no progress on its task" "$D/coordinator.log"; then
         ok "a unet worker alive but stuck mid-task loses its task at the progress deadline; each item exactly once"
-    else bad "stalled worker" "$out $(exactly_once "$D") $(tail -5 "$D/coordinator.log")"; fi
+    else bad "stalled worker" "$out $(exactly_once "$D") $(tail -n 5 "$D/coordinator.log")"; fi
     kill $COORD
 }
 
@@ -332,6 +332,44 @@ with gzip.open('$d/prompts.txt.gz', 'wt') as f:
     kill $COORD
 }
 
+# Text conditioning goes worker to worker: the text worker holds it, the unet
+# worker fetches it, the coordinator stores none of it. A text worker killed
+# while it holds finished items loses them: the unet workers say so, the
+# items go back to the text stage without an attempt charged, and the images
+# still equal sdxl generate's.
+scenario_held_outputs() {
+    local d=$ROOT/held ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_worker "$d" "$ep" text t1
+    local t1=$LAST_WORKER job
+    job=$(submit "$d" "$ep" --layout files)
+    local encoded=0
+    for _ in $(seq 300); do
+        encoded=$($BIN/sdxl status "$job" --json --coordinator "$ep" | python3 -c 'import json,sys; print(json.load(sys.stdin)["encoded"])')
+        [ "$encoded" = 24 ] && break
+        sleep 0.1
+    done
+    local blobs
+    blobs=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from items where blob is not null").fetchone()[0])' "$d/state/coordinator.sqlite")
+    if [ "$encoded" = 24 ] && [ "$blobs" = 0 ]; then
+        ok "24 items encoded and held by their text worker: the coordinator stores no conditioning"
+    else bad "held conditioning" "$encoded encoded, $blobs blobs stored"; fi
+    kill -9 $t1
+    start_worker "$d" "$ep" text t2
+    start_worker "$d" "$ep" unet u1
+    start_worker "$d" "$ep" final f1
+    local out
+    out=$(timeout 180 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)
+    local rc=$?
+    if [ $rc = 0 ] && grep -q "no longer held" "$d/coordinator.log" && grep -q '"text_worker": *"t2"\|"text_worker":"t2"' "$d/out/00000000.json"; then
+        ok "the text worker killed while holding 24 items: they are made again on another, none failed"
+    else bad "held outputs lost" "wait rc $rc: $out; $(grep -c "no longer held" "$d/coordinator.log") losses; $(tail -n 5 "$d/coordinator.log")"; fi
+    if out=$(same_as_generate "$d" 2>&1); then ok "their images equal sdxl generate's, byte for byte"; else bad "held: images" "$out"; fi
+    kill $COORD
+}
+
 # A simulated fleet (sdxl-worker --simulate: real messages and tensor sizes,
 # no model) of 60 workers in one process, through `sdxl bench --simulate`:
 # the bench's count is the truth (every item done exactly once, each image
@@ -432,12 +470,12 @@ scenario_cfg_pair() {
     local job
     job=$(submit "$d" "$ep" --layout files)
     if ! out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then
-        bad "cfg pair job completes" "$out$(tail -5 "$d"/worker-*.log)"; kill $COORD; return
+        bad "cfg pair job completes" "$out$(tail -n 5 "$d"/worker-*.log)"; kill $COORD; return
     fi
     if out=$(same_as_generate "$d" 2>&1) && grep -q "following" "$d/worker-follow.log" &&
         grep -q "cfg split zmq" "$d/worker-lead.log"; then
         ok "a --cfg-split nccl unet pair (one half each) makes every image byte-equal to generate's"
-    else bad "cfg pair images equal generate" "$out$(tail -3 "$d"/worker-lead.log "$d"/worker-follow.log)"; fi
+    else bad "cfg pair images equal generate" "$out$(tail -n 3 "$d"/worker-lead.log "$d"/worker-follow.log)"; fi
     # the follower killed while the pair is idle: the leader notices the closed
     # connection at once and stops, rather than take work it cannot finish
     kill -9 $follower
@@ -445,7 +483,7 @@ scenario_cfg_pair() {
     for _ in $(seq 50); do kill -0 $LAST_WORKER_LEAD 2>/dev/null || { gone=yes; break; }; sleep 0.1; done
     if [ $gone = yes ] && grep -q "follower disconnected" "$d/worker-lead.log"; then
         ok "an idle leader whose follower is killed stops within 5 s, saying why"
-    else bad "idle leader notices its follower's death" "$(tail -3 "$d/worker-lead.log")"; fi
+    else bad "idle leader notices its follower's death" "$(tail -n 3 "$d/worker-lead.log")"; fi
     # two halves of different models refuse to pair, naming both
     local peer3="tcp://127.0.0.1:$(port)" lead_out
     $BIN/sdxl-worker --role unet --model "${SDXL_TESTDATA:-../shared/testdata}/sdxl-tiny" --cfg-split nccl \
@@ -471,7 +509,7 @@ scenario_cfg_pair() {
     if out=$(timeout 150 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && out=$(exactly_once "$d" 2>&1) &&
         grep -q "task [0-9]* failed: cfg pair: rank 1 disconnected" "$d/worker-lead2.log"; then
         ok "when the pair's follower dies the leader stops and every item is still made exactly once"
-    else bad "cfg pair follower death" "$out$(tail -4 "$d"/worker-lead2.log)"; fi
+    else bad "cfg pair follower death" "$out$(tail -n 4 "$d"/worker-lead2.log)"; fi
     kill $COORD
 }
 
@@ -519,7 +557,7 @@ scenario_coordinator_restarts() {
     done
     local out
     if ! out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1); then
-        bad "coordinator restarts: the job completes with no item failed" "$out $(tail -5 "$d/coordinator.log")"
+        bad "coordinator restarts: the job completes with no item failed" "$out $(tail -n 5 "$d/coordinator.log")"
         kill $COORD; return
     fi
     local regs worst
@@ -647,7 +685,7 @@ scenario_full_disk() {
 }
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"

@@ -23,6 +23,10 @@ static void usage(FILE *out)
             "denoising), final (refiner steps and VAE decode). Registers its role, capacity, devices and\n"
             "model identity (a hash of configs and weight headers); jobs of another model never reach it.\n"
             "  --capacity N        items per task (1)\n"
+            "  --hold N            text worker: outputs kept for the unet workers to fetch, at most (256;\n"
+            "                      ~1.3 MB each at 1024x1024). They go worker to worker on a data socket\n"
+            "                      of this worker's (the address that routes to the coordinator, a free\n"
+            "                      port), never through the coordinator; one lost is made again\n"
             "  --cfg-split batch   both guidance halves as one batch of 2 on this device (default)\n"
             "  --cfg-split nccl    a unet worker pair, one guidance half each, exchanging noise\n"
             "                      predictions every step: rank 0 (the unconditional half) binds\n"
@@ -50,7 +54,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     static char default_id[96];
-    sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .die_at_step = -1,
+    sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .hold = 256, .die_at_step = -1,
                         .stall_at_step = -1, .freeze_at_step = -1, .cfg_timeout_ms = 300000, .dtype = SD_DTYPE_COUNT, .stop = &sd_stop_requested};
     int split_pair = 0, rank_given = 0;
     const char *simulate = NULL;
@@ -81,6 +85,9 @@ int main(int argc, char **argv)
             o.worker_id = v;
         else if (!strcmp(a, "--capacity")) {
             if (sd_parse_int_flag("sdxl-worker", a, v, 1, 16, &o.capacity))
+                return 2;
+        } else if (!strcmp(a, "--hold")) {
+            if (sd_parse_int_flag("sdxl-worker", a, v, 1, 1000000, &o.hold))
                 return 2;
         } else if (!strcmp(a, "--heartbeat-ms")) {
             if (sd_parse_int_flag("sdxl-worker", a, v, 10, 86400000, &o.heartbeat_ms))

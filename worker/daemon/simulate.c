@@ -15,6 +15,8 @@
 #include "common/image_io.h"
 #include "proto/curve.h"
 #include "proto/message.h"
+#include "proto/tensor_blob.h"
+#include "worker/daemon/data_plane.h"
 
 static const char *const role_names[3] = {"text", "unet", "final"};
 
@@ -62,10 +64,13 @@ typedef struct {
     long long task_id;
     sd_msg outbox;      /* the last RESULT, kept until confirmed */
     long long outbox_task;
+    sd_data_server *data; /* a text worker's held outputs, served as a real one does */
+    char data_ep[128];
 } sim_worker;
 
 typedef struct {
     const sd_worker_opts *o;
+    void *ctx;
     const sd_sim_spec *spec;
     sim_worker *w;
     int n;
@@ -100,6 +105,8 @@ static void sim_register(sim *s, sim_worker *w)
                                             "cfg_split", "batch", "session", s->session));
     if (w->outbox_task)
         json_object_set_new(m.hdr, "holding", json_integer(w->outbox_task));
+    if (w->data)
+        json_object_set_new(m.hdr, "data", json_string(w->data_ep));
     sim_send(s, w, &m);
     sd_msg_free(&m);
     w->last_register = sd_now_s();
@@ -204,12 +211,23 @@ static void sim_finish(sim *s, sim_worker *w)
         int64_t cfg = guidance > 1.0 ? 2 : 1;
         char name[32];
         if (w->role == 0) {
+            /* held for the unet worker to fetch, as a real text worker does */
             int64_t es[3] = {cfg, 77, 2048}, ps[2] = {cfg, 1280};
-            snprintf(name, sizeof name, "emb_%zu", k);
-            st = sd_msg_add_tensor(&res, name, SD_DTYPE_F32, 3, es, sim_zeros(s, (size_t)(cfg * 77 * 2048)), &err);
-            snprintf(name, sizeof name, "pool_%zu", k);
+            sd_msg held;
+            memset(&held, 0, sizeof held);
+            st = sd_msg_add_tensor(&held, "emb", SD_DTYPE_F32, 3, es, sim_zeros(s, (size_t)(cfg * 77 * 2048)), &err);
             if (st == SD_OK)
-                st = sd_msg_add_tensor(&res, name, SD_DTYPE_F32, 2, ps, sim_zeros(s, (size_t)(cfg * 77 * 2048)), &err);
+                st = sd_msg_add_tensor(&held, "pool", SD_DTYPE_F32, 2, ps, sim_zeros(s, (size_t)(cfg * 77 * 2048)), &err);
+            void *blob = NULL;
+            size_t len = 0;
+            char key[96];
+            sd_data_key(key, sizeof key, json_string_value(json_object_get(w->task.hdr, "job")),
+                        json_integer_value(json_object_get(it, "idx")));
+            if (st == SD_OK && (st = sd_blob_pack(&held, &blob, &len, &err)) == SD_OK)
+                st = sd_data_server_hold(w->data, key, blob, len, &err);
+            free(blob);
+            sd_msg_free(&held);
+            json_object_set_new(info, "held", json_true());
         } else if (w->role == 1) {
             int64_t ls[4] = {1, 4, height / 8, width / 8};
             snprintf(name, sizeof name, "lat_%zu", k);
@@ -244,6 +262,51 @@ static void sim_finish(sim *s, sim_worker *w)
     w->task_id = 0;
 }
 
+/* A unet task's text conditioning, fetched from the text worker that holds
+ * it (as a real unet worker does); 0 when some was lost: reported. */
+static int sim_fetch_inputs(sim *s, sim_worker *w, const sd_msg *task, long long tid)
+{
+    json_t *items = json_object_get(task->hdr, "items"), *it, *lost = NULL;
+    const char *job = json_string_value(json_object_get(task->hdr, "job"));
+    size_t k;
+    json_array_foreach(items, k, it) {
+        json_t *src = json_object_get(json_object_get(it, "info"), "source");
+        const char *ep = json_string_value(json_object_get(src, "data"));
+        if (!ep)
+            continue;
+        char key[96];
+        sd_data_key(key, sizeof key, job ? job : "", json_integer_value(json_object_get(it, "idx")));
+        void *blob = NULL;
+        size_t len;
+        sd_error err;
+        const char *skey = json_string_value(json_object_get(src, "key"));
+        if (sd_data_fetch(s->ctx, ep, skey && skey[0] ? skey : NULL, s->o->curve_secret, s->o->curve_public, key,
+                          2000, &blob, &len, &err) != SD_OK) {
+            if (!lost)
+                lost = json_array();
+            json_array_append_new(lost, json_incref(json_object_get(it, "idx")));
+        }
+        free(blob);
+    }
+    if (!lost)
+        return 1;
+    sd_msg m;
+    sd_error err;
+    if (sd_msg_new(&m, "FAIL", &err) == SD_OK) {
+        json_object_set_new(m.hdr, "task_id", json_integer(tid));
+        json_object_set_new(m.hdr, "reason", json_string("its text conditioning was no longer held: made again"));
+        json_object_set_new(m.hdr, "lost_inputs", lost);
+        lost = NULL;
+        if (w->outbox_task)
+            sd_msg_free(&w->outbox);
+        w->outbox_task = sd_msg_clone(&w->outbox, &m, &err) == SD_OK ? tid : 0;
+        sim_send(s, w, &m);
+        sd_msg_free(&m);
+    }
+    json_decref(lost);
+    return 0;
+}
+
 static void sim_receive(sim *s, sim_worker *w)
 {
     sd_msg m;
@@ -253,6 +316,10 @@ static void sim_receive(sim *s, sim_worker *w)
     switch (sd_msg_kind_of(&m)) {
     case SD_MSG_KIND_TASK: {
         long long tid = json_integer_value(json_object_get(m.hdr, "task_id"));
+        if (w->role == 1 && !sim_fetch_inputs(s, w, &m, tid)) {
+            sd_msg_free(&m);
+            return;
+        }
         w->task = m; /* read only while idle (sd_simulate_run): one task at a time */
         w->task_id = tid;
         w->done_at = sd_now_s() + task_seconds(s, w, json_object_get(m.hdr, "items"));
@@ -307,6 +374,10 @@ static sd_status sim_open(sim *s, void *ctx, sd_error *err)
                                              err));
             if (zmq_connect(w->sock, s->o->coordinator) != 0)
                 return sd_fail(err, SD_ERR_IO, "--coordinator %s: %s", s->o->coordinator, zmq_strerror(zmq_errno()));
+            if (r == 0)
+                SD_TRY(sd_data_server_start(&w->data, ctx, s->o->coordinator, (size_t)s->o->hold,
+                                            s->o->curve_server_key ? s->o->curve_secret : NULL, s->o->curve_public,
+                                            w->data_ep, sizeof w->data_ep, err));
             sim_register(s, w);
         }
     return SD_OK;
@@ -332,7 +403,8 @@ sd_status sd_simulate_run(const sd_worker_opts *o, const sd_sim_spec *spec, sd_e
     void *ctx = zmq_ctx_new();
     sd_status st = s.w && pi && ctx ? SD_OK : sd_fail(err, SD_ERR_NOMEM, "out of memory");
     if (ctx)
-        zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, total + 64);
+        zmq_ctx_set(ctx, ZMQ_MAX_SOCKETS, 2 * total + 256);
+    s.ctx = ctx;
     if (st == SD_OK)
         st = sim_open(&s, ctx, err);
     if (st == SD_OK)
@@ -374,6 +446,7 @@ sd_status sd_simulate_run(const sd_worker_opts *o, const sd_sim_spec *spec, sd_e
             sd_msg_free(&s.w[i].task);
         if (s.w[i].outbox_task)
             sd_msg_free(&s.w[i].outbox);
+        sd_data_server_stop(s.w[i].data);
         zmq_close(s.w[i].sock);
     }
     for (int i = 0; i < s.nimages; i++)

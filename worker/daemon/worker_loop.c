@@ -19,10 +19,15 @@
 #include "proto/curve.h"
 #include "proto/message.h"
 #include "proto/monitor.h"
+#include "proto/tensor_blob.h"
 #include "worker/daemon/cfg_pair.h"
+#include "worker/daemon/data_plane.h"
 #include "worker/engine/pipeline/image_meta.h"
 #include "worker/engine/pipeline/pipeline.h"
 #include "worker/engine/pipeline/stage_backends.h"
+
+/* items of one task whose inputs are fetched from their producer */
+#define MAX_FETCH 16
 
 typedef struct {
     const sd_worker_opts *o;
@@ -44,6 +49,9 @@ typedef struct {
     double refused_since;  /* the coordinator refused our key since then (0: not refused) */
     int handshake_failing; /* handshakes fail without a verdict on the key (said once per streak) */
     int registered;        /* the coordinator has answered a REGISTER */
+    void *ctx;
+    sd_data_server *data;  /* a text worker's held outputs (data_plane.h), or NULL */
+    char data_ep[128];     /* where it serves them */
     int froze;         /* the freeze fault hook has fired (it fires once) */
 } worker;
 
@@ -82,6 +90,8 @@ static void send_register(worker *w)
                           w->pair ? sd_cfg_pair_transport(w->pair) : "batch", "session", w->session);
     if (w->outbox_task) /* the task whose result is not yet confirmed */
         json_object_set_new(f, "holding", json_integer(w->outbox_task));
+    if (w->data)
+        json_object_set_new(f, "data", json_string(w->data_ep));
     send_simple(w, "REGISTER", f);
     w->last_heard = w->last_register = sd_now_s();
 }
@@ -328,14 +338,113 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
  * items (its half of each step) and reports nothing. Returns the task's
  * status: a pair cannot recover from a failed task (the two sides may be out
  * of step), so the caller ends it. */
-static sd_status run_task(worker *w, const sd_msg *task)
+/* The inputs a task's items name a source for (text conditioning a text
+ * worker holds), fetched from there and attached to a copy of the task as
+ * if the coordinator had sent them: *full is that copy (or NULL when none
+ * was needed), blobs[] the fetched data it borrows. Items whose input is
+ * gone are listed in lost (a new array, or NULL). */
+static sd_status fetch_inputs(worker *w, const sd_msg *task, sd_msg *full, int *have_full, void **blobs,
+                              json_t **lost, sd_error *err)
+{
+    json_t *items = json_object_get(task->hdr, "items"), *item;
+    const char *job = json_string_value(json_object_get(task->hdr, "job"));
+    size_t k;
+    *have_full = 0;
+    *lost = NULL;
+    /* only text conditioning is held by its producer; a pair's follower gets
+     * the task its leader fetched for */
+    if (strcmp(w->o->role, "unet") || !w->sock)
+        return SD_OK;
+    int timeout_ms = 3 * w->o->heartbeat_ms > 2000 ? 3 * w->o->heartbeat_ms : 2000;
+    json_array_foreach(items, k, item) {
+        json_t *src = json_object_get(json_object_get(item, "info"), "source");
+        if (!json_is_object(src) || k >= MAX_FETCH)
+            continue;
+        if (!*have_full) {
+            SD_TRY(sd_msg_clone(full, task, err));
+            *have_full = 1;
+        }
+        char key[96], suffix[16];
+        sd_data_key(key, sizeof key, job ? job : "", json_integer_value(json_object_get(item, "idx")));
+        size_t len = 0;
+        sd_error ferr = {0};
+        const char *ep = json_string_value(json_object_get(src, "data"));
+        const char *skey = json_string_value(json_object_get(src, "key"));
+        if (!ep || sd_data_fetch(w->ctx, ep, skey && skey[0] ? skey : NULL, w->o->curve_secret, w->o->curve_public,
+                                 key, timeout_ms, &blobs[k], &len, &ferr) != SD_OK) {
+            wlog(w, "item %s: its text conditioning is lost (%s): it is made again", key, ep ? ferr.msg : "no source");
+            if (!*lost)
+                *lost = json_array();
+            json_array_append_new(*lost, json_incref(json_object_get(item, "idx")));
+            continue;
+        }
+        snprintf(suffix, sizeof suffix, "%zu", k);
+        SD_TRY(sd_blob_attach(full, blobs[k], len, suffix, err));
+    }
+    return SD_OK;
+}
+
+/* A text worker keeps what it made (data_plane.h) and tells the coordinator
+ * only that it holds it: res becomes a RESULT without tensors. */
+static sd_status hold_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t *out_items, sd_error *err)
+{
+    const char *job = json_string_value(json_object_get(task->hdr, "job"));
+    size_t k;
+    json_t *it;
+    json_array_foreach(out_items, k, it) {
+        void *blob;
+        size_t len;
+        char key[96];
+        SD_TRY(sd_blob_pack_item(res, (int)k, &blob, &len, err));
+        sd_data_key(key, sizeof key, job ? job : "", json_integer_value(json_object_get(it, "idx")));
+        sd_status st = sd_data_server_hold(w->data, key, blob, len, err);
+        free(blob);
+        SD_TRY(st);
+        json_object_set_new(json_object_get(it, "info"), "held", json_true());
+    }
+    sd_msg lean;
+    SD_TRY(sd_msg_new(&lean, "RESULT", err));
+    json_object_set(lean.hdr, "task_id", json_object_get(res->hdr, "task_id"));
+    sd_msg_free(res);
+    *res = lean;
+    return SD_OK;
+}
+
+static sd_status run_task(worker *w, const sd_msg *given)
 {
     sd_error err = {0};
     long long tid;
-    if (sd_msg_get_int(task, "task_id", 1, 1ll << 62, &tid, &err) != SD_OK) {
+    if (sd_msg_get_int(given, "task_id", 1, 1ll << 62, &tid, &err) != SD_OK) {
         wlog(w, "bad task: %s", err.msg);
         return SD_OK;
     }
+    /* inputs held by their producers first: the follower of a pair gets them too */
+    sd_msg full;
+    int have_full = 0;
+    void *blobs[MAX_FETCH] = {0};
+    json_t *lost = NULL;
+    if (fetch_inputs(w, given, &full, &have_full, blobs, &lost, &err) != SD_OK || lost) {
+        sd_msg m;
+        sd_error e2 = {0};
+        if (sd_msg_new(&m, "FAIL", &e2) == SD_OK) {
+            json_object_set_new(m.hdr, "task_id", json_integer(tid));
+            json_object_set_new(m.hdr, "reason", json_string(lost ? "its text conditioning was no longer held: made "
+                                                                    "again"
+                                                                  : err.msg));
+            json_object_set_new(m.hdr, "lost_inputs", lost ? lost : json_array());
+            lost = NULL;
+            report(w, &m, tid);
+            sd_msg_free(&m);
+        }
+        json_decref(lost);
+        if (have_full)
+            sd_msg_free(&full);
+        for (int k = 0; k < MAX_FETCH; k++)
+            free(blobs[k]);
+        w->last_sent = w->last_heard = sd_now_s();
+        return SD_OK;
+    }
+    const sd_msg *task = have_full ? &full : given;
     if (w->pair && sd_cfg_pair_rank(w->pair) == 0 && sd_cfg_pair_send_task(w->pair, task, &err) != SD_OK) {
         wlog(w, "task %lld not handed to the cfg pair's follower: %s", tid, err.msg);
         report_fail(w, tid, err.msg);
@@ -367,6 +476,10 @@ static sd_status run_task(worker *w, const sd_msg *task)
     }
     if (st == SD_OK && !w->sock) {
         json_decref(out_items); /* a follower: the leader reports */
+    } else if (st == SD_OK && w->data && (st = hold_outputs(w, task, &res, out_items, &err)) != SD_OK) {
+        json_decref(out_items);
+        wlog(w, "task %lld failed: %s", tid, err.msg);
+        report_fail(w, tid, err.msg);
     } else if (st == SD_OK) {
         json_object_set_new(res.hdr, "items", out_items);
         report(w, &res, tid);
@@ -380,6 +493,10 @@ static sd_status run_task(worker *w, const sd_msg *task)
         free(kp.bufs[k]);
     for (int k = 0; k < kp.ni; k++)
         free(kp.images[k]);
+    if (have_full)
+        sd_msg_free(&full);
+    for (int k = 0; k < MAX_FETCH; k++)
+        free(blobs[k]);
     w->task_id = 0;
     /* we were computing, not listening: what the coordinator sent meanwhile
      * is queued, so silence is judged from now on */
@@ -557,6 +674,11 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         st = follow(w, err);
     if (st == SD_OK && !following)
         st = setup_socket(w, ctx, err);
+    w->ctx = ctx;
+    /* a text worker serves what it makes to the unet workers itself */
+    if (st == SD_OK && !following && !strcmp(o->role, "text"))
+        st = sd_data_server_start(&w->data, ctx, o->coordinator, (size_t)o->hold, o->curve_server_key ? o->curve_secret : NULL,
+                                  o->curve_public, w->data_ep, sizeof w->data_ep, err);
     alive_state alive = {NULL, o, 0};
     pthread_t alive_th;
     int alive_started = 0;
@@ -638,6 +760,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     if (w->sock)
         zmq_close(w->sock);
     sd_cfg_pair_close(w->pair);
+    sd_data_server_stop(w->data);
     zmq_ctx_term(ctx);
     outbox_clear(w);
     sd_pipeline_free(&w->p);

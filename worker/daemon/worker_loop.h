@@ -11,6 +11,7 @@
 typedef struct {
     const char *coordinator, *role, *model, *refiner, *device, *variant, *worker_id;
     int capacity, heartbeat_ms;
+    int hold; /* a text worker: outputs held for their consumers at most (data_plane.h) */
     sd_dtype dtype; /* SD_DTYPE_COUNT: the device's default (engine/pipeline/stage_backends.h) */
     /* fault hooks for the cluster tests, at this denoising step (-1 off):
      * die (SIGKILL itself), stall (alive but no progress: hang without task
