@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,6 +150,29 @@ static void proc_usage(long pid, double *cpu_s, double *bytes)
     }
     if (f)
         fclose(f);
+}
+
+/* the coordinator's peak resident memory (VmHWM), MB */
+static double peak_rss_mb(long pid)
+{
+    char path[64], buf[256];
+    double kb = 0;
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(buf, sizeof buf, f))
+        if (sscanf(buf, "VmHWM: %lf", &kb) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kb / 1024.0;
+}
+
+static double file_mb(const char *dir, const char *name)
+{
+    char path[4400];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (double)sb.st_size / 1e6 : 0;
 }
 
 static json_t *json_of(const char *cmd)
@@ -296,6 +320,12 @@ int cmd_bench_simulate(int argc, char **argv)
     }
     double wall = sd_now_s() - t0;
     proc_usage((long)cpid, &cpu1, &bytes1);
+    double t_status = sd_now_s();
+    snprintf(cmd, sizeof cmd, "'%s/sdxl' status %s --json --coordinator '%s'", dir, job, ep);
+    json_decref(json_of(cmd));
+    t_status = sd_now_s() - t_status; /* a status of this job, process start included */
+    double rss = peak_rss_mb((long)cpid),
+           db = file_mb(state, "coordinator.sqlite") + file_mb(state, "coordinator.sqlite-wal");
     snprintf(cmd, sizeof cmd, "'%s/sdxl' workers --json --coordinator '%s'", dir, ep);
     json_t *w1 = json_of(cmd);
     double rows1 = (double)json_integer_value(json_object_get(json_object_get(w1, "coordinator"), "db_row_writes"));
@@ -307,6 +337,8 @@ int cmd_bench_simulate(int argc, char **argv)
         if (ds[i] <= 0.9 * (double)done)
             hi_t = ts[i], hi_d = ds[i];
     }
+    /* after the submit returned: what a job larger than the run does once all of it is in */
+    double after = ns > 1 && wall > ts[0] ? ((double)done - ds[0]) / (wall - ts[0]) : 0;
     free(ts);
     free(ds);
     double steady = hi_t > lo_t ? (hi_d - lo_d) / (hi_t - lo_t) : 0;
@@ -327,6 +359,10 @@ int cmd_bench_simulate(int argc, char **argv)
                     p99[1]);
     if (ideal > 0)
         json_object_set_new(res, "of_ideal", json_real(steady / ideal));
+    json_object_set_new(res, "status_seconds", json_real(t_status));
+    json_object_set_new(res, "after_submit_images_per_second", json_real(after));
+    json_object_set_new(res, "coordinator_peak_rss_mb", json_real(rss));
+    json_object_set_new(res, "db_mb", json_real(db));
     if (o.json) {
         char *s = json_dumps(res, JSON_COMPACT);
         puts(s);
@@ -344,6 +380,8 @@ int cmd_bench_simulate(int argc, char **argv)
                1000 * (cpu1 - cpu0) * per, (bytes1 - bytes0) * per / 1e6, (rows1 - rows0) * per);
         printf("wait added between stages: unet p50 %.1f ms p99 %.1f ms, final p50 %.1f ms p99 %.1f ms\n",
                1000 * p50[0], 1000 * p99[0], 1000 * p50[1], 1000 * p99[1]);
+        printf("status of the job %.0f ms; coordinator peak memory %.0f MB; database %.0f MB\n", 1000 * t_status, rss,
+               db);
     }
     rc = o.window_s || done >= o.items ? 0 : 1;
 out:
