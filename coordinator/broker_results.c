@@ -82,7 +82,7 @@ void broker_finish_job_outputs(broker *b, const char *job)
         return;
     job_ctx c = {b, job};
     sd_error err;
-    if (outputs_flush(o, item_finished, &c, &err) != SD_OK)
+    if (outputs_flush(o, item_finished, done_page, &c, &err) != SD_OK)
         broker_log("job %s: writing shards: %s", job, err.msg);
     if (outputs_write_metadata(o, done_page, &c, &err) != SD_OK)
         broker_log("job %s: metadata: %s", job, err.msg);

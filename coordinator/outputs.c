@@ -144,34 +144,97 @@ static void remove_staged(const sd_outputs *o, int shard)
     }
 }
 
-static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(void *, int), void *user, sd_error *err)
+/* Copies the members of an existing shard (headers and data, as they are)
+ * into out, noting in held[i - first] each item it holds. 0, or -1 (errno). */
+static int copy_members(const char *path, FILE *out, int first, int last, unsigned char *held)
 {
-    char *path = shard_path(o, shard);
-    if (!path)
-        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    sd_atomic_file af;
-    sd_status st = sd_atomic_open(&af, path, err);
-    free(path);
-    SD_TRY(st);
-    fault_at(1);
+    FILE *in = fopen(path, "rb");
+    if (!in)
+        return -1;
+    unsigned char h[512], buf[1 << 16];
+    int rc = 0;
+    while (fread(h, 1, 512, in) == 512) {
+        int blank = 1;
+        for (int i = 0; i < 512 && blank; i++)
+            blank = h[i] == 0;
+        if (blank) /* the end-of-archive blocks */
+            break;
+        char size_text[13];
+        memcpy(size_text, h + 124, 12);
+        size_text[12] = '\0';
+        unsigned long long size = strtoull(size_text, NULL, 8), left = (size + 511) / 512 * 512;
+        int idx = atoi((const char *)h); /* "%08d.ext" */
+        if (idx >= first && idx < last)
+            held[idx - first] = 1;
+        if (fwrite(h, 1, 512, out) != 512)
+            rc = -1;
+        while (rc == 0 && left > 0) {
+            size_t n = fread(buf, 1, left < sizeof buf ? (size_t)left : sizeof buf, in);
+            if (n == 0 || fwrite(buf, 1, n, out) != n)
+                rc = -1;
+            left -= n;
+        }
+        if (rc)
+            break;
+    }
+    fclose(in);
+    return rc;
+}
+
+/* Writes shard `shard`: the samples of its done items (finished() == 1)
+ * whose files are staged, after those an existing shard already holds (an
+ * item retried after its shard was written: the shard is rewritten with it
+ * rather than left as it was, which dropped it). A shard with no sample is
+ * not written. *written says whether a file was written. */
+static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(void *, int), void *user, int *written,
+                             sd_error *err)
+{
+    *written = 0;
     int first = shard * o->shard_size, last = first + o->shard_size;
     if (last > o->total)
         last = o->total;
+    char *path = shard_path(o, shard);
+    if (!path)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    int exists = sd_path_exists(path), staged = 0;
+    /* done items with staged files: what this write adds (the staged image is
+     * checked first: a stat, where finished() asks the store) */
+    unsigned char *add = calloc((size_t)(last - first) + 1, 1), *held = calloc((size_t)(last - first) + 1, 1);
+    for (int i = first; add && i < last; i++) {
+        char *img = item_path(o, i, o->ext), *js = item_path(o, i, "json");
+        add[i - first] = img && js && sd_path_exists(img) && sd_path_exists(js) && finished(user, i) == 1;
+        staged += add[i - first];
+        free(img);
+        free(js);
+    }
+    sd_status st = add && held ? SD_OK : sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    if (st != SD_OK || staged == 0) { /* nothing to add: an existing shard stays as it is */
+        if (st == SD_OK && exists)
+            remove_staged(o, shard);
+        free(path);
+        free(add);
+        free(held);
+        return st;
+    }
+    sd_atomic_file af;
+    st = sd_atomic_open(&af, path, err);
+    if (st == SD_OK)
+        fault_at(1);
+    if (st == SD_OK && exists && copy_members(path, af.fp, first, last, held) != 0)
+        st = sd_fail(err, SD_ERR_IO, "%s: cannot copy its samples: %s", path, strerror(errno));
     for (int i = first; i < last && st == SD_OK; i++) {
-        if (finished(user, i) != 1)
-            continue; /* failed or cancelled: no sample */
+        if (!add[i - first] || held[i - first])
+            continue; /* not done (failed, cancelled: no sample), or held already */
         const char *exts[2] = {o->ext, "json"};
         for (int k = 0; k < 2 && st == SD_OK; k++) {
             char *p = item_path(o, i, exts[k]);
             char *data = NULL;
             size_t len = 0;
-            if (p && sd_path_exists(p)) {
-                st = sd_read_file(p, &data, &len, err);
-                char name[64];
-                snprintf(name, sizeof name, "%08d.%s", i, exts[k]);
-                if (st == SD_OK && tar_member(af.fp, name, data, len))
-                    st = sd_fail(err, SD_ERR_IO, "%s: write failed: %s", af.tmp, strerror(errno));
-            }
+            st = p ? sd_read_file(p, &data, &len, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
+            char name[64];
+            snprintf(name, sizeof name, "%08d.%s", i, exts[k]);
+            if (st == SD_OK && tar_member(af.fp, name, data, len))
+                st = sd_fail(err, SD_ERR_IO, "%s: write failed: %s", af.tmp, strerror(errno));
             free(data);
             free(p);
         }
@@ -179,8 +242,12 @@ static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(voi
     static const unsigned char end[1024];
     if (st == SD_OK && fwrite(end, 1, sizeof end, af.fp) != sizeof end)
         st = sd_fail(err, SD_ERR_IO, "%s: write failed: %s", af.tmp, strerror(errno));
+    free(path);
+    free(add);
+    free(held);
     if (st != SD_OK) {
-        sd_atomic_abort(&af);
+        if (af.fp)
+            sd_atomic_abort(&af);
         return st;
     }
     fflush(af.fp);
@@ -188,6 +255,7 @@ static sd_status write_shard(const sd_outputs *o, int shard, int (*finished)(voi
     SD_TRY(sd_atomic_commit(&af, err));
     fault_at(3);
     remove_staged(o, shard);
+    *written = 1;
     return SD_OK;
 }
 
@@ -205,28 +273,34 @@ sd_status outputs_write_shard(const sd_outputs *o, int shard, int (*finished)(vo
     *written = 0;
     if (!o->webdataset)
         return SD_OK;
-    char *sp = shard_path(o, shard);
-    if (!sp)
-        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    int exists = sd_path_exists(sp);
-    free(sp);
-    if (exists) { /* written before (or before a restart): it stays as it is */
-        remove_staged(o, shard);
-        return SD_OK;
-    }
-    SD_TRY(write_shard(o, shard, finished, user, err));
-    *written = 1;
-    return SD_OK;
+    return write_shard(o, shard, finished, user, written, err);
 }
 
-sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, sd_error *err)
+sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), json_t *(*page)(void *, int, int),
+                        void *user, sd_error *err)
 {
     if (!o->webdataset)
         return SD_OK;
-    int shards = (o->total + o->shard_size - 1) / o->shard_size, written;
-    for (int s = 0; s < shards; s++)
-        SD_TRY(outputs_write_shard(o, s, finished, user, &written, err));
-    return SD_OK;
+    /* only shards that hold a done item can have a sample to write: found
+     * from the done items page by page, so a cancelled job of 10^7 items
+     * costs nothing here rather than a look at each of them */
+    int last_shard = -1, written;
+    for (int after = -1;;) {
+        json_t *done = page(user, after, 4096), *d;
+        size_t i, got = json_array_size(done);
+        sd_status st = SD_OK;
+        json_array_foreach(done, i, d) {
+            after = (int)json_integer_value(json_object_get(d, "idx"));
+            int shard = after / o->shard_size;
+            if (shard != last_shard && st == SD_OK)
+                st = outputs_write_shard(o, shard, finished, user, &written, err);
+            last_shard = shard;
+        }
+        json_decref(done);
+        SD_TRY(st);
+        if (got < 4096)
+            return SD_OK;
+    }
 }
 
 /* "NAME.tmp.PID" of a process other than this one: an atomic write that a

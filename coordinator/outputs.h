@@ -25,14 +25,19 @@ sd_status outputs_write_item(const sd_outputs *o, int idx, const void *image, si
 int outputs_item_exists(const sd_outputs *o, int idx);
 /* The shard holding item idx, and its items first <= i < last. */
 int outputs_shard_of(const sd_outputs *o, int idx, int *first, int *last);
-/* Writes shard `shard` unless it exists, with the items finished(idx) says
- * are done (1), and removes their staged files; *written says whether it did.
+/* Writes shard `shard` with the items finished(idx) says are done (1) and
+ * whose files are staged, after the samples an existing shard holds (an item
+ * retried after its shard was written joins it); removes the staged files;
+ * *written says whether a file was written (a shard with no sample is not).
  * Called once every item of the shard has ended, so a long job yields its
  * shards as it goes rather than all at its end. */
 sd_status outputs_write_shard(const sd_outputs *o, int shard, int (*finished)(void *, int), void *user, int *written,
                               sd_error *err);
-/* When the job has ended (done or cancelled): every shard not yet written. */
-sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), void *user, sd_error *err);
+/* When the job has ended (done or cancelled): every shard with a done item
+ * (page(user, after, limit): the done items [{idx}] after `after`, in order)
+ * written or completed. */
+sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), json_t *(*page)(void *, int, int),
+                        void *user, sd_error *err);
 /* Removes what crashed writers left: temp files of other processes (a
  * coordinator killed mid-write) in DIR and DIR/.staging, and .staging itself
  * once empty. For the job's end, when no write of this process is open. */

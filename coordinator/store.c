@@ -211,18 +211,26 @@ sd_status store_job_begin(sd_store *s, const char *job_id, json_t *spec, int *ex
     return st;
 }
 
-/* the job's total, received count and state name; 0 if there is no such job */
-static int job_row(sd_store *s, const char *job_id, long long *total, long long *received, char *state, size_t len)
+/* the job's total, received count, state name and whether its submission
+ * was closed; 0 if there is no such job */
+typedef struct {
+    long long total, received;
+    char state[16];
+    int submitted;
+} job_row_t;
+
+static int job_row(sd_store *s, const char *job_id, job_row_t *r)
 {
     sqlite3_stmt *q;
     int found = 0;
-    sqlite3_prepare_v2(s->db, "SELECT n, received, state FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_prepare_v2(s->db, "SELECT n, received, state, submitted FROM jobs WHERE id=?", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) == SQLITE_ROW) {
         found = 1;
-        *total = sqlite3_column_int64(q, 0);
-        *received = sqlite3_column_int64(q, 1);
-        snprintf(state, len, "%s", (const char *)sqlite3_column_text(q, 2));
+        r->total = sqlite3_column_int64(q, 0);
+        r->received = sqlite3_column_int64(q, 1);
+        snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(q, 2));
+        r->submitted = sqlite3_column_int(q, 3);
     }
     sqlite3_finalize(q);
     return found;
@@ -231,10 +239,10 @@ static int job_row(sd_store *s, const char *job_id, long long *total, long long 
 sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, json_t *items,
                               int (*exists)(void *, int), void *user, long long *received, sd_error *err)
 {
-    long long total, have;
-    char state[16];
-    if (!job_row(s, job_id, &total, &have, state, sizeof state))
+    job_row_t jr;
+    if (!job_row(s, job_id, &jr))
         return sd_fail(err, SD_ERR_MISSING, "no job %s", job_id);
+    long long total = jr.total, have = jr.received;
     long long n = (long long)json_array_size(items);
     *received = have;
     if (first > have)
@@ -246,7 +254,7 @@ sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, 
     if (first + n <= have) /* a piece sent again (a resumed submission): stored already */
         return SD_OK;
     /* items arriving for a cancelled job arrive cancelled, as its others are */
-    int cancelled = !strcmp(state, "cancelled");
+    int cancelled = !strcmp(jr.state, "cancelled");
     SD_TRY(store_exec(s, "BEGIN", err));
     sqlite3_stmt *q;
     sqlite3_prepare_v2(s->db, "INSERT INTO items(job, idx, params, state) VALUES(?, ?, ?, ?)", -1, &q, NULL);
@@ -289,21 +297,16 @@ sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, 
 
 sd_status store_job_end_submit(sd_store *s, const char *job_id, int *again, sd_error *err)
 {
-    long long total, have;
-    char state[16];
-    if (!job_row(s, job_id, &total, &have, state, sizeof state))
+    job_row_t jr;
+    if (!job_row(s, job_id, &jr))
         return sd_fail(err, SD_ERR_MISSING, "no job %s", job_id);
-    if (have < total)
-        return sd_fail(err, SD_ERR_INVALID, "job %s: only %lld of its %lld items were received", job_id, have, total);
-    sqlite3_stmt *q;
-    *again = 0;
-    sqlite3_prepare_v2(s->db, "SELECT submitted FROM jobs WHERE id=?", -1, &q, NULL);
-    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(q) == SQLITE_ROW)
-        *again = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
+    if (jr.received < jr.total)
+        return sd_fail(err, SD_ERR_INVALID, "job %s: only %lld of its %lld items were received", job_id, jr.received,
+                       jr.total);
+    *again = jr.submitted;
     if (*again)
         return SD_OK;
+    sqlite3_stmt *q;
     sqlite3_prepare_v2(s->db, "UPDATE jobs SET submitted=1 WHERE id=?", -1, &q, NULL);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);

@@ -620,6 +620,24 @@ scenario_job_lifecycle() {
     if out=$(timeout 60 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) && [ "$(ls "$d/more"/*.png | wc -l)" = 6 ]; then
         ok "a cancelled job submitted again makes what was cancelled; wait exits 0 with all 6 images"
     else bad "resubmit after cancel" "$out $(ls "$d/more")"; fi
+    # the same in WebDataset shards: a shard written when the job was cancelled
+    # takes the items made later (it was once left as it was, their images
+    # dropped, while wait said done)
+    kill -STOP $LAST_WORKER
+    job=$($BIN/sdxl submit "$d/more.txt" --out "$d/shards" --steps 2 --shard-size 2 --coordinator "$ep" | awk '{print $NF}')
+    sleep 1
+    $BIN/sdxl cancel "$job" --coordinator "$ep" >/dev/null
+    kill -CONT $LAST_WORKER
+    $BIN/sdxl submit "$d/more.txt" --out "$d/shards" --steps 2 --shard-size 2 --coordinator "$ep" >/dev/null
+    out=$(timeout 60 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)
+    local members
+    members=$(python3 -c '
+import sys, tarfile, glob
+names = sorted(m for t in glob.glob(sys.argv[1] + "/*.tar") for m in tarfile.open(t).getnames())
+print(len(names), len(set(names)))' "$d/shards")
+    if [ "$members" = "12 12" ] && [ ! -d "$d/shards/.staging" ]; then
+        ok "a cancelled WebDataset job submitted again: its shards hold all 6 samples once each"
+    else bad "resubmit after cancel (shards)" "$out; members (all, unique): $members; $(ls -a "$d/shards" "$d/shards/.staging" 2>&1)"; fi
     kill $COORD
 }
 

@@ -18,6 +18,17 @@ static int all_done(void *user, int idx)
     return idx == 1 ? 2 : 1; /* item 1 failed: no sample */
 }
 
+/* the done items as the store pages them: every item but 1, of 3 */
+static json_t *done_but_1(void *user, int after, int limit)
+{
+    (void)user;
+    json_t *a = json_array();
+    for (int i = after + 1; i < 3 && (int)json_array_size(a) < limit; i++)
+        if (i != 1)
+            json_array_append_new(a, json_pack("{s:i}", "idx", i));
+    return a;
+}
+
 static int exists(const char *dir, const char *rel)
 {
     char p[4096];
@@ -87,10 +98,61 @@ Test(outputs, a_shard_holds_its_done_items_and_its_staging_is_cleared)
     outputs_sweep(&o);
     cr_assert(!exists(dir, ".staging/00000002.json.tmp.999999"));
     cr_assert(exists(dir, ".staging/00000002.png"));
-    cr_assert_eq(outputs_flush(&o, all_done, NULL, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(outputs_flush(&o, all_done, done_but_1, NULL, &err), SD_OK, "%s", err.msg);
     outputs_sweep(&o);
     cr_assert(exists(dir, "000001.tar"));
     cr_assert(!exists(dir, ".staging"), "the empty staging folder is removed");
+    json_decref(meta);
+    json_decref(spec);
+    tu_rmrf(dir);
+    free(dir);
+}
+
+static int state_of_item[4];
+static int by_state(void *user, int idx)
+{
+    (void)user;
+    return state_of_item[idx];
+}
+
+/* An item retried after its shard was written (a cancelled job submitted
+ * again, `sdxl retry`): the shard takes it, keeping what it held; a shard
+ * with no sample is not written at all. */
+Test(outputs, a_written_shard_takes_an_item_made_after_it)
+{
+    char *dir = tu_tmpdir();
+    json_t *spec = json_pack("{s:s, s:s, s:i, s:i}", "out", dir, "layout", "webdataset", "shard_size", 2, "total", 4);
+    sd_outputs o;
+    outputs_from_spec(&o, spec);
+    sd_error err = {0};
+    json_t *meta = json_pack("{s:s}", "prompt", "p");
+    int written = -1;
+    state_of_item[2] = state_of_item[3] = 2; /* cancelled */
+    cr_assert_eq(outputs_write_shard(&o, 1, by_state, NULL, &written, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(written, 0);
+    cr_assert(!exists(dir, "000001.tar"), "a shard of cancelled items only is not written");
+    state_of_item[0] = 1, state_of_item[1] = 2;
+    cr_assert_eq(outputs_write_item(&o, 0, "IMG0", 4, meta, &err), SD_OK);
+    cr_assert_eq(outputs_write_shard(&o, 0, by_state, NULL, &written, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(written, 1);
+    /* item 1 retried and made: the shard is written again with both */
+    state_of_item[1] = 1;
+    cr_assert_eq(outputs_write_item(&o, 1, "IMG-1", 5, meta, &err), SD_OK);
+    cr_assert_eq(outputs_write_shard(&o, 0, by_state, NULL, &written, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(written, 1);
+    char path[4096], names[8][100];
+    size_t sizes[8];
+    snprintf(path, sizeof path, "%s/000000.tar", dir);
+    int n = tar_names(path, names, sizes, 8);
+    cr_assert_eq(n, 4, "both items' two files: %d members", n);
+    cr_assert_str_eq(names[0], "00000000.png");
+    cr_assert_eq(sizes[0], 4, "the sample it held is kept as it was");
+    cr_assert_str_eq(names[2], "00000001.png");
+    cr_assert_eq(sizes[2], 5);
+    cr_assert(!exists(dir, ".staging/00000001.png"));
+    /* nothing new: left as it is */
+    cr_assert_eq(outputs_write_shard(&o, 0, by_state, NULL, &written, &err), SD_OK);
+    cr_assert_eq(written, 0);
     json_decref(meta);
     json_decref(spec);
     tu_rmrf(dir);

@@ -1,5 +1,6 @@
 /* bench_util.c - see bench_util.h. */
 #include "coordinator/cli/client/bench_util.h"
+#include "coordinator/cli/cli.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -7,6 +8,20 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+int bench_bin_dir(char *dir, size_t len)
+{
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (sl <= 0) {
+        cli_errorf("bench", "cannot find the sdxl binary");
+        return -1;
+    }
+    self[sl] = '\0';
+    snprintf(dir, len, "%s", self);
+    *strrchr(dir, '/') = '\0';
+    return 0;
+}
 
 /* Runs a command, returns its stdout (malloc'd) or NULL. */
 char *bench_capture(const char *cmd)

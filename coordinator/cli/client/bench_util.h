@@ -3,8 +3,12 @@
 #ifndef SDXL_COORDINATOR_CLI_CLIENT_BENCH_UTIL_H
 #define SDXL_COORDINATOR_CLI_CLIENT_BENCH_UTIL_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
+/* The folder of this sdxl binary, where our other binaries sit: 0, or -1
+ * after printing why. */
+int bench_bin_dir(char *dir, size_t len);
 /* Runs a shell command; its stdout (malloc'd), or NULL when it failed. */
 char *bench_capture(const char *cmd);
 /* Starts argv[0] (an absolute path) with stderr to log, stdout to /dev/null. */

@@ -59,15 +59,9 @@ int cmd_bench(int argc, char **argv)
         }
     }
     /* our own binaries sit beside this one */
-    char self[4096], dir[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl <= 0) {
-        cli_errorf("bench", "cannot find the sdxl binary");
+    char dir[4096];
+    if (bench_bin_dir(dir, sizeof dir))
         return 1;
-    }
-    self[sl] = '\0';
-    snprintf(dir, sizeof dir, "%s", self);
-    *strrchr(dir, '/') = '\0';
     char tmpl[] = "/tmp/sdxl-bench-XXXXXX";
     char *tmp = mkdtemp(tmpl);
     if (!tmp) {

@@ -41,7 +41,8 @@ static void usage(FILE *out)
             "ideal N / (steps x step time), the coordinator's CPU seconds, bytes and database rows per image,\n"
             "and the wait it adds between stages (p50/p99). Compute times default to the H200 figures of\n"
             "bench/RESULTS.md (56 ms a unet step, 3.4 ms a text item, 71 ms a final item); --zero-compute\n"
-            "measures the coordinator's ceiling. --window S stops after S seconds (a job larger than the run).\n");
+            "measures the coordinator's ceiling. --window S stops S seconds after the submit returned (a job\n"
+            "larger than the run).\n");
 }
 
 static int parse(int argc, char **argv, sim_opts *o)
@@ -220,15 +221,9 @@ int cmd_bench_simulate(int argc, char **argv)
     int rc = parse(argc, argv, &o);
     if (rc >= 0)
         return rc;
-    char self[4096], dir[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (sl <= 0) {
-        cli_errorf("bench", "cannot find the sdxl binary");
+    char dir[4096];
+    if (bench_bin_dir(dir, sizeof dir))
         return 1;
-    }
-    self[sl] = '\0';
-    snprintf(dir, sizeof dir, "%s", self);
-    *strrchr(dir, '/') = '\0';
     char tmpl[] = "/tmp/sdxl-bench-sim-XXXXXX";
     sd_error err = {0};
     char *tmp = o.keep ? (char *)o.keep : mkdtemp(tmpl);
@@ -238,14 +233,27 @@ int cmd_bench_simulate(int argc, char **argv)
     }
     char ep[64], path[4600], cmd[9000], coord[4200], worker[4200], state[4300], log[4300], spec[200], hb[32];
     srand((unsigned)getpid() ^ (unsigned)sd_now_s());
-    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + rand() % 30000);
     snprintf(coord, sizeof coord, "%s/sdxl-coordinator", dir);
     snprintf(worker, sizeof worker, "%s/sdxl-worker", dir);
     snprintf(state, sizeof state, "%s/state", tmp);
     snprintf(hb, sizeof hb, "%lld", o.heartbeat_ms);
-    char *cargv[] = {coord, "--bind", ep, "--state", state, "--heartbeat-ms", hb, NULL};
     snprintf(log, sizeof log, "%s/coordinator.log", tmp);
-    pid_t cpid = bench_spawn(cargv, log);
+    pid_t cpid = -1;
+    /* a port picked at random may be taken (an outgoing connection's): the
+     * coordinator then exits at once, and another is tried */
+    for (int attempt = 0; attempt < 8; attempt++) {
+        snprintf(ep, sizeof ep, "tcp://127.0.0.1:%d", 20000 + rand() % 12000);
+        char *cargv[] = {coord, "--bind", ep, "--state", state, "--heartbeat-ms", hb, NULL};
+        cpid = bench_spawn(cargv, log);
+        usleep(300000);
+        if (waitpid(cpid, NULL, WNOHANG) == 0)
+            break;
+        cpid = -1;
+    }
+    if (cpid < 0) {
+        cli_errorf("bench", "the coordinator did not start (see %s)", log);
+        return 1;
+    }
     snprintf(spec, sizeof spec, "text=%lld@%g,unet=%lld@%g,final=%lld@%g", o.text, o.text_ms, o.unet, o.step_ms,
              o.final, o.final_ms);
     char *wargv[] = {worker, "--coordinator", ep, "--simulate", spec, "--heartbeat-ms", hb, NULL};
@@ -253,7 +261,7 @@ int cmd_bench_simulate(int argc, char **argv)
     pid_t wpid = bench_spawn(wargv, log);
     long long fleet = o.unet + o.text + o.final, registered = 0;
     double t_reg = sd_now_s();
-    while (registered < fleet && sd_now_s() - t_reg < 120) {
+    while (registered < fleet && sd_now_s() - t_reg < 120 && waitpid(cpid, NULL, WNOHANG) == 0) {
         usleep(200000);
         snprintf(cmd, sizeof cmd, "'%s/sdxl' workers --json --coordinator '%s'", dir, ep);
         json_t *w = json_of(cmd);
@@ -314,7 +322,9 @@ int cmd_bench_simulate(int argc, char **argv)
         double t = sd_now_s() - t0;
         if (ns < cap && ts && ds)
             ts[ns] = t, ds[ns++] = (double)done;
-        if (done >= o.items || (o.window_s && t > (double)o.window_s) || t > 86400)
+        /* the window starts once the submit returned: a large job's
+         * submission is not part of it */
+        if (done >= o.items || (o.window_s && t - t_submit > (double)o.window_s) || t > 86400)
             break;
         usleep(200000);
     }
