@@ -5,30 +5,38 @@
 #   2. the ceiling: no compute, 100 unet workers, 1024x1024 traffic;
 #   3. job sizes 10^4 to 10^7 (no compute, 64x64: the control path), a
 #      60-second window for jobs larger than that.
-# One JSON line per run into OUT (bench/sim-runs/DATE.jsonl), then a plot of
-# both series (gnuplot, installed if missing) beside it as SVG.
-#   tests/bench/sim_scaling.sh [OUT.jsonl]    (SIZES="10000 100000" to trim)
+# One JSON line per run appended to OUT (bench/sim-runs/DATE.jsonl), then a
+# plot of both series (gnuplot, installed if missing) beside it as SVG.
+#   tests/bench/sim_scaling.sh [OUT.jsonl]
+# SERIES="fleet ceiling jobs" picks series, SIZES="10000 100000" job sizes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-bench/sim-runs/$(date +%F).jsonl}
 mkdir -p "$(dirname "$out")"
-: >"$out"
 bench() { # label args...
     local label=$1
     shift
     echo "== $label: sdxl bench --simulate $*" >&2
-    build/bin/sdxl bench --simulate --json "$@" | python3 -c '
-import json, sys
-j = json.loads(sys.stdin.read()); j["label"] = sys.argv[1]; print(json.dumps(j))' "$label" | tee -a "$out"
+    local j
+    if j=$(build/bin/sdxl bench --simulate --json "$@"); then
+        python3 -c 'import json, sys; j = json.loads(sys.argv[2]); j["label"] = sys.argv[1]; print(json.dumps(j))' \
+            "$label" "$j" | tee -a "$out"
+    else
+        echo "== $label failed" >&2
+    fi
 }
-for n in 10 100 1000; do
-    items=$((n * 3 > 500 ? n * 3 : 500))
-    bench "fleet-$n" --unet "$n" --items "$items"
-done
-bench "ceiling-1024" --unet 100 --items 2000 --zero-compute
-for size in ${SIZES:-10000 100000 1000000 10000000}; do
-    bench "job-$size" --unet 100 --items "$size" --zero-compute --width 64 --height 64 --window 60
-done
+series=" ${SERIES:-fleet ceiling jobs} "
+if [[ $series == *" fleet "* ]]; then
+    for n in 10 100 1000; do
+        bench "fleet-$n" --unet "$n" --items $((n * 3 > 500 ? n * 3 : 500))
+    done
+fi
+[[ $series == *" ceiling "* ]] && bench "ceiling-1024" --unet 100 --items 2000 --zero-compute
+if [[ $series == *" jobs "* ]]; then
+    for size in ${SIZES:-10000 100000 1000000 10000000}; do
+        bench "job-$size" --unet 100 --items "$size" --zero-compute --width 64 --height 64 --window 60
+    done
+fi
 command -v gnuplot >/dev/null || { apt-get install -y -qq gnuplot-nox >/dev/null 2>&1 || true; }
 if command -v gnuplot >/dev/null; then
     dat=${out%.jsonl}
