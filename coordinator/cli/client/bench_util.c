@@ -53,6 +53,19 @@ char *bench_capture(const char *cmd)
     return buf;
 }
 
+int bench_submit(const char *cmd, char *job, size_t len)
+{
+    char *out = bench_capture(cmd);
+    job[0] = '\0';
+    if (out) {
+        char *last = strrchr(out, ' ');
+        snprintf(job, len, "%s", last ? last + 1 : out);
+        job[strcspn(job, "\n")] = '\0';
+        free(out);
+    }
+    return job[0] ? 0 : -1;
+}
+
 pid_t bench_spawn(char *const argv[], const char *log)
 {
     pid_t p = fork();

@@ -11,6 +11,9 @@
 int bench_bin_dir(char *dir, size_t len);
 /* Runs a shell command; its stdout (malloc'd), or NULL when it failed. */
 char *bench_capture(const char *cmd);
+/* Runs an `sdxl submit` command line and puts the job id (the last word of
+ * its output) in job; 0, or -1 when it failed. */
+int bench_submit(const char *cmd, char *job, size_t len);
 /* Starts argv[0] (an absolute path) with stderr to log, stdout to /dev/null. */
 pid_t bench_spawn(char *const argv[], const char *log);
 /* The q-quantile (0..1) of sorted v[0..n). */

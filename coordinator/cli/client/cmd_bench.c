@@ -106,18 +106,11 @@ int cmd_bench(int argc, char **argv)
     double t0 = sd_now_s();
     snprintf(cmd, sizeof cmd, "'%s/sdxl' submit '%s' --out '%s/out' --layout files --steps %d --coordinator '%s'", dir,
              path, tmp, steps, endpoint);
-    char *sub = bench_capture(cmd);
     int rc = 1;
     json_t *samples = json_array();
-    char job[64] = "";
-    if (sub) {
-        char *last = strrchr(sub, ' ');
-        snprintf(job, sizeof job, "%s", last ? last + 1 : sub);
-        job[strcspn(job, "\n")] = '\0';
-        free(sub);
-    } else {
+    char job[64];
+    if (bench_submit(cmd, job, sizeof job))
         cli_errorf("bench", "submit failed (coordinator at %s?)", endpoint);
-    }
     int max_q[3] = {0}, finished = 0;
     double sum_q[3] = {0};
     int nsamples = 0;

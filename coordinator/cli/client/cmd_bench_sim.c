@@ -295,16 +295,10 @@ int cmd_bench_simulate(int argc, char **argv)
              "'%s/sdxl' submit '%s' --out '%s/out' --layout files --width %lld --height %lld --steps %lld "
              "--coordinator '%s' 2>/dev/null",
              dir, path, tmp, o.width, o.height, o.steps, ep);
-    char *sub = bench_capture(cmd);
+    char job[64];
+    int submitted = bench_submit(cmd, job, sizeof job) == 0;
     double t_submit = sd_now_s() - t0;
-    char job[64] = "";
-    if (sub) {
-        char *last = strrchr(sub, ' ');
-        snprintf(job, sizeof job, "%s", last ? last + 1 : sub);
-        job[strcspn(job, "\n")] = '\0';
-        free(sub);
-    }
-    if (!job[0]) {
+    if (!submitted) {
         cli_errorf("bench", "submit failed (see %s)", tmp);
         rc = 1;
         goto out;
