@@ -115,6 +115,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
     sd_status st = store_open(&b->store, o->state_dir, err);
     if (st == SD_OK)
         broker_load_tasks(b);
+    b->cancelling = 1; /* a cancel a restart cut short goes on */
     if (st == SD_OK)
         st = setup_socket(b, ctx, err);
     if (st == SD_OK)
@@ -157,6 +158,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
             last_dispatch = now;
             broker_dispatch(b);
             broker_finish_jobs(b);
+            broker_cancel_items(b, 0.005); /* a cancelled 10^7-item job, a slice per turn */
         }
     }
     store_close(b->store);

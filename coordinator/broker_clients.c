@@ -35,6 +35,14 @@ static void annotate_job(broker *b, json_t *st)
                                   "submit again to send the rest)", received, total);
         json_object_set_new(st, "waiting", json_string(msg));
     }
+    long long left = json_integer_value(json_object_get(st, "pending")) +
+                     json_integer_value(json_object_get(st, "encoded")) +
+                     json_integer_value(json_object_get(st, "denoised"));
+    if (state && !strcmp(state, "cancelled") && left > 0) {
+        char msg[120];
+        snprintf(msg, sizeof msg, "cancelling: %lld items still to mark cancelled", left);
+        json_object_set_new(st, "waiting", json_string(msg));
+    }
     if (state && !strcmp(state, "running") && model && model[0]) {
         int served = 0;
         for (int i = 0; i < b->workers_hw && !served; i++)
@@ -266,6 +274,8 @@ void broker_handle_client(broker *b, const sd_msg *m, const unsigned char *route
             broker_log("job %s: store: cancelling: %s", job, err.msg);
             broker_reply_error(b, route, rl, err.msg);
         } else {
+            b->cancelling = 1;
+            broker_cancel_items(b, 0.2); /* a small job at once; a large one goes on between messages */
             broker_reply(b, route, rl, "OK", NULL);
         }
         broker_finish_job_outputs(b, job);

@@ -79,6 +79,7 @@ typedef struct {
     worker_t workers[MAX_WORKERS];
     task_t tasks[MAX_TASKS];
     int workers_hw, tasks_hw; /* one past the highest slot ever used */
+    int cancelling;           /* cancelled jobs may still have waiting items (broker_cancel_items) */
     paused_job paused[MAX_PAUSED];
     unsigned long long malformed;
     double last_hb;
@@ -116,5 +117,8 @@ task_t *broker_task_slot(broker *b);
 void broker_liveness(broker *b);
 void broker_finish_job_outputs(broker *b, const char *job);
 void broker_finish_jobs(broker *b);
+/* Moves waiting items of cancelled jobs to cancelled for at most budget_s
+ * seconds (store_cancel_some), a slice at a time. */
+void broker_cancel_items(broker *b, double budget_s);
 
 #endif

@@ -226,6 +226,21 @@ void broker_finish_jobs(broker *b)
     }
 }
 
+void broker_cancel_items(broker *b, double budget_s)
+{
+    double t0 = sd_now_s();
+    int moved = 1;
+    sd_error err = {0};
+    /* slices of 1000 (a few ms each): the broker's turn stays short */
+    while (b->cancelling && moved && sd_now_s() - t0 < budget_s) {
+        if (store_cancel_some(b->store, 1000, &moved, &err) != SD_OK) {
+            broker_log("store: cancelling items: %s", err.msg);
+            return;
+        }
+        b->cancelling = moved > 0;
+    }
+}
+
 void broker_pause_job(broker *b, const char *job, const char *reason)
 {
     paused_job *slot = NULL;

@@ -432,10 +432,37 @@ sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
     sqlite3_finalize(q);
     if (done) /* cancelling a finished job changes nothing */
         return SD_OK;
-    SD_TRY(store_job_set_state(s, job_id, STORE_JOB_STATE_CANCELLED, err));
-    sqlite3_prepare_v2(s->db, "UPDATE items SET state=5, blob=NULL WHERE job=? AND state<3", -1, &q, NULL);
-    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
-    int rc = sqlite3_step(q);
+    /* the job stops being dispatched now; its items follow in slices
+     * (store_cancel_some), never one statement over 10^7 rows */
+    return store_job_set_state(s, job_id, STORE_JOB_STATE_CANCELLED, err);
+}
+
+sd_status store_cancel_some(sd_store *s, int max, int *moved, sd_error *err)
+{
+    *moved = 0;
+    char jobs[16][40];
+    int nj = 0;
+    sqlite3_stmt *q;
+    /* cancelled jobs with items still waiting: the kept counts say which */
+    sqlite3_prepare_v2(s->db,
+                       "SELECT id FROM jobs WHERE state='cancelled' AND EXISTS (SELECT 1 FROM job_counts c "
+                       "WHERE c.job=jobs.id AND c.state<3 AND c.n>0) LIMIT 16",
+                       -1, &q, NULL);
+    while (nj < 16 && sqlite3_step(q) == SQLITE_ROW)
+        snprintf(jobs[nj++], sizeof jobs[0], "%s", (const char *)sqlite3_column_text(q, 0));
+    sqlite3_finalize(q);
+    sqlite3_prepare_v2(s->db,
+                       "UPDATE items SET state=5, blob=NULL WHERE rowid IN (SELECT rowid FROM items INDEXED BY "
+                       "items_state WHERE state IN (0, 1, 2) AND job=? LIMIT ?)",
+                       -1, &q, NULL);
+    int rc = SQLITE_DONE;
+    for (int j = 0; j < nj && *moved < max && rc == SQLITE_DONE; j++) {
+        sqlite3_reset(q);
+        sqlite3_bind_text(q, 1, jobs[j], -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int(q, 2, max - *moved);
+        rc = sqlite3_step(q);
+        *moved += sqlite3_changes(s->db);
+    }
     sqlite3_finalize(q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "cancel");
 }

@@ -57,8 +57,14 @@ json_t *store_jobs_list(sd_store *s);
 json_t *store_job_spec(sd_store *s, const char *job_id);
 sd_status store_job_set_identity(sd_store *s, const char *job_id, const char *identity, sd_error *err);
 const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_t len);
-/* Cancels what has not ended (a job already done stays done). */
+/* Cancels what has not ended (a job already done stays done): the job at
+ * once (nothing more of it is dispatched), its items by store_cancel_some. */
 sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err);
+/* Moves up to max waiting items of cancelled jobs to cancelled, one
+ * transaction each job; *moved says how many (0: none left). The broker runs
+ * it between messages, so cancelling 10^7 items never stops the coordinator
+ * for long; status shows the job cancelled while it goes on. */
+sd_status store_cancel_some(sd_store *s, int max, int *moved, sd_error *err);
 /* Failed and cancelled items back to waiting, their attempts and losses
  * cleared, the job running again (resubmission, `sdxl retry`); *n how many. */
 sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err);

@@ -143,6 +143,11 @@ Test(store, cancel_stops_waiting_items_and_keeps_done_ones)
     cr_assert_eq(create_job(s, "job-c", spec, &existed, &err), SD_OK);
     cr_assert_eq(store_item_mark_done(s, "job-c", 0, &err), SD_OK);
     cr_assert_eq(store_job_cancel(s, "job-c", &err), SD_OK, "%s", err.msg);
+    int moved = -1;
+    cr_assert_eq(store_cancel_some(s, 1000, &moved, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(moved, 1, "the one waiting item");
+    cr_assert_eq(store_cancel_some(s, 1000, &moved, &err), SD_OK);
+    cr_assert_eq(moved, 0, "nothing left");
     cr_assert_eq(store_item_state_of(s, "job-c", 0), STORE_ITEM_STATE_DONE);
     cr_assert_eq(store_item_state_of(s, "job-c", 1), STORE_ITEM_STATE_CANCELLED);
     store_item_ref refs[4];
@@ -392,6 +397,8 @@ Test(store, kept_counts_equal_a_recount_after_every_kind_of_change)
             store_job_retry(s, "job-k", &again, &err);
     }
     store_job_cancel(s, "job-k", &err);
+    for (int moved = 1; moved;) /* in slices of 7: each slice's counts kept too */
+        cr_assert_eq(store_cancel_some(s, 7, &moved, &err), SD_OK, "%s", err.msg);
     int recount[6] = {0};
     for (int i = 0; i < 200; i++)
         recount[store_item_state_of(s, "job-k", i)]++;
