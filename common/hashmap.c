@@ -4,13 +4,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+uint64_t sd_fnv1a(uint64_t h, const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
 uint64_t sd_hash_bytes(const void *data, size_t len)
 {
     /* FNV-1a, then a final avalanche so low bits are usable as the index */
-    const unsigned char *p = data;
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ull;
+    uint64_t h = sd_fnv1a(SD_FNV1A_INIT, data, len);
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdull;
     h ^= h >> 33;

@@ -39,6 +39,11 @@ void sd_u64map_free(sd_u64map *m);
 int sd_u64map_put(sd_u64map *m, uint64_t key, uint64_t value);
 int sd_u64map_get(const sd_u64map *m, uint64_t key, uint64_t *value);
 
+/* FNV-1a (64 bits) continued over data from h (SD_FNV1A_INIT to start):
+ * for a hash built up piece by piece (a job's items). */
+#define SD_FNV1A_INIT 1469598103934665603ull
+uint64_t sd_fnv1a(uint64_t h, const void *data, size_t len);
+/* FNV-1a of data with a final avalanche (hash table indices, ids). */
 uint64_t sd_hash_bytes(const void *data, size_t len);
 
 #endif

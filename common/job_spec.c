@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/gen_params.h"
+#include "common/hashmap.h"
 
 sd_status sd_job_spec_validate(const json_t *spec, sd_error *err)
 {
@@ -71,8 +72,7 @@ json_t *sd_job_item_params(const json_t *defaults, const json_t *item)
 uint64_t sd_job_items_hash_add(uint64_t h, const json_t *item)
 {
     char *text = json_dumps(item, JSON_COMPACT | JSON_SORT_KEYS);
-    for (const char *c = text ? text : ""; *c; c++)
-        h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    h = sd_fnv1a(h, text ? text : "", text ? strlen(text) : 0);
     free(text);
-    return (h ^ '\n') * 1099511628211ull;
+    return sd_fnv1a(h, "\n", 1);
 }

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/hashmap.h"
 
 #define SD_JOB_MAX_ITEMS 100000000 /* 10^8: item indices stay ints */
 
@@ -31,7 +32,7 @@ sd_status sd_job_item_validate(const json_t *defaults, const json_t *item, sd_er
 json_t *sd_job_item_params(const json_t *defaults, const json_t *item);
 /* items_hash: FNV-1a (64 bits) over each item's canonical JSON (compact,
  * sorted keys) and a newline, in order, as 16 hex digits. */
-#define SD_JOB_ITEMS_HASH_INIT 1469598103934665603ull
+#define SD_JOB_ITEMS_HASH_INIT SD_FNV1A_INIT
 uint64_t sd_job_items_hash_add(uint64_t h, const json_t *item);
 
 #endif

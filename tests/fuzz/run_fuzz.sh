@@ -26,7 +26,7 @@ src[tensor_blob]="$base proto/message.c proto/tensor_blob.c"
 src[image]="$base common/image_io.c"
 src[tokenizer]="$base common/hashmap.c worker/engine/text/clip_tokenizer.c worker/engine/text/clip_vocab.c
   worker/engine/text/clip_vocab_blob.S"
-src[job_spec]="$base common/gen_params.c common/image_io.c common/parse_number.c common/job_spec.c"
+src[job_spec]="$base common/gen_params.c common/image_io.c common/parse_number.c common/job_spec.c common/hashmap.c"
 libs[safetensors]="-ljansson"
 libs[proto]="-ljansson -lmsgpackc -lzmq"
 libs[json_config]="-ljansson -lpng -ljpeg -lwebp -lm"
