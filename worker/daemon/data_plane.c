@@ -81,16 +81,6 @@ sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *bl
     return SD_OK;
 }
 
-size_t sd_data_server_held(sd_data_server *s)
-{
-    pthread_mutex_lock(&s->lock);
-    size_t n = 0;
-    for (size_t i = 0; i < s->n; i++)
-        n += s->items[(s->first + i) % s->cap].key != NULL;
-    pthread_mutex_unlock(&s->lock);
-    return n;
-}
-
 /* one FETCH: the blob (then forgotten: it has its consumer) or "not held" */
 static void serve_one(sd_data_server *s)
 {
@@ -174,10 +164,8 @@ static sd_status local_address(const char *coordinator_ep, char *out, size_t len
 }
 
 sd_status sd_data_server_start(sd_data_server **out, void *ctx, const char *coordinator_ep, size_t capacity,
-                               const char *curve_secret, const char *curve_public, char *endpoint_out, size_t len,
-                               sd_error *err)
+                               const char *curve_secret, char *endpoint_out, size_t len, sd_error *err)
 {
-    (void)curve_public;
     char host[INET6_ADDRSTRLEN + 2], ep[300];
     SD_TRY(local_address(coordinator_ep, host, sizeof host, err));
     sd_data_server *s = calloc(1, sizeof *s);
@@ -268,4 +256,35 @@ sd_status sd_data_fetch(void *ctx, const char *endpoint, const char *server_key,
     }
     zmq_close(sock);
     return st;
+}
+
+sd_status sd_data_fetch_item(void *ctx, const char *job, const json_t *item, const char *curve_secret,
+                             const char *curve_public, int timeout_ms, int *has_source, void **blob, size_t *len,
+                             sd_error *err)
+{
+    json_t *src = json_object_get(json_object_get(item, "info"), "source");
+    const char *ep = json_string_value(json_object_get(src, "data"));
+    const char *skey = json_string_value(json_object_get(src, "key"));
+    *has_source = json_is_object(src);
+    if (!*has_source)
+        return SD_OK;
+    if (!ep)
+        return sd_fail(err, SD_ERR_MISSING, "its source names no data endpoint");
+    char key[96];
+    sd_data_key(key, sizeof key, job ? job : "", json_integer_value(json_object_get(item, "idx")));
+    return sd_data_fetch(ctx, ep, skey && skey[0] ? skey : NULL, curve_secret, curve_public, key, timeout_ms, blob,
+                         len, err);
+}
+
+sd_status sd_data_lost_inputs_msg(sd_msg *m, long long task_id, json_t *lost, sd_error *err)
+{
+    sd_status st = sd_msg_new(m, "FAIL", err);
+    if (st != SD_OK) {
+        json_decref(lost);
+        return st;
+    }
+    json_object_set_new(m->hdr, "task_id", json_integer(task_id));
+    json_object_set_new(m->hdr, "reason", json_string("its text conditioning was no longer held: made again"));
+    json_object_set_new(m->hdr, "lost_inputs", lost ? lost : json_array());
+    return SD_OK;
 }

@@ -30,12 +30,9 @@ typedef struct sd_data_server sd_data_server;
 /* Binds the data socket for a worker whose coordinator is at
  * coordinator_ep and starts serving; *endpoint_out: what to advertise. */
 sd_status sd_data_server_start(sd_data_server **out, void *ctx, const char *coordinator_ep, size_t capacity,
-                               const char *curve_secret, const char *curve_public, char *endpoint_out, size_t len,
-                               sd_error *err);
+                               const char *curve_secret, char *endpoint_out, size_t len, sd_error *err);
 /* Holds a copy of blob under key (replacing any), dropping the oldest past capacity. */
 sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *err);
-/* Items held now (tests, logs). */
-size_t sd_data_server_held(sd_data_server *s);
 void sd_data_server_stop(sd_data_server *s);
 
 /* The key of an item's output: "JOB/IDX". */
@@ -48,5 +45,16 @@ void sd_data_key(char *out, size_t len, const char *job, long long idx);
 sd_status sd_data_fetch(void *ctx, const char *endpoint, const char *server_key, const char *curve_secret,
                         const char *curve_public, const char *key, int timeout_ms, void **blob, size_t *len,
                         sd_error *err);
+
+/* The input of a TASK's item whose info names a source (the holder's data
+ * endpoint and key, as the coordinator passes them), fetched as
+ * sd_data_fetch does (a source without an endpoint is lost too);
+ * *has_source is 0 (and nothing fetched) when it names none. */
+sd_status sd_data_fetch_item(void *ctx, const char *job, const json_t *item, const char *curve_secret,
+                             const char *curve_public, int timeout_ms, int *has_source, void **blob, size_t *len,
+                             sd_error *err);
+/* The FAIL that tells the coordinator a task's inputs are gone (lost: the
+ * item indices): not the items' failure, they are made again. Takes lost. */
+sd_status sd_data_lost_inputs_msg(sd_msg *m, long long task_id, json_t *lost, sd_error *err);
 
 #endif

@@ -85,13 +85,12 @@ typedef struct {
     int nimages;
 } sim;
 
-static void sim_send(sim *s, sim_worker *w, sd_msg *m)
+static void sim_send(sim_worker *w, sd_msg *m)
 {
     sd_error err;
     json_object_set_new(m->hdr, "worker_id", json_string(w->id));
     sd_msg_send(w->sock, NULL, 0, m, &err);
     w->last_sent = sd_now_s();
-    (void)s;
 }
 
 static void sim_register(sim *s, sim_worker *w)
@@ -107,7 +106,7 @@ static void sim_register(sim *s, sim_worker *w)
         json_object_set_new(m.hdr, "holding", json_integer(w->outbox_task));
     if (w->data)
         json_object_set_new(m.hdr, "data", json_string(w->data_ep));
-    sim_send(s, w, &m);
+    sim_send(w, &m);
     sd_msg_free(&m);
     w->last_register = sd_now_s();
 }
@@ -120,7 +119,7 @@ static void sim_heartbeat(sim *s, sim_worker *w)
         return;
     if (w->task_id)
         json_object_set_new(m.hdr, "task_id", json_integer(w->task_id));
-    sim_send(s, w, &m);
+    sim_send(w, &m);
     sd_msg_free(&m);
 }
 
@@ -255,7 +254,7 @@ static void sim_finish(sim *s, sim_worker *w)
         if (w->outbox_task)
             sd_msg_free(&w->outbox);
         w->outbox_task = sd_msg_clone(&w->outbox, &res, &err) == SD_OK ? w->task_id : 0;
-        sim_send(s, w, &res);
+        sim_send(w, &res);
     }
     sd_msg_free(&res);
     sd_msg_free(&w->task);
@@ -270,18 +269,12 @@ static int sim_fetch_inputs(sim *s, sim_worker *w, const sd_msg *task, long long
     const char *job = json_string_value(json_object_get(task->hdr, "job"));
     size_t k;
     json_array_foreach(items, k, it) {
-        json_t *src = json_object_get(json_object_get(it, "info"), "source");
-        const char *ep = json_string_value(json_object_get(src, "data"));
-        if (!ep)
-            continue;
-        char key[96];
-        sd_data_key(key, sizeof key, job ? job : "", json_integer_value(json_object_get(it, "idx")));
         void *blob = NULL;
         size_t len;
+        int has_source;
         sd_error err;
-        const char *skey = json_string_value(json_object_get(src, "key"));
-        if (sd_data_fetch(s->ctx, ep, skey && skey[0] ? skey : NULL, s->o->curve_secret, s->o->curve_public, key,
-                          2000, &blob, &len, &err) != SD_OK) {
+        if (sd_data_fetch_item(s->ctx, job, it, s->o->curve_secret, s->o->curve_public, 2000, &has_source, &blob, &len,
+                               &err) != SD_OK) {
             if (!lost)
                 lost = json_array();
             json_array_append_new(lost, json_incref(json_object_get(it, "idx")));
@@ -292,18 +285,13 @@ static int sim_fetch_inputs(sim *s, sim_worker *w, const sd_msg *task, long long
         return 1;
     sd_msg m;
     sd_error err;
-    if (sd_msg_new(&m, "FAIL", &err) == SD_OK) {
-        json_object_set_new(m.hdr, "task_id", json_integer(tid));
-        json_object_set_new(m.hdr, "reason", json_string("its text conditioning was no longer held: made again"));
-        json_object_set_new(m.hdr, "lost_inputs", lost);
-        lost = NULL;
+    if (sd_data_lost_inputs_msg(&m, tid, lost, &err) == SD_OK) {
         if (w->outbox_task)
             sd_msg_free(&w->outbox);
         w->outbox_task = sd_msg_clone(&w->outbox, &m, &err) == SD_OK ? tid : 0;
-        sim_send(s, w, &m);
+        sim_send(w, &m);
         sd_msg_free(&m);
     }
-    json_decref(lost);
     return 0;
 }
 
@@ -334,7 +322,7 @@ static void sim_receive(sim *s, sim_worker *w)
         if (json_is_true(json_object_get(m.hdr, "registered"))) {
             w->registered = 1;
             if (w->outbox_task) /* a restarted coordinator gets the unconfirmed result again */
-                sim_send(s, w, &w->outbox);
+                sim_send(w, &w->outbox);
         }
         break;
     }
@@ -376,8 +364,8 @@ static sd_status sim_open(sim *s, void *ctx, sd_error *err)
                 return sd_fail(err, SD_ERR_IO, "--coordinator %s: %s", s->o->coordinator, zmq_strerror(zmq_errno()));
             if (r == 0)
                 SD_TRY(sd_data_server_start(&w->data, ctx, s->o->coordinator, (size_t)s->o->hold,
-                                            s->o->curve_server_key ? s->o->curve_secret : NULL, s->o->curve_public,
-                                            w->data_ep, sizeof w->data_ep, err));
+                                            s->o->curve_server_key ? s->o->curve_secret : NULL, w->data_ep,
+                                            sizeof w->data_ep, err));
             sim_register(s, w);
         }
     return SD_OK;

@@ -357,31 +357,40 @@ static sd_status fetch_inputs(worker *w, const sd_msg *task, sd_msg *full, int *
         return SD_OK;
     int timeout_ms = 3 * w->o->heartbeat_ms > 2000 ? 3 * w->o->heartbeat_ms : 2000;
     json_array_foreach(items, k, item) {
-        json_t *src = json_object_get(json_object_get(item, "info"), "source");
-        if (!json_is_object(src) || k >= MAX_FETCH)
+        if (k >= MAX_FETCH)
+            break;
+        size_t len = 0;
+        int has_source;
+        sd_error ferr = {0};
+        sd_status st = sd_data_fetch_item(w->ctx, job, item, w->o->curve_secret, w->o->curve_public, timeout_ms,
+                                          &has_source, &blobs[k], &len, &ferr);
+        if (!has_source)
             continue;
         if (!*have_full) {
             SD_TRY(sd_msg_clone(full, task, err));
             *have_full = 1;
         }
-        char key[96], suffix[16];
-        sd_data_key(key, sizeof key, job ? job : "", json_integer_value(json_object_get(item, "idx")));
-        size_t len = 0;
-        sd_error ferr = {0};
-        const char *ep = json_string_value(json_object_get(src, "data"));
-        const char *skey = json_string_value(json_object_get(src, "key"));
-        if (!ep || sd_data_fetch(w->ctx, ep, skey && skey[0] ? skey : NULL, w->o->curve_secret, w->o->curve_public,
-                                 key, timeout_ms, &blobs[k], &len, &ferr) != SD_OK) {
-            wlog(w, "item %s: its text conditioning is lost (%s): it is made again", key, ep ? ferr.msg : "no source");
+        if (st != SD_OK) {
+            wlog(w, "item %lld: its text conditioning is lost (%s): it is made again",
+                 (long long)json_integer_value(json_object_get(item, "idx")), ferr.msg);
             if (!*lost)
                 *lost = json_array();
             json_array_append_new(*lost, json_incref(json_object_get(item, "idx")));
             continue;
         }
+        char suffix[16];
         snprintf(suffix, sizeof suffix, "%zu", k);
         SD_TRY(sd_blob_attach(full, blobs[k], len, suffix, err));
     }
     return SD_OK;
+}
+
+static void free_fetched(sd_msg *full, int have_full, void **blobs)
+{
+    if (have_full)
+        sd_msg_free(full);
+    for (int k = 0; k < MAX_FETCH; k++)
+        free(blobs[k]);
 }
 
 /* A text worker keeps what it made (data_plane.h) and tells the coordinator
@@ -426,21 +435,13 @@ static sd_status run_task(worker *w, const sd_msg *given)
     if (fetch_inputs(w, given, &full, &have_full, blobs, &lost, &err) != SD_OK || lost) {
         sd_msg m;
         sd_error e2 = {0};
-        if (sd_msg_new(&m, "FAIL", &e2) == SD_OK) {
-            json_object_set_new(m.hdr, "task_id", json_integer(tid));
-            json_object_set_new(m.hdr, "reason", json_string(lost ? "its text conditioning was no longer held: made "
-                                                                    "again"
-                                                                  : err.msg));
-            json_object_set_new(m.hdr, "lost_inputs", lost ? lost : json_array());
-            lost = NULL;
+        if (sd_data_lost_inputs_msg(&m, tid, lost, &e2) == SD_OK) {
+            if (!lost) /* the fetch itself broke: its reason, the items still not charged */
+                json_object_set_new(m.hdr, "reason", json_string(err.msg));
             report(w, &m, tid);
             sd_msg_free(&m);
         }
-        json_decref(lost);
-        if (have_full)
-            sd_msg_free(&full);
-        for (int k = 0; k < MAX_FETCH; k++)
-            free(blobs[k]);
+        free_fetched(&full, have_full, blobs);
         w->last_sent = w->last_heard = sd_now_s();
         return SD_OK;
     }
@@ -493,10 +494,7 @@ static sd_status run_task(worker *w, const sd_msg *given)
         free(kp.bufs[k]);
     for (int k = 0; k < kp.ni; k++)
         free(kp.images[k]);
-    if (have_full)
-        sd_msg_free(&full);
-    for (int k = 0; k < MAX_FETCH; k++)
-        free(blobs[k]);
+    free_fetched(&full, have_full, blobs);
     w->task_id = 0;
     /* we were computing, not listening: what the coordinator sent meanwhile
      * is queued, so silence is judged from now on */
@@ -677,8 +675,8 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     w->ctx = ctx;
     /* a text worker serves what it makes to the unet workers itself */
     if (st == SD_OK && !following && !strcmp(o->role, "text"))
-        st = sd_data_server_start(&w->data, ctx, o->coordinator, (size_t)o->hold, o->curve_server_key ? o->curve_secret : NULL,
-                                  o->curve_public, w->data_ep, sizeof w->data_ep, err);
+        st = sd_data_server_start(&w->data, ctx, o->coordinator, (size_t)o->hold,
+                                  o->curve_server_key ? o->curve_secret : NULL, w->data_ep, sizeof w->data_ep, err);
     alive_state alive = {NULL, o, 0};
     pthread_t alive_th;
     int alive_started = 0;
