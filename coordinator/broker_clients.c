@@ -134,6 +134,22 @@ static void handle_submit_items(broker *b, const sd_msg *m, const unsigned char 
     broker_reply(b, route, rl, "OK", json_pack("{s:I}", "received", (json_int_t)received));
 }
 
+/* a done item whose output has gone from the folder: made again */
+typedef struct {
+    broker_job *job;
+    int remade;
+} remake_ctx;
+
+static void remake_missing(void *ctx, int idx)
+{
+    remake_ctx *r = ctx;
+    sd_error err = {0};
+    if (store_item_reset(r->job->b->store, r->job->job, idx, &err) == SD_OK)
+        r->remade++;
+    else
+        broker_log("job %s item %d: store: resetting an item whose output is missing: %s", r->job->job, idx, err.msg);
+}
+
 /* SUBMIT_END: every item is stored. The first time, the job simply runs (or
  * is done, if every output was there already); a job submitted again retries
  * its failed and cancelled items and makes again every done item whose output
@@ -153,24 +169,10 @@ static void handle_submit_end(broker *b, const unsigned char *route, size_t rl, 
         json_t *spec = store_job_spec(b->store, id);
         sd_outputs o;
         outputs_from_spec(&o, spec);
-        for (int after = -1;;) { /* page by page: never every done item at once */
-            json_t *done = store_job_done_page(b->store, id, after, 4096);
-            size_t i, got = json_array_size(done);
-            json_t *d;
-            json_array_foreach(done, i, d) {
-                int idx = (int)json_integer_value(json_object_get(d, "idx"));
-                after = idx;
-                if (outputs_item_exists(&o, idx))
-                    continue;
-                if (store_item_reset(b->store, id, idx, &err) == SD_OK)
-                    remade++;
-                else
-                    broker_log("job %s item %d: store: resetting an item whose output is missing: %s", id, idx, err.msg);
-            }
-            json_decref(done);
-            if (got < 4096)
-                break;
-        }
+        broker_job job = {b, id};
+        remake_ctx r = {&job, 0};
+        outputs_each_missing(&o, broker_done_page, &job, remake_missing, &r);
+        remade = r.remade;
         json_decref(spec);
         if (store_job_set_state(b->store, id,
                                 store_job_unfinished(b->store, id) ? STORE_JOB_STATE_RUNNING : STORE_JOB_STATE_DONE,

@@ -85,6 +85,14 @@ typedef struct {
     double last_hb;
 } broker;
 
+/* One job of the broker: what callbacks over a job's items get. */
+typedef struct {
+    broker *b;
+    const char *job;
+} broker_job;
+/* The job's done items, a page at a time (outputs_done_page, user a broker_job). */
+json_t *broker_done_page(void *user, int after, int limit);
+
 void broker_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Seconds since the epoch: for times kept in the store across restarts
  * (the monotonic clock restarts with the process). */

@@ -12,22 +12,18 @@
 #include "coordinator/broker_internal.h"
 #include "proto/tensor_blob.h"
 
-typedef struct {
-    broker *b;
-    const char *job;
-} job_ctx;
 
 static int item_finished(void *user, int idx)
 {
-    job_ctx *c = user;
+    broker_job *c = user;
     /* 1 done, 2 failed/cancelled, 0 not yet */
     int s = store_item_state_of(c->b->store, c->job, idx);
     return s == STORE_ITEM_STATE_DONE ? 1 : s >= STORE_ITEM_STATE_FAILED ? 2 : 0;
 }
 
-static json_t *done_page(void *user, int after, int limit)
+json_t *broker_done_page(void *user, int after, int limit)
 {
-    job_ctx *c = user;
+    broker_job *c = user;
     return store_job_done_page(c->b->store, c->job, after, limit);
 }
 
@@ -55,7 +51,7 @@ static void write_ended_shards(broker *b, const task_t *t, const sd_outputs *o)
 {
     if (!o || !o->webdataset)
         return;
-    job_ctx c = {b, t->job};
+    broker_job c = {b, t->job};
     int last_shard = -1;
     for (int k = 0; k < t->n; k++) {
         int first, last, shard = outputs_shard_of(o, t->idx[k], &first, &last), written = 0;
@@ -80,11 +76,11 @@ void broker_finish_job_outputs(broker *b, const char *job)
     const sd_outputs *o = outputs_of(b, job);
     if (!o)
         return;
-    job_ctx c = {b, job};
+    broker_job c = {b, job};
     sd_error err;
-    if (outputs_flush(o, item_finished, done_page, &c, &err) != SD_OK)
+    if (outputs_flush(o, item_finished, broker_done_page, &c, &err) != SD_OK)
         broker_log("job %s: writing shards: %s", job, err.msg);
-    if (outputs_write_metadata(o, done_page, &c, &err) != SD_OK)
+    if (outputs_write_metadata(o, broker_done_page, &c, &err) != SD_OK)
         broker_log("job %s: metadata: %s", job, err.msg);
     outputs_sweep(o);
 }

@@ -276,31 +276,78 @@ sd_status outputs_write_shard(const sd_outputs *o, int shard, int (*finished)(vo
     return write_shard(o, shard, finished, user, written, err);
 }
 
-sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), json_t *(*page)(void *, int, int),
-                        void *user, sd_error *err)
+/* Calls each(ctx, idx, info) for every done item, a page at a time;
+ * stops at the first error. */
+static sd_status each_done(outputs_done_page page, void *user,
+                           sd_status (*each)(void *ctx, int idx, json_t *info, sd_error *err), void *ctx, sd_error *err)
 {
-    if (!o->webdataset)
-        return SD_OK;
-    /* only shards that hold a done item can have a sample to write: found
-     * from the done items page by page, so a cancelled job of 10^7 items
-     * costs nothing here rather than a look at each of them */
-    int last_shard = -1, written;
     for (int after = -1;;) {
         json_t *done = page(user, after, 4096), *d;
         size_t i, got = json_array_size(done);
         sd_status st = SD_OK;
         json_array_foreach(done, i, d) {
             after = (int)json_integer_value(json_object_get(d, "idx"));
-            int shard = after / o->shard_size;
-            if (shard != last_shard && st == SD_OK)
-                st = outputs_write_shard(o, shard, finished, user, &written, err);
-            last_shard = shard;
+            if ((st = each(ctx, after, json_object_get(d, "info"), err)) != SD_OK)
+                break;
         }
         json_decref(done);
-        SD_TRY(st);
-        if (got < 4096)
-            return SD_OK;
+        if (st != SD_OK || got < 4096)
+            return st;
     }
+}
+
+typedef struct {
+    const sd_outputs *o;
+    int (*finished)(void *, int);
+    void *user;
+    int last_shard;
+} flush_ctx;
+
+static sd_status flush_one(void *ctx, int idx, json_t *info, sd_error *err)
+{
+    (void)info;
+    flush_ctx *f = ctx;
+    int shard = idx / f->o->shard_size, written;
+    if (shard == f->last_shard) /* done items come in order: a shard's first one stands for it */
+        return SD_OK;
+    f->last_shard = shard;
+    return outputs_write_shard(f->o, shard, f->finished, f->user, &written, err);
+}
+
+sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), outputs_done_page page, void *user,
+                        sd_error *err)
+{
+    if (!o->webdataset)
+        return SD_OK;
+    /* only shards that hold a done item can have a sample to write: found
+     * from the done items, so a cancelled job of 10^7 items costs nothing
+     * here rather than a look at each of them */
+    flush_ctx f = {o, finished, user, -1};
+    return each_done(page, user, flush_one, &f, err);
+}
+
+typedef struct {
+    const sd_outputs *o;
+    void (*missing)(void *ctx, int idx);
+    void *ctx;
+} missing_ctx;
+
+static sd_status missing_one(void *ctx, int idx, json_t *info, sd_error *err)
+{
+    (void)info;
+    (void)err;
+    missing_ctx *m = ctx;
+    if (!outputs_item_exists(m->o, idx))
+        m->missing(m->ctx, idx);
+    return SD_OK;
+}
+
+void outputs_each_missing(const sd_outputs *o, outputs_done_page page, void *user, void (*missing)(void *ctx, int idx),
+                          void *ctx)
+{
+    missing_ctx m = {o, missing, ctx};
+    sd_error ignored;
+    each_done(page, user, missing_one, &m, &ignored);
 }
 
 /* "NAME.tmp.PID" of a process other than this one: an atomic write that a
@@ -345,8 +392,27 @@ void outputs_sweep(const sd_outputs *o)
     }
 }
 
-sd_status outputs_write_metadata(const sd_outputs *o, json_t *(*page)(void *user, int after, int limit), void *user,
-                                 sd_error *err)
+typedef struct {
+    const sd_outputs *o;
+    FILE *fp;
+    const char *path;
+} metadata_ctx;
+
+static sd_status metadata_line(void *ctx, int idx, json_t *info, sd_error *err)
+{
+    metadata_ctx *m = ctx;
+    json_t *line = json_deep_copy(info);
+    char key[16], file[32];
+    snprintf(key, sizeof key, "%08d", idx);
+    snprintf(file, sizeof file, "%08d.%s", idx, m->o->ext);
+    json_object_set_new(line, "key", json_string(key));
+    json_object_set_new(line, "file", json_string(file));
+    int bad = json_dumpf(line, m->fp, JSON_COMPACT | JSON_SORT_KEYS) != 0 || fputc('\n', m->fp) == EOF;
+    json_decref(line);
+    return bad ? sd_fail(err, SD_ERR_IO, "%s: write failed: %s", m->path, strerror(errno)) : SD_OK;
+}
+
+sd_status outputs_write_metadata(const sd_outputs *o, outputs_done_page page, void *user, sd_error *err)
 {
     if (o->webdataset)
         return SD_OK;
@@ -355,36 +421,14 @@ sd_status outputs_write_metadata(const sd_outputs *o, json_t *(*page)(void *user
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     sd_atomic_file af;
     sd_status st = sd_atomic_open(&af, path, err);
-    /* page by page: a 10^7-item job's metadata is never held whole */
-    for (int after = -1; st == SD_OK;) {
-        json_t *done = page(user, after, 4096);
-        size_t i;
-        json_t *d;
-        json_array_foreach(done, i, d) {
-            json_t *line = json_deep_copy(json_object_get(d, "info"));
-            int idx = (int)json_integer_value(json_object_get(d, "idx"));
-            char key[16], file[32];
-            snprintf(key, sizeof key, "%08d", idx);
-            snprintf(file, sizeof file, "%08d.%s", idx, o->ext);
-            json_object_set_new(line, "key", json_string(key));
-            json_object_set_new(line, "file", json_string(file));
-            int bad = json_dumpf(line, af.fp, JSON_COMPACT | JSON_SORT_KEYS) != 0 || fputc('\n', af.fp) == EOF;
-            json_decref(line);
-            if (bad) {
-                st = sd_fail(err, SD_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-                break;
-            }
-            after = idx;
-        }
-        size_t got = json_array_size(done);
-        json_decref(done);
-        if (got < 4096)
-            break;
+    if (st == SD_OK) { /* page by page: a 10^7-item job's metadata is never held whole */
+        metadata_ctx m = {o, af.fp, path};
+        st = each_done(page, user, metadata_line, &m, err);
+        if (st == SD_OK)
+            st = sd_atomic_commit(&af, err);
+        else
+            sd_atomic_abort(&af);
     }
-    if (st == SD_OK)
-        st = sd_atomic_commit(&af, err);
-    else
-        sd_atomic_abort(&af);
     free(path);
     return st;
 }

@@ -33,21 +33,24 @@ int outputs_shard_of(const sd_outputs *o, int idx, int *first, int *last);
  * shards as it goes rather than all at its end. */
 sd_status outputs_write_shard(const sd_outputs *o, int shard, int (*finished)(void *, int), void *user, int *written,
                               sd_error *err);
+/* A job's done items, page by page so none is held whole: [{idx, info}]
+ * with idx > after, in order, up to limit (the store's store_job_done_page). */
+typedef json_t *(*outputs_done_page)(void *user, int after, int limit);
 /* When the job has ended (done or cancelled): every shard with a done item
- * (page(user, after, limit): the done items [{idx}] after `after`, in order)
  * written or completed. */
-sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), json_t *(*page)(void *, int, int),
-                        void *user, sd_error *err);
+sd_status outputs_flush(const sd_outputs *o, int (*finished)(void *, int), outputs_done_page page, void *user,
+                        sd_error *err);
+/* Calls missing(ctx, idx) for each done item whose output is not in the
+ * folder (a job submitted again makes those again). */
+void outputs_each_missing(const sd_outputs *o, outputs_done_page page, void *user, void (*missing)(void *ctx, int idx),
+                          void *ctx);
 /* Removes what crashed writers left: temp files of other processes (a
  * coordinator killed mid-write) in DIR and DIR/.staging, and .staging itself
  * once empty. For the job's end, when no write of this process is open. */
 void outputs_sweep(const sd_outputs *o);
 /* Test hook (--fault shard:N): die at step N of assembling a shard. */
 void outputs_set_fault(int step);
-/* metadata.jsonl from the done items (files layout), written as a stream:
- * page(user, after, limit) gives the done items [{idx, info}] with
- * idx > after, in order, up to limit (store_job_done_page). */
-sd_status outputs_write_metadata(const sd_outputs *o, json_t *(*page)(void *user, int after, int limit), void *user,
-                                 sd_error *err);
+/* metadata.jsonl from the done items (files layout), written as a stream. */
+sd_status outputs_write_metadata(const sd_outputs *o, outputs_done_page page, void *user, sd_error *err);
 
 #endif

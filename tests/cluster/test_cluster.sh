@@ -114,6 +114,15 @@ scenario_basic() {
     if grep -q "resumed" <<<"$again" && timeout 20 $BIN/sdxl wait "$(awk '{print $NF}' <<<"$again")" --coordinator "$ep" >/dev/null; then
         ok "resubmitting the same job resumes it (nothing redone)"
     else bad "resubmission" "$again"; fi
+    # an image gone from the folder is made again on resubmission, the same bytes
+    cp "$d/out/00000005.png" "$d/kept-5.png"
+    rm "$d/out/00000005.png" "$d/out/00000009.json"
+    again=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 4 --steps 4 --coordinator "$ep" --layout files)
+    if timeout 60 $BIN/sdxl wait "$(awk '{print $NF}' <<<"$again")" --coordinator "$ep" >/dev/null &&
+        cmp -s "$d/kept-5.png" "$d/out/00000005.png" && [ -f "$d/out/00000009.json" ] &&
+        grep -q "2 missing outputs made again" "$d/coordinator.log"; then
+        ok "resubmitting after two outputs were deleted makes exactly those two again"
+    else bad "remake missing outputs" "$again; $(grep resubmitted "$d/coordinator.log")"; fi
     # garbage and truncated messages get errors while the coordinator goes on
     if out=$(python3 tests/cluster/send_garbage.py "$ep" 2>&1) && $BIN/sdxl status --coordinator "$ep" >/dev/null; then
         ok "garbage, truncated and wrong-version messages are refused with reasons; the coordinator keeps serving"
