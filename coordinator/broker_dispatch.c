@@ -135,8 +135,6 @@ static void dispatch_one(broker *b, int wi, round_t *r)
     for (int k = 0; k < np && st == SD_OK; k++) {
         store_item_ref *ref = &refs[picked[k]];
         json_t *info = store_item_info(b->store, ref->job, ref->idx);
-        if (want == STORE_ITEM_STATE_PENDING) /* made again from the start: no earlier holder counts */
-            json_object_del(info, "source");
         json_t *queued = json_object_get(info, "queued_at");
         if (json_is_number(queued)) { /* how long it waited here since its last stage ended */
             char key[32];

@@ -172,19 +172,40 @@ void store_close(sd_store *s)
     free(s);
 }
 
+/* the job's total, received count, state name and whether its submission
+ * was closed; 0 if there is no such job */
+typedef struct {
+    long long total, received;
+    char state[16];
+    int submitted;
+} job_row_t;
+
+static int job_row(sd_store *s, const char *job_id, job_row_t *r)
+{
+    sqlite3_stmt *q;
+    int found = 0;
+    sqlite3_prepare_v2(s->db, "SELECT n, received, state, submitted FROM jobs WHERE id=?", -1, &q, NULL);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(q) == SQLITE_ROW) {
+        found = 1;
+        r->total = sqlite3_column_int64(q, 0);
+        r->received = sqlite3_column_int64(q, 1);
+        snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(q, 2));
+        r->submitted = sqlite3_column_int(q, 3);
+    }
+    sqlite3_finalize(q);
+    return found;
+}
+
 sd_status store_job_begin(sd_store *s, const char *job_id, json_t *spec, int *existed, long long *received,
                           sd_error *err)
 {
-    sqlite3_stmt *q;
-    *existed = 0;
-    *received = 0;
-    sqlite3_prepare_v2(s->db, "SELECT received FROM jobs WHERE id=?", -1, &q, NULL);
-    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(q) == SQLITE_ROW)
-        *existed = 1, *received = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    job_row_t jr;
+    *existed = job_row(s, job_id, &jr);
+    *received = *existed ? jr.received : 0;
     if (*existed)
         return SD_OK;
+    sqlite3_stmt *q;
     SD_TRY(store_exec(s, "BEGIN", err));
     char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     sd_status st = SD_OK;
@@ -209,31 +230,6 @@ sd_status store_job_begin(sd_store *s, const char *job_id, json_t *spec, int *ex
         return store_exec(s, "COMMIT", err); /* a failed commit is the job not created */
     store_exec(s, "ROLLBACK", NULL);
     return st;
-}
-
-/* the job's total, received count, state name and whether its submission
- * was closed; 0 if there is no such job */
-typedef struct {
-    long long total, received;
-    char state[16];
-    int submitted;
-} job_row_t;
-
-static int job_row(sd_store *s, const char *job_id, job_row_t *r)
-{
-    sqlite3_stmt *q;
-    int found = 0;
-    sqlite3_prepare_v2(s->db, "SELECT n, received, state, submitted FROM jobs WHERE id=?", -1, &q, NULL);
-    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(q) == SQLITE_ROW) {
-        found = 1;
-        r->total = sqlite3_column_int64(q, 0);
-        r->received = sqlite3_column_int64(q, 1);
-        snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(q, 2));
-        r->submitted = sqlite3_column_int(q, 3);
-    }
-    sqlite3_finalize(q);
-    return found;
 }
 
 sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, json_t *items,
@@ -423,14 +419,8 @@ sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state s
 
 sd_status store_job_cancel(sd_store *s, const char *job_id, sd_error *err)
 {
-    sqlite3_stmt *q;
-    int done = 0;
-    sqlite3_prepare_v2(s->db, "SELECT state FROM jobs WHERE id=?", -1, &q, NULL);
-    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(q) == SQLITE_ROW && !strcmp((const char *)sqlite3_column_text(q, 0), "done"))
-        done = 1;
-    sqlite3_finalize(q);
-    if (done) /* cancelling a finished job changes nothing */
+    job_row_t jr;
+    if (job_row(s, job_id, &jr) && !strcmp(jr.state, "done")) /* cancelling a finished job changes nothing */
         return SD_OK;
     /* the job stops being dispatched now; its items follow in slices
      * (store_cancel_some), never one statement over 10^7 rows */
