@@ -135,7 +135,7 @@ int prompt_file_next(prompt_file *pf, json_t **item)
     /* every key checked now, as the worker decodes it: a bad value is
      * refused here, naming line and key, not after three attempts */
     sd_error err = {0};
-    if (sd_job_item_validate(pf->defaults, it, &err) != SD_OK) {
+    if (!pf->checked && sd_job_item_validate(pf->defaults, it, &err) != SD_OK) {
         cli_errorf("submit", "%s:%lld: %s", pf->path, pf->lineno, err.msg);
         json_decref(it);
         return -2;
@@ -155,6 +155,7 @@ int prompt_file_rewind(prompt_file *pf)
     json_decref(pf->base);
     pf->base = NULL;
     pf->k = pf->lineno = pf->items = 0;
+    pf->checked = 1;
     pf->pos = pf->len = 0;
     pf->eof = 0;
     return 0;

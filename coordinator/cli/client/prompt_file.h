@@ -26,6 +26,7 @@ typedef struct {
     char *buf;               /* read buffer: buf[pos..len) not yet consumed */
     size_t pos, len, cap;
     int eof;
+    int checked; /* a second pass: every item was checked in the first */
 } prompt_file;
 
 /* 0, or an exit code after printing why (1: cannot read, 2: bad input) */
@@ -34,7 +35,9 @@ int prompt_file_open(prompt_file *pf, const char *path, const json_t *defaults, 
 /* The next item (a new reference) in *item: 1; 0 at the end; or minus an
  * exit code after printing why, naming FILE:LINE and the key. */
 int prompt_file_next(prompt_file *pf, json_t **item);
-/* Back to the first item (a second pass): 0, or an exit code after printing why. */
+/* Back to the first item for a second pass, which does not check the items
+ * again (the coordinator checks what it receives in any case): 0, or an exit
+ * code after printing why. */
 int prompt_file_rewind(prompt_file *pf);
 void prompt_file_close(prompt_file *pf);
 
