@@ -111,6 +111,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
     if (!b)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     b->o = o;
+    b->started = sd_now_s();
     void *ctx = zmq_ctx_new();
     sd_status st = store_open(&b->store, o->state_dir, err);
     if (st == SD_OK)
@@ -160,7 +161,10 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
             broker_finish_jobs(b);
             broker_cancel_items(b, 0.005); /* a cancelled 10^7-item job, a slice per turn */
         }
+        broker_send_releases(b);
     }
+    for (int i = 0; i < b->workers_hw; i++)
+        json_decref(b->workers[i].release);
     store_close(b->store);
     if (b->sock)
         zmq_close(b->sock);

@@ -16,6 +16,7 @@ typedef struct {
     int progress_timeout_ms; /* a task with no progress report for this long is dead (120000) */
     int max_attempts;      /* 3: failures of the item's own (a worker's FAIL) */
     int max_losses;        /* 10: work lost through no fault of the item (dead, stalled, restarted workers) */
+    int hold_grace_ms;     /* a held UNet result waits this long for its gone holder to come back (300000) */
     const char *curve_secret_file; /* server secret key (z85), enables CURVE */
     const char *allow_file;        /* allowed client/worker public keys, one z85 per line */
     volatile int *stop;

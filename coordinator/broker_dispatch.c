@@ -134,7 +134,7 @@ static void dispatch_one(broker *b, int wi, round_t *r)
     sd_status st = SD_OK;
     for (int k = 0; k < np && st == SD_OK; k++) {
         store_item_ref *ref = &refs[picked[k]];
-        json_t *info = store_item_info(b->store, ref->job, ref->idx);
+        json_t *info = json_deep_copy(ref->info); /* its source resolved by broker_dispatch */
         json_t *queued = json_object_get(info, "queued_at");
         if (json_is_number(queued)) { /* how long it waited here since its last stage ended */
             char key[32];
@@ -176,6 +176,34 @@ static void dispatch_one(broker *b, int wi, round_t *r)
         free(blobs[k]);
 }
 
+/* Candidates whose input a worker holds: where it serves now (a holder
+ * that restarted has a new port). One whose holder is gone is not offered:
+ * text conditioning is made again at once (it was only in memory); latents
+ * wait --hold-grace-ms for their holder to come back with its spool, then
+ * are made again too. */
+static void sources_resolve(broker *b, round_t *r)
+{
+    for (int i = 0; i < r->n; i++) {
+        json_t *src = json_object_get(r->refs[i].info, "source");
+        double gone_s;
+        r->cand[i].in_flight = 0;
+        /* (an item sent back to the start keeps its old source: not its input now) */
+        if (r->want == STORE_ITEM_STATE_PENDING || !json_is_object(src) || broker_resolve_source(b, src, &gone_s))
+            continue;
+        r->cand[i].in_flight = 1;
+        if (r->want == STORE_ITEM_STATE_DENOISED && gone_s * 1000.0 < b->o->hold_grace_ms)
+            continue;
+        const char *id = json_string_value(json_object_get(src, "worker"));
+        char why[160];
+        snprintf(why, sizeof why, "its %s holder %s is gone%s", r->want == STORE_ITEM_STATE_DENOISED ? "latents'" : "text conditioning's",
+                 id ? id : "?", r->want == STORE_ITEM_STATE_DENOISED ? " past --hold-grace-ms" : "");
+        sd_error err = {0};
+        broker_log("job %s item %d: %s: made again", r->refs[i].job, r->refs[i].idx, why);
+        if (store_item_lost_input(b->store, r->refs[i].job, r->refs[i].idx, why, b->o->max_losses, &err) != SD_OK)
+            broker_log("job %s item %d: store: recording lost work: %s", r->refs[i].job, r->refs[i].idx, err.msg);
+    }
+}
+
 void broker_dispatch(broker *b)
 {
     static const char *const stages[3] = {"text", "unet", "final"};
@@ -194,6 +222,7 @@ void broker_dispatch(broker *b)
         r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, ROUND_ITEMS + fl.n, in_flight, &fl);
         free(fl.f);
         int paused = 0;
+        sources_resolve(b, &r);
         for (int i = 0; i < r.n; i++) {
             r.cand[i].job = r.refs[i].job;
             r.cand[i].params = r.refs[i].params;
@@ -206,7 +235,7 @@ void broker_dispatch(broker *b)
                 /* a job whose outputs cannot be written now gets no final work */
                 paused = r.want == STORE_ITEM_STATE_DENOISED && broker_job_paused(b, r.refs[i].job);
             }
-            r.cand[i].in_flight = paused;
+            r.cand[i].in_flight |= paused;
         }
         for (int i = 0; i < b->workers_hw && r.n; i++)
             if (b->workers[i].used && !strcmp(b->workers[i].role, stages[s]))

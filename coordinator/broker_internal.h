@@ -35,7 +35,17 @@ typedef struct {
     int capacity, inflight;
     double last_seen, registered, busy_s;
     unsigned long long done;
+    json_t *release; /* keys of held outputs it may forget (their images are written), sent each turn; or NULL */
 } worker_t;
+
+/* Workers that went away (dead, or replaced by a new process), newest
+ * first: how long a held output's holder has been gone. A holder in neither
+ * list has been gone at least since the coordinator started. */
+#define MAX_GONE 256
+typedef struct {
+    char id[64];
+    double since;
+} gone_worker;
 
 typedef struct {
     int used;
@@ -83,6 +93,9 @@ typedef struct {
     paused_job paused[MAX_PAUSED];
     unsigned long long malformed;
     double last_hb;
+    double started;
+    gone_worker gone[MAX_GONE];
+    int next_gone;
 } broker;
 
 /* One job of the broker: what callbacks over a job's items get. */
@@ -123,6 +136,16 @@ void broker_dispatch(broker *b);
 /* A free task slot (counted in tasks_hw), or NULL when all are in flight. */
 task_t *broker_task_slot(broker *b);
 void broker_liveness(broker *b);
+/* The registered worker with this id, or NULL. */
+worker_t *broker_worker(broker *b, const char *id);
+/* A held output's holder: its data endpoint and key written into source
+ * (as it registered last: a restarted holder has a new port) and 1; or 0
+ * when it is not registered, *gone_s: for how long. */
+int broker_resolve_source(broker *b, json_t *source, double *gone_s);
+/* The holder of an item's output (info's source) may forget it. */
+void broker_release_source(broker *b, const char *job, int idx, const json_t *info);
+/* Sends each worker the releases gathered for it. */
+void broker_send_releases(broker *b);
 void broker_finish_job_outputs(broker *b, const char *job);
 void broker_finish_jobs(broker *b);
 /* Moves waiting items of cancelled jobs to cancelled for at most budget_s

@@ -85,6 +85,18 @@ void broker_finish_job_outputs(broker *b, const char *job)
     outputs_sweep(o);
 }
 
+/* An item's UNet result is held by a worker that is gone now but may come
+ * back with its spool within the grace (--hold-grace-ms) */
+static int holder_may_return(broker *b, const char *job, int idx)
+{
+    json_t *info = store_item_info(b->store, job, idx);
+    json_t *src = json_object_get(info, "source");
+    double gone_s = 0;
+    int wait = json_is_object(src) && !broker_resolve_source(b, src, &gone_s) && gone_s * 1000.0 < b->o->hold_grace_ms;
+    json_decref(info);
+    return wait;
+}
+
 void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigned char *route, size_t rl)
 {
     long long tid;
@@ -115,6 +127,8 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
             size_t i;
             json_t *x;
             json_array_foreach(lost, i, x) gone |= json_integer_value(x) == t->idx[k];
+            if (gone && !strcmp(t->stage, "final") && holder_may_return(b, t->job, t->idx[k]))
+                continue; /* its latents are spooled by a holder that is restarting: it waits for it */
             if ((gone ? store_item_lost_input(b->store, t->job, t->idx[k], reason ? reason : "input lost",
                                               b->o->max_losses, &err)
                       : store_item_lost(b->store, t->job, t->idx[k], "its task's other inputs were lost",
@@ -156,25 +170,26 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
                 st = sd_fail(&err, SD_ERR_MISSING, "job %s has no stored spec", t->job);
             json_t *meta = json_deep_copy(info ? info : json_object());
             json_object_set_new(meta, "final_worker", json_string(w->id));
+            json_object_del(meta, "source"); /* where its latents were: not the image's metadata */
             if (st == SD_OK && (st = outputs_write_item(o, idx, img->data, img->nbytes, meta, &err)) != SD_OK)
                 output_failed = 1;
             if (st == SD_OK)
                 st = store_item_advance(b->store, t->job, idx, from, STORE_ITEM_STATE_DONE, NULL, 0, meta, &err);
+            if (st == SD_OK) /* written and recorded: its latents' holder may forget them */
+                broker_release_source(b, t->job, idx, info);
             json_decref(meta);
         } else {
             /* keep this item's tensors (suffix _k) as its intermediate,
-             * unless its producer holds them (text conditioning: the unet
-             * worker fetches it from there, worker/daemon/data_plane.h) */
+             * unless its producer holds them (text conditioning, latents:
+             * the next stage fetches them there, worker/daemon/data_plane.h) */
             void *blob = NULL;
             size_t len = 0;
             json_t *next_info = json_deep_copy(info ? info : json_object());
-            int held = json_is_true(json_object_get(next_info, "held")) && from == STORE_ITEM_STATE_PENDING &&
-                       w->data[0];
+            int held = json_is_true(json_object_get(next_info, "held")) && w->data[0];
             json_object_del(next_info, "held");
-            json_object_del(next_info, "source"); /* fetched: the unet result travels on by itself */
-            if (held) /* where the unet worker fetches it: as the holder registered, not as it claims */
-                json_object_set_new(next_info, "source", json_pack("{s:s, s:s, s:s}", "worker", w->id, "data",
-                                                                   w->data, "key", w->key));
+            json_object_del(next_info, "source"); /* the input it was made from: fetched, done with */
+            if (held) /* its holder by id: the dispatch looks up where it serves now */
+                json_object_set_new(next_info, "source", json_pack("{s:s}", "worker", w->id));
             else if (sd_blob_pack_item(m, k, &blob, &len, &err) != SD_OK)
                 st = sd_error_prefix(&err, err.code, "result: "), malformed = 1;
             /* when it entered its next stage's queue: the dispatch adds the

@@ -11,8 +11,9 @@
 #include "common/clock.h"
 #include "coordinator/broker_internal.h"
 #include "proto/curve.h"
+#include "proto/tensor_blob.h"
 
-static worker_t *find_worker(broker *b, const char *id)
+worker_t *broker_worker(broker *b, const char *id)
 {
     for (int i = 0; i < b->workers_hw; i++)
         if (b->workers[i].used && !strcmp(b->workers[i].id, id))
@@ -62,7 +63,60 @@ static void drop_worker(broker *b, int wi, const char *why)
     for (int i = 0; i < b->tasks_hw; i++)
         if (b->tasks[i].used && b->tasks[i].worker == wi)
             broker_requeue_task(b, &b->tasks[i], reason, 0);
+    /* what it held waits for it to come back (broker_resolve_source) */
+    gone_worker *g = &b->gone[b->next_gone++ % MAX_GONE];
+    memcpy(g->id, w->id, sizeof g->id); /* both char[64], NUL-terminated */
+    g->since = sd_now_s();
+    json_decref(w->release);
+    w->release = NULL;
     w->used = 0;
+}
+
+int broker_resolve_source(broker *b, json_t *source, double *gone_s)
+{
+    const char *id = json_string_value(json_object_get(source, "worker"));
+    worker_t *w = id ? broker_worker(b, id) : NULL;
+    *gone_s = 0;
+    if (w && w->data[0]) {
+        json_object_set_new(source, "data", json_string(w->data));
+        json_object_set_new(source, "key", json_string(w->key));
+        return 1;
+    }
+    double since = b->started;
+    for (int i = 1; i <= MAX_GONE && id; i++) { /* newest first */
+        const gone_worker *g = &b->gone[(b->next_gone - i + MAX_GONE * 2) % MAX_GONE];
+        if (g->id[0] && !strcmp(g->id, id)) {
+            since = g->since;
+            break;
+        }
+    }
+    *gone_s = sd_now_s() - since;
+    return 0;
+}
+
+void broker_release_source(broker *b, const char *job, int idx, const json_t *info)
+{
+    const json_t *src = json_object_get(info, "source");
+    const char *id = json_string_value(json_object_get(src, "worker"));
+    worker_t *w = id ? broker_worker(b, id) : NULL;
+    if (!w) /* gone: its spool forgets it after a day (worker/daemon/data_plane.h) */
+        return;
+    char key[96];
+    sd_data_key(key, sizeof key, job, idx);
+    if (!w->release)
+        w->release = json_array();
+    json_array_append_new(w->release, json_string(key));
+}
+
+void broker_send_releases(broker *b)
+{
+    for (int i = 0; i < b->workers_hw; i++) {
+        worker_t *w = &b->workers[i];
+        if (!w->used || !w->release)
+            continue;
+        broker_reply(b, w->route, w->route_len, "RELEASE", json_pack("{s:o}", "keys", w->release));
+        w->release = NULL;
+    }
 }
 
 void broker_load_tasks(broker *b)
@@ -143,7 +197,7 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         broker_reply_error(b, route, rl, err.msg);
         return;
     }
-    worker_t *w = find_worker(b, id);
+    worker_t *w = broker_worker(b, id);
     if (kind == SD_MSG_KIND_REGISTER) {
         const char *role, *identity;
         long long cap;

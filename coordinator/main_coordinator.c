@@ -11,7 +11,7 @@
 static void usage(FILE *out)
 {
     fprintf(out, "usage: sdxl-coordinator --bind ENDPOINT --state DIR [--heartbeat-ms N] [--max-attempts N]\n"
-                 "                        [--max-losses N] [--progress-timeout-ms N]\n"
+                 "                        [--max-losses N] [--progress-timeout-ms N] [--hold-grace-ms N]\n"
                  "                        [--curve-secret FILE --allow FILE]\n\n"
                  "The cluster's broker: workers (sdxl-worker) and clients (sdxl submit/status/...) connect to\n"
                  "ENDPOINT (e.g. tcp://127.0.0.1:5555). Jobs and items live in DIR/coordinator.sqlite, so a\n"
@@ -24,6 +24,9 @@ static void usage(FILE *out)
                  "  --max-losses N     work lost N times through no fault of the item (its workers died,\n"
                  "                     stalled or restarted while computing it) fails it, saying so (10);\n"
                  "                     lost work is never charged as an attempt\n"
+                 "  --hold-grace-ms N  a UNet result waits this long for its holder (a unet worker keeps its\n"
+                 "                     latents, on disk too, until the image is written) to register again\n"
+                 "                     after it died, before the item is made again from its prompt (300000)\n"
                  "  --fault shard:N    test hook: die at step N (1-4) of writing a shard: its temp file\n"
                  "                     created, written, renamed, its first staged file removed\n"
                  "  --curve-secret F   server secret key (Z85, 40 chars): enables CURVE encryption\n"
@@ -34,7 +37,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .max_losses = 10, .stop = &sd_stop_requested};
+    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .max_losses = 10, .hold_grace_ms = 300000, .stop = &sd_stop_requested};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -59,6 +62,9 @@ int main(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--max-losses")) {
             if (sd_parse_int_flag("sdxl-coordinator", a, v, 1, 100000, &o.max_losses))
+                return 2;
+        } else if (!strcmp(a, "--hold-grace-ms")) {
+            if (sd_parse_int_flag("sdxl-coordinator", a, v, 0, 86400000, &o.hold_grace_ms))
                 return 2;
         } else if (!strcmp(a, "--fault")) {
             int n;

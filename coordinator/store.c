@@ -465,7 +465,7 @@ int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out
     char jobs[64][40];
     int nj = store_running_jobs(s, jobs, 64), n = 0;
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "SELECT idx, params FROM items WHERE state=? AND job=? ORDER BY idx LIMIT ?", -1, &q, NULL);
+    sqlite3_prepare_v2(s->db, "SELECT idx, params, info FROM items WHERE state=? AND job=? ORDER BY idx LIMIT ?", -1, &q, NULL);
     for (int j = 0; j < nj && n < max; j++) {
         json_t *spec = NULL;
         sqlite3_reset(q);
@@ -482,6 +482,12 @@ int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out
             out[n].idx = sqlite3_column_int(q, 0);
             out[n].params = sd_job_item_params(json_object_get(spec, "defaults"), own);
             json_decref(own);
+            const char *info = (const char *)sqlite3_column_text(q, 2);
+            out[n].info = info ? json_loads(info, 0, NULL) : NULL;
+            if (!json_is_object(out[n].info)) {
+                json_decref(out[n].info);
+                out[n].info = json_object();
+            }
             n++;
         }
         json_decref(spec);
@@ -492,8 +498,10 @@ int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out
 
 void store_item_refs_free(store_item_ref *r, int n)
 {
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
         json_decref(r[i].params);
+        json_decref(r[i].info);
+    }
 }
 
 sd_status store_item_advance(sd_store *s, const char *job, int idx, store_item_state from, store_item_state to, const void *blob,

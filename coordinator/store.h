@@ -78,6 +78,7 @@ typedef struct {
     char job[40];
     int idx;
     json_t *params; /* new reference */
+    json_t *info;   /* new reference: its accumulated info (an object, {} when none) */
 } store_item_ref;
 int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int scan,
                         int (*skip)(void *user, const char *job, int idx), void *user);

@@ -28,7 +28,7 @@ build/bin/sdxl-coordinator --bind "$EP" --state "$RUN/state" >"$RUN/coordinator.
 pids+=($!)
 for role in text unet final; do
     OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} build/bin/sdxl-worker --coordinator "$EP" --role $role --model "$MODEL" \
-        --device "${DEVICE:-cpu}" --id "main-$role" >"$RUN/worker-$role.log" 2>&1 &
+        --device "${DEVICE:-cpu}" --id "main-$role" --spool "$RUN/spool" >"$RUN/worker-$role.log" 2>&1 &
     pids+=($!)
 done
 echo "main job: local cluster on $EP (coordinator + text, unet and final workers)" >&2

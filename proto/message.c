@@ -33,6 +33,7 @@ static const struct {
     [SD_MSG_KIND_ERROR] = {"ERROR", {"reason:s", NULL}},
     [SD_MSG_KIND_PEER] = {"PEER", {"peer:s", NULL}},
     [SD_MSG_KIND_FETCH] = {"FETCH", {"key:s", NULL}},
+    [SD_MSG_KIND_RELEASE] = {"RELEASE", {"keys:a", NULL}},
 };
 
 static sd_msg_kind kind_of_name(const char *type)

@@ -62,6 +62,7 @@ typedef enum {
     SD_MSG_KIND_ERROR,
     SD_MSG_KIND_PEER,
     SD_MSG_KIND_FETCH,
+    SD_MSG_KIND_RELEASE, /* coordinator -> holder: these outputs are safe downstream, forget them */
     SD_MSG_KIND_COUNT /* not a kind: an unknown type */
 } sd_msg_kind;
 

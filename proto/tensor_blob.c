@@ -95,3 +95,8 @@ sd_status sd_blob_attach(sd_msg *m, const void *blob, size_t len, const char *su
     }
     return SD_OK;
 }
+
+void sd_data_key(char *out, size_t len, const char *job, long long idx)
+{
+    snprintf(out, len, "%s/%lld", job, idx);
+}

@@ -16,4 +16,8 @@ sd_status sd_blob_pack_item(const sd_msg *m, int k, void **blob, size_t *len, sd
  * message borrows data from blob, which must outlive it. */
 sd_status sd_blob_attach(sd_msg *m, const void *blob, size_t len, const char *suffix, sd_error *err);
 
+/* The key a worker holds an item's output under, "JOB/IDX": the
+ * coordinator names it in RELEASE, a consumer in FETCH. */
+void sd_data_key(char *out, size_t len, const char *job, long long idx);
+
 #endif

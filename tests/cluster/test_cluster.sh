@@ -39,6 +39,9 @@ start_coordinator() { # dir endpoint [extra args]
 start_worker() { # dir endpoint role id [extra args]
     local d=$1 ep=$2 role=$3 id=$4
     shift 4
+    # a unet worker's spool (held latents) in the scenario's folder: never
+    # shared with another run's worker of the same id
+    [ "$role" = unet ] && set -- --spool "$d/spool-$id" "$@"
     $BIN/sdxl-worker --coordinator "$ep" --role "$role" --model "$M" --heartbeat-ms $HB --id "$id" "$@" \
         >>"$d/worker-$id.log" 2>&1 &
     LAST_WORKER=$!
@@ -389,6 +392,73 @@ scenario_held_outputs() {
     kill $COORD
 }
 
+# Latents stay with the unet worker that made them (memory and its spool)
+# until the image is written, never in the coordinator's database. Killed
+# and restarted with the same id and spool, it serves them again: no UNet
+# work is redone. Gone for good, its items wait --hold-grace-ms, then are
+# made again elsewhere.
+wait_state() { # state-name count job ep
+    local n=0
+    for _ in $(seq 600); do
+        n=$($BIN/sdxl status "$3" --json --coordinator "$4" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1")
+        [ "$n" = "$2" ] && return 0
+        sleep 0.1
+    done
+    echo "$n $1"
+    return 1
+}
+scenario_held_latents() {
+    local d=$ROOT/latents ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep" --hold-grace-ms 4000
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u1
+    local u1=$LAST_WORKER job out blobs spooled
+    job=$(submit "$d" "$ep" --layout files)
+    out=$(wait_state denoised 24 "$job" "$ep")
+    blobs=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from items where blob is not null").fetchone()[0])' "$d/state/coordinator.sqlite")
+    spooled=$(find "$d/spool-u1" -type f | wc -l)
+    if [ -z "$out" ] && [ "$blobs" = 0 ] && [ "$spooled" = 24 ]; then
+        ok "24 items denoised: their latents are in u1's spool, none in the coordinator's database"
+    else bad "held latents" "$out; $blobs blobs stored, $spooled spooled"; fi
+    kill -9 $u1
+    sleep 1.5 # declared dead (3 heartbeats of 0.3 s)
+    start_worker "$d" "$ep" unet u1
+    local u1b=$LAST_WORKER
+    start_worker "$d" "$ep" final f1
+    local f1=$LAST_WORKER
+    out=$(timeout 180 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)
+    local rc=$? losses
+    # any item made again would have been charged a loss (store_item_lost_input)
+    losses=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select sum(losses) from items where job=?", (sys.argv[2],)).fetchone()[0])' "$d/state/coordinator.sqlite" "$job")
+    spooled=$(find "$d/spool-u1" -type f | wc -l)
+    if [ $rc = 0 ] && ! grep -q "holder u1 is gone" "$d/coordinator.log" && [ "$spooled" = 0 ] &&
+        [ "$(grep -c '"unet_worker"' "$d/out/metadata.jsonl")" = 24 ] && [ "$losses" = 0 ]; then
+        ok "u1 killed while holding 24 latents, restarted on its spool: the final worker fetched all 24, nothing redone, the spool emptied by the releases"
+    else bad "latents after a restart" "wait rc $rc: $out; $losses losses, $spooled left in the spool; $(tail -n 8 "$d/coordinator.log")"; fi
+    if out=$(same_as_generate "$d" 2>&1); then ok "held latents: images equal sdxl generate's, byte for byte"; else bad "held latents: images" "$out"; fi
+    # gone for good: a second job's latents are made again after the grace
+    mkdir -p "$d/two"
+    printf 'a green door\na blue kite\n' >"$d/two/prompts.txt"
+    kill -9 $f1 # the second job's latents wait in u1
+    sleep 1.5   # f1 declared dead: it takes no final task of the second job
+    job=$($BIN/sdxl submit "$d/two/prompts.txt" --out "$d/two/out" --layout files --steps 2 --coordinator "$ep" | awk '{print $NF}')
+    out=$(wait_state denoised 2 "$job" "$ep")
+    kill -9 $u1b
+    start_worker "$d" "$ep" unet u2
+    start_worker "$d" "$ep" final f2
+    local t0=$SECONDS
+    out="$out$(timeout 180 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)"
+    rc=$?
+    if [ $rc = 0 ] && grep -q "holder u1 is gone past --hold-grace-ms" "$d/coordinator.log" &&
+        [ "$(grep -c '"unet_worker": *"u2"' "$d/two/out/metadata.jsonl")" = 2 ] && [ $((SECONDS - t0)) -ge 3 ]; then
+        ok "a holder gone for good: its 2 items wait the grace (4 s), then are made again on u2"
+    else bad "latents of a holder gone for good" "wait rc $rc after $((SECONDS - t0)) s: $out; $(grep -c '"unet_worker": *"u2"' "$d/two/out/metadata.jsonl") by u2; $(tail -n 12 "$d/coordinator.log")"; fi
+    kill $COORD
+}
+
 # A simulated fleet (sdxl-worker --simulate: real messages and tensor sizes,
 # no model) of 60 workers in one process, through `sdxl bench --simulate`:
 # the bench's count is the truth (every item done exactly once, each image
@@ -722,7 +792,7 @@ scenario_full_disk() {
 }
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"

@@ -2,17 +2,25 @@
 #include "worker/daemon/data_plane.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "common/clock.h"
+#include "common/fsutil.h"
+#include "common/hashmap.h"
 #include "proto/curve.h"
+#include "proto/tensor_blob.h"
 
 typedef struct {
     char *key;
@@ -25,35 +33,83 @@ struct sd_data_server {
     pthread_t thread;
     volatile int quit;
     pthread_mutex_t lock;
-    held_item *items; /* a ring, oldest first: at most cap */
+    held_item *items; /* a ring, oldest first: at most cap in memory */
     size_t cap, first, n;
+    sd_u64map index;  /* hash of a key -> its ring slot + 1 (0: gone); rebuilt as it fills with gone keys */
+    int keep;         /* kept until released (a UNet result), not forgotten once fetched */
+    char *spool;      /* keep: where each is also written, or NULL (memory only) */
 };
 
-void sd_data_key(char *out, size_t len, const char *job, long long idx)
+static uint64_t key_hash(const char *key)
 {
-    snprintf(out, len, "%s/%lld", job, idx);
+    return sd_hash_bytes(key, strlen(key));
 }
 
-/* index into the ring of key, or -1 (lock held) */
+/* ring slot of key, or -1 (lock held) */
 static long find(sd_data_server *s, const char *key)
 {
-    for (size_t i = 0; i < s->n; i++) {
-        size_t at = (s->first + i) % s->cap;
-        if (s->items[at].key && !strcmp(s->items[at].key, key))
-            return (long)at;
-    }
-    return -1;
+    uint64_t at = 0;
+    if (!sd_u64map_get(&s->index, key_hash(key), &at) || !at)
+        return -1;
+    held_item *h = &s->items[at - 1];
+    return h->key && !strcmp(h->key, key) ? (long)(at - 1) : -1;
 }
 
-static void drop(held_item *h)
+static void drop(sd_data_server *s, held_item *h)
 {
+    if (h->key)
+        sd_u64map_put(&s->index, key_hash(h->key), 0);
     free(h->key);
     free(h->blob);
     memset(h, 0, sizeof *h);
 }
 
+/* the index keeps an entry per key ever held: past 4 per slot it is built
+ * again from what the ring holds now (lock held) */
+static void index_compact(sd_data_server *s)
+{
+    if (s->index.n < 4 * s->cap + 64)
+        return;
+    sd_u64map_free(&s->index);
+    sd_u64map_init(&s->index);
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->items[i].key)
+            sd_u64map_put(&s->index, key_hash(s->items[i].key), i + 1);
+}
+
+/* the spool file of key: '/' (job/idx) becomes '.' */
+static void spool_path(const sd_data_server *s, const char *key, char *out, size_t len)
+{
+    int n = snprintf(out, len, "%s/", s->spool);
+    for (const char *k = key; *k && n + 1 < (int)len; k++)
+        out[n++] = *k == '/' ? '.' : *k;
+    out[n < (int)len ? n : (int)len - 1] = '\0';
+}
+
+static sd_status spool_write(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *err)
+{
+    char path[PATH_MAX];
+    spool_path(s, key, path, sizeof path);
+    /* written whole, then renamed: a worker killed mid-write leaves a .tmp
+     * (swept at the next start), never a short file served as whole */
+    return sd_write_file_atomic(path, blob, len, err);
+}
+
+static int spool_read(sd_data_server *s, const char *key, void **blob, size_t *len)
+{
+    char path[PATH_MAX], *buf = NULL;
+    sd_error err;
+    spool_path(s, key, path, sizeof path);
+    if (sd_read_file(path, &buf, len, &err) != SD_OK)
+        return 0;
+    *blob = buf;
+    return 1;
+}
+
 sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *err)
 {
+    if (s->spool)
+        SD_TRY(spool_write(s, key, blob, len, err));
     char *k = strdup(key);
     void *b = malloc(len ? len : 1);
     if (!k || !b) {
@@ -65,23 +121,44 @@ sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *bl
     pthread_mutex_lock(&s->lock);
     long at = find(s, key);
     if (at >= 0)
-        drop(&s->items[at]);
-    /* the ring's slots of fetched items are empty: the oldest slot is reused */
+        drop(s, &s->items[at]);
+    /* the ring's slots of fetched or released items are empty: the oldest
+     * slot is reused (a spooled one stays on disk) */
     if (s->n == s->cap) {
-        drop(&s->items[s->first]);
+        drop(s, &s->items[s->first]);
         s->first = (s->first + 1) % s->cap;
         s->n--;
     }
-    held_item *h = &s->items[(s->first + s->n) % s->cap];
+    size_t slot = (s->first + s->n) % s->cap;
+    held_item *h = &s->items[slot];
     h->key = k;
     h->blob = b;
     h->len = len;
     s->n++;
+    index_compact(s);
+    sd_status st = sd_u64map_put(&s->index, key_hash(key), slot + 1) == 0
+                       ? SD_OK
+                       : sd_fail(err, SD_ERR_NOMEM, "out of memory holding %s", key);
     pthread_mutex_unlock(&s->lock);
-    return SD_OK;
+    return st;
 }
 
-/* one FETCH: the blob (then forgotten: it has its consumer) or "not held" */
+void sd_data_server_release(sd_data_server *s, const char *key)
+{
+    pthread_mutex_lock(&s->lock);
+    long at = find(s, key);
+    if (at >= 0)
+        drop(s, &s->items[at]);
+    pthread_mutex_unlock(&s->lock);
+    if (s->spool) {
+        char path[PATH_MAX];
+        spool_path(s, key, path, sizeof path);
+        unlink(path);
+    }
+}
+
+/* one FETCH: the blob (forgotten then unless kept: it has its consumer),
+ * or "not held" */
 static void serve_one(sd_data_server *s)
 {
     unsigned char route[256];
@@ -94,12 +171,19 @@ static void serve_one(sd_data_server *s)
     held_item h = {0};
     pthread_mutex_lock(&s->lock);
     long at = key && sd_msg_kind_of(&m) == SD_MSG_KIND_FETCH ? find(s, key) : -1;
-    if (at >= 0) {
+    if (at >= 0 && !s->keep) {
         h = s->items[at];
+        sd_u64map_put(&s->index, key_hash(h.key), 0);
         memset(&s->items[at], 0, sizeof s->items[at]);
+    } else if (at >= 0 && (h.blob = malloc(s->items[at].len ? s->items[at].len : 1))) {
+        memcpy(h.blob, s->items[at].blob, s->items[at].len);
+        h.len = s->items[at].len;
     }
     pthread_mutex_unlock(&s->lock);
-    if (h.key && sd_msg_new(&r, "OK", &err) == SD_OK) {
+    /* no longer in memory: from the spool (a restarted worker's, too) */
+    int found = h.blob || (key && s->spool && sd_msg_kind_of(&m) == SD_MSG_KIND_FETCH &&
+                           spool_read(s, key, &h.blob, &h.len));
+    if (found && sd_msg_new(&r, "OK", &err) == SD_OK) {
         int64_t shape[1] = {(int64_t)h.len};
         if (sd_msg_add_tensor(&r, "blob", SD_DTYPE_U8, 1, shape, h.blob, &err) == SD_OK)
             sd_msg_send(s->sock, route, rl, &r, &err);
@@ -109,7 +193,8 @@ static void serve_one(sd_data_server *s)
         sd_msg_send(s->sock, route, rl, &r, &err);
         sd_msg_free(&r);
     }
-    drop(&h);
+    free(h.key);
+    free(h.blob);
     sd_msg_free(&m);
 }
 
@@ -163,23 +248,68 @@ static sd_status local_address(const char *coordinator_ep, char *out, size_t len
     return st;
 }
 
-sd_status sd_data_server_start(sd_data_server **out, void *ctx, const char *coordinator_ep, size_t capacity,
-                               const char *curve_secret, char *endpoint_out, size_t len, sd_error *err)
+/* A spool's leftovers: temp files of a write cut short, and outputs older
+ * than SD_DATA_SPOOL_TTL_S whose release never came (the coordinator lost
+ * the worker's registration meanwhile, or the job was cancelled). */
+static void spool_sweep(const char *dir, double max_age_s)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    time_t now = time(NULL);
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[PATH_MAX];
+        struct stat st;
+        if (e->d_name[0] == '.' || snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path ||
+            stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (strstr(e->d_name, ".tmp.") || difftime(now, st.st_mtime) >= max_age_s)
+            unlink(path);
+    }
+    closedir(d);
+}
+
+void sd_data_spool_remove(const char *spool)
+{
+    spool_sweep(spool, 0);
+    char parent[PATH_MAX];
+    snprintf(parent, sizeof parent, "%s", spool);
+    rmdir(spool);
+    char *slash = strrchr(parent, '/');
+    if (slash && slash != parent) {
+        *slash = '\0';
+        rmdir(parent); /* only if empty: another model's spool stays */
+    }
+}
+
+sd_status sd_data_server_start(sd_data_server **out, void *ctx, const sd_data_server_opts *o, char *endpoint_out,
+                               size_t len, sd_error *err)
 {
     char host[INET6_ADDRSTRLEN + 2], ep[300];
-    SD_TRY(local_address(coordinator_ep, host, sizeof host, err));
+    SD_TRY(local_address(o->coordinator, host, sizeof host, err));
+    if (o->spool) {
+        SD_TRY(sd_mkdirs(o->spool, err));
+        if (!sd_path_is_dir(o->spool))
+            return sd_fail(err, SD_ERR_IO, "--spool %s: not a folder", o->spool);
+        spool_sweep(o->spool, SD_DATA_SPOOL_TTL_S);
+    }
     sd_data_server *s = calloc(1, sizeof *s);
-    if (!s || !(s->items = calloc(capacity ? capacity : 1, sizeof *s->items))) {
+    size_t cap = o->capacity ? o->capacity : 1;
+    if (!s || !(s->items = calloc(cap, sizeof *s->items)) || (o->spool && !(s->spool = strdup(o->spool)))) {
+        if (s)
+            free(s->items);
         free(s);
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     }
-    s->cap = capacity ? capacity : 1;
+    s->cap = cap;
+    s->keep = o->keep;
+    sd_u64map_init(&s->index);
     pthread_mutex_init(&s->lock, NULL);
     s->sock = zmq_socket(ctx, ZMQ_ROUTER);
     int zero = 0, v6 = host[0] == '[';
     zmq_setsockopt(s->sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(s->sock, ZMQ_IPV6, &v6, sizeof v6);
-    sd_status st = curve_secret ? sd_curve_data_server_setup(s->sock, curve_secret, err) : SD_OK;
+    sd_status st = o->curve_secret ? sd_curve_data_server_setup(s->sock, o->curve_secret, err) : SD_OK;
     snprintf(ep, sizeof ep, "tcp://%s:*", host);
     if (st == SD_OK && zmq_bind(s->sock, ep) != 0)
         st = sd_fail(err, SD_ERR_IO, "data socket: cannot bind %s: %s", ep, zmq_strerror(zmq_errno()));
@@ -190,7 +320,9 @@ sd_status sd_data_server_start(sd_data_server **out, void *ctx, const char *coor
         st = sd_fail(err, SD_ERR_IO, "data socket: cannot start its thread");
     if (st != SD_OK) {
         zmq_close(s->sock);
+        sd_u64map_free(&s->index);
         free(s->items);
+        free(s->spool);
         free(s);
         return st;
     }
@@ -206,8 +338,10 @@ void sd_data_server_stop(sd_data_server *s)
     pthread_join(s->thread, NULL);
     zmq_close(s->sock);
     for (size_t i = 0; i < s->cap; i++)
-        drop(&s->items[i]);
+        drop(s, &s->items[i]);
+    sd_u64map_free(&s->index);
     free(s->items);
+    free(s->spool);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }

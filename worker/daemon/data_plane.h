@@ -1,6 +1,12 @@
 /* data_plane.h - stage outputs passed worker to worker, not through the
  * coordinator.
  *
+ * A unet worker keeps each item's latents the same way, but until the
+ * coordinator releases them (the final result is safe), not just until
+ * fetched, and also in a spool folder on disk: a final worker that dies
+ * after fetching, or a unet worker killed and restarted with the same id
+ * and spool, loses no finished UNet work.
+ *
  * A text worker keeps each item's conditioning (embeddings and pooled,
  * packed as a tensor blob, proto/tensor_blob.h) in memory and serves it on a
  * data socket of its own; its RESULT to the coordinator says only that it
@@ -24,19 +30,36 @@
 
 #include "common/error.h"
 #include "proto/message.h"
+#include "proto/tensor_blob.h" /* sd_data_key */
 
 typedef struct sd_data_server sd_data_server;
 
-/* Binds the data socket for a worker whose coordinator is at
- * coordinator_ep and starts serving; *endpoint_out: what to advertise. */
-sd_status sd_data_server_start(sd_data_server **out, void *ctx, const char *coordinator_ep, size_t capacity,
-                               const char *curve_secret, char *endpoint_out, size_t len, sd_error *err);
-/* Holds a copy of blob under key (replacing any), dropping the oldest past capacity. */
-sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *err);
-void sd_data_server_stop(sd_data_server *s);
+typedef struct {
+    const char *coordinator; /* the coordinator's endpoint: the data socket is bound on the address routing there */
+    size_t capacity;         /* held in memory at most; the oldest goes first */
+    int keep;                /* kept until released (sd_data_server_release), not forgotten once fetched */
+    const char *spool;       /* keep: a folder each output is also written to (served from there when no longer
+                              * in memory, by a restarted worker too), or NULL */
+    const char *curve_secret; /* the worker's CURVE secret key file (a CURVE server), or NULL */
+} sd_data_server_opts;
 
-/* The key of an item's output: "JOB/IDX". */
-void sd_data_key(char *out, size_t len, const char *job, long long idx);
+/* Spooled outputs older than this are removed at start: their release never
+ * came (the coordinator lost the worker's registration, a job was cancelled). */
+#define SD_DATA_SPOOL_TTL_S (24 * 3600)
+
+/* Binds the data socket and starts serving; *endpoint_out: what to advertise. */
+sd_status sd_data_server_start(sd_data_server **out, void *ctx, const sd_data_server_opts *o, char *endpoint_out,
+                               size_t len, sd_error *err);
+/* Holds a copy of blob under key (replacing any), dropping the oldest past
+ * capacity from memory (a spooled one stays on disk). */
+sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *err);
+/* Forgets key (memory and spool): its consumer's result is safe. */
+void sd_data_server_release(sd_data_server *s, const char *key);
+void sd_data_server_stop(sd_data_server *s);
+/* Removes a spool folder's files and the folder (and its parent when that is
+ * left empty): for a spool no later process can serve (see worker_loop.h). */
+void sd_data_spool_remove(const char *spool);
+
 
 /* Fetches key from the holder at endpoint (server_key: its CURVE public
  * key, or NULL) within timeout_ms: SD_OK with the blob (malloc'd); SD_ERR_MISSING

@@ -15,7 +15,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sdxl-worker --coordinator ENDPOINT --role text|unet|final --model DIR [--refiner DIR]\n"
             "                   [--device cpu|cuda:N] [--dtype f16|bf16] [--capacity N] [--variant fp16]\n"
-            "                   [--id NAME] [--heartbeat-ms N]\n"
+            "                   [--id NAME] [--heartbeat-ms N] [--hold N] [--spool DIR]\n"
             "                   [--cfg-split batch | --cfg-split nccl --cfg-peer ENDPOINT --cfg-rank 0|1]\n"
             "                   [--curve-server-key F --curve-secret F --curve-public F]\n"
             "       sdxl-worker --coordinator ENDPOINT --simulate ROLE=COUNT[@MS],... [--id PREFIX] [--capacity N]\n\n"
@@ -23,10 +23,17 @@ static void usage(FILE *out)
             "denoising), final (refiner steps and VAE decode). Registers its role, capacity, devices and\n"
             "model identity (a hash of configs and weight headers); jobs of another model never reach it.\n"
             "  --capacity N        items per task (1)\n"
-            "  --hold N            text worker: outputs kept for the unet workers to fetch, at most (256;\n"
-            "                      ~1.3 MB each at 1024x1024). They go worker to worker on a data socket\n"
-            "                      of this worker's (the address that routes to the coordinator, a free\n"
-            "                      port), never through the coordinator; one lost is made again\n"
+            "  --hold N            text and unet workers: outputs kept in memory for the next stage to\n"
+            "                      fetch, at most (256; ~1.3 MB of text conditioning, 256 KB of latents\n"
+            "                      each at 1024x1024). They go worker to worker on a data socket of this\n"
+            "                      worker's (the address that routes to the coordinator, a free port),\n"
+            "                      never through the coordinator. Text conditioning is forgotten once\n"
+            "                      fetched (one lost is made again); latents are kept until the\n"
+            "                      coordinator says the image is written\n"
+            "  --spool DIR         unet worker: latents are also written here until released, so a\n"
+            "                      worker restarted with the same --id and --spool serves them again\n"
+            "                      (default /var/tmp/sdxl-spool-UID/ID, removed at exit when --id is not\n"
+            "                      given; files older than a day are removed at start)\n"
             "  --cfg-split batch   both guidance halves as one batch of 2 on this device (default)\n"
             "  --cfg-split nccl    a unet worker pair, one guidance half each, exchanging noise\n"
             "                      predictions every step: rank 0 (the unconditional half) binds\n"
@@ -89,6 +96,8 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--hold")) {
             if (sd_parse_int_flag("sdxl-worker", a, v, 1, 1000000, &o.hold))
                 return 2;
+        } else if (!strcmp(a, "--spool")) {
+            o.spool = v;
         } else if (!strcmp(a, "--heartbeat-ms")) {
             if (sd_parse_int_flag("sdxl-worker", a, v, 10, 86400000, &o.heartbeat_ms))
                 return 2;
@@ -179,6 +188,7 @@ int main(int argc, char **argv)
         gethostname(host, sizeof host - 1);
         snprintf(default_id, sizeof default_id, "%s-%s-%ld", host, o.role, (long)getpid());
         o.worker_id = default_id;
+        o.spool_is_own = 1;
     }
     sd_stop_on_signals();
     sd_error err = {0};

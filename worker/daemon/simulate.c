@@ -64,8 +64,6 @@ typedef struct {
     long long task_id;
     sd_msg outbox;      /* the last RESULT, kept until confirmed */
     long long outbox_task;
-    sd_data_server *data; /* a text worker's held outputs, served as a real one does */
-    char data_ep[128];
 } sim_worker;
 
 typedef struct {
@@ -83,6 +81,11 @@ typedef struct {
         size_t len;
     } images[8];        /* one PNG per image size, made once */
     int nimages;
+    /* what the text and unet workers hold, served as real ones do (text
+     * conditioning forgotten once fetched, latents kept until released):
+     * one server per role for the whole process, not a thread per worker */
+    sd_data_server *data[2];
+    char data_ep[2][128];
 } sim;
 
 static void sim_send(sim_worker *w, sd_msg *m)
@@ -104,8 +107,8 @@ static void sim_register(sim *s, sim_worker *w)
                                             "cfg_split", "batch", "session", s->session));
     if (w->outbox_task)
         json_object_set_new(m.hdr, "holding", json_integer(w->outbox_task));
-    if (w->data)
-        json_object_set_new(m.hdr, "data", json_string(w->data_ep));
+    if (w->role < 2)
+        json_object_set_new(m.hdr, "data", json_string(s->data_ep[w->role]));
     sim_send(w, &m);
     sd_msg_free(&m);
     w->last_register = sd_now_s();
@@ -209,30 +212,32 @@ static void sim_finish(sim *s, sim_worker *w)
                               : 5.0;
         int64_t cfg = guidance > 1.0 ? 2 : 1;
         char name[32];
-        if (w->role == 0) {
-            /* held for the unet worker to fetch, as a real text worker does */
-            int64_t es[3] = {cfg, 77, 2048}, ps[2] = {cfg, 1280};
+        if (w->role < 2) {
+            /* held for the next stage to fetch, as a real worker does */
+            int64_t es[3] = {cfg, 77, 2048}, ps[2] = {cfg, 1280}, ls[4] = {1, 4, height / 8, width / 8};
             sd_msg held;
             memset(&held, 0, sizeof held);
-            st = sd_msg_add_tensor(&held, "emb", SD_DTYPE_F32, 3, es, sim_zeros(s, (size_t)(cfg * 77 * 2048)), &err);
-            if (st == SD_OK)
-                st = sd_msg_add_tensor(&held, "pool", SD_DTYPE_F32, 2, ps, sim_zeros(s, (size_t)(cfg * 77 * 2048)), &err);
+            if (w->role == 0) {
+                st = sd_msg_add_tensor(&held, "emb", SD_DTYPE_F32, 3, es, sim_zeros(s, (size_t)(cfg * 77 * 2048)),
+                                       &err);
+                if (st == SD_OK)
+                    st = sd_msg_add_tensor(&held, "pool", SD_DTYPE_F32, 2, ps, sim_zeros(s, (size_t)(cfg * 1280)),
+                                           &err);
+            } else {
+                st = sd_msg_add_tensor(&held, "lat", SD_DTYPE_F32, 4, ls,
+                                       sim_zeros(s, (size_t)(4 * (height / 8) * (width / 8))), &err);
+                json_object_set_new(info, "refiner_pending", json_false());
+            }
             void *blob = NULL;
             size_t len = 0;
             char key[96];
             sd_data_key(key, sizeof key, json_string_value(json_object_get(w->task.hdr, "job")),
                         json_integer_value(json_object_get(it, "idx")));
             if (st == SD_OK && (st = sd_blob_pack(&held, &blob, &len, &err)) == SD_OK)
-                st = sd_data_server_hold(w->data, key, blob, len, &err);
+                st = sd_data_server_hold(s->data[w->role], key, blob, len, &err);
             free(blob);
             sd_msg_free(&held);
             json_object_set_new(info, "held", json_true());
-        } else if (w->role == 1) {
-            int64_t ls[4] = {1, 4, height / 8, width / 8};
-            snprintf(name, sizeof name, "lat_%zu", k);
-            st = sd_msg_add_tensor(&res, name, SD_DTYPE_F32, 4, ls, sim_zeros(s, (size_t)(4 * (height / 8) * (width / 8))),
-                                   &err);
-            json_object_set_new(info, "refiner_pending", json_false());
         } else {
             size_t len = 0;
             const uint8_t *png = sim_image(s, (int)width, (int)height, &len);
@@ -261,8 +266,8 @@ static void sim_finish(sim *s, sim_worker *w)
     w->task_id = 0;
 }
 
-/* A unet task's text conditioning, fetched from the text worker that holds
- * it (as a real unet worker does); 0 when some was lost: reported. */
+/* A task's inputs, fetched from the worker that holds them (as a real unet
+ * or final worker does); 0 when some were lost: reported. */
 static int sim_fetch_inputs(sim *s, sim_worker *w, const sd_msg *task, long long tid)
 {
     json_t *items = json_object_get(task->hdr, "items"), *it, *lost = NULL;
@@ -304,7 +309,7 @@ static void sim_receive(sim *s, sim_worker *w)
     switch (sd_msg_kind_of(&m)) {
     case SD_MSG_KIND_TASK: {
         long long tid = json_integer_value(json_object_get(m.hdr, "task_id"));
-        if (w->role == 1 && !sim_fetch_inputs(s, w, &m, tid)) {
+        if (w->role > 0 && !sim_fetch_inputs(s, w, &m, tid)) {
             sd_msg_free(&m);
             return;
         }
@@ -312,6 +317,14 @@ static void sim_receive(sim *s, sim_worker *w)
         w->task_id = tid;
         w->done_at = sd_now_s() + task_seconds(s, w, json_object_get(m.hdr, "items"));
         return; /* the task keeps the message */
+    }
+    case SD_MSG_KIND_RELEASE: {
+        size_t k;
+        json_t *key;
+        json_array_foreach(json_object_get(m.hdr, "keys"), k, key)
+            if (json_is_string(key))
+                sd_data_server_release(s->data[1], json_string_value(key));
+        break;
     }
     case SD_MSG_KIND_OK: {
         json_t *tid = json_object_get(m.hdr, "task_id");
@@ -345,6 +358,13 @@ static void sim_receive(sim *s, sim_worker *w)
 
 static sd_status sim_open(sim *s, void *ctx, sd_error *err)
 {
+    for (int r = 0; r < 2; r++)
+        if (s->spec->count[r]) {
+            /* room for every worker's share: latents wait for their release */
+            sd_data_server_opts dopts = {s->o->coordinator, (size_t)s->o->hold * (size_t)s->spec->count[r], r == 1,
+                                         NULL, s->o->curve_server_key ? s->o->curve_secret : NULL};
+            SD_TRY(sd_data_server_start(&s->data[r], ctx, &dopts, s->data_ep[r], sizeof s->data_ep[r], err));
+        }
     for (int r = 0; r < 3; r++)
         for (int i = 0; i < s->spec->count[r]; i++) {
             sim_worker *w = &s->w[s->n++];
@@ -362,10 +382,6 @@ static sd_status sim_open(sim *s, void *ctx, sd_error *err)
                                              err));
             if (zmq_connect(w->sock, s->o->coordinator) != 0)
                 return sd_fail(err, SD_ERR_IO, "--coordinator %s: %s", s->o->coordinator, zmq_strerror(zmq_errno()));
-            if (r == 0)
-                SD_TRY(sd_data_server_start(&w->data, ctx, s->o->coordinator, (size_t)s->o->hold,
-                                            s->o->curve_server_key ? s->o->curve_secret : NULL, w->data_ep,
-                                            sizeof w->data_ep, err));
             sim_register(s, w);
         }
     return SD_OK;
@@ -434,9 +450,10 @@ sd_status sd_simulate_run(const sd_worker_opts *o, const sd_sim_spec *spec, sd_e
             sd_msg_free(&s.w[i].task);
         if (s.w[i].outbox_task)
             sd_msg_free(&s.w[i].outbox);
-        sd_data_server_stop(s.w[i].data);
         zmq_close(s.w[i].sock);
     }
+    for (int r = 0; r < 2; r++)
+        sd_data_server_stop(s.data[r]);
     for (int i = 0; i < s.nimages; i++)
         free(s.images[i].png);
     free(s.zeros);

@@ -1,6 +1,7 @@
 /* worker_loop.c - see worker_loop.h. */
 #include "worker/daemon/worker_loop.h"
 
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -50,7 +51,8 @@ typedef struct {
     int handshake_failing; /* handshakes fail without a verdict on the key (said once per streak) */
     int registered;        /* the coordinator has answered a REGISTER */
     void *ctx;
-    sd_data_server *data;  /* a text worker's held outputs (data_plane.h), or NULL */
+    sd_data_server *data;  /* a text or unet worker's held outputs (data_plane.h), or NULL */
+    char spool[PATH_MAX];  /* a unet worker's spool folder ("" none) */
     char data_ep[128];     /* where it serves them */
     int froze;         /* the freeze fault hook has fired (it fires once) */
 } worker;
@@ -351,9 +353,9 @@ static sd_status fetch_inputs(worker *w, const sd_msg *task, sd_msg *full, int *
     size_t k;
     *have_full = 0;
     *lost = NULL;
-    /* only text conditioning is held by its producer; a pair's follower gets
-     * the task its leader fetched for */
-    if (strcmp(w->o->role, "unet") || !w->sock)
+    /* text conditioning and latents are held by their producers; a pair's
+     * follower gets the task its leader fetched for */
+    if (!strcmp(w->o->role, "text") || !w->sock)
         return SD_OK;
     int timeout_ms = 3 * w->o->heartbeat_ms > 2000 ? 3 * w->o->heartbeat_ms : 2000;
     json_array_foreach(items, k, item) {
@@ -371,7 +373,7 @@ static sd_status fetch_inputs(worker *w, const sd_msg *task, sd_msg *full, int *
             *have_full = 1;
         }
         if (st != SD_OK) {
-            wlog(w, "item %lld: its text conditioning is lost (%s): it is made again",
+            wlog(w, "item %lld: its input is not to be had (%s)",
                  (long long)json_integer_value(json_object_get(item, "idx")), ferr.msg);
             if (!*lost)
                 *lost = json_array();
@@ -393,8 +395,8 @@ static void free_fetched(sd_msg *full, int have_full, void **blobs)
         free(blobs[k]);
 }
 
-/* A text worker keeps what it made (data_plane.h) and tells the coordinator
- * only that it holds it: res becomes a RESULT without tensors. */
+/* A text or unet worker keeps what it made (data_plane.h) and tells the
+ * coordinator only that it holds it: res becomes a RESULT without tensors. */
 static sd_status hold_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t *out_items, sd_error *err)
 {
     const char *job = json_string_value(json_object_get(task->hdr, "job"));
@@ -416,6 +418,21 @@ static sd_status hold_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t
     json_object_set(lean.hdr, "task_id", json_object_get(res->hdr, "task_id"));
     sd_msg_free(res);
     *res = lean;
+    return SD_OK;
+}
+
+/* A unet worker's spool: --spool, else /var/tmp/sdxl-spool-UID/ID; then a
+ * folder per model identity, so a restart with another model never serves
+ * an old one's latents. */
+static sd_status spool_folder(worker *w, char *out, size_t len, sd_error *err)
+{
+    char base[PATH_MAX];
+    if (w->o->spool)
+        snprintf(base, sizeof base, "%s", w->o->spool);
+    else
+        snprintf(base, sizeof base, "/var/tmp/sdxl-spool-%ld/%s", (long)getuid(), w->o->worker_id);
+    if (snprintf(out, len, "%s/%s", base, w->identity) >= (int)len)
+        return sd_fail(err, SD_ERR_INVALID, "--spool %s: path too long", base);
     return SD_OK;
 }
 
@@ -673,10 +690,17 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     if (st == SD_OK && !following)
         st = setup_socket(w, ctx, err);
     w->ctx = ctx;
-    /* a text worker serves what it makes to the unet workers itself */
-    if (st == SD_OK && !following && !strcmp(o->role, "text"))
-        st = sd_data_server_start(&w->data, ctx, o->coordinator, (size_t)o->hold,
-                                  o->curve_server_key ? o->curve_secret : NULL, w->data_ep, sizeof w->data_ep, err);
+    /* text and unet workers serve what they make to the next stage
+     * themselves; a unet worker keeps it until released, on disk too */
+    if (st == SD_OK && !following && strcmp(o->role, "final")) {
+        int keep = !strcmp(o->role, "unet");
+        if (keep)
+            st = spool_folder(w, w->spool, sizeof w->spool, err);
+        sd_data_server_opts dopts = {o->coordinator, (size_t)o->hold, keep, keep ? w->spool : NULL,
+                                     o->curve_server_key ? o->curve_secret : NULL};
+        if (st == SD_OK)
+            st = sd_data_server_start(&w->data, ctx, &dopts, w->data_ep, sizeof w->data_ep, err);
+    }
     alive_state alive = {NULL, o, 0};
     pthread_t alive_th;
     int alive_started = 0;
@@ -709,6 +733,13 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
                     if (run_task(w, &m) != SD_OK && w->pair)
                         st = sd_fail(err, SD_ERR_IO, "a task failed: the cfg pair may be out of step, stopping "
                                                      "(restart both workers)");
+                } else if (kind == SD_MSG_KIND_RELEASE && w->data) {
+                    /* their final results are safe: the latents may go */
+                    size_t k;
+                    json_t *key;
+                    json_array_foreach(json_object_get(m.hdr, "keys"), k, key)
+                        if (json_is_string(key))
+                            sd_data_server_release(w->data, json_string_value(key));
                 } else if (kind == SD_MSG_KIND_OK) {
                     json_t *tid = json_object_get(m.hdr, "task_id");
                     if (json_is_integer(tid) && json_integer_value(tid) == w->outbox_task)
@@ -759,6 +790,9 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         zmq_close(w->sock);
     sd_cfg_pair_close(w->pair);
     sd_data_server_stop(w->data);
+    /* a spool under a process-made id: no later process can serve it */
+    if (w->spool[0] && o->spool_is_own)
+        sd_data_spool_remove(w->spool);
     zmq_ctx_term(ctx);
     outbox_clear(w);
     sd_pipeline_free(&w->p);

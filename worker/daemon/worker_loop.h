@@ -11,7 +11,9 @@
 typedef struct {
     const char *coordinator, *role, *model, *refiner, *device, *variant, *worker_id;
     int capacity, heartbeat_ms;
-    int hold; /* a text worker: outputs held for their consumers at most (data_plane.h) */
+    int hold; /* a text or unet worker: outputs held in memory for their consumers at most (data_plane.h) */
+    const char *spool; /* a unet worker's spool folder (NULL: /var/tmp/sdxl-spool-UID/ID) */
+    int spool_is_own;  /* the id was made for this process: its spool is removed at exit */
     sd_dtype dtype; /* SD_DTYPE_COUNT: the device's default (engine/pipeline/stage_backends.h) */
     /* fault hooks for the cluster tests, at this denoising step (-1 off):
      * die (SIGKILL itself), stall (alive but no progress: hang without task

@@ -88,9 +88,11 @@ int cmd_bench(int argc, char **argv)
         snprintf(log, sizeof log, "%s/coordinator.log", tmp);
         pids[np++] = bench_spawn(cargv, log);
         const char *roles[3] = {"text", "unet", "final"};
+        char spool[4300];
+        snprintf(spool, sizeof spool, "%s/spool", tmp); /* the unet worker's held latents: gone with tmp */
         for (int r = 0; r < 3; r++) {
             char *wargv[] = {worker, "--coordinator", (char *)endpoint, "--role", (char *)roles[r], "--model",
-                             (char *)model, "--device", (char *)device, NULL};
+                             (char *)model, "--device", (char *)device, "--spool", spool, NULL};
             snprintf(log, sizeof log, "%s/worker-%s.log", tmp, roles[r]);
             pids[np++] = bench_spawn(wargv, log);
         }

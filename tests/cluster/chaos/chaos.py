@@ -107,7 +107,7 @@ class Cluster:
     def add_coordinator(self):
         self.specs["coordinator"] = [os.path.join(self.bin, "sdxl-coordinator"), "--bind", self.ep, "--state",
                                      os.path.join(self.root, "state"), "--heartbeat-ms", str(self.hb),
-                                     "--progress-timeout-ms", "4000"] + self.coord_keys
+                                     "--progress-timeout-ms", "4000", "--hold-grace-ms", "5000"] + self.coord_keys
         self.start("coordinator")
 
     def add_worker(self, name, role):
@@ -115,7 +115,9 @@ class Cluster:
         if self.net and name in RELAYED:
             ep = "tcp://%s:%d" % (netns.HUB_ADDR, self.relay_ports[name])
         self.specs[name] = [os.path.join(self.bin, "sdxl-worker"), "--coordinator", ep, "--role", role,
-                            "--model", self.model, "--heartbeat-ms", str(self.hb), "--id", name] + self.worker_keys
+                            "--model", self.model, "--heartbeat-ms", str(self.hb), "--id", name,
+                            # a restarted unet worker finds its held latents again
+                            "--spool", os.path.join(self.root, "spool-" + name)] + self.worker_keys
         self.start(name)
 
     def alive(self, name):
