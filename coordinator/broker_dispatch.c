@@ -159,6 +159,9 @@ static void dispatch_one(broker *b, int wi, round_t *r)
     json_object_set_new(m.hdr, "stage", json_string(t->stage));
     json_object_set_new(m.hdr, "job", json_string(t->job));
     json_object_set_new(m.hdr, "items", items);
+    json_t *out = !strcmp(t->stage, "final") ? broker_direct_out(b, t->job) : NULL;
+    if (out) /* the worker may write the images itself */
+        json_object_set_new(m.hdr, "out", out);
     if (st == SD_OK)
         st = sd_msg_send(b->sock, w->route, w->route_len, &m, &err);
     if (st == SD_OK) {

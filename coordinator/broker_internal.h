@@ -78,6 +78,10 @@ typedef struct {
     char job[40]; /* "" while unused */
     char dir[PATH_MAX]; /* what o.dir points to: the spec itself is not kept */
     sd_outputs o;
+    /* the marker a final worker checks before writing into dir itself
+     * (common/output_item.h): 1 written with token, -1 could not be, 0 not yet */
+    int marked;
+    char token[33];
 } job_outputs;
 
 typedef struct {
@@ -147,6 +151,11 @@ void broker_release_source(broker *b, const char *job, int idx, const json_t *in
 /* Sends each worker the releases gathered for it. */
 void broker_send_releases(broker *b);
 void broker_finish_job_outputs(broker *b, const char *job);
+/* A job's output settings (cached), or NULL when the job has no spec. */
+job_outputs *broker_outputs(broker *b, const char *job);
+/* The "out" a final task carries when its workers may write the job's files
+ * themselves (the marker written first), or NULL. */
+json_t *broker_direct_out(broker *b, const char *job);
 void broker_finish_jobs(broker *b);
 /* Moves waiting items of cancelled jobs to cancelled for at most budget_s
  * seconds (store_cancel_some), a slice at a time. */

@@ -6,9 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "common/clock.h"
+#include "common/output_item.h"
 #include "coordinator/broker_internal.h"
 #include "proto/tensor_blob.h"
 
@@ -27,21 +29,44 @@ json_t *broker_done_page(void *user, int after, int limit)
     return store_job_done_page(c->b->store, c->job, after, limit);
 }
 
-static const sd_outputs *outputs_of(broker *b, const char *job)
+job_outputs *broker_outputs(broker *b, const char *job)
 {
     for (int i = 0; i < OUTPUT_CACHE; i++)
         if (!strcmp(b->outs[i].job, job))
-            return &b->outs[i].o;
+            return &b->outs[i];
     json_t *spec = store_job_spec(b->store, job);
     if (!spec)
         return NULL;
     job_outputs *c = &b->outs[b->next_out++ % OUTPUT_CACHE];
+    memset(c, 0, sizeof *c);
     snprintf(c->job, sizeof c->job, "%s", job);
     outputs_from_spec(&c->o, spec);
     snprintf(c->dir, sizeof c->dir, "%s", c->o.dir ? c->o.dir : "");
     c->o.dir = c->dir;
     json_decref(spec);
-    return &c->o;
+    return c;
+}
+
+static const sd_outputs *outputs_of(broker *b, const char *job)
+{
+    job_outputs *c = broker_outputs(b, job);
+    return c ? &c->o : NULL;
+}
+
+json_t *broker_direct_out(broker *b, const char *job)
+{
+    job_outputs *c = broker_outputs(b, job);
+    if (!c || !c->dir[0])
+        return NULL;
+    if (!c->marked) {
+        sd_error err = {0};
+        c->marked = sd_output_marker_write(c->dir, job, c->token, &err) == SD_OK ? 1 : -1;
+        if (c->marked < 0) /* the bytes come here then, and their write says what is wrong */
+            broker_log("job %s: no marker for the final workers in %s: %s", job, c->dir, err.msg);
+    }
+    return c->marked > 0 ? json_pack("{s:s, s:b, s:s, s:s}", "dir", c->dir, "staged", c->o.webdataset, "ext", c->o.ext,
+                                     "token", c->token)
+                         : NULL;
 }
 
 /* WebDataset: each shard among the task's items whose items have all ended
@@ -83,6 +108,13 @@ void broker_finish_job_outputs(broker *b, const char *job)
     if (outputs_write_metadata(o, broker_done_page, &c, &err) != SD_OK)
         broker_log("job %s: metadata: %s", job, err.msg);
     outputs_sweep(o);
+    job_outputs *jo = broker_outputs(b, job);
+    char *marker = jo && jo->marked > 0 ? sd_output_marker_path(jo->dir, job) : NULL;
+    if (marker) /* a resubmission writes a new one */
+        unlink(marker);
+    free(marker);
+    if (jo)
+        jo->marked = 0;
 }
 
 /* An item's UNet result is held by a worker that is gone now but may come
@@ -164,14 +196,21 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
             char name[32];
             snprintf(name, sizeof name, "image_%d", k);
             const sd_msg_tensor *img = sd_msg_tensor_get(m, name);
-            if (!img || img->dtype != SD_DTYPE_U8)
-                st = sd_fail(&err, SD_ERR_FORMAT, "result lacks %s", name), malformed = 1;
-            else if (!o)
+            /* written by the worker into the folder we share (broker_direct_out):
+             * only checked to be there */
+            int written = json_is_true(json_object_get(info, "written"));
+            if (!o)
                 st = sd_fail(&err, SD_ERR_MISSING, "job %s has no stored spec", t->job);
+            else if (written && !sd_output_item_exists(o->dir, o->webdataset, idx, o->ext))
+                st = sd_fail(&err, SD_ERR_MISSING, "the worker says it wrote item %d into %s, which lacks it", idx,
+                             o->dir), malformed = 1;
+            else if (!written && (!img || img->dtype != SD_DTYPE_U8))
+                st = sd_fail(&err, SD_ERR_FORMAT, "result lacks %s", name), malformed = 1;
             json_t *meta = json_deep_copy(info ? info : json_object());
             json_object_set_new(meta, "final_worker", json_string(w->id));
             json_object_del(meta, "source"); /* where its latents were: not the image's metadata */
-            if (st == SD_OK && (st = outputs_write_item(o, idx, img->data, img->nbytes, meta, &err)) != SD_OK)
+            json_object_del(meta, "written");
+            if (st == SD_OK && !written && (st = outputs_write_item(o, idx, img->data, img->nbytes, meta, &err)) != SD_OK)
                 output_failed = 1;
             if (st == SD_OK)
                 st = store_item_advance(b->store, t->job, idx, from, STORE_ITEM_STATE_DONE, NULL, 0, meta, &err);

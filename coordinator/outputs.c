@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/fsutil.h"
+#include "common/output_item.h"
 
 void outputs_from_spec(sd_outputs *o, json_t *spec)
 {
@@ -45,9 +46,7 @@ static void fault_at(int step)
 
 static char *item_path(const sd_outputs *o, int idx, const char *ext)
 {
-    char name[64];
-    snprintf(name, sizeof name, "%s%08d.%s", o->webdataset ? ".staging/" : "", idx, ext);
-    return sd_path_join(o->dir, name);
+    return sd_output_item_path(o->dir, o->webdataset, idx, ext);
 }
 
 static char *shard_path(const sd_outputs *o, int shard)
@@ -59,21 +58,9 @@ static char *shard_path(const sd_outputs *o, int shard)
 
 sd_status outputs_write_item(const sd_outputs *o, int idx, const void *image, size_t len, json_t *meta, sd_error *err)
 {
-    char *sub = o->webdataset ? sd_path_join(o->dir, ".staging") : strdup(o->dir);
-    sd_status st = sub ? sd_mkdirs(sub, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    free(sub);
-    SD_TRY(st);
-    char *img = item_path(o, idx, o->ext), *js = item_path(o, idx, "json");
     char *text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
-    if (!img || !js || !text)
-        st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    /* the image first, its JSON last: a complete JSON marks a complete item */
-    if (st == SD_OK)
-        st = sd_write_file_atomic(img, image, len, err);
-    if (st == SD_OK)
-        st = sd_write_file_atomic(js, text, strlen(text), err);
-    free(img);
-    free(js);
+    sd_status st = text ? sd_output_item_write(o->dir, o->webdataset, idx, o->ext, image, len, text, err)
+                        : sd_fail(err, SD_ERR_NOMEM, "out of memory");
     free(text);
     return st;
 }
@@ -87,11 +74,7 @@ int outputs_item_exists(const sd_outputs *o, int idx)
         if (e)
             return 1;
     }
-    char *img = item_path(o, idx, o->ext), *js = item_path(o, idx, "json");
-    int e = img && js && sd_path_exists(img) && sd_path_exists(js);
-    free(img);
-    free(js);
-    return e;
+    return sd_output_item_exists(o->dir, o->webdataset, idx, o->ext);
 }
 
 /* ---- tar (ustar) ---- */

@@ -448,7 +448,12 @@ scenario_held_latents() {
     out=$(wait_state denoised 2 "$job" "$ep")
     kill -9 $u1b
     start_worker "$d" "$ep" unet u2
-    start_worker "$d" "$ep" final f2
+    # f2 sees another folder at the job's path (a tmpfs in a mount namespace
+    # of its own): no marker there, so it sends the images to the coordinator
+    mkdir -p "$d/two/out"
+    unshare -m sh -c 'mount -t tmpfs none "$1" && shift && exec "$@"' sh "$d/two/out" \
+        $BIN/sdxl-worker --coordinator "$ep" --role final --model "$M" --heartbeat-ms $HB --id f2 >>"$d/worker-f2.log" 2>&1 &
+    PIDS+=($!)
     local t0=$SECONDS
     out="$out$(timeout 180 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)"
     rc=$?
@@ -456,6 +461,11 @@ scenario_held_latents() {
         [ "$(grep -c '"unet_worker": *"u2"' "$d/two/out/metadata.jsonl")" = 2 ] && [ $((SECONDS - t0)) -ge 3 ]; then
         ok "a holder gone for good: its 2 items wait the grace (4 s), then are made again on u2"
     else bad "latents of a holder gone for good" "wait rc $rc after $((SECONDS - t0)) s: $out; $(grep -c '"unet_worker": *"u2"' "$d/two/out/metadata.jsonl") by u2; $(tail -n 12 "$d/coordinator.log")"; fi
+    if grep -q "is the coordinator's here: this worker writes" "$d/worker-f1.log" &&
+        grep -q "is not the coordinator's here" "$d/worker-f2.log" && [ -s "$d/two/out/00000001.png" ] &&
+        ! ls -A "$d/two/out" | grep -q '^\.sdxl-job'; then
+        ok "the final worker sharing the folder wrote the images itself; one that does not (a private mount) sent them to the coordinator; no marker left"
+    else bad "direct writes" "$(grep -h "coordinator's here" "$d"/worker-f*.log); $(ls -A "$d/two/out")"; fi
     kill $COORD
 }
 

@@ -410,6 +410,16 @@ sd_status sd_data_fetch_item(void *ctx, const char *job, const json_t *item, con
                          len, err);
 }
 
+sd_status sd_result_lean(sd_msg *res, sd_error *err)
+{
+    sd_msg lean;
+    SD_TRY(sd_msg_new(&lean, "RESULT", err));
+    json_object_set(lean.hdr, "task_id", json_object_get(res->hdr, "task_id"));
+    sd_msg_free(res);
+    *res = lean;
+    return SD_OK;
+}
+
 sd_status sd_data_lost_inputs_msg(sd_msg *m, long long task_id, json_t *lost, sd_error *err)
 {
     sd_status st = sd_msg_new(m, "FAIL", err);

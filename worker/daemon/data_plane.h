@@ -76,6 +76,10 @@ sd_status sd_data_fetch(void *ctx, const char *endpoint, const char *server_key,
 sd_status sd_data_fetch_item(void *ctx, const char *job, const json_t *item, const char *curve_secret,
                              const char *curve_public, int timeout_ms, int *has_source, void **blob, size_t *len,
                              sd_error *err);
+/* res (a RESULT) becomes one with its task_id only: its items' outputs are
+ * held or written elsewhere, the items' info says so. */
+sd_status sd_result_lean(sd_msg *res, sd_error *err);
+
 /* The FAIL that tells the coordinator a task's inputs are gone (lost: the
  * item indices): not the items' failure, they are made again. Takes lost. */
 sd_status sd_data_lost_inputs_msg(sd_msg *m, long long task_id, json_t *lost, sd_error *err);

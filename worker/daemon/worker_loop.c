@@ -23,6 +23,7 @@
 #include "proto/tensor_blob.h"
 #include "worker/daemon/cfg_pair.h"
 #include "worker/daemon/data_plane.h"
+#include "worker/daemon/direct_out.h"
 #include "worker/engine/pipeline/image_meta.h"
 #include "worker/engine/pipeline/pipeline.h"
 #include "worker/engine/pipeline/stage_backends.h"
@@ -55,6 +56,7 @@ typedef struct {
     char spool[PATH_MAX];  /* a unet worker's spool folder ("" none) */
     char data_ep[128];     /* where it serves them */
     int froze;         /* the freeze fault hook has fired (it fires once) */
+    sd_direct_out direct; /* a final worker: may it write the job's images (write_outputs) */
 } worker;
 
 static void wlog(const worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -413,12 +415,7 @@ static sd_status hold_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t
         SD_TRY(st);
         json_object_set_new(json_object_get(it, "info"), "held", json_true());
     }
-    sd_msg lean;
-    SD_TRY(sd_msg_new(&lean, "RESULT", err));
-    json_object_set(lean.hdr, "task_id", json_object_get(res->hdr, "task_id"));
-    sd_msg_free(res);
-    *res = lean;
-    return SD_OK;
+    return sd_result_lean(res, err);
 }
 
 /* A unet worker's spool: --spool, else /var/tmp/sdxl-spool-UID/ID; then a
@@ -434,6 +431,43 @@ static sd_status spool_folder(worker *w, char *out, size_t len, sd_error *err)
     if (snprintf(out, len, "%s/%s", base, w->identity) >= (int)len)
         return sd_fail(err, SD_ERR_INVALID, "--spool %s: path too long", base);
     return SD_OK;
+}
+
+/* A final worker writes the images into the job's folder itself when the
+ * coordinator shares it (common/output_item.h: the marker holds the task's
+ * token), and reports only that they are written; else, or when a write
+ * fails (a full disk: the coordinator pauses the job), res keeps the bytes
+ * and the coordinator writes them. Returns 1 when res became lean. */
+static int write_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t *out_items)
+{
+    const char *job = json_string_value(json_object_get(task->hdr, "job"));
+    int checked, ok = sd_direct_out_ready(&w->direct, task, &checked);
+    if (checked)
+        wlog(w, ok ? "job %s: its folder %s is the coordinator's here: this worker writes the images"
+                   : "job %s: its folder %s is not the coordinator's here (no marker with its token): images go to "
+                     "the coordinator",
+             job, sd_direct_out_dir(task));
+    if (!ok)
+        return 0;
+    size_t k;
+    json_t *it;
+    json_array_foreach(out_items, k, it) {
+        char name[32];
+        snprintf(name, sizeof name, "image_%zu", k);
+        const sd_msg_tensor *img = sd_msg_tensor_get(res, name);
+        sd_error err = {0};
+        sd_status st = img ? sd_direct_out_write(task, json_integer_value(json_object_get(it, "idx")), img->data,
+                                                 img->nbytes, json_object_get(it, "info"), &err)
+                           : sd_fail(&err, SD_ERR_FORMAT, "no %s", name);
+        if (st != SD_OK) {
+            wlog(w, "job %s: writing into %s: %s; the images go to the coordinator", job, sd_direct_out_dir(task),
+                 err.msg);
+            return 0;
+        }
+    }
+    json_array_foreach(out_items, k, it) json_object_set_new(json_object_get(it, "info"), "written", json_true());
+    sd_error err = {0};
+    return sd_result_lean(res, &err) == SD_OK;
 }
 
 static sd_status run_task(worker *w, const sd_msg *given)
@@ -492,6 +526,8 @@ static sd_status run_task(worker *w, const sd_msg *given)
         json_array_append_new(out_items, json_pack("{s:O, s:o}", "idx", json_object_get(item, "idx"), "info", info));
         heartbeat(w);
     }
+    if (st == SD_OK && w->sock && !strcmp(w->o->role, "final"))
+        write_outputs(w, task, &res, out_items); /* or the coordinator writes them */
     if (st == SD_OK && !w->sock) {
         json_decref(out_items); /* a follower: the leader reports */
     } else if (st == SD_OK && w->data && (st = hold_outputs(w, task, &res, out_items, &err)) != SD_OK) {
