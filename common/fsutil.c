@@ -109,7 +109,7 @@ static void fsync_parent_dir(const char *path)
 sd_status sd_atomic_commit(sd_atomic_file *af, sd_error *err)
 {
     sd_status st = SD_OK;
-    if (fflush(af->fp) != 0 || fsync(fileno(af->fp)) != 0)
+    if (fflush(af->fp) != 0 || (!af->no_sync && fsync(fileno(af->fp)) != 0))
         st = sd_fail(err, SD_ERR_IO, "%s: write failed: %s", af->tmp, strerror(errno));
     if (fclose(af->fp) != 0 && st == SD_OK)
         st = sd_fail(err, SD_ERR_IO, "%s: close failed: %s", af->tmp, strerror(errno));
@@ -118,7 +118,7 @@ sd_status sd_atomic_commit(sd_atomic_file *af, sd_error *err)
         st = sd_fail(err, SD_ERR_IO, "%s: rename to %s failed: %s", af->tmp, af->path, strerror(errno));
     if (st != SD_OK)
         unlink(af->tmp);
-    else
+    else if (!af->no_sync)
         fsync_parent_dir(af->path);
     free(af->path);
     free(af->tmp);

@@ -22,6 +22,7 @@ typedef struct {
     FILE *fp;
     char *path;
     char *tmp;
+    int no_sync; /* set after open: renamed into place without the fsyncs (files nobody keeps: a simulation's) */
 } sd_atomic_file;
 
 sd_status sd_atomic_open(sd_atomic_file *af, const char *path, sd_error *err);

@@ -15,8 +15,22 @@ char *sd_output_item_path(const char *dir, int staged, int idx, const char *ext)
     return sd_path_join(dir, name);
 }
 
+static sd_status write_file(const char *path, const void *data, size_t len, int sync, sd_error *err)
+{
+    if (sync)
+        return sd_write_file_atomic(path, data, len, err);
+    sd_atomic_file af;
+    SD_TRY(sd_atomic_open(&af, path, err));
+    af.no_sync = 1;
+    if (len && fwrite(data, 1, len, af.fp) != len) {
+        sd_atomic_abort(&af);
+        return sd_fail(err, SD_ERR_IO, "%s: write failed", path);
+    }
+    return sd_atomic_commit(&af, err);
+}
+
 sd_status sd_output_item_write(const char *dir, int staged, int idx, const char *ext, const void *image, size_t len,
-                               const char *json_text, sd_error *err)
+                               const char *json_text, int sync, sd_error *err)
 {
     char *sub = staged ? sd_path_join(dir, ".staging") : strdup(dir);
     sd_status st = sub ? sd_mkdirs(sub, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
@@ -27,9 +41,9 @@ sd_status sd_output_item_write(const char *dir, int staged, int idx, const char 
         st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
     /* the image first, its JSON last: a complete JSON marks a complete item */
     if (st == SD_OK)
-        st = sd_write_file_atomic(img, image, len, err);
+        st = write_file(img, image, len, sync, err);
     if (st == SD_OK)
-        st = sd_write_file_atomic(js, json_text, strlen(json_text), err);
+        st = write_file(js, json_text, strlen(json_text), sync, err);
     free(img);
     free(js);
     return st;

@@ -19,9 +19,10 @@
 
 /* DIR/[.staging/]KEY.EXT, malloc'd (NULL when out of memory). */
 char *sd_output_item_path(const char *dir, int staged, int idx, const char *ext);
-/* Writes the item's image, then its JSON (text: the metadata, compact). */
+/* Writes the item's image, then its JSON (text: the metadata, compact);
+ * sync: each fsync'ed (0 only for a simulation's images). */
 sd_status sd_output_item_write(const char *dir, int staged, int idx, const char *ext, const void *image, size_t len,
-                               const char *json_text, sd_error *err);
+                               const char *json_text, int sync, sd_error *err);
 /* 1 when both of the item's files are there. */
 int sd_output_item_exists(const char *dir, int staged, int idx, const char *ext);
 

@@ -59,7 +59,7 @@ static char *shard_path(const sd_outputs *o, int shard)
 sd_status outputs_write_item(const sd_outputs *o, int idx, const void *image, size_t len, json_t *meta, sd_error *err)
 {
     char *text = json_dumps(meta, JSON_COMPACT | JSON_SORT_KEYS);
-    sd_status st = text ? sd_output_item_write(o->dir, o->webdataset, idx, o->ext, image, len, text, err)
+    sd_status st = text ? sd_output_item_write(o->dir, o->webdataset, idx, o->ext, image, len, text, 1, err)
                         : sd_fail(err, SD_ERR_NOMEM, "out of memory");
     free(text);
     return st;

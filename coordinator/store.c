@@ -75,6 +75,21 @@ sd_status store_exec(sd_store *s, const char *sql, sd_error *err)
     return SD_OK;
 }
 
+sd_status store_piece_begin(sd_store *s, sd_error *err)
+{
+    return store_exec(s, "SAVEPOINT piece", err);
+}
+
+sd_status store_piece_end(sd_store *s, sd_error *err)
+{
+    return store_exec(s, "RELEASE piece", err);
+}
+
+void store_piece_undo(sd_store *s)
+{
+    store_exec(s, "ROLLBACK TO piece; RELEASE piece", NULL);
+}
+
 sd_status store_open(sd_store **out, const char *dir, sd_error *err)
 {
     SD_TRY(sd_mkdirs(dir, err));
@@ -206,7 +221,7 @@ sd_status store_job_begin(sd_store *s, const char *job_id, json_t *spec, int *ex
     if (*existed)
         return SD_OK;
     sqlite3_stmt *q;
-    SD_TRY(store_exec(s, "BEGIN", err));
+    SD_TRY(store_piece_begin(s, err));
     char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     sd_status st = SD_OK;
     sqlite3_prepare_v2(s->db,
@@ -227,8 +242,8 @@ sd_status store_job_begin(sd_store *s, const char *job_id, json_t *spec, int *ex
         st = store_db_fail(s, err, "insert job counts");
     sqlite3_finalize(q);
     if (st == SD_OK)
-        return store_exec(s, "COMMIT", err); /* a failed commit is the job not created */
-    store_exec(s, "ROLLBACK", NULL);
+        return store_piece_end(s, err); /* a failed commit is the job not created */
+    store_piece_undo(s);
     return st;
 }
 
@@ -251,7 +266,7 @@ sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, 
         return SD_OK;
     /* items arriving for a cancelled job arrive cancelled, as its others are */
     int cancelled = !strcmp(jr.state, "cancelled");
-    SD_TRY(store_exec(s, "BEGIN", err));
+    SD_TRY(store_piece_begin(s, err));
     sqlite3_stmt *q;
     sqlite3_prepare_v2(s->db, "INSERT INTO items(job, idx, params, state) VALUES(?, ?, ?, ?)", -1, &q, NULL);
     sd_status st = SD_OK;
@@ -283,11 +298,11 @@ sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, 
             st = store_db_fail(s, err, "count received items");
         sqlite3_finalize(q);
     }
-    if (st == SD_OK && (st = store_exec(s, "COMMIT", err)) == SD_OK) {
+    if (st == SD_OK && (st = store_piece_end(s, err)) == SD_OK) {
         *received = first + n;
         return SD_OK;
     }
-    store_exec(s, "ROLLBACK", NULL);
+    store_piece_undo(s);
     return st;
 }
 

@@ -14,5 +14,10 @@ struct sd_store {
 
 sd_status store_db_fail(sd_store *s, sd_error *err, const char *what);
 sd_status store_exec(sd_store *s, const char *sql, sd_error *err);
+/* Several writes that stand or fall together (a SAVEPOINT: inside the
+ * broker's turn, store_turn_begin, they commit with the turn). */
+sd_status store_piece_begin(sd_store *s, sd_error *err);
+sd_status store_piece_end(sd_store *s, sd_error *err);
+void store_piece_undo(sd_store *s);
 
 #endif

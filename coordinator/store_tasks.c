@@ -46,7 +46,7 @@ sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err
 {
     sqlite3_stmt *q;
     *n = 0;
-    SD_TRY(store_exec(s, "BEGIN", err));
+    SD_TRY(store_piece_begin(s, err));
     sqlite3_prepare_v2(s->db,
                        "UPDATE items SET state=0, attempts=0, losses=0, error=NULL, blob=NULL "
                        "WHERE job=? AND state IN (4, 5)",
@@ -68,8 +68,8 @@ sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err
         sqlite3_finalize(q);
     }
     if (st == SD_OK)
-        return store_exec(s, "COMMIT", err);
-    store_exec(s, "ROLLBACK", NULL);
+        return store_piece_end(s, err);
+    store_piece_undo(s);
     return st;
 }
 

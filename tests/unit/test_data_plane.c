@@ -16,10 +16,23 @@
 #include "tests/test_util.h"
 #include "worker/daemon/data_plane.h"
 
+/* one fetcher per test: its connections are kept across fetches, and
+ * closed before the context ends */
+static sd_data_fetcher *fetcher;
+
 static sd_status fetch(void *ctx, const char *ep, const char *key, void **blob, size_t *len)
 {
     sd_error err = {0};
-    return sd_data_fetch(ctx, ep, NULL, NULL, NULL, key, 2000, blob, len, &err);
+    if (!fetcher)
+        cr_assert_eq(sd_data_fetcher_new(&fetcher, ctx, NULL, NULL, &err), SD_OK);
+    return sd_data_fetch(fetcher, ep, NULL, key, 2000, blob, len, &err);
+}
+
+static void ctx_end(void *ctx)
+{
+    sd_data_fetcher_free(fetcher);
+    fetcher = NULL;
+    zmq_ctx_term(ctx);
 }
 
 static void start(sd_data_server **s, void *ctx, int keep, const char *spool, size_t cap, char *ep, size_t eplen)
@@ -53,7 +66,7 @@ Test(data_plane, text_conditioning_is_forgotten_once_fetched)
     cr_assert_eq(fetch(ctx, ep, "job/14", &blob, &len), SD_OK);
     free(blob);
     sd_data_server_stop(s);
-    zmq_ctx_term(ctx);
+    ctx_end(ctx);
 }
 
 Test(data_plane, latents_are_kept_until_released_and_survive_a_restart)
@@ -100,7 +113,7 @@ Test(data_plane, latents_are_kept_until_released_and_survive_a_restart)
     char parent[520];
     snprintf(parent, sizeof parent, "%s/spool", dir);
     cr_assert(!sd_path_exists(spool) && !sd_path_exists(parent), "an own spool is removed whole");
-    zmq_ctx_term(ctx);
+    ctx_end(ctx);
     tu_rmrf(dir);
     free(dir);
 }
@@ -119,7 +132,7 @@ Test(data_plane, the_marker_says_whether_a_folder_is_the_coordinators)
     memcpy(other, token, sizeof other);
     other[0] = other[0] == 'a' ? 'b' : 'a';
     cr_assert(!sd_output_marker_matches(out, "job-1", other), "another token (another coordinator's folder)");
-    cr_assert_eq(sd_output_item_write(out, 1, 7, "png", "img", 3, "{}", &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_output_item_write(out, 1, 7, "png", "img", 3, "{}", 1, &err), SD_OK, "%s", err.msg);
     cr_assert(sd_output_item_exists(out, 1, 7, "png") && !sd_output_item_exists(out, 0, 7, "png"));
     tu_rmrf(dir);
     free(dir);

@@ -346,35 +346,117 @@ void sd_data_server_stop(sd_data_server *s)
     free(s);
 }
 
-sd_status sd_data_fetch(void *ctx, const char *endpoint, const char *server_key, const char *curve_secret,
-                        const char *curve_public, const char *key, int timeout_ms, void **blob, size_t *len,
-                        sd_error *err)
+/* One connection per holder, kept: a fetch is a request and its reply on
+ * an open pipe, not a TCP connection and handshake each time. */
+#define FETCH_CONNS 64
+typedef struct {
+    char endpoint[160], server_key[48];
+    void *sock;
+    unsigned long long used; /* for dropping the least recently used */
+} fetch_conn;
+
+struct sd_data_fetcher {
+    void *ctx;
+    char *curve_secret, *curve_public;
+    fetch_conn conns[FETCH_CONNS];
+    unsigned long long tick;
+};
+
+sd_status sd_data_fetcher_new(sd_data_fetcher **out, void *ctx, const char *curve_secret, const char *curve_public,
+                              sd_error *err)
 {
-    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    sd_data_fetcher *f = calloc(1, sizeof *f);
+    if (!f || (curve_secret && !(f->curve_secret = strdup(curve_secret))) ||
+        (curve_public && !(f->curve_public = strdup(curve_public)))) {
+        if (f)
+            free(f->curve_secret);
+        free(f);
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    }
+    f->ctx = ctx;
+    *out = f;
+    return SD_OK;
+}
+
+static void conn_close(fetch_conn *c)
+{
+    if (c->sock)
+        zmq_close(c->sock);
+    memset(c, 0, sizeof *c);
+}
+
+void sd_data_fetcher_free(sd_data_fetcher *f)
+{
+    if (!f)
+        return;
+    for (int i = 0; i < FETCH_CONNS; i++)
+        conn_close(&f->conns[i]);
+    free(f->curve_secret);
+    free(f->curve_public);
+    free(f);
+}
+
+/* the open connection to endpoint (under server_key), or a new one in the
+ * least recently used slot */
+static sd_status conn_of(sd_data_fetcher *f, const char *endpoint, const char *server_key, fetch_conn **out,
+                         const char *key, sd_error *err)
+{
+    const char *sk = server_key ? server_key : "";
+    fetch_conn *lru = &f->conns[0];
+    for (int i = 0; i < FETCH_CONNS; i++) {
+        fetch_conn *c = &f->conns[i];
+        if (c->sock && !strcmp(c->endpoint, endpoint) && !strcmp(c->server_key, sk)) {
+            c->used = ++f->tick;
+            *out = c;
+            return SD_OK;
+        }
+        if (c->used < lru->used)
+            lru = c;
+    }
+    conn_close(lru);
+    if (strlen(endpoint) >= sizeof lru->endpoint || strlen(sk) >= sizeof lru->server_key)
+        return sd_fail(err, SD_ERR_MISSING, "fetch %s: endpoint %s too long", key, endpoint);
+    void *sock = zmq_socket(f->ctx, ZMQ_DEALER);
     if (!sock)
         return sd_fail(err, SD_ERR_IO, "fetch %s: %s", key, zmq_strerror(zmq_errno()));
     int zero = 0;
     zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(sock, ZMQ_IPV6, &(int){endpoint[6] == '['}, sizeof(int));
-    sd_status st = server_key && server_key[0]
-                       ? sd_curve_client_setup_key(sock, server_key, curve_secret, curve_public, err)
-                       : SD_OK;
+    sd_status st = sk[0] ? sd_curve_client_setup_key(sock, sk, f->curve_secret, f->curve_public, err) : SD_OK;
     if (st == SD_OK && zmq_connect(sock, endpoint) != 0)
         st = sd_fail(err, SD_ERR_MISSING, "fetch %s from %s: %s", key, endpoint, zmq_strerror(zmq_errno()));
+    if (st != SD_OK) {
+        zmq_close(sock);
+        return st;
+    }
+    snprintf(lru->endpoint, sizeof lru->endpoint, "%s", endpoint);
+    snprintf(lru->server_key, sizeof lru->server_key, "%s", sk);
+    lru->sock = sock;
+    lru->used = ++f->tick;
+    *out = lru;
+    return SD_OK;
+}
+
+sd_status sd_data_fetch(sd_data_fetcher *f, const char *endpoint, const char *server_key, const char *key,
+                        int timeout_ms, void **blob, size_t *len, sd_error *err)
+{
+    fetch_conn *c = NULL;
+    SD_TRY(conn_of(f, endpoint, server_key, &c, key, err));
     sd_msg m;
-    if (st == SD_OK && (st = sd_msg_new(&m, "FETCH", err)) == SD_OK) {
+    sd_status st = sd_msg_new(&m, "FETCH", err);
+    if (st == SD_OK) {
         json_object_set_new(m.hdr, "key", json_string(key));
         /* queued on the pipe zmq_connect made, sent once connected: the
          * wait below bounds it */
-        st = sd_msg_send(sock, NULL, 0, &m, err);
+        st = sd_msg_send(c->sock, NULL, 0, &m, err);
         sd_msg_free(&m);
     }
-    zmq_pollitem_t pi = {sock, 0, ZMQ_POLLIN, 0};
+    zmq_pollitem_t pi = {c->sock, 0, ZMQ_POLLIN, 0};
     if (st == SD_OK && !(zmq_poll(&pi, 1, timeout_ms) > 0 && (pi.revents & ZMQ_POLLIN)))
         st = sd_fail(err, SD_ERR_MISSING, "fetch %s: the holder at %s did not answer within %d ms", key, endpoint,
                      timeout_ms);
     sd_msg r;
-    if (st == SD_OK && (st = sd_msg_recv(sock, 0, &r, NULL, NULL, err)) == SD_OK) {
+    if (st == SD_OK && (st = sd_msg_recv(c->sock, 0, &r, NULL, NULL, err)) == SD_OK) {
         const sd_msg_tensor *t = sd_msg_tensor_get(&r, "blob");
         if (sd_msg_kind_of(&r) != SD_MSG_KIND_OK || !t)
             st = sd_fail(err, SD_ERR_MISSING, "fetch %s: the holder at %s does not hold it", key, endpoint);
@@ -385,16 +467,18 @@ sd_status sd_data_fetch(void *ctx, const char *endpoint, const char *server_key,
             *len = t->nbytes;
         }
         sd_msg_free(&r);
-    } else if (st == SD_ERR_IO) {
-        st = sd_error_prefix(err, SD_ERR_MISSING, "fetch %s: ", key);
+        return st;
     }
-    zmq_close(sock);
+    /* no answer (a late one must never be taken for the next request's):
+     * this connection goes */
+    conn_close(c);
+    if (st == SD_ERR_IO)
+        st = sd_error_prefix(err, SD_ERR_MISSING, "fetch %s: ", key);
     return st;
 }
 
-sd_status sd_data_fetch_item(void *ctx, const char *job, const json_t *item, const char *curve_secret,
-                             const char *curve_public, int timeout_ms, int *has_source, void **blob, size_t *len,
-                             sd_error *err)
+sd_status sd_data_fetch_item(sd_data_fetcher *f, const char *job, const json_t *item, int timeout_ms, int *has_source,
+                             void **blob, size_t *len, sd_error *err)
 {
     json_t *src = json_object_get(json_object_get(item, "info"), "source");
     const char *ep = json_string_value(json_object_get(src, "data"));
@@ -406,8 +490,7 @@ sd_status sd_data_fetch_item(void *ctx, const char *job, const json_t *item, con
         return sd_fail(err, SD_ERR_MISSING, "its source names no data endpoint");
     char key[96];
     sd_data_key(key, sizeof key, job ? job : "", json_integer_value(json_object_get(item, "idx")));
-    return sd_data_fetch(ctx, ep, skey && skey[0] ? skey : NULL, curve_secret, curve_public, key, timeout_ms, blob,
-                         len, err);
+    return sd_data_fetch(f, ep, skey && skey[0] ? skey : NULL, key, timeout_ms, blob, len, err);
 }
 
 sd_status sd_result_lean(sd_msg *res, sd_error *err)

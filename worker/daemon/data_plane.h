@@ -61,21 +61,29 @@ void sd_data_server_stop(sd_data_server *s);
 void sd_data_spool_remove(const char *spool);
 
 
+/* A consumer's connections to the holders it fetches from, kept open (one
+ * per holder, the 64 most recently used): a fetch is a request on an open
+ * pipe. curve_secret/curve_public: the consumer's own CURVE key files, or
+ * NULL. One thread uses a fetcher. */
+typedef struct sd_data_fetcher sd_data_fetcher;
+sd_status sd_data_fetcher_new(sd_data_fetcher **out, void *ctx, const char *curve_secret, const char *curve_public,
+                              sd_error *err);
+void sd_data_fetcher_free(sd_data_fetcher *f);
+
 /* Fetches key from the holder at endpoint (server_key: its CURVE public
  * key, or NULL) within timeout_ms: SD_OK with the blob (malloc'd); SD_ERR_MISSING
  * when the holder answered that it does not hold it, or did not answer
- * (gone, cut off): either way the output is lost and must be made again. */
-sd_status sd_data_fetch(void *ctx, const char *endpoint, const char *server_key, const char *curve_secret,
-                        const char *curve_public, const char *key, int timeout_ms, void **blob, size_t *len,
-                        sd_error *err);
+ * (gone, cut off: its connection is dropped): either way the output is lost
+ * and must be made again. */
+sd_status sd_data_fetch(sd_data_fetcher *f, const char *endpoint, const char *server_key, const char *key,
+                        int timeout_ms, void **blob, size_t *len, sd_error *err);
 
 /* The input of a TASK's item whose info names a source (the holder's data
  * endpoint and key, as the coordinator passes them), fetched as
  * sd_data_fetch does (a source without an endpoint is lost too);
  * *has_source is 0 (and nothing fetched) when it names none. */
-sd_status sd_data_fetch_item(void *ctx, const char *job, const json_t *item, const char *curve_secret,
-                             const char *curve_public, int timeout_ms, int *has_source, void **blob, size_t *len,
-                             sd_error *err);
+sd_status sd_data_fetch_item(sd_data_fetcher *f, const char *job, const json_t *item, int timeout_ms, int *has_source,
+                             void **blob, size_t *len, sd_error *err);
 /* res (a RESULT) becomes one with its task_id only: its items' outputs are
  * held or written elsewhere, the items' info says so. */
 sd_status sd_result_lean(sd_msg *res, sd_error *err);

@@ -35,7 +35,7 @@ int sd_direct_out_ready(sd_direct_out *c, const sd_msg *task, int *checked)
 }
 
 sd_status sd_direct_out_write(const sd_msg *task, long long idx, const void *image, size_t len, const json_t *info,
-                              sd_error *err)
+                              int sync, sd_error *err)
 {
     json_t *meta = json_deep_copy(info);
     if (!json_is_object(meta)) {
@@ -47,7 +47,7 @@ sd_status sd_direct_out_write(const sd_msg *task, long long idx, const void *ima
     json_decref(meta);
     int staged = json_is_true(json_object_get(json_object_get(task->hdr, "out"), "staged"));
     sd_status st = text ? sd_output_item_write(out_str(task, "dir"), staged, (int)idx, out_str(task, "ext"), image, len,
-                                               text, err)
+                                               text, sync, err)
                         : sd_fail(err, SD_ERR_NOMEM, "out of memory");
     free(text);
     return st;

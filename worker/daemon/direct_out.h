@@ -22,9 +22,9 @@ typedef struct {
  * read the marker (the verdict is new: worth a log line). */
 int sd_direct_out_ready(sd_direct_out *c, const sd_msg *task, int *checked);
 /* Writes item idx's image and its metadata (info, less the worker-to-worker
- * "source": as the coordinator would write it). */
+ * "source": as the coordinator would write it); sync as sd_output_item_write. */
 sd_status sd_direct_out_write(const sd_msg *task, long long idx, const void *image, size_t len, const json_t *info,
-                              sd_error *err);
+                              int sync, sd_error *err);
 /* The task's output folder, for messages ("" when none). */
 const char *sd_direct_out_dir(const sd_msg *task);
 

@@ -88,6 +88,7 @@ typedef struct {
     sd_data_server *data[2];
     char data_ep[2][128];
     sd_direct_out direct; /* whether the final workers write the images (direct_out.h) */
+    sd_data_fetcher *fetcher; /* every unet and final worker's fetches: one thread */
 } sim;
 
 static void sim_send(sim_worker *w, sd_msg *m)
@@ -258,7 +259,9 @@ static void sim_finish(sim *s, sim_worker *w)
             if (!png)
                 st = sd_fail(&err, SD_ERR_NOMEM, "no image");
             else if (direct && sd_direct_out_ready(&s->direct, &w->task, &checked) &&
-                     sd_direct_out_write(&w->task, json_integer_value(json_object_get(it, "idx")), png, len, info,
+                     /* not fsync'ed: a simulation's images are kept by nobody, and one
+                      * thread writing for every simulated worker would measure the disk */
+                     sd_direct_out_write(&w->task, json_integer_value(json_object_get(it, "idx")), png, len, info, 0,
                                          &err) == SD_OK)
                 json_object_set_new(info, "written", json_true());
             else
@@ -291,8 +294,7 @@ static int sim_fetch_inputs(sim *s, sim_worker *w, const sd_msg *task, long long
         size_t len;
         int has_source;
         sd_error err;
-        if (sd_data_fetch_item(s->ctx, job, it, s->o->curve_secret, s->o->curve_public, 2000, &has_source, &blob, &len,
-                               &err) != SD_OK) {
+        if (sd_data_fetch_item(s->fetcher, job, it, 2000, &has_source, &blob, &len, &err) != SD_OK) {
             if (!lost)
                 lost = json_array();
             json_array_append_new(lost, json_incref(json_object_get(it, "idx")));
@@ -371,6 +373,7 @@ static void sim_receive(sim *s, sim_worker *w)
 
 static sd_status sim_open(sim *s, void *ctx, sd_error *err)
 {
+    SD_TRY(sd_data_fetcher_new(&s->fetcher, ctx, s->o->curve_secret, s->o->curve_public, err));
     for (int r = 0; r < 2; r++)
         if (s->spec->count[r]) {
             /* room for every worker's share: latents wait for their release */
@@ -467,6 +470,7 @@ sd_status sd_simulate_run(const sd_worker_opts *o, const sd_sim_spec *spec, sd_e
     }
     for (int r = 0; r < 2; r++)
         sd_data_server_stop(s.data[r]);
+    sd_data_fetcher_free(s.fetcher);
     for (int i = 0; i < s.nimages; i++)
         free(s.images[i].png);
     free(s.zeros);

@@ -57,6 +57,7 @@ typedef struct {
     char data_ep[128];     /* where it serves them */
     int froze;         /* the freeze fault hook has fired (it fires once) */
     sd_direct_out direct; /* a final worker: may it write the job's images (write_outputs) */
+    sd_data_fetcher *fetcher; /* a unet or final worker's connections to the holders of its inputs */
 } worker;
 
 static void wlog(const worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -366,8 +367,9 @@ static sd_status fetch_inputs(worker *w, const sd_msg *task, sd_msg *full, int *
         size_t len = 0;
         int has_source;
         sd_error ferr = {0};
-        sd_status st = sd_data_fetch_item(w->ctx, job, item, w->o->curve_secret, w->o->curve_public, timeout_ms,
-                                          &has_source, &blobs[k], &len, &ferr);
+        sd_status st = w->fetcher ? sd_data_fetch_item(w->fetcher, job, item, timeout_ms, &has_source, &blobs[k], &len,
+                                                       &ferr)
+                                  : sd_fail(&ferr, SD_ERR_NOMEM, "no fetcher");
         if (!has_source)
             continue;
         if (!*have_full) {
@@ -457,7 +459,7 @@ static int write_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t *out
         const sd_msg_tensor *img = sd_msg_tensor_get(res, name);
         sd_error err = {0};
         sd_status st = img ? sd_direct_out_write(task, json_integer_value(json_object_get(it, "idx")), img->data,
-                                                 img->nbytes, json_object_get(it, "info"), &err)
+                                                 img->nbytes, json_object_get(it, "info"), 1, &err)
                            : sd_fail(&err, SD_ERR_FORMAT, "no %s", name);
         if (st != SD_OK) {
             wlog(w, "job %s: writing into %s: %s; the images go to the coordinator", job, sd_direct_out_dir(task),
@@ -726,6 +728,8 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     if (st == SD_OK && !following)
         st = setup_socket(w, ctx, err);
     w->ctx = ctx;
+    if (st == SD_OK && !following && strcmp(o->role, "text"))
+        st = sd_data_fetcher_new(&w->fetcher, ctx, o->curve_secret, o->curve_public, err);
     /* text and unet workers serve what they make to the next stage
      * themselves; a unet worker keeps it until released, on disk too */
     if (st == SD_OK && !following && strcmp(o->role, "final")) {
@@ -826,6 +830,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         zmq_close(w->sock);
     sd_cfg_pair_close(w->pair);
     sd_data_server_stop(w->data);
+    sd_data_fetcher_free(w->fetcher);
     /* a spool under a process-made id: no later process can serve it */
     if (w->spool[0] && o->spool_is_own)
         sd_data_spool_remove(w->spool);
