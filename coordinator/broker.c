@@ -43,8 +43,78 @@ void broker_reply(broker *b, const unsigned char *route, size_t rl, const char *
     if (fields)
         json_object_update(m.hdr, fields);
     json_decref(fields);
-    sd_msg_send(b->sock, route, rl, &m, &err);
+    broker_send(b, route, rl, &m, &err);
     sd_msg_free(&m);
+}
+
+/* a message of the turn, as its frames: route, header, tensors */
+struct queued_msg {
+    int nframes;
+    void *frames[2 + SD_MSG_MAX_TENSORS];
+    size_t lens[2 + SD_MSG_MAX_TENSORS];
+};
+
+static void queued_free(struct queued_msg *q)
+{
+    for (int i = 0; i < q->nframes; i++)
+        free(q->frames[i]);
+    q->nframes = 0;
+}
+
+static sd_status queue_copy(struct queued_msg *q, const void *data, size_t len, sd_error *err)
+{
+    void *c = malloc(len ? len : 1);
+    if (!c)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory queueing a message");
+    memcpy(c, data, len);
+    q->frames[q->nframes] = c;
+    q->lens[q->nframes++] = len;
+    return SD_OK;
+}
+
+sd_status broker_send(broker *b, const unsigned char *route, size_t rl, const sd_msg *m, sd_error *err)
+{
+    if (!b->turn_open)
+        return sd_msg_send(b->sock, route, rl, m, err);
+    if (b->nqueue == b->queue_cap) {
+        int cap = b->queue_cap ? 2 * b->queue_cap : 256;
+        struct queued_msg *g = realloc(b->queue, (size_t)cap * sizeof *g);
+        if (!g)
+            return sd_fail(err, SD_ERR_NOMEM, "out of memory queueing a message");
+        b->queue = g;
+        b->queue_cap = cap;
+    }
+    struct queued_msg *q = &b->queue[b->nqueue];
+    q->nframes = 0;
+    void *hbuf;
+    size_t hlen;
+    sd_status st = queue_copy(q, route, rl, err);
+    if (st == SD_OK && (st = sd_msg_encode_header(m, &hbuf, &hlen, err)) == SD_OK) {
+        q->frames[q->nframes] = hbuf; /* taken as is */
+        q->lens[q->nframes++] = hlen;
+    }
+    for (int i = 0; st == SD_OK && i < m->ntensors; i++)
+        st = queue_copy(q, m->tensors[i].data, m->tensors[i].nbytes, err);
+    if (st != SD_OK) {
+        queued_free(q);
+        return st;
+    }
+    b->nqueue++;
+    return SD_OK;
+}
+
+/* The turn's messages, in order, once its writes are committed; a peer
+ * gone meanwhile is the liveness check's business. */
+static void flush_queue(broker *b)
+{
+    for (int k = 0; k < b->nqueue; k++) {
+        struct queued_msg *q = &b->queue[k];
+        int rc = 0;
+        for (int i = 0; !rc && i < q->nframes; i++)
+            rc = zmq_send(b->sock, q->frames[i], q->lens[i], ZMQ_DONTWAIT | (i + 1 < q->nframes ? ZMQ_SNDMORE : 0)) < 0;
+        queued_free(q);
+    }
+    b->nqueue = 0;
 }
 
 void broker_reply_error(broker *b, const unsigned char *route, size_t rl, const char *reason)
@@ -125,6 +195,11 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
     while (st == SD_OK && !*o->stop) {
         zmq_pollitem_t pi = {b->sock, 0, ZMQ_POLLIN, 0};
         int rc = zmq_poll(&pi, 1, 10);
+        /* the turn's writes are one transaction: a fleet's thousand results
+         * a second cost a few commits, not a thousand */
+        if ((st = store_turn_begin(b->store, err)) != SD_OK)
+            break;
+        b->turn_open = 1;
         /* every message queued (up to a bound, so liveness and dispatch
          * still run under a flood), not one per turn of the loop: a fleet
          * sends thousands a second */
@@ -162,9 +237,22 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
             broker_cancel_items(b, 0.005); /* a cancelled 10^7-item job, a slice per turn */
         }
         broker_send_releases(b);
+        b->turn_open = 0;
+        if ((st = store_turn_commit(b->store, err)) != SD_OK) {
+            /* nothing of the turn is acknowledged; what memory holds of it
+             * no longer matches the store: a restart resumes from the store */
+            st = sd_error_prefix(err, st, "stopping: the turn's writes were not committed (a restart resumes from what "
+                                          "was): ");
+            for (int k = 0; k < b->nqueue; k++)
+                queued_free(&b->queue[k]);
+            b->nqueue = 0;
+            break;
+        }
+        flush_queue(b);
     }
     for (int i = 0; i < b->workers_hw; i++)
         json_decref(b->workers[i].release);
+    free(b->queue);
     store_close(b->store);
     if (b->sock)
         zmq_close(b->sock);

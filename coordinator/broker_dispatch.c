@@ -163,7 +163,7 @@ static void dispatch_one(broker *b, int wi, round_t *r)
     if (out) /* the worker may write the images itself */
         json_object_set_new(m.hdr, "out", out);
     if (st == SD_OK)
-        st = sd_msg_send(b->sock, w->route, w->route_len, &m, &err);
+        st = broker_send(b, w->route, w->route_len, &m, &err);
     if (st == SD_OK) {
         t->used = 1;
         t->sent = t->last_progress = sd_now_s();

@@ -100,6 +100,10 @@ typedef struct {
     double started;
     gone_worker gone[MAX_GONE];
     int next_gone;
+    /* messages of the turn in progress, sent once its writes are committed
+     * (broker_send): a reply never acknowledges what a crash could undo */
+    struct queued_msg *queue;
+    int nqueue, queue_cap, turn_open;
 } broker;
 
 /* One job of the broker: what callbacks over a job's items get. */
@@ -115,6 +119,9 @@ void broker_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
  * (the monotonic clock restarts with the process). */
 double broker_wall_s(void);
 void broker_reply(broker *b, const unsigned char *route, size_t rl, const char *type, json_t *fields);
+/* Sends m on the broker's socket: at the end of the turn, after its commit
+ * (store_turn_commit), when a turn is open; at once otherwise. */
+sd_status broker_send(broker *b, const unsigned char *route, size_t rl, const sd_msg *m, sd_error *err);
 void broker_reply_error(broker *b, const unsigned char *route, size_t rl, const char *reason);
 /* the item state a stage (= a worker role) takes its work from */
 store_item_state broker_input_state(const char *stage);

@@ -90,6 +90,19 @@ void store_piece_undo(sd_store *s)
     store_exec(s, "ROLLBACK TO piece; RELEASE piece", NULL);
 }
 
+sd_status store_turn_begin(sd_store *s, sd_error *err)
+{
+    return store_exec(s, "BEGIN", err);
+}
+
+sd_status store_turn_commit(sd_store *s, sd_error *err)
+{
+    sd_status st = store_exec(s, "COMMIT", err);
+    if (st != SD_OK)
+        store_exec(s, "ROLLBACK", NULL);
+    return st;
+}
+
 sd_status store_open(sd_store **out, const char *dir, sd_error *err)
 {
     SD_TRY(sd_mkdirs(dir, err));

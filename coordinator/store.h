@@ -138,4 +138,12 @@ int store_running_jobs(sd_store *s, char (*out)[40], int max);
 /* Marks done without output (the output already exists: resubmission). */
 sd_status store_item_mark_done(sd_store *s, const char *job, int idx, sd_error *err);
 
+/* The broker's turn: every write between these is one transaction, so a
+ * thousand results cost one commit, not a thousand. What the turn's
+ * messages acknowledge is sent only after the commit (broker.c): nothing
+ * acknowledged is ever lost with the process. A failed commit rolls the
+ * whole turn back. */
+sd_status store_turn_begin(sd_store *s, sd_error *err);
+sd_status store_turn_commit(sd_store *s, sd_error *err);
+
 #endif
