@@ -212,17 +212,21 @@ void broker_dispatch(broker *b)
     static const char *const stages[3] = {"text", "unet", "final"};
     static round_t r; /* ~100 KB: not on the stack */
     for (int s = 0; s < 3; s++) {
-        int idle = 0;
-        for (int i = 0; i < b->workers_hw && !idle; i++)
-            idle = b->workers[i].used && !strcmp(b->workers[i].role, stages[s]) &&
-                   batching_credit(b->workers[i].capacity, b->workers[i].inflight) > 0;
-        if (!idle)
+        /* what the stage's idle workers can take: only that many waiting
+         * items of each job (twice, for batching's choice) are read and
+         * parsed, not a full round's whenever one worker is free */
+        int credit = 0;
+        for (int i = 0; i < b->workers_hw && credit < ROUND_ITEMS; i++)
+            if (b->workers[i].used && !strcmp(b->workers[i].role, stages[s]))
+                credit += batching_credit(b->workers[i].capacity, b->workers[i].inflight);
+        if (credit <= 0)
             continue;
+        int want = 2 * credit < ROUND_ITEMS ? 2 * credit : ROUND_ITEMS;
         /* the waiting items once for every worker of the stage, those in
          * flight skipped in the store's scan */
         flights fl = flights_of(b, stages[s]);
         r.want = broker_input_state(stages[s]);
-        r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, ROUND_ITEMS + fl.n, in_flight, &fl);
+        r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, want, want + fl.n, in_flight, &fl);
         free(fl.f);
         int paused = 0;
         sources_resolve(b, &r);

@@ -190,10 +190,45 @@ long long store_row_writes(sd_store *s)
     return (long long)sqlite3_total_changes64(s->db);
 }
 
+int store_prepare(sd_store *s, const char *sql, sqlite3_stmt **q)
+{
+    int free_slot = s->nstmts < STORE_STMTS;
+    for (int i = 0; i < s->nstmts; i++)
+        if (!strcmp(s->stmts[i].sql, sql)) {
+            if (!sqlite3_stmt_busy(s->stmts[i].q)) {
+                *q = s->stmts[i].q;
+                return SQLITE_OK;
+            }
+            free_slot = 0; /* in use: a one-off copy */
+        }
+    int rc = sqlite3_prepare_v3(s->db, sql, -1, free_slot ? SQLITE_PREPARE_PERSISTENT : 0, q, NULL);
+    char *copy = rc == SQLITE_OK && free_slot ? strdup(sql) : NULL;
+    if (copy) {
+        s->stmts[s->nstmts].sql = copy;
+        s->stmts[s->nstmts++].q = *q;
+    }
+    return rc;
+}
+
+void store_done(sd_store *s, sqlite3_stmt *q)
+{
+    for (int i = 0; i < s->nstmts; i++)
+        if (s->stmts[i].q == q) {
+            sqlite3_reset(q);
+            sqlite3_clear_bindings(q);
+            return;
+        }
+    sqlite3_finalize(q);
+}
+
 void store_close(sd_store *s)
 {
     if (!s)
         return;
+    for (int i = 0; i < s->nstmts; i++) {
+        sqlite3_finalize(s->stmts[i].q);
+        free(s->stmts[i].sql);
+    }
     sqlite3_close(s->db);
     if (s->lock_fd >= 0)
         close(s->lock_fd);
@@ -212,7 +247,7 @@ static int job_row(sd_store *s, const char *job_id, job_row_t *r)
 {
     sqlite3_stmt *q;
     int found = 0;
-    sqlite3_prepare_v2(s->db, "SELECT n, received, state, submitted FROM jobs WHERE id=?", -1, &q, NULL);
+    store_prepare(s, "SELECT n, received, state, submitted FROM jobs WHERE id=?", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) == SQLITE_ROW) {
         found = 1;
@@ -221,7 +256,7 @@ static int job_row(sd_store *s, const char *job_id, job_row_t *r)
         snprintf(r->state, sizeof r->state, "%s", (const char *)sqlite3_column_text(q, 2));
         r->submitted = sqlite3_column_int(q, 3);
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     return found;
 }
 
@@ -237,23 +272,20 @@ sd_status store_job_begin(sd_store *s, const char *job_id, json_t *spec, int *ex
     SD_TRY(store_piece_begin(s, err));
     char *text = json_dumps(spec, JSON_COMPACT | JSON_SORT_KEYS);
     sd_status st = SD_OK;
-    sqlite3_prepare_v2(s->db,
-                       "INSERT INTO jobs(id, spec, state, created, n, received, submitted) "
-                       "VALUES(?, ?, 'running', julianday('now'), ?, 0, 0)",
-                       -1, &q, NULL);
+    store_prepare(s, "INSERT INTO jobs(id, spec, state, created, n, received, submitted) "
+                       "VALUES(?, ?, 'running', julianday('now'), ?, 0, 0)", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 2, text, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(q, 3, (sqlite3_int64)json_integer_value(json_object_get(spec, "total")));
     if (sqlite3_step(q) != SQLITE_DONE)
         st = store_db_fail(s, err, "insert job");
-    sqlite3_finalize(q);
+    store_done(s, q);
     free(text);
-    sqlite3_prepare_v2(s->db, "INSERT INTO job_counts(job, state, n) SELECT ?, value, 0 FROM json_each('[0,1,2,3,4,5]')",
-                       -1, &q, NULL);
+    store_prepare(s, "INSERT INTO job_counts(job, state, n) SELECT ?, value, 0 FROM json_each('[0,1,2,3,4,5]')", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     if (st == SD_OK && sqlite3_step(q) != SQLITE_DONE)
         st = store_db_fail(s, err, "insert job counts");
-    sqlite3_finalize(q);
+    store_done(s, q);
     if (st == SD_OK)
         return store_piece_end(s, err); /* a failed commit is the job not created */
     store_piece_undo(s);
@@ -281,7 +313,7 @@ sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, 
     int cancelled = !strcmp(jr.state, "cancelled");
     SD_TRY(store_piece_begin(s, err));
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "INSERT INTO items(job, idx, params, state) VALUES(?, ?, ?, ?)", -1, &q, NULL);
+    store_prepare(s, "INSERT INTO items(job, idx, params, state) VALUES(?, ?, ?, ?)", &q);
     sd_status st = SD_OK;
     for (long long i = have - first; i < n && st == SD_OK; i++) {
         int idx = (int)(first + i);
@@ -302,14 +334,14 @@ sd_status store_job_add_items(sd_store *s, const char *job_id, long long first, 
             st = store_db_fail(s, err, "insert item");
         free(p);
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     if (st == SD_OK) {
-        sqlite3_prepare_v2(s->db, "UPDATE jobs SET received=? WHERE id=?", -1, &q, NULL);
+        store_prepare(s, "UPDATE jobs SET received=? WHERE id=?", &q);
         sqlite3_bind_int64(q, 1, first + n);
         sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(q) != SQLITE_DONE)
             st = store_db_fail(s, err, "count received items");
-        sqlite3_finalize(q);
+        store_done(s, q);
     }
     if (st == SD_OK && (st = store_piece_end(s, err)) == SD_OK) {
         *received = first + n;
@@ -331,10 +363,10 @@ sd_status store_job_end_submit(sd_store *s, const char *job_id, int *again, sd_e
     if (*again)
         return SD_OK;
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "UPDATE jobs SET submitted=1 WHERE id=?", -1, &q, NULL);
+    store_prepare(s, "UPDATE jobs SET submitted=1 WHERE id=?", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "close the submission");
 }
 
@@ -342,21 +374,21 @@ json_t *store_job_spec(sd_store *s, const char *job_id)
 {
     sqlite3_stmt *q;
     json_t *r = NULL;
-    sqlite3_prepare_v2(s->db, "SELECT spec FROM jobs WHERE id=?", -1, &q, NULL);
+    store_prepare(s, "SELECT spec FROM jobs WHERE id=?", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) == SQLITE_ROW)
         r = json_loads((const char *)sqlite3_column_text(q, 0), 0, NULL);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return r;
 }
 
 json_t *store_job_status(sd_store *s, const char *job_id)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "SELECT state, n, identity, received FROM jobs WHERE id=?", -1, &q, NULL);
+    store_prepare(s, "SELECT state, n, identity, received FROM jobs WHERE id=?", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) != SQLITE_ROW) {
-        sqlite3_finalize(q);
+        store_done(s, q);
         return NULL;
     }
     json_t *r = json_pack("{s:s, s:s, s:I, s:I}", "id", job_id, "state", (const char *)sqlite3_column_text(q, 0),
@@ -364,26 +396,26 @@ json_t *store_job_status(sd_store *s, const char *job_id)
                           (json_int_t)sqlite3_column_int64(q, 3));
     if (sqlite3_column_text(q, 2))
         json_object_set_new(r, "model", json_string((const char *)sqlite3_column_text(q, 2)));
-    sqlite3_finalize(q);
+    store_done(s, q);
     const char *names[6] = {"pending", "encoded", "denoised", "done", "failed", "cancelled"};
     for (int i = 0; i < 6; i++)
         json_object_set_new(r, names[i], json_integer(0));
     /* the counts the triggers keep: six rows, whatever the job's size */
-    sqlite3_prepare_v2(s->db, "SELECT state, n FROM job_counts WHERE job=?", -1, &q, NULL);
+    store_prepare(s, "SELECT state, n FROM job_counts WHERE job=?", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     while (sqlite3_step(q) == SQLITE_ROW) {
         int stt = sqlite3_column_int(q, 0);
         if (stt >= 0 && stt < 6)
             json_object_set_new(r, names[stt], json_integer(sqlite3_column_int64(q, 1)));
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     json_t *errs = json_array();
-    sqlite3_prepare_v2(s->db, "SELECT idx, error FROM items WHERE state=4 AND job=? ORDER BY idx LIMIT 20", -1, &q, NULL);
+    store_prepare(s, "SELECT idx, error FROM items WHERE state=4 AND job=? ORDER BY idx LIMIT 20", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     while (sqlite3_step(q) == SQLITE_ROW)
         json_array_append_new(errs, json_pack("{s:i, s:s}", "item", sqlite3_column_int(q, 0), "error",
                                               sqlite3_column_text(q, 1) ? (const char *)sqlite3_column_text(q, 1) : ""));
-    sqlite3_finalize(q);
+    store_done(s, q);
     json_object_set_new(r, "failures", errs);
     return r;
 }
@@ -392,13 +424,13 @@ json_t *store_jobs_list(sd_store *s)
 {
     json_t *a = json_array();
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "SELECT id FROM jobs ORDER BY created", -1, &q, NULL);
+    store_prepare(s, "SELECT id FROM jobs ORDER BY created", &q);
     while (sqlite3_step(q) == SQLITE_ROW) {
         json_t *st = store_job_status(s, (const char *)sqlite3_column_text(q, 0));
         if (st)
             json_array_append_new(a, st);
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     return a;
 }
 
@@ -407,11 +439,11 @@ static sd_status set_job_column(sd_store *s, const char *sql, const char *job_id
                                 sd_error *err)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, sql, -1, &q, NULL);
+    store_prepare(s, sql, &q);
     sqlite3_bind_text(q, 1, value, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, what);
 }
 
@@ -424,13 +456,13 @@ const char *store_job_identity(sd_store *s, const char *job_id, char *buf, size_
 {
     sqlite3_stmt *q;
     const char *r = NULL;
-    sqlite3_prepare_v2(s->db, "SELECT identity FROM jobs WHERE id=?", -1, &q, NULL);
+    store_prepare(s, "SELECT identity FROM jobs WHERE id=?", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0)) {
         snprintf(buf, len, "%s", (const char *)sqlite3_column_text(q, 0));
         r = buf;
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     return r;
 }
 
@@ -462,17 +494,13 @@ sd_status store_cancel_some(sd_store *s, int max, int *moved, sd_error *err)
     int nj = 0;
     sqlite3_stmt *q;
     /* cancelled jobs with items still waiting: the kept counts say which */
-    sqlite3_prepare_v2(s->db,
-                       "SELECT id FROM jobs WHERE state='cancelled' AND EXISTS (SELECT 1 FROM job_counts c "
-                       "WHERE c.job=jobs.id AND c.state<3 AND c.n>0) LIMIT 16",
-                       -1, &q, NULL);
+    store_prepare(s, "SELECT id FROM jobs WHERE state='cancelled' AND EXISTS (SELECT 1 FROM job_counts c "
+                       "WHERE c.job=jobs.id AND c.state<3 AND c.n>0) LIMIT 16", &q);
     while (nj < 16 && sqlite3_step(q) == SQLITE_ROW)
         snprintf(jobs[nj++], sizeof jobs[0], "%s", (const char *)sqlite3_column_text(q, 0));
-    sqlite3_finalize(q);
-    sqlite3_prepare_v2(s->db,
-                       "UPDATE items SET state=5, blob=NULL WHERE rowid IN (SELECT rowid FROM items INDEXED BY "
-                       "items_state WHERE state IN (0, 1, 2) AND job=? LIMIT ?)",
-                       -1, &q, NULL);
+    store_done(s, q);
+    store_prepare(s, "UPDATE items SET state=5, blob=NULL WHERE rowid IN (SELECT rowid FROM items INDEXED BY "
+                       "items_state WHERE state IN (0, 1, 2) AND job=? LIMIT ?)", &q);
     int rc = SQLITE_DONE;
     for (int j = 0; j < nj && *moved < max && rc == SQLITE_DONE; j++) {
         sqlite3_reset(q);
@@ -481,11 +509,11 @@ sd_status store_cancel_some(sd_store *s, int max, int *moved, sd_error *err)
         rc = sqlite3_step(q);
         *moved += sqlite3_changes(s->db);
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "cancel");
 }
 
-int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int scan,
+int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int per_job, int scan,
                         int (*skip)(void *user, const char *job, int idx), void *user)
 {
     /* job by job, oldest first: each a seek into the (state, job, idx)
@@ -493,14 +521,15 @@ int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out
     char jobs[64][40];
     int nj = store_running_jobs(s, jobs, 64), n = 0;
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "SELECT idx, params, info FROM items WHERE state=? AND job=? ORDER BY idx LIMIT ?", -1, &q, NULL);
+    store_prepare(s, "SELECT idx, params, info FROM items WHERE state=? AND job=? ORDER BY idx LIMIT ?", &q);
     for (int j = 0; j < nj && n < max; j++) {
         json_t *spec = NULL;
         sqlite3_reset(q);
         sqlite3_bind_int(q, 1, (int)state);
         sqlite3_bind_text(q, 2, jobs[j], -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int(q, 3, scan > max ? scan : max);
-        while (n < max && sqlite3_step(q) == SQLITE_ROW) {
+        sqlite3_bind_int(q, 3, scan > per_job ? scan : per_job);
+        int taken = 0;
+        while (n < max && taken < per_job && sqlite3_step(q) == SQLITE_ROW) {
             if (skip && skip(user, jobs[j], sqlite3_column_int(q, 0)))
                 continue;
             if (!spec)
@@ -516,11 +545,12 @@ int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out
                 json_decref(out[n].info);
                 out[n].info = json_object();
             }
+            taken++;
             n++;
         }
         json_decref(spec);
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     return n;
 }
 
@@ -537,8 +567,7 @@ sd_status store_item_advance(sd_store *s, const char *job, int idx, store_item_s
 {
     sqlite3_stmt *q;
     char *text = info ? json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    sqlite3_prepare_v2(s->db, "UPDATE items SET state=?, blob=?, info=coalesce(?, info) WHERE job=? AND idx=? AND state=?",
-                       -1, &q, NULL);
+    store_prepare(s, "UPDATE items SET state=?, blob=?, info=coalesce(?, info) WHERE job=? AND idx=? AND state=?", &q);
     sqlite3_bind_int(q, 1, (int)to);
     if (blob)
         sqlite3_bind_blob(q, 2, blob, (int)len, SQLITE_TRANSIENT);
@@ -553,7 +582,7 @@ sd_status store_item_advance(sd_store *s, const char *job, int idx, store_item_s
     sqlite3_bind_int(q, 6, (int)from);
     int rc = sqlite3_step(q);
     int changed = sqlite3_changes(s->db);
-    sqlite3_finalize(q);
+    store_done(s, q);
     free(text);
     if (rc != SQLITE_DONE)
         return store_db_fail(s, err, "advance item");
@@ -565,7 +594,7 @@ sd_status store_item_advance(sd_store *s, const char *job, int idx, store_item_s
 sd_status store_item_blob(sd_store *s, const char *job, int idx, void **blob, size_t *len, sd_error *err)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "SELECT blob FROM items WHERE job=? AND idx=?", -1, &q, NULL);
+    store_prepare(s, "SELECT blob FROM items WHERE job=? AND idx=?", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, idx);
     sd_status st = SD_OK;
@@ -579,7 +608,7 @@ sd_status store_item_blob(sd_store *s, const char *job, int idx, void **blob, si
     } else {
         st = sd_fail(err, SD_ERR_MISSING, "item %s/%d has no stored intermediate", job, idx);
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     return st;
 }
 
@@ -587,16 +616,14 @@ sd_status store_item_failed_attempt(sd_store *s, const char *job, int idx, const
                                     sd_error *err)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db,
-                       "UPDATE items SET attempts=attempts+1, error=?, state=CASE WHEN attempts+1>=? THEN 4 ELSE state END "
-                       "WHERE job=? AND idx=? AND state<3",
-                       -1, &q, NULL);
+    store_prepare(s, "UPDATE items SET attempts=attempts+1, error=?, state=CASE WHEN attempts+1>=? THEN 4 ELSE state END "
+                       "WHERE job=? AND idx=? AND state<3", &q);
     sqlite3_bind_text(q, 1, reason, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, max_attempts);
     sqlite3_bind_text(q, 3, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 4, idx);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "record failure");
 }
 
@@ -604,8 +631,7 @@ json_t *store_job_done_page(sd_store *s, const char *job, int after, int limit)
 {
     json_t *a = json_array();
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "SELECT idx, info FROM items WHERE state=3 AND job=? AND idx>? ORDER BY idx LIMIT ?", -1,
-                       &q, NULL);
+    store_prepare(s, "SELECT idx, info FROM items WHERE state=3 AND job=? AND idx>? ORDER BY idx LIMIT ?", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, after);
     sqlite3_bind_int(q, 3, limit);
@@ -614,7 +640,7 @@ json_t *store_job_done_page(sd_store *s, const char *job, int after, int limit)
         json_array_append_new(a, json_pack("{s:i, s:o}", "idx", sqlite3_column_int(q, 0), "info",
                                            info ? info : json_object()));
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     return a;
 }
 
@@ -623,14 +649,12 @@ int store_job_unfinished(sd_store *s, const char *job)
     /* items still to arrive, and those waiting for a stage: the counts */
     sqlite3_stmt *q;
     long long n = 0;
-    sqlite3_prepare_v2(s->db,
-                       "SELECT (SELECT n - received FROM jobs WHERE id=?1) + "
-                       "(SELECT coalesce(sum(n), 0) FROM job_counts WHERE job=?1 AND state<3)",
-                       -1, &q, NULL);
+    store_prepare(s, "SELECT (SELECT n - received FROM jobs WHERE id=?1) + "
+                       "(SELECT coalesce(sum(n), 0) FROM job_counts WHERE job=?1 AND state<3)", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(q) == SQLITE_ROW)
         n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
@@ -640,27 +664,25 @@ int store_items_unfinished(sd_store *s, const char *job, int first, int last)
     long long n = 0;
     /* a range scan of the (job, idx) primary key, plus the range's items
      * that have not arrived yet */
-    sqlite3_prepare_v2(s->db,
-                       "SELECT (SELECT count(*) FROM items WHERE job=?1 AND idx>=?2 AND idx<?3 AND state<3) + "
-                       "(SELECT max(0, min(n, ?3) - max(received, ?2)) FROM jobs WHERE id=?1)",
-                       -1, &q, NULL);
+    store_prepare(s, "SELECT (SELECT count(*) FROM items WHERE job=?1 AND idx>=?2 AND idx<?3 AND state<3) + "
+                       "(SELECT max(0, min(n, ?3) - max(received, ?2)) FROM jobs WHERE id=?1)", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, first);
     sqlite3_bind_int(q, 3, last);
     if (sqlite3_step(q) == SQLITE_ROW)
         n = sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return n > INT_MAX ? INT_MAX : (int)n;
 }
 
 sd_status store_item_mark_done(sd_store *s, const char *job, int idx, sd_error *err)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "UPDATE items SET state=3, blob=NULL WHERE job=? AND idx=?", -1, &q, NULL);
+    store_prepare(s, "UPDATE items SET state=3, blob=NULL WHERE job=? AND idx=?", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, idx);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "mark done");
 }
 
@@ -668,12 +690,12 @@ int store_item_state_of(sd_store *s, const char *job, int idx)
 {
     sqlite3_stmt *q;
     int r = -1;
-    sqlite3_prepare_v2(s->db, "SELECT state FROM items WHERE job=? AND idx=?", -1, &q, NULL);
+    store_prepare(s, "SELECT state FROM items WHERE job=? AND idx=?", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, idx);
     if (sqlite3_step(q) == SQLITE_ROW)
         r = sqlite3_column_int(q, 0);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return r;
 }
 
@@ -681,10 +703,10 @@ int store_running_jobs(sd_store *s, char (*out)[40], int max)
 {
     sqlite3_stmt *q;
     int n = 0;
-    sqlite3_prepare_v2(s->db, "SELECT id FROM jobs WHERE state='running' ORDER BY created", -1, &q, NULL);
+    store_prepare(s, "SELECT id FROM jobs WHERE state='running' ORDER BY created", &q);
     while (n < max && sqlite3_step(q) == SQLITE_ROW)
         snprintf(out[n++], 40, "%s", (const char *)sqlite3_column_text(q, 0));
-    sqlite3_finalize(q);
+    store_done(s, q);
     return n;
 }
 
@@ -692,11 +714,11 @@ json_t *store_item_info(sd_store *s, const char *job, int idx)
 {
     sqlite3_stmt *q;
     json_t *r = NULL;
-    sqlite3_prepare_v2(s->db, "SELECT info FROM items WHERE job=? AND idx=?", -1, &q, NULL);
+    store_prepare(s, "SELECT info FROM items WHERE job=? AND idx=?", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, idx);
     if (sqlite3_step(q) == SQLITE_ROW && sqlite3_column_text(q, 0))
         r = json_loads((const char *)sqlite3_column_text(q, 0), 0, NULL);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return r;
 }

@@ -70,17 +70,19 @@ sd_status store_cancel_some(sd_store *s, int max, int *moved, sd_error *err);
 sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err);
 sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state state, sd_error *err);
 
-/* Items waiting in state, for running jobs, oldest job first: up to max
- * (job, idx, and the parameters a worker gets: the job's defaults merged with
- * the item's own). skip(user, job, idx), when given, passes over an item (one
- * in flight); up to scan rows of each job are read for that. */
+/* Items waiting in state, for running jobs, oldest job first: up to max in
+ * all and per_job of each job (so a job no worker can serve now never hides
+ * the next one), with job, idx, the parameters a worker gets (the job's
+ * defaults merged with the item's own) and the info. skip(user, job, idx),
+ * when given, passes over an item (one in flight); up to scan rows of each
+ * job are read for that. */
 typedef struct {
     char job[40];
     int idx;
     json_t *params; /* new reference */
     json_t *info;   /* new reference: its accumulated info (an object, {} when none) */
 } store_item_ref;
-int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int scan,
+int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int per_job, int scan,
                         int (*skip)(void *user, const char *job, int idx), void *user);
 void store_item_refs_free(store_item_ref *r, int n);
 

@@ -16,10 +16,8 @@ static sd_status item_lost(sd_store *s, const char *job, int idx, const char *re
     char why[400];
     snprintf(why, sizeof why, "lost %d times (its workers died, stalled or registered again while computing it); "
                               "last: %s", max_losses, reason);
-    sqlite3_prepare_v2(s->db,
-                       "UPDATE items SET losses=losses+1, state=CASE WHEN losses+1>=? THEN 4 WHEN ? THEN 0 ELSE state "
-                       "END, error=CASE WHEN losses+1>=? THEN ? ELSE error END WHERE job=? AND idx=? AND state<3",
-                       -1, &q, NULL);
+    store_prepare(s, "UPDATE items SET losses=losses+1, state=CASE WHEN losses+1>=? THEN 4 WHEN ? THEN 0 ELSE state "
+                       "END, error=CASE WHEN losses+1>=? THEN ? ELSE error END WHERE job=? AND idx=? AND state<3", &q);
     sqlite3_bind_int(q, 1, max_losses);
     sqlite3_bind_int(q, 2, restart);
     sqlite3_bind_int(q, 3, max_losses);
@@ -27,7 +25,7 @@ static sd_status item_lost(sd_store *s, const char *job, int idx, const char *re
     sqlite3_bind_text(q, 5, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 6, idx);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "record lost work");
 }
 
@@ -47,25 +45,21 @@ sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err
     sqlite3_stmt *q;
     *n = 0;
     SD_TRY(store_piece_begin(s, err));
-    sqlite3_prepare_v2(s->db,
-                       "UPDATE items SET state=0, attempts=0, losses=0, error=NULL, blob=NULL "
-                       "WHERE job=? AND state IN (4, 5)",
-                       -1, &q, NULL);
+    store_prepare(s, "UPDATE items SET state=0, attempts=0, losses=0, error=NULL, blob=NULL "
+                       "WHERE job=? AND state IN (4, 5)", &q);
     sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
     *n = sqlite3_changes(s->db);
-    sqlite3_finalize(q);
+    store_done(s, q);
     sd_status st = rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "retry items");
     if (st == SD_OK) {
-        sqlite3_prepare_v2(s->db,
-                           "UPDATE jobs SET state='running' WHERE id=? AND EXISTS "
-                           "(SELECT 1 FROM items WHERE job=? AND state<3)",
-                           -1, &q, NULL);
+        store_prepare(s, "UPDATE jobs SET state='running' WHERE id=? AND EXISTS "
+                           "(SELECT 1 FROM items WHERE job=? AND state<3)", &q);
         sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(q, 2, job_id, -1, SQLITE_TRANSIENT);
         if (sqlite3_step(q) != SQLITE_DONE)
             st = store_db_fail(s, err, "set job running");
-        sqlite3_finalize(q);
+        store_done(s, q);
     }
     if (st == SD_OK)
         return store_piece_end(s, err);
@@ -76,12 +70,12 @@ sd_status store_job_retry(sd_store *s, const char *job_id, int *n, sd_error *err
 sd_status store_item_reset(sd_store *s, const char *job, int idx, sd_error *err)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "UPDATE items SET state=0, attempts=0, losses=0, error=NULL, blob=NULL "
-                              "WHERE job=? AND idx=?", -1, &q, NULL);
+    store_prepare(s, "UPDATE items SET state=0, attempts=0, losses=0, error=NULL, blob=NULL "
+                              "WHERE job=? AND idx=?", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 2, idx);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "reset item");
 }
 
@@ -95,13 +89,13 @@ sd_status store_task_add(sd_store *s, const char *job, const char *stage, const 
         l += (size_t)snprintf(items + l, sizeof items - l, "%s%d", k ? "," : "", idx[k]);
     snprintf(items + l, sizeof items - l, "]");
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "INSERT INTO tasks(job, stage, worker, items) VALUES(?, ?, ?, ?)", -1, &q, NULL);
+    store_prepare(s, "INSERT INTO tasks(job, stage, worker, items) VALUES(?, ?, ?, ?)", &q);
     sqlite3_bind_text(q, 1, job, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 2, stage, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 3, worker, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 4, items, -1, SQLITE_TRANSIENT);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_done(s, q);
     if (rc != SQLITE_DONE)
         return store_db_fail(s, err, "record task");
     *id = (long long)sqlite3_last_insert_rowid(s->db);
@@ -111,10 +105,10 @@ sd_status store_task_add(sd_store *s, const char *job, const char *stage, const 
 sd_status store_task_remove(sd_store *s, long long id, sd_error *err)
 {
     sqlite3_stmt *q;
-    sqlite3_prepare_v2(s->db, "DELETE FROM tasks WHERE id=?", -1, &q, NULL);
+    store_prepare(s, "DELETE FROM tasks WHERE id=?", &q);
     sqlite3_bind_int64(q, 1, (sqlite3_int64)id);
     int rc = sqlite3_step(q);
-    sqlite3_finalize(q);
+    store_done(s, q);
     return rc == SQLITE_DONE ? SD_OK : store_db_fail(s, err, "remove task");
 }
 
@@ -122,7 +116,7 @@ int store_tasks_list(sd_store *s, store_task *out, int max)
 {
     sqlite3_stmt *q;
     int n = 0;
-    sqlite3_prepare_v2(s->db, "SELECT id, job, stage, worker, items FROM tasks ORDER BY id", -1, &q, NULL);
+    store_prepare(s, "SELECT id, job, stage, worker, items FROM tasks ORDER BY id", &q);
     while (n < max && sqlite3_step(q) == SQLITE_ROW) {
         store_task *t = &out[n];
         memset(t, 0, sizeof *t);
@@ -136,6 +130,6 @@ int store_tasks_list(sd_store *s, store_task *out, int max)
         json_decref(a);
         n++;
     }
-    sqlite3_finalize(q);
+    store_done(s, q);
     return n;
 }

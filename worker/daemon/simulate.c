@@ -89,6 +89,14 @@ typedef struct {
     char data_ep[2][128];
     sd_direct_out direct; /* whether the final workers write the images (direct_out.h) */
     sd_data_fetcher *fetcher; /* every unet and final worker's fetches: one thread */
+    struct sim_held {
+        int role;
+        int64_t cfg;
+        long long width, height;
+        void *blob;
+        size_t len;
+    } held[8]; /* sim_held_blob */
+    int nheld;
 } sim;
 
 static void sim_send(sim_worker *w, sd_msg *m)
@@ -174,6 +182,38 @@ static const float *sim_zeros(sim *s, size_t n)
     return s->zeros;
 }
 
+/* The packed tensors a text (emb, pool) or unet (lat) worker holds for an
+ * item of this shape: zeros of the real sizes, packed once and reused. */
+static const void *sim_held_blob(sim *s, int role, int64_t cfg, long long width, long long height, size_t *len)
+{
+    for (int i = 0; i < s->nheld; i++)
+        if (s->held[i].role == role && s->held[i].cfg == cfg && s->held[i].width == width &&
+            s->held[i].height == height) {
+            *len = s->held[i].len;
+            return s->held[i].blob;
+        }
+    int64_t es[3] = {cfg, 77, 2048}, ps[2] = {cfg, 1280}, ls[4] = {1, 4, height / 8, width / 8};
+    sd_msg held;
+    sd_error err = {0};
+    memset(&held, 0, sizeof held);
+    sd_status st = role == 0 ? sd_msg_add_tensor(&held, "emb", SD_DTYPE_F32, 3, es,
+                                                 sim_zeros(s, (size_t)(cfg * 77 * 2048)), &err)
+                             : sd_msg_add_tensor(&held, "lat", SD_DTYPE_F32, 4, ls,
+                                                 sim_zeros(s, (size_t)(4 * (height / 8) * (width / 8))), &err);
+    if (st == SD_OK && role == 0)
+        st = sd_msg_add_tensor(&held, "pool", SD_DTYPE_F32, 2, ps, sim_zeros(s, (size_t)(cfg * 1280)), &err);
+    void *blob = NULL;
+    if (st == SD_OK)
+        st = sd_blob_pack(&held, &blob, len, &err);
+    sd_msg_free(&held);
+    if (st != SD_OK)
+        return NULL;
+    int slot = s->nheld < 8 ? s->nheld++ : 7;
+    free(s->held[slot].blob);
+    s->held[slot] = (struct sim_held){role, cfg, width, height, blob, *len};
+    return blob;
+}
+
 /* How long the task's items take: per item (text, final) or per step (unet). */
 static double task_seconds(const sim *s, const sim_worker *w, json_t *items)
 {
@@ -217,30 +257,18 @@ static void sim_finish(sim *s, sim_worker *w)
         int64_t cfg = guidance > 1.0 ? 2 : 1;
         char name[32];
         if (w->role < 2) {
-            /* held for the next stage to fetch, as a real worker does */
-            int64_t es[3] = {cfg, 77, 2048}, ps[2] = {cfg, 1280}, ls[4] = {1, 4, height / 8, width / 8};
-            sd_msg held;
-            memset(&held, 0, sizeof held);
-            if (w->role == 0) {
-                st = sd_msg_add_tensor(&held, "emb", SD_DTYPE_F32, 3, es, sim_zeros(s, (size_t)(cfg * 77 * 2048)),
-                                       &err);
-                if (st == SD_OK)
-                    st = sd_msg_add_tensor(&held, "pool", SD_DTYPE_F32, 2, ps, sim_zeros(s, (size_t)(cfg * 1280)),
-                                           &err);
-            } else {
-                st = sd_msg_add_tensor(&held, "lat", SD_DTYPE_F32, 4, ls,
-                                       sim_zeros(s, (size_t)(4 * (height / 8) * (width / 8))), &err);
-                json_object_set_new(info, "refiner_pending", json_false());
-            }
-            void *blob = NULL;
+            /* held for the next stage to fetch, as a real worker does (the
+             * packed zeros made once per shape: the copies that matter are
+             * the holding and the serving) */
             size_t len = 0;
+            const void *blob = sim_held_blob(s, w->role, cfg, width, height, &len);
             char key[96];
             sd_data_key(key, sizeof key, json_string_value(json_object_get(w->task.hdr, "job")),
                         json_integer_value(json_object_get(it, "idx")));
-            if (st == SD_OK && (st = sd_blob_pack(&held, &blob, &len, &err)) == SD_OK)
-                st = sd_data_server_hold(s->data[w->role], key, blob, len, &err);
-            free(blob);
-            sd_msg_free(&held);
+            st = blob ? sd_data_server_hold(s->data[w->role], key, blob, len, &err)
+                      : sd_fail(&err, SD_ERR_NOMEM, "out of memory");
+            if (w->role == 1)
+                json_object_set_new(info, "refiner_pending", json_false());
             json_object_set_new(info, "held", json_true());
         }
         char key[32];
@@ -473,6 +501,8 @@ sd_status sd_simulate_run(const sd_worker_opts *o, const sd_sim_spec *spec, sd_e
     sd_data_fetcher_free(s.fetcher);
     for (int i = 0; i < s.nimages; i++)
         free(s.images[i].png);
+    for (int i = 0; i < s.nheld; i++)
+        free(s.held[i].blob);
     free(s.zeros);
     free(s.w);
     free(pi);

@@ -23,7 +23,7 @@
 #include "coordinator/cli/client/bench_util.h"
 
 typedef struct {
-    long long unet, text, final, items, steps, width, height, window_s, heartbeat_ms;
+    long long unet, text, final, items, steps, width, height, window_s, heartbeat_ms, procs;
     double step_ms, text_ms, final_ms;
     int zero, json;
     const char *keep;
@@ -34,7 +34,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sdxl bench --simulate [--unet N] [--text N] [--final N] [--items N] [--steps N]\n"
             "                  [--width W] [--height H] [--step-ms MS] [--text-ms MS] [--final-ms MS]\n"
-            "                  [--zero-compute] [--window S] [--heartbeat-ms N] [--json] [--keep DIR]\n\n"
+            "                  [--zero-compute] [--window S] [--heartbeat-ms N] [--procs N] [--json] [--keep DIR]\n\n"
             "Starts a coordinator and N simulated unet workers (10) with text and final workers in the\n"
             "design's ratio (one text worker per 24 unet, one final per 4, unless given), submits a job of\n"
             "--items prompts (2000) at WxH (1024x1024) and --steps (30), and reports images/s against the\n"
@@ -42,13 +42,14 @@ static void usage(FILE *out)
             "and the wait it adds between stages (p50/p99). Compute times default to the H200 figures of\n"
             "bench/RESULTS.md (56 ms a unet step, 3.4 ms a text item, 71 ms a final item); --zero-compute\n"
             "measures the coordinator's ceiling. --window S stops S seconds after the submit returned (a job\n"
-            "larger than the run).\n");
+            "larger than the run). --procs N splits the simulated workers over N processes (1): one\n"
+            "process's single thread, not the coordinator, bounds a large zero-compute fleet.\n");
 }
 
 static int parse(int argc, char **argv, sim_opts *o)
 {
     *o = (sim_opts){.unet = 10, .text = -1, .final = -1, .items = 2000, .steps = 30, .width = 1024, .height = 1024,
-                    .heartbeat_ms = 1000, .step_ms = 56.0, .text_ms = 3.4, .final_ms = 71.0};
+                    .heartbeat_ms = 1000, .procs = 1, .step_ms = 56.0, .text_ms = 3.4, .final_ms = 71.0};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         long long *iv = NULL, lo = 0, hi = 0;
@@ -90,6 +91,8 @@ static int parse(int argc, char **argv, sim_opts *o)
             iv = &o->window_s, lo = 1, hi = 86400;
         else if (!strcmp(a, "--heartbeat-ms"))
             iv = &o->heartbeat_ms, lo = 10, hi = 60000;
+        else if (!strcmp(a, "--procs"))
+            iv = &o->procs, lo = 1, hi = 64;
         else if (!strcmp(a, "--step-ms"))
             dv = &o->step_ms;
         else if (!strcmp(a, "--text-ms"))
@@ -254,11 +257,23 @@ int cmd_bench_simulate(int argc, char **argv)
         cli_errorf("bench", "the coordinator did not start (see %s)", log);
         return 1;
     }
-    snprintf(spec, sizeof spec, "text=%lld@%g,unet=%lld@%g,final=%lld@%g", o.text, o.text_ms, o.unet, o.step_ms,
-             o.final, o.final_ms);
-    char *wargv[] = {worker, "--coordinator", ep, "--simulate", spec, "--heartbeat-ms", hb, NULL};
-    snprintf(log, sizeof log, "%s/workers.log", tmp);
-    pid_t wpid = bench_spawn(wargv, log);
+    /* each process its share of every role, under ids of its own */
+    pid_t wpids[64];
+    int nw = 0;
+    for (long long p = 0; p < o.procs; p++) {
+        long long share[3], all[3] = {o.text, o.unet, o.final};
+        for (int r = 0; r < 3; r++)
+            share[r] = all[r] / o.procs + (p < all[r] % o.procs);
+        if (share[0] + share[1] + share[2] == 0)
+            continue;
+        char prefix[32];
+        snprintf(spec, sizeof spec, "text=%lld@%g,unet=%lld@%g,final=%lld@%g", share[0], o.text_ms, share[1],
+                 o.step_ms, share[2], o.final_ms);
+        snprintf(prefix, sizeof prefix, "sim%lld", p);
+        char *wargv[] = {worker, "--coordinator", ep, "--simulate", spec, "--heartbeat-ms", hb, "--id", prefix, NULL};
+        snprintf(log, sizeof log, "%s/workers-%lld.log", tmp, p);
+        wpids[nw++] = bench_spawn(wargv, log);
+    }
     long long fleet = o.unet + o.text + o.final, registered = 0;
     double t_reg = sd_now_s();
     while (registered < fleet && sd_now_s() - t_reg < 120 && waitpid(cpid, NULL, WNOHANG) == 0) {
@@ -364,6 +379,7 @@ int cmd_bench_simulate(int argc, char **argv)
     if (ideal > 0)
         json_object_set_new(res, "of_ideal", json_real(steady / ideal));
     json_object_set_new(res, "status_seconds", json_real(t_status));
+    json_object_set_new(res, "simulator_processes", json_integer((json_int_t)nw));
     json_object_set_new(res, "after_submit_images_per_second", json_real(after));
     json_object_set_new(res, "coordinator_peak_rss_mb", json_real(rss));
     json_object_set_new(res, "db_mb", json_real(db));
@@ -390,9 +406,11 @@ int cmd_bench_simulate(int argc, char **argv)
     rc = o.window_s || done >= o.items ? 0 : 1;
 out:
     json_decref(res);
-    kill(wpid, SIGTERM);
+    for (int i = 0; i < nw; i++)
+        kill(wpids[i], SIGTERM);
     kill(cpid, SIGTERM);
-    waitpid(wpid, NULL, 0);
+    for (int i = 0; i < nw; i++)
+        waitpid(wpids[i], NULL, 0);
     waitpid(cpid, NULL, 0);
     if (!o.keep) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
