@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "coordinator/broker_internal.h"
 #include "proto/curve.h"
+#include "proto/http_probe.h"
 
 void broker_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void broker_log(const char *fmt, ...)
@@ -189,6 +190,12 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
     b->cancelling = 1; /* a cancel a restart cut short goes on */
     if (st == SD_OK)
         st = setup_socket(b, ctx, err);
+    sd_http_probe *probe = NULL;
+    int http_port = 0;
+    if (st == SD_OK && o->http && (st = sd_http_start(&probe, o->http, o->live_timeout_s, &http_port, err)) == SD_OK) {
+        sd_http_set_ready(probe, 1, NULL); /* its store open, its socket bound: it takes work */
+        broker_log("health probes on http port %d (/healthz, /readyz)", http_port);
+    }
     if (st == SD_OK)
         broker_log("listening on %s, state in %s, heartbeat %d ms", o->bind, o->state_dir, o->heartbeat_ms);
     double last_dispatch = 0;
@@ -197,6 +204,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
         int rc = zmq_poll(&pi, 1, 10);
         /* the turn's writes are one transaction: a fleet's thousand results
          * a second cost a few commits, not a thousand */
+        sd_http_alive(probe);
         if ((st = store_turn_begin(b->store, err)) != SD_OK)
             break;
         b->turn_open = 1;
@@ -253,6 +261,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
     for (int i = 0; i < b->workers_hw; i++)
         json_decref(b->workers[i].release);
     free(b->queue);
+    sd_http_stop(probe);
     store_close(b->store);
     if (b->sock)
         zmq_close(b->sock);

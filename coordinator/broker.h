@@ -17,6 +17,8 @@ typedef struct {
     int max_attempts;      /* 3: failures of the item's own (a worker's FAIL) */
     int max_losses;        /* 10: work lost through no fault of the item (dead, stalled, restarted workers) */
     int hold_grace_ms;     /* a held UNet result waits this long for its gone holder to come back (300000) */
+    const char *http;      /* HOST:PORT for /healthz and /readyz (proto/http_probe.h), or NULL */
+    int live_timeout_s;    /* /healthz fails when the loop has not turned for this long (60) */
     const char *curve_secret_file; /* server secret key (z85), enables CURVE */
     const char *allow_file;        /* allowed client/worker public keys, one z85 per line */
     volatile int *stop;

@@ -12,7 +12,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: sdxl-coordinator --bind ENDPOINT --state DIR [--heartbeat-ms N] [--max-attempts N]\n"
                  "                        [--max-losses N] [--progress-timeout-ms N] [--hold-grace-ms N]\n"
-                 "                        [--curve-secret FILE --allow FILE]\n\n"
+                 "                        [--curve-secret FILE --allow FILE] [--http HOST:PORT]\n\n"
                  "The cluster's broker: workers (sdxl-worker) and clients (sdxl submit/status/...) connect to\n"
                  "ENDPOINT (e.g. tcp://127.0.0.1:5555). Jobs and items live in DIR/coordinator.sqlite, so a\n"
                  "coordinator killed and restarted on the same DIR resumes every unfinished job.\n"
@@ -29,6 +29,9 @@ static void usage(FILE *out)
                  "                     after it died, before the item is made again from its prompt (300000)\n"
                  "  --fault shard:N    test hook: die at step N (1-4) of writing a shard: its temp file\n"
                  "                     created, written, renamed, its first staged file removed\n"
+                 "  --http HOST:PORT   answer health probes over HTTP: /healthz (alive: the loop turns),\n"
+                 "                     /readyz (ready: state open, socket bound); off when not given\n"
+                 "  --live-timeout-s N /healthz fails when the loop has not turned for N s (60)\n"
                  "  --curve-secret F   server secret key (Z85, 40 chars): enables CURVE encryption\n"
                  "  --allow F          public keys (Z85, one per line) of the workers and clients admitted\n"
                  "Without CURVE keys the coordinator only binds to loopback.\n"
@@ -37,7 +40,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .max_losses = 10, .hold_grace_ms = 300000, .stop = &sd_stop_requested};
+    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .max_losses = 10, .hold_grace_ms = 300000, .live_timeout_s = 60, .stop = &sd_stop_requested};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -62,6 +65,11 @@ int main(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--max-losses")) {
             if (sd_parse_int_flag("sdxl-coordinator", a, v, 1, 100000, &o.max_losses))
+                return 2;
+        } else if (!strcmp(a, "--http")) {
+            o.http = v;
+        } else if (!strcmp(a, "--live-timeout-s")) {
+            if (sd_parse_int_flag("sdxl-coordinator", a, v, 1, 86400, &o.live_timeout_s))
                 return 2;
         } else if (!strcmp(a, "--hold-grace-ms")) {
             if (sd_parse_int_flag("sdxl-coordinator", a, v, 0, 86400000, &o.hold_grace_ms))

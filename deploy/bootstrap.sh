@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(make gcc clang libclang-rt-14-dev pkg-config python3
       libjansson-dev libutf8proc-dev libopenblas-openmp-dev libcriterion-dev
       libpng-dev libwebp-dev libjpeg-dev libzmq3-dev libmsgpack-dev libsqlite3-dev
-      iproute2 nftables time zlib1g-dev)
+      iproute2 nftables time zlib1g-dev libmicrohttpd-dev curl)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,13 +2,17 @@
 # The coordinator at fleet size (issue: scale): sdxl bench --simulate over
 #   1. fleets of 10, 100 and 1000 simulated unet workers (text and final in
 #      the design's ratio) with the H200 step times at 1024x1024;
-#   2. the ceiling: no compute, 100 unet workers, 1024x1024 traffic;
+#   2. the ceiling: no compute, 400 workers (200 unet, 100 text, 100 final),
+#      at 64x64 (the coordinator's own work does not depend on the size: the
+#      tensors and images go worker to worker) and at 1024x1024;
 #   3. job sizes 10^4 to 10^7 (no compute, 64x64: the control path), a
 #      60-second window for jobs larger than that.
 # One JSON line per run appended to OUT (bench/sim-runs/DATE.jsonl), then a
 # plot of both series (gnuplot, installed if missing) beside it as SVG.
 #   tests/bench/sim_scaling.sh [OUT.jsonl]
-# SERIES="fleet ceiling jobs" picks series, SIZES="10000 100000" job sizes.
+# SERIES="fleet ceiling jobs" picks series, SIZES="10000 100000" job sizes,
+# SIM_PROCS the simulator processes (4: one thread of one process would bound
+# the fleet before the coordinator does).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-bench/sim-runs/$(date +%F).jsonl}
@@ -18,7 +22,7 @@ bench() { # label args...
     shift
     echo "== $label: sdxl bench --simulate $*" >&2
     local j
-    if j=$(build/bin/sdxl bench --simulate --json "$@"); then
+    if j=$(build/bin/sdxl bench --simulate --json --procs "${SIM_PROCS:-4}" "$@"); then
         python3 -c 'import json, sys; j = json.loads(sys.argv[2]); j["label"] = sys.argv[1]; print(json.dumps(j))' \
             "$label" "$j" | tee -a "$out"
     else
@@ -31,7 +35,10 @@ if [[ $series == *" fleet "* ]]; then
         bench "fleet-$n" --unet "$n" --items $((n * 3 > 500 ? n * 3 : 500))
     done
 fi
-[[ $series == *" ceiling "* ]] && bench "ceiling-1024" --unet 100 --items 2000 --zero-compute
+if [[ $series == *" ceiling "* ]]; then
+    bench "ceiling-64" --unet 200 --text 100 --final 100 --items 10000 --zero-compute --width 64 --height 64
+    bench "ceiling-1024" --unet 200 --text 100 --final 100 --items 4000 --zero-compute
+fi
 if [[ $series == *" jobs "* ]]; then
     for size in ${SIZES:-10000 100000 1000000 10000000}; do
         bench "job-$size" --unet 100 --items "$size" --zero-compute --width 64 --height 64 --window 60

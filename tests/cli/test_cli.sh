@@ -180,6 +180,13 @@ rm -rf "$J"
 no_engine_libs() { ! ldd "$1" | grep -qE 'openblas|cublas|cudart'; }
 check "sdxl (the client) links no OpenBLAS or CUDA" no_engine_libs $BIN/sdxl
 check "sdxl-coordinator links no OpenBLAS or CUDA" no_engine_libs $BIN/sdxl-coordinator
+# a command of a coordinator stays light (issue: under 20 MB; its start time
+# is measured in bench/RESULTS.md, not here)
+under_20mb() { local kb; kb=$(/usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1); [ "$kb" -lt 20480 ] || { echo "peak ${kb} KB"; return 1; }; }
+check "sdxl-worker --help documents --http" out_has "--http HOST:PORT" $BIN/sdxl-worker --help
+check "sdxl-coordinator --help documents --http" out_has "--http HOST:PORT" $BIN/sdxl-coordinator --help
+check "sdxl status --help peaks under 20 MB" under_20mb $BIN/sdxl status --help
+check "sdxl submit --help peaks under 20 MB" under_20mb $BIN/sdxl submit --help
 check "sdxl generate --help lists the parameter table's flags" out_has "--negative-aesthetic-score" $BIN/sdxl generate --help
 check "status against no coordinator fails clearly" out_has "did not answer" env SDXL_COORDINATOR=tcp://127.0.0.1:9 timeout 30 $BIN/sdxl status
 

@@ -469,6 +469,49 @@ scenario_held_latents() {
     kill $COORD
 }
 
+# Health probes (--http): what Kubernetes' httpGet probes and an operator's
+# curl see. /readyz: the coordinator once it serves, a worker once its model
+# is loaded and it is registered (not while its coordinator is gone);
+# /healthz: fails once a worker's loops stop turning (the stall hook).
+http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1"; }
+wait_code() { # code url: within 10 s
+    for _ in $(seq 100); do [ "$(http_code "$2")" = "$1" ] && return 0; sleep 0.1; done
+    echo "$2 answered $(http_code "$2"), not $1"
+    return 1
+}
+scenario_health_probes() {
+    local d=$ROOT/health ep="tcp://127.0.0.1:$(port)" ch wh out
+    mkdir -p "$d"
+    ch=$(port)
+    wh=$(port)
+    printf 'a cat\n' >"$d/prompts.txt"
+    start_coordinator "$d" "$ep" --http "127.0.0.1:$ch"
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u1 --http "127.0.0.1:$wh" --live-timeout-s 2 --fault stall:1
+    local u1=$LAST_WORKER
+    if out="$(wait_code 200 "http://127.0.0.1:$ch/healthz")$(wait_code 200 "http://127.0.0.1:$ch/readyz")$(wait_code 200 "http://127.0.0.1:$wh/readyz")$(wait_code 200 "http://127.0.0.1:$wh/healthz")" &&
+        [ "$(http_code "http://127.0.0.1:$ch/metrics-nope")" = 404 ]; then
+        ok "the coordinator and a registered worker answer /healthz and /readyz with 200; an unknown path 404"
+    else bad "probes of a healthy cluster" "$out"; fi
+    $BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --steps 4 --coordinator "$ep" >/dev/null
+    if out=$(wait_code 503 "http://127.0.0.1:$wh/healthz") && curl -s "http://127.0.0.1:$wh/healthz" | grep -q "has not turned"; then
+        ok "a worker stalled in its compute loop fails /healthz (503, saying why) once --live-timeout-s passed"
+    else bad "stalled worker's probe" "$out"; fi
+    kill -9 $u1
+    start_worker "$d" "$ep" unet u2 --http "127.0.0.1:$wh"
+    wait_code 200 "http://127.0.0.1:$wh/readyz" >/dev/null
+    kill -9 $COORD
+    if out=$(wait_code 503 "http://127.0.0.1:$wh/readyz") && curl -s "http://127.0.0.1:$wh/readyz" | grep -q "coordinator" &&
+        [ "$(http_code "http://127.0.0.1:$wh/healthz")" = 200 ]; then
+        ok "with its coordinator gone a worker is not ready (503, saying why) but still alive"
+    else bad "worker readiness without a coordinator" "$out"; fi
+    out=$($BIN/sdxl-worker --coordinator "$ep" --role text --model "$M" --http nonsense 2>&1)
+    local rc=$?
+    if [ $rc = 1 ] && echo "$out" | grep -q -- "--http nonsense"; then
+        ok "a bad --http value is refused, naming it"
+    else bad "bad --http" "rc $rc: $out"; fi
+}
+
 # A simulated fleet (sdxl-worker --simulate: real messages and tensor sizes,
 # no model) of 60 workers in one process, through `sdxl bench --simulate`:
 # the bench's count is the truth (every item done exactly once, each image
@@ -802,7 +845,7 @@ scenario_full_disk() {
 }
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents health_probes simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
 echo "cluster: $pass passed, $fail failed"

@@ -15,7 +15,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sdxl-worker --coordinator ENDPOINT --role text|unet|final --model DIR [--refiner DIR]\n"
             "                   [--device cpu|cuda:N] [--dtype f16|bf16] [--capacity N] [--variant fp16]\n"
-            "                   [--id NAME] [--heartbeat-ms N] [--hold N] [--spool DIR]\n"
+            "                   [--id NAME] [--heartbeat-ms N] [--hold N] [--spool DIR] [--http HOST:PORT]\n"
             "                   [--cfg-split batch | --cfg-split nccl --cfg-peer ENDPOINT --cfg-rank 0|1]\n"
             "                   [--curve-server-key F --curve-secret F --curve-public F]\n"
             "       sdxl-worker --coordinator ENDPOINT --simulate ROLE=COUNT[@MS],... [--id PREFIX] [--capacity N]\n\n"
@@ -34,6 +34,10 @@ static void usage(FILE *out)
             "                      worker restarted with the same --id and --spool serves them again\n"
             "                      (default /var/tmp/sdxl-spool-UID/ID, removed at exit when --id is not\n"
             "                      given; files older than a day are removed at start)\n"
+            "  --http HOST:PORT    answer health probes over HTTP: /healthz (alive: its loop or its compute\n"
+            "                      loop turned within --live-timeout-s; alive while the model loads),\n"
+            "                      /readyz (ready: model loaded and registered with the coordinator)\n"
+            "  --live-timeout-s N  see --http (300: a CPU may take minutes per step)\n"
             "  --cfg-split batch   both guidance halves as one batch of 2 on this device (default)\n"
             "  --cfg-split nccl    a unet worker pair, one guidance half each, exchanging noise\n"
             "                      predictions every step: rank 0 (the unconditional half) binds\n"
@@ -61,7 +65,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     static char default_id[96];
-    sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .hold = 256, .die_at_step = -1,
+    sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .hold = 256, .live_timeout_s = 300, .die_at_step = -1,
                         .stall_at_step = -1, .freeze_at_step = -1, .cfg_timeout_ms = 300000, .dtype = SD_DTYPE_COUNT, .stop = &sd_stop_requested};
     int split_pair = 0, rank_given = 0;
     const char *simulate = NULL;
@@ -95,6 +99,11 @@ int main(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--hold")) {
             if (sd_parse_int_flag("sdxl-worker", a, v, 1, 1000000, &o.hold))
+                return 2;
+        } else if (!strcmp(a, "--http")) {
+            o.http = v;
+        } else if (!strcmp(a, "--live-timeout-s")) {
+            if (sd_parse_int_flag("sdxl-worker", a, v, 1, 86400, &o.live_timeout_s))
                 return 2;
         } else if (!strcmp(a, "--spool")) {
             o.spool = v;

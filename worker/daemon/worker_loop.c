@@ -18,6 +18,7 @@
 #include "common/hashmap.h"
 #include "common/model_identity.h"
 #include "proto/curve.h"
+#include "proto/http_probe.h"
 #include "proto/message.h"
 #include "proto/monitor.h"
 #include "proto/tensor_blob.h"
@@ -58,6 +59,7 @@ typedef struct {
     int froze;         /* the freeze fault hook has fired (it fires once) */
     sd_direct_out direct; /* a final worker: may it write the job's images (write_outputs) */
     sd_data_fetcher *fetcher; /* a unet or final worker's connections to the holders of its inputs */
+    sd_http_probe *probe;     /* --http: /healthz and /readyz, or NULL */
 } worker;
 
 static void wlog(const worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -106,6 +108,9 @@ static void send_register(worker *w)
  * while this worker computed. */
 static void register_again(worker *w)
 {
+    if (w->registered)
+        sd_http_set_ready(w->probe, 0, "registering again with the coordinator (it went silent or lost us)");
+    w->registered = 0;
     if (sd_now_s() - w->last_register >= w->o->heartbeat_ms / 1000.0)
         send_register(w);
 }
@@ -172,6 +177,7 @@ static void on_step(void *user, const char *stage, int step, int steps)
     }
     if (sd_now_s() - w->last_sent >= w->o->heartbeat_ms / 1000.0 / 2)
         heartbeat(w);
+    sd_http_alive(w->probe); /* the compute loop turns */
 }
 
 /* the engine's CFG split hook over this worker's pair */
@@ -562,7 +568,9 @@ static sd_status follow(worker *w, sd_error *err)
 {
     wlog(w, "following the cfg pair's leader at %s (predictions over %s)", w->o->cfg_peer,
          sd_cfg_pair_transport(w->pair));
+    sd_http_set_ready(w->probe, 1, NULL); /* its leader serves the coordinator */
     while (!*w->o->stop) {
+        sd_http_alive(w->probe);
         if (!sd_cfg_pair_poll(w->pair, 100)) {
             if (sd_cfg_pair_peer_gone(w->pair))
                 return sd_fail(err, SD_ERR_IO, "the cfg pair's leader disconnected: stopping (restart both workers)");
@@ -704,7 +712,15 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         r = (uint64_t)getpid() * 0x9E3779B97F4A7C15ull ^ (uint64_t)time(NULL);
     snprintf(w->session, sizeof w->session, "%016llx", (unsigned long long)r);
     int stages = !strcmp(o->role, "text") ? SD_STAGE_TEXT : !strcmp(o->role, "unet") ? SD_STAGE_UNET : SD_STAGE_FINAL;
-    sd_status st = sd_stage_backends_open(&w->sb, o->device, o->dtype, stages, err);
+    /* first: an engine probing it sees it alive while the model loads */
+    sd_status st = SD_OK;
+    int http_port = 0;
+    if (o->http && (st = sd_http_start(&w->probe, o->http, o->live_timeout_s, &http_port, err)) == SD_OK) {
+        sd_http_set_ready(w->probe, 0, "loading the model");
+        wlog(w, "health probes on http port %d (/healthz, /readyz)", http_port);
+    }
+    if (st == SD_OK)
+        st = sd_stage_backends_open(&w->sb, o->device, o->dtype, stages, err);
     w->be = w->sb.be;
     if (st == SD_OK)
         st = sd_pipeline_load(&w->p, w->sb.be, w->sb.vae_be, o->model, o->refiner, o->variant, stages, err);
@@ -749,6 +765,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     if (st == SD_OK && !following) {
         wlog(w, "%s worker on %s, model %s, capacity %d, cfg split %s", o->role, sd_backend_name(w->be), w->identity,
              o->capacity, w->pair ? sd_cfg_pair_transport(w->pair) : "batch");
+        sd_http_set_ready(w->probe, 0, "not registered with the coordinator yet");
         send_register(w);
         alive_started = pthread_create(&alive_th, NULL, alive_thread, &alive) == 0;
         if (!alive_started) {
@@ -757,6 +774,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         }
     }
     while (st == SD_OK && !following && !*o->stop) {
+        sd_http_alive(w->probe);
         zmq_pollitem_t pi = {w->sock, 0, ZMQ_POLLIN, 0};
         int got = zmq_poll(&pi, 1, 50) > 0 && (pi.revents & ZMQ_POLLIN);
         if (curve_refused(w, err)) {
@@ -784,8 +802,10 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
                     json_t *tid = json_object_get(m.hdr, "task_id");
                     if (json_is_integer(tid) && json_integer_value(tid) == w->outbox_task)
                         outbox_clear(w); /* confirmed */
-                    if (json_is_true(json_object_get(m.hdr, "registered")))
+                    if (json_is_true(json_object_get(m.hdr, "registered"))) {
                         w->registered = 1, w->refused_since = 0;
+                        sd_http_set_ready(w->probe, 1, NULL);
+                    }
                     if (json_is_true(json_object_get(m.hdr, "registered")) && w->outbox_task) {
                         sd_error rerr = {0};
                         wlog(w, "sending the result of task %lld again", w->outbox_task);
@@ -831,6 +851,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     sd_cfg_pair_close(w->pair);
     sd_data_server_stop(w->data);
     sd_data_fetcher_free(w->fetcher);
+    sd_http_stop(w->probe);
     /* a spool under a process-made id: no later process can serve it */
     if (w->spool[0] && o->spool_is_own)
         sd_data_spool_remove(w->spool);

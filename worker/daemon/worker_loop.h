@@ -14,6 +14,8 @@ typedef struct {
     int hold; /* a text or unet worker: outputs held in memory for their consumers at most (data_plane.h) */
     const char *spool; /* a unet worker's spool folder (NULL: /var/tmp/sdxl-spool-UID/ID) */
     int spool_is_own;  /* the id was made for this process: its spool is removed at exit */
+    const char *http;  /* HOST:PORT for /healthz and /readyz (proto/http_probe.h), or NULL */
+    int live_timeout_s; /* /healthz fails when neither its loop nor its compute loop turned for this long */
     sd_dtype dtype; /* SD_DTYPE_COUNT: the device's default (engine/pipeline/stage_backends.h) */
     /* fault hooks for the cluster tests, at this denoising step (-1 off):
      * die (SIGKILL itself), stall (alive but no progress: hang without task

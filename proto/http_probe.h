@@ -1,0 +1,25 @@
+/* http_probe.h - a process's HTTP endpoint (--http HOST:PORT) for the
+ * engines that place it: liveness at /healthz, readiness at /readyz, served
+ * by libmicrohttpd on a thread of its own. The process only keeps two
+ * facts up to date (sd_http_alive: its loop turned; sd_http_set_ready: it
+ * can take work), so a probe never touches its state. A probe answers 200
+ * "ok" or 503 with the reason, as Kubernetes' httpGet probes expect. */
+#ifndef SDXL_PROTO_HTTP_PROBE_H
+#define SDXL_PROTO_HTTP_PROBE_H
+
+#include "common/error.h"
+
+typedef struct sd_http_probe sd_http_probe;
+
+/* Serves on addr ("HOST:PORT"; HOST an IPv4 or IPv6 address, "*" or empty
+ * for every address, PORT 0 for a free one: *port_out says which). live_s:
+ * once it has been ready, /healthz fails when the loop has not turned for
+ * that long (before, answering at all is alive: a model may load for minutes). */
+sd_status sd_http_start(sd_http_probe **out, const char *addr, double live_s, int *port_out, sd_error *err);
+/* The process's loop (or its compute loop) is turning. Thread-safe. */
+void sd_http_alive(sd_http_probe *p);
+/* Ready (1) or not, and why not (copied). Thread-safe. */
+void sd_http_set_ready(sd_http_probe *p, int ready, const char *why);
+void sd_http_stop(sd_http_probe *p);
+
+#endif
