@@ -24,7 +24,7 @@ CFLAGS_BASE += $(shell pkg-config --cflags jansson libutf8proc 2>/dev/null)
 # the bench compares against our own sgemm.
 OPENBLAS_DIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS ?= $(if $(wildcard $(OPENBLAS_DIR)/libopenblas.so),openblas,none)
-LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lzmq -lmsgpackc -lsqlite3 -lz -lmicrohttpd
+LIBS := -ljansson -lutf8proc -lpng -lwebp -ljpeg -lzmq -lmsgpackc -lsqlite3 -lz -lmicrohttpd -lsystemd
 ifeq ($(BLAS),none)
 CFLAGS_BASE += -DSDXL_NO_BLAS=1
 $(info sdxl: OpenBLAS: not used (BLAS=none or not found): bench-gemm_cpu has no peer)

@@ -11,6 +11,7 @@
 #include <zmq.h>
 
 #include "common/clock.h"
+#include "common/service_notify.h"
 #include "coordinator/broker_internal.h"
 #include "proto/curve.h"
 #include "proto/http_probe.h"
@@ -196,8 +197,12 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
         sd_http_set_ready(probe, 1, NULL); /* its store open, its socket bound: it takes work */
         broker_log("health probes on http port %d (/healthz, /readyz)", http_port);
     }
-    if (st == SD_OK)
+    if (st == SD_OK) {
         broker_log("listening on %s, state in %s, heartbeat %d ms", o->bind, o->state_dir, o->heartbeat_ms);
+        char status[400];
+        snprintf(status, sizeof status, "serving on %s, state in %s", o->bind, o->state_dir);
+        sd_service_ready(status);
+    }
     double last_dispatch = 0;
     while (st == SD_OK && !*o->stop) {
         zmq_pollitem_t pi = {b->sock, 0, ZMQ_POLLIN, 0};
@@ -205,6 +210,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
         /* the turn's writes are one transaction: a fleet's thousand results
          * a second cost a few commits, not a thousand */
         sd_http_alive(probe);
+        sd_service_watchdog();
         if ((st = store_turn_begin(b->store, err)) != SD_OK)
             break;
         b->turn_open = 1;
@@ -258,6 +264,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
         }
         flush_queue(b);
     }
+    sd_service_stopping();
     for (int i = 0; i < b->workers_hw; i++)
         json_decref(b->workers[i].release);
     free(b->queue);

@@ -1,12 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages sdxl needs to build and test, when missing.
 # Safe to run repeatedly: it only calls apt-get when something is absent.
-# Run as root (or with sudo available) on Debian 12.
+# Run as root (or with sudo available) on Debian 12. Extra groups a test
+# needs are named as arguments: `deploy/bootstrap.sh slurm` adds Slurm and
+# munge (tests/deploy/test_slurm.sh), `k8s` what tests/deploy/test_k8s.sh needs.
 set -euo pipefail
 pkgs=(make gcc clang libclang-rt-14-dev pkg-config python3
       libjansson-dev libutf8proc-dev libopenblas-openmp-dev libcriterion-dev
       libpng-dev libwebp-dev libjpeg-dev libzmq3-dev libmsgpack-dev libsqlite3-dev
-      iproute2 nftables time zlib1g-dev libmicrohttpd-dev curl)
+      iproute2 nftables time zlib1g-dev libmicrohttpd-dev curl
+      libsystemd-dev systemd)
+for extra in "$@"; do
+    case $extra in
+    slurm) pkgs+=(slurm-wlm munge) ;;
+    k8s) pkgs+=(python3-venv) ;; # tests/deploy/test_k8s.sh: its validators come from PyPI into a venv
+    *) echo "bootstrap: unknown group '$extra' (slurm, k8s)" >&2; exit 2 ;;
+    esac
+done
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

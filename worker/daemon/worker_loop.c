@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/hashmap.h"
+#include "common/service_notify.h"
 #include "common/model_identity.h"
 #include "proto/curve.h"
 #include "proto/http_probe.h"
@@ -108,8 +109,10 @@ static void send_register(worker *w)
  * while this worker computed. */
 static void register_again(worker *w)
 {
-    if (w->registered)
+    if (w->registered) {
         sd_http_set_ready(w->probe, 0, "registering again with the coordinator (it went silent or lost us)");
+        sd_service_status("registering again with the coordinator (it went silent or lost us)");
+    }
     w->registered = 0;
     if (sd_now_s() - w->last_register >= w->o->heartbeat_ms / 1000.0)
         send_register(w);
@@ -154,6 +157,13 @@ static void heartbeat(worker *w)
     send_simple(w, "HEARTBEAT", w->task_id ? json_pack("{s:I}", "task_id", (json_int_t)w->task_id) : NULL);
 }
 
+/* its loops turn: what liveness probes and systemd's watchdog ask */
+static void loops_turn(worker *w)
+{
+    sd_http_alive(w->probe);
+    sd_service_watchdog();
+}
+
 /* between denoising steps: heartbeat, and the fault hooks */
 static void on_step(void *user, const char *stage, int step, int steps)
 {
@@ -177,7 +187,7 @@ static void on_step(void *user, const char *stage, int step, int steps)
     }
     if (sd_now_s() - w->last_sent >= w->o->heartbeat_ms / 1000.0 / 2)
         heartbeat(w);
-    sd_http_alive(w->probe); /* the compute loop turns */
+    loops_turn(w); /* the compute loop turns */
 }
 
 /* the engine's CFG split hook over this worker's pair */
@@ -569,8 +579,9 @@ static sd_status follow(worker *w, sd_error *err)
     wlog(w, "following the cfg pair's leader at %s (predictions over %s)", w->o->cfg_peer,
          sd_cfg_pair_transport(w->pair));
     sd_http_set_ready(w->probe, 1, NULL); /* its leader serves the coordinator */
+    sd_service_ready("following its cfg pair's leader");
     while (!*w->o->stop) {
-        sd_http_alive(w->probe);
+        loops_turn(w);
         if (!sd_cfg_pair_poll(w->pair, 100)) {
             if (sd_cfg_pair_peer_gone(w->pair))
                 return sd_fail(err, SD_ERR_IO, "the cfg pair's leader disconnected: stopping (restart both workers)");
@@ -774,7 +785,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         }
     }
     while (st == SD_OK && !following && !*o->stop) {
-        sd_http_alive(w->probe);
+        loops_turn(w);
         zmq_pollitem_t pi = {w->sock, 0, ZMQ_POLLIN, 0};
         int got = zmq_poll(&pi, 1, 50) > 0 && (pi.revents & ZMQ_POLLIN);
         if (curve_refused(w, err)) {
@@ -805,6 +816,10 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
                     if (json_is_true(json_object_get(m.hdr, "registered"))) {
                         w->registered = 1, w->refused_since = 0;
                         sd_http_set_ready(w->probe, 1, NULL);
+                        char status[300];
+                        snprintf(status, sizeof status, "registered with %s as %s (%s)", w->o->coordinator,
+                                 w->o->worker_id, w->o->role);
+                        sd_service_ready(status);
                     }
                     if (json_is_true(json_object_get(m.hdr, "registered")) && w->outbox_task) {
                         sd_error rerr = {0};
@@ -852,6 +867,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     sd_data_server_stop(w->data);
     sd_data_fetcher_free(w->fetcher);
     sd_http_stop(w->probe);
+    sd_service_stopping();
     /* a spool under a process-made id: no later process can serve it */
     if (w->spool[0] && o->spool_is_own)
         sd_data_spool_remove(w->spool);
