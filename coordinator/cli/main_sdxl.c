@@ -25,6 +25,7 @@ static const struct {
     {"results", cmd_results, "list the finished items of a job"},
     {"workers", cmd_workers, "the workers a coordinator knows (--json)"},
     {"bench", cmd_bench, "throughput of a cluster on a synthetic job (--local starts one)"},
+    {"curve-keys", cmd_curve_keys, "write CURVE key pairs for a coordinator, its workers and clients"},
     {"inspect", NULL, "list a diffusers model folder's components, sizes and configs"},
     {"tokenize", NULL, "print the CLIP token ids of prompts"},
     {"eval", NULL, "run one network forward on safetensors inputs (text, unet, vae-decode, vae-encode)"},

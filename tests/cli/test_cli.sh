@@ -185,6 +185,12 @@ check "sdxl-coordinator links no OpenBLAS or CUDA" no_engine_libs $BIN/sdxl-coor
 under_20mb() { local kb; kb=$(/usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1); [ "$kb" -lt 20480 ] || { echo "peak ${kb} KB"; return 1; }; }
 check "sdxl-worker --help documents --http" out_has "--http HOST:PORT" $BIN/sdxl-worker --help
 check "sdxl-coordinator --help documents --http" out_has "--http HOST:PORT" $BIN/sdxl-coordinator --help
+K=$(mktemp -d)
+keys_ok() { $BIN/sdxl curve-keys "$K/k" server client && [ "$(stat -c %a "$K/k/server.secret")" = 600 ] &&
+    [ "$(wc -c <"$K/k/client.public")" = 40 ] && ! cmp -s "$K/k/server.public" "$K/k/client.public"; }
+check "sdxl curve-keys writes distinct 40-character key pairs, secrets 0600" keys_ok
+check "sdxl curve-keys never overwrites a key" out_has "never overwritten" $BIN/sdxl curve-keys "$K/k" server
+rm -rf "$K"
 check "sdxl status --help peaks under 20 MB" under_20mb $BIN/sdxl status --help
 check "sdxl submit --help peaks under 20 MB" under_20mb $BIN/sdxl submit --help
 check "sdxl generate --help lists the parameter table's flags" out_has "--negative-aesthetic-score" $BIN/sdxl generate --help
