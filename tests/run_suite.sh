@@ -6,7 +6,7 @@
 #   4. CLI checks of the built binaries, the cluster tests (coordinator and
 #      workers on loopback: killed, stopped, restarted; garbage; CURVE) and a
 #      short fault campaign (kills, pauses, partitions, loss and delay between
-#      network namespaces);
+#      network namespaces); the deploy checks (systemd units and sd_notify);
 #   5. the tokenizer speed floor (20,000 prompts/s on one core).
 # Ends with one line "N passed, N failed" (every Criterion test, CLI check and
 # stage counted once); exit status 0 only when nothing failed.
@@ -100,6 +100,32 @@ if [ -n "$cl" ]; then
 else
     stage_fail "cluster tests printed no summary"
 fi
+
+echo "[suite] deploy checks (systemd units, the notification protocol)"
+dp_log=$(mktemp "$RUN_TMP/deploy-XXXXXX")
+BIN=build/bin timeout 300 tests/deploy/test_deploy.sh | tee "$dp_log"
+dp=$(grep '^deploy:' "$dp_log" | tail -1)
+rm -f "$dp_log"
+if [ -n "$dp" ]; then
+    passed=$((passed + $(sed -E 's/deploy: ([0-9]+) passed.*/\1/' <<<"$dp")))
+    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$dp")))
+else
+    stage_fail "deploy checks printed no summary"
+fi
+
+for t in k8s slurm; do
+    echo "[suite] deploy: $t (tests/deploy/test_$t.sh)"
+    t_log=$(mktemp "$RUN_TMP/$t-XXXXXX")
+    BIN=build/bin timeout 600 "tests/deploy/test_$t.sh" | tee "$t_log"
+    line=$(grep "^$t:" "$t_log" | tail -1)
+    rm -f "$t_log"
+    if [ -n "$line" ]; then
+        passed=$((passed + $(sed -E "s/$t: ([0-9]+) passed.*/\\1/" <<<"$line")))
+        failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
+    else
+        stage_fail "tests/deploy/test_$t.sh printed no summary"
+    fi
+done
 
 echo "[suite] fault campaign (tests/cluster/chaos: 12 process and network faults; make chaos TRIALS=N for a long one)"
 if timeout 600 python3 tests/cluster/chaos/chaos.py --bin build/bin --model build/models/sdxl-tiny-random --trials 12 \
