@@ -77,55 +77,30 @@ fi
 echo "[suite] fuzzing ${FUZZ_SECONDS}s per target"
 if tests/fuzz/run_fuzz.sh "$FUZZ_SECONDS"; then stage_ok "fuzz"; else stage_fail "fuzz"; fi
 
-echo "[suite] CLI checks"
-cli_log=$(mktemp "$RUN_TMP/cli-XXXXXX")
-BIN=build/bin tests/cli/test_cli.sh | tee "$cli_log"
-cli=$(grep '^cli:' "$cli_log" | tail -1)
-rm -f "$cli_log"
-if [ -n "$cli" ]; then
-    passed=$((passed + $(sed -E 's/cli: ([0-9]+) passed.*/\1/' <<<"$cli")))
-    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$cli")))
-else
-    stage_fail "CLI checks printed no summary"
-fi
-
-echo "[suite] cluster tests (loopback, tiny model)"
-cl_log=$(mktemp "$RUN_TMP/cluster-XXXXXX")
-BIN=build/bin timeout 600 tests/cluster/test_cluster.sh | tee "$cl_log"
-cl=$(grep '^cluster:' "$cl_log" | tail -1)
-rm -f "$cl_log"
-if [ -n "$cl" ]; then
-    passed=$((passed + $(sed -E 's/cluster: ([0-9]+) passed.*/\1/' <<<"$cl")))
-    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$cl")))
-else
-    stage_fail "cluster tests printed no summary"
-fi
-
-echo "[suite] deploy checks (systemd units, the notification protocol)"
-dp_log=$(mktemp "$RUN_TMP/deploy-XXXXXX")
-BIN=build/bin timeout 300 tests/deploy/test_deploy.sh | tee "$dp_log"
-dp=$(grep '^deploy:' "$dp_log" | tail -1)
-rm -f "$dp_log"
-if [ -n "$dp" ]; then
-    passed=$((passed + $(sed -E 's/deploy: ([0-9]+) passed.*/\1/' <<<"$dp")))
-    failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$dp")))
-else
-    stage_fail "deploy checks printed no summary"
-fi
-
-for t in k8s slurm; do
-    echo "[suite] deploy: $t (tests/deploy/test_$t.sh)"
-    t_log=$(mktemp "$RUN_TMP/$t-XXXXXX")
-    BIN=build/bin timeout 600 "tests/deploy/test_$t.sh" | tee "$t_log"
-    line=$(grep "^$t:" "$t_log" | tail -1)
-    rm -f "$t_log"
+# Runs a test script that ends with "NAME: N passed, N failed" and adds its counts.
+run_counted() { # name seconds command...
+    local name=$1 limit=$2 log line
+    shift 2
+    log=$(mktemp "$RUN_TMP/$name-XXXXXX")
+    BIN=build/bin timeout "$limit" "$@" | tee "$log"
+    line=$(grep "^$name:" "$log" | tail -1)
+    rm -f "$log"
     if [ -n "$line" ]; then
-        passed=$((passed + $(sed -E "s/$t: ([0-9]+) passed.*/\\1/" <<<"$line")))
-        failed=$((failed + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
+        passed=$((passed + $(sed -E "s/^$name: ([0-9]+) passed.*/\\1/" <<<"$line")))
+        failed=$((failed + $(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")))
     else
-        stage_fail "tests/deploy/test_$t.sh printed no summary"
+        stage_fail "$* printed no summary"
     fi
-done
+}
+
+echo "[suite] CLI checks"
+run_counted cli 600 tests/cli/test_cli.sh
+echo "[suite] cluster tests (loopback, tiny model)"
+run_counted cluster 600 tests/cluster/test_cluster.sh
+echo "[suite] deploy checks: systemd units and their notifications, Kubernetes manifests, a real Slurm"
+run_counted deploy 300 tests/deploy/test_deploy.sh
+run_counted k8s 600 tests/deploy/test_k8s.sh
+run_counted slurm 600 tests/deploy/test_slurm.sh
 
 echo "[suite] fault campaign (tests/cluster/chaos: 12 process and network faults; make chaos TRIALS=N for a long one)"
 if timeout 600 python3 tests/cluster/chaos/chaos.py --bin build/bin --model build/models/sdxl-tiny-random --trials 12 \

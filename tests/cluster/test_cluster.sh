@@ -10,8 +10,8 @@ M=build/models/sdxl-tiny-random
 HB=300
 # several workers share 2 cores here: one OpenMP thread each keeps them fair
 export OMP_NUM_THREADS=1
-pass=0
-fail=0
+NAME=cluster
+. tests/script_util.sh
 ROOT=$(mktemp -d /tmp/sdxl-cluster-XXXXXX)
 PIDS=()
 cleanup() {
@@ -21,12 +21,6 @@ cleanup() {
     [ -n "${KEEP:-}" ] && echo "kept $ROOT" || rm -rf "$ROOT"
 }
 trap cleanup EXIT
-ok() { pass=$((pass + 1)); echo "  ok   $1"; }
-# a failing check shows its diagnostics: the first 60 lines (the command's own
-# output comes first, logs after)
-bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | head -60 | sed 's/^/       /'; }
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 start_coordinator() { # dir endpoint [extra args]
     local d=$1 ep=$2
@@ -848,5 +842,4 @@ scenario_full_disk() {
 for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents health_probes simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
-echo "cluster: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

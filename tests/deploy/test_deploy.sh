@@ -8,8 +8,8 @@ set -u
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-build/bin}
 M=build/models/sdxl-tiny-random
-pass=0
-fail=0
+NAME=deploy
+. tests/script_util.sh
 ROOT=$(mktemp -d /tmp/sdxl-deploy-XXXXXX)
 PIDS=()
 cleanup() {
@@ -18,9 +18,6 @@ cleanup() {
     rm -rf "$ROOT"
 }
 trap cleanup EXIT
-ok() { pass=$((pass + 1)); echo "  ok   $1"; }
-bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | head -40 | sed 's/^/       /'; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # the units as shipped, their binaries pointed at this build's
 for unit in sdxl-coordinator.service sdxl-worker@.service; do
@@ -78,5 +75,4 @@ if has coord "STOPPING=1"; then
     ok "the coordinator sends STOPPING=1 when told to stop"
 else bad "coordinator stopping" "$(cat "$ROOT/coord.notify")"; fi
 
-echo "deploy: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish

@@ -8,11 +8,8 @@
 # at /var/tmp/sdxl-k8s-venv. Ends with "k8s: N passed, N failed".
 set -u
 cd "$(dirname "$0")/../.."
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "  ok   $1"; }
-bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | head -40 | sed 's/^/       /'; }
-finish() { echo "k8s: $pass passed, $fail failed"; [ "$fail" = 0 ]; exit; }
+NAME=k8s
+. tests/script_util.sh
 deploy/bootstrap.sh k8s >/dev/null || { bad "bootstrap k8s"; finish; }
 VENV=/var/tmp/sdxl-k8s-venv
 (

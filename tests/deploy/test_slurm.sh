@@ -11,11 +11,8 @@ set -u
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-build/bin}
 M=$PWD/build/models/sdxl-tiny-random
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "  ok   $1"; }
-bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | head -60 | sed 's/^/       /'; }
-finish() { echo "slurm: $pass passed, $fail failed"; [ "$fail" = 0 ]; exit; }
+NAME=slurm
+. tests/script_util.sh
 deploy/bootstrap.sh slurm >/dev/null || { bad "bootstrap slurm (slurm-wlm, munge)"; finish; }
 
 ROOT=$(mktemp -d /tmp/sdxl-slurm-XXXXXX)
@@ -33,14 +30,13 @@ cleanup() {
     [ -n "${KEEP:-}" ] && echo "kept $ROOT" || rm -rf "$ROOT"
 }
 trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # munge: its own key, socket and files under ROOT
 dd if=/dev/urandom bs=1 count=1024 of="$ROOT/munge.key" 2>/dev/null
 chmod 400 "$ROOT/munge.key"
 mkdir -m 700 "$ROOT/munge"
 munged --force --key-file="$ROOT/munge.key" --socket="$ROOT/munge/socket" --pid-file="$ROOT/munge/pid" \
-    --log-file="$ROOT/munge/log" --seed-file="$ROOT/munge/seed" --foreground &
+    --log-file="$ROOT/munge/log" --seed-file="$ROOT/munge/seed" --foreground >>"$ROOT/munge/out" 2>&1 &
 DAEMONS+=($!)
 for _ in $(seq 50); do [ -S "$ROOT/munge/socket" ] && break; sleep 0.1; done
 
@@ -105,7 +101,7 @@ else bad "slurm did not come up" "$(sinfo -N 2>&1; tail -n 5 "$ROOT/ctld.log" "$
 # the cluster: 2 nodes x 2 GPUs = 1 text, 2 unet, 1 final
 RUN=$ROOT/run
 JOB=$(sbatch --parsable -N 2 --gpus-per-node=2 -o "$ROOT/batch.out" deploy/slurm/sdxl-cluster.sbatch \
-    --model "$M" --dir "$RUN" --device cpu --bin "$PWD/$BIN" --port "$(port)")
+    --model "$M" --dir "$RUN" --device cpu --bin "$PWD/$BIN" --port "$(port)" --spool "$ROOT/spool")
 for _ in $(seq 300); do [ -f "$RUN/env" ] && break; sleep 0.2; done
 if [ -f "$RUN/env" ] && grep -q "1 text, 2 unet, 1 final workers on 2 nodes" "$ROOT/batch.out"; then
     ok "sbatch --parsable: job $JOB publishes its endpoint and keys; 1 text, 2 unet, 1 final worker by the stage ratios"
