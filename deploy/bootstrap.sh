@@ -3,7 +3,8 @@
 # Safe to run repeatedly: it only calls apt-get when something is absent.
 # Run as root (or with sudo available) on Debian 12. Extra groups a test
 # needs are named as arguments: `deploy/bootstrap.sh slurm` adds Slurm and
-# munge (tests/deploy/test_slurm.sh), `k8s` what tests/deploy/test_k8s.sh needs.
+# munge (tests/deploy/test_slurm.sh), `k8s` and `container` what
+# tests/deploy/test_k8s.sh and test_container.sh need.
 set -euo pipefail
 pkgs=(make gcc clang libclang-rt-14-dev pkg-config python3
       libjansson-dev libutf8proc-dev libopenblas-openmp-dev libcriterion-dev
@@ -14,7 +15,8 @@ for extra in "$@"; do
     case $extra in
     slurm) pkgs+=(slurm-wlm munge) ;;
     k8s) pkgs+=(python3-venv) ;; # tests/deploy/test_k8s.sh: its validators come from PyPI into a venv
-    *) echo "bootstrap: unknown group '$extra' (slurm, k8s)" >&2; exit 2 ;;
+    container) pkgs+=(docker.io mmdebstrap) ;;
+    *) echo "bootstrap: unknown group '$extra' (slurm, k8s, container)" >&2; exit 2 ;;
     esac
 done
 missing=()
