@@ -151,5 +151,22 @@ done
 if [ $gone = 1 ] && grep -q "stopping" "$ROOT/batch.out"; then
     ok "told to stop (RUN/stop), the batch script ends and its allocation with it"
 else bad "the cluster did not stop" "$(squeue 2>&1; tail -3 "$ROOT/batch.out")"; fi
+# a run given its job list, with the unet workers as a CFG pair (two fake
+# GPUs of one node, one step of two tasks): it submits, waits, and ends
+RUN2=$ROOT/run2
+printf '%s\n' "$ROOT/prompts.txt --out $ROOT/out2 --layout files --steps 3" >"$ROOT/jobs.txt"
+JOB=$(sbatch --parsable -N 2 --gpus-per-node=2 -o "$ROOT/batch2.out" deploy/slurm/sdxl-cluster.sbatch \
+    --model "$M" --dir "$RUN2" --device cpu --bin "$PWD/$BIN" --port "$(port)" --spool "$ROOT/spool2" --cfg-pairs \
+    --jobs "$ROOT/jobs.txt")
+gone=0
+for _ in $(seq 900); do
+    [ -z "$(squeue -h -j "$JOB" 2>/dev/null)" ] && { gone=1; break; }
+    sleep 0.2
+done
+n2=$(ls "$ROOT/out2"/*.png 2>/dev/null | wc -l)
+if [ $gone = 1 ] && [ "$n2" = 3 ] && grep -q "1 text, 1 unet pairs, 1 final" "$ROOT/batch2.out" &&
+    grep -q "jobs of $ROOT/jobs.txt are done (exit 0)" "$ROOT/batch2.out" && grep -q "following the cfg pair" "$RUN2/logs/s$JOB-unet0.log"; then
+    ok "--jobs FILE with --cfg-pairs: the unet pair on two GPUs of a node, the job list done, the script ends by itself"
+else bad "the job-list run" "gone $gone, $n2 images; $(tail -n 5 "$ROOT/batch2.out"; tail -n 3 "$RUN2/logs/"*.log 2>&1)"; fi
 JOB=""
 finish
