@@ -252,7 +252,11 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
         }
         broker_send_releases(b);
         b->turn_open = 0;
-        if ((st = store_turn_commit(b->store, err)) != SD_OK) {
+        double c0 = sd_now_s();
+        st = store_turn_commit(b->store, err);
+        b->m.commit_s += sd_now_s() - c0;
+        b->m.turns++;
+        if (st != SD_OK) {
             /* nothing of the turn is acknowledged; what memory holds of it
              * no longer matches the store: a restart resumes from the store */
             st = sd_error_prefix(err, st, "stopping: the turn's writes were not committed (a restart resumes from what "
@@ -263,6 +267,7 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
             break;
         }
         flush_queue(b);
+        broker_metrics(b, probe);
     }
     sd_service_stopping();
     for (int i = 0; i < b->workers_hw; i++)

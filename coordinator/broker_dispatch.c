@@ -201,6 +201,7 @@ static void sources_resolve(broker *b, round_t *r)
         snprintf(why, sizeof why, "its %s holder %s is gone%s", r->want == STORE_ITEM_STATE_DENOISED ? "latents'" : "text conditioning's",
                  id ? id : "?", r->want == STORE_ITEM_STATE_DENOISED ? " past --hold-grace-ms" : "");
         sd_error err = {0};
+        b->m.inputs_lost++;
         broker_log("job %s item %d: %s: made again", r->refs[i].job, r->refs[i].idx, why);
         if (store_item_lost_input(b->store, r->refs[i].job, r->refs[i].idx, why, b->o->max_losses, &err) != SD_OK)
             broker_log("job %s item %d: store: recording lost work: %s", r->refs[i].job, r->refs[i].idx, err.msg);

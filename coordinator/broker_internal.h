@@ -17,6 +17,7 @@
 #include "coordinator/outputs.h"
 #include "coordinator/store.h"
 #include "proto/message.h"
+#include "proto/metrics.h"
 
 /* fleet-sized: a thousand GPUs and more (sdxl bench --simulate); loops run
  * up to the highest slot used (workers_hw, tasks_hw), not to these */
@@ -104,6 +105,15 @@ typedef struct {
      * (broker_send): a reply never acknowledges what a crash could undo */
     struct queued_msg *queue;
     int nqueue, queue_cap, turn_open;
+    /* what /metrics reports beyond the store's counts (broker_metrics.c) */
+    struct {
+        unsigned long long done, requeued_lost, requeued_failed, inputs_lost;
+        sd_hist stage[3]; /* compute seconds per item, as the workers report: text, unet, final */
+        sd_hist wait[2];  /* seconds an item waited for a unet, a final worker */
+        double commit_s;  /* in the turns' commits */
+        unsigned long long turns;
+        double rendered;
+    } m;
 } broker;
 
 /* One job of the broker: what callbacks over a job's items get. */
@@ -157,6 +167,11 @@ int broker_resolve_source(broker *b, json_t *source, double *gone_s);
 void broker_release_source(broker *b, const char *job, int idx, const json_t *info);
 /* Sends each worker the releases gathered for it. */
 void broker_send_releases(broker *b);
+/* An item's result info into the stage histograms (its <stage>_seconds and waits). */
+void broker_metrics_observe(broker *b, const json_t *info);
+/* The /metrics text, rendered at most once a second (probe: NULL when off). */
+struct sd_http_probe;
+void broker_metrics(broker *b, struct sd_http_probe *probe);
 void broker_finish_job_outputs(broker *b, const char *job);
 /* A job's output settings (cached), or NULL when the job has no spec. */
 job_outputs *broker_outputs(broker *b, const char *job);

@@ -161,6 +161,7 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
             json_array_foreach(lost, i, x) gone |= json_integer_value(x) == t->idx[k];
             if (gone && !strcmp(t->stage, "final") && holder_may_return(b, t->job, t->idx[k]))
                 continue; /* its latents are spooled by a holder that is restarting: it waits for it */
+            b->m.inputs_lost += gone;
             if ((gone ? store_item_lost_input(b->store, t->job, t->idx[k], reason ? reason : "input lost",
                                               b->o->max_losses, &err)
                       : store_item_lost(b->store, t->job, t->idx[k], "its task's other inputs were lost",
@@ -214,8 +215,11 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
                 output_failed = 1;
             if (st == SD_OK)
                 st = store_item_advance(b->store, t->job, idx, from, STORE_ITEM_STATE_DONE, NULL, 0, meta, &err);
-            if (st == SD_OK) /* written and recorded: its latents' holder may forget them */
+            if (st == SD_OK) { /* written and recorded: its latents' holder may forget them */
                 broker_release_source(b, t->job, idx, info);
+                b->m.done++;
+                broker_metrics_observe(b, meta);
+            }
             json_decref(meta);
         } else {
             /* keep this item's tensors (suffix _k) as its intermediate,

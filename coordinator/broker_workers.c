@@ -42,6 +42,7 @@ void broker_task_done(broker *b, task_t *t)
 void broker_requeue_task(broker *b, task_t *t, const char *reason, int charge)
 {
     sd_error err = {0};
+    *(charge ? &b->m.requeued_failed : &b->m.requeued_lost) += (unsigned long long)t->n;
     for (int k = 0; k < t->n; k++) {
         sd_status st = charge ? store_item_failed_attempt(b->store, t->job, t->idx[k], reason, b->o->max_attempts, &err)
                               : store_item_lost(b->store, t->job, t->idx[k], reason, b->o->max_losses, &err);

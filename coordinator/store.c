@@ -722,3 +722,22 @@ json_t *store_item_info(sd_store *s, const char *job, int idx)
     store_done(s, q);
     return r;
 }
+
+void store_state_totals(sd_store *s, long long items[6], long long *jobs_running, long long *jobs_ended)
+{
+    sqlite3_stmt *q;
+    for (int i = 0; i < 6; i++)
+        items[i] = 0;
+    *jobs_running = *jobs_ended = 0;
+    store_prepare(s, "SELECT state, sum(n) FROM job_counts GROUP BY state", &q);
+    while (sqlite3_step(q) == SQLITE_ROW) {
+        int st = sqlite3_column_int(q, 0);
+        if (st >= 0 && st < 6)
+            items[st] = sqlite3_column_int64(q, 1);
+    }
+    store_done(s, q);
+    store_prepare(s, "SELECT state='running', count(*) FROM jobs GROUP BY state='running'", &q);
+    while (sqlite3_step(q) == SQLITE_ROW)
+        *(sqlite3_column_int(q, 0) ? jobs_running : jobs_ended) += sqlite3_column_int64(q, 1);
+    store_done(s, q);
+}

@@ -148,4 +148,8 @@ sd_status store_item_mark_done(sd_store *s, const char *job, int idx, sd_error *
 sd_status store_turn_begin(sd_store *s, sd_error *err);
 sd_status store_turn_commit(sd_store *s, sd_error *err);
 
+/* Items of every job by state (store_item_state), and jobs running or
+ * ended: counts kept, not recounted (the metrics). */
+void store_state_totals(sd_store *s, long long items[6], long long *jobs_running, long long *jobs_ended);
+
 #endif

@@ -16,7 +16,8 @@ for extra in "$@"; do
     slurm) pkgs+=(slurm-wlm munge) ;;
     k8s) pkgs+=(python3-venv) ;; # tests/deploy/test_k8s.sh: its validators come from PyPI into a venv
     container) pkgs+=(docker.io mmdebstrap) ;;
-    *) echo "bootstrap: unknown group '$extra' (slurm, k8s, container)" >&2; exit 2 ;;
+    prometheus) pkgs+=(prometheus) ;; # promtool and the server (tests/deploy/test_prometheus.sh)
+    *) echo "bootstrap: unknown group '$extra' (slurm, k8s, container, prometheus)" >&2; exit 2 ;;
     esac
 done
 missing=()

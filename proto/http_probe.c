@@ -19,6 +19,7 @@ struct sd_http_probe {
     pthread_mutex_t lock; /* ready, ever_ready and why */
     int ready, ever_ready;
     char why[256];
+    char *metrics; /* the latest /metrics text (sd_http_set_metrics), or NULL */
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *text)
@@ -69,7 +70,20 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         pthread_mutex_unlock(&p->lock);
         return ready ? reply(c, MHD_HTTP_OK, "ok\n") : reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
     }
-    return reply(c, MHD_HTTP_NOT_FOUND, "not found: /healthz, /readyz\n");
+    if (!strcmp(url, "/metrics")) {
+        pthread_mutex_lock(&p->lock);
+        struct MHD_Response *r = MHD_create_response_from_buffer(p->metrics ? strlen(p->metrics) : 0,
+                                                                 p->metrics ? p->metrics : (void *)"",
+                                                                 MHD_RESPMEM_MUST_COPY);
+        pthread_mutex_unlock(&p->lock);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+        enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ok;
+    }
+    return reply(c, MHD_HTTP_NOT_FOUND, "not found: /healthz, /readyz, /metrics\n");
 }
 
 /* "HOST:PORT" (HOST "[v6]", an address, "*" or empty) */
@@ -152,11 +166,24 @@ void sd_http_set_ready(sd_http_probe *p, int ready, const char *why)
     pthread_mutex_unlock(&p->lock);
 }
 
+void sd_http_set_metrics(sd_http_probe *p, char *text)
+{
+    if (!p) {
+        free(text);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    free(p->metrics);
+    p->metrics = text;
+    pthread_mutex_unlock(&p->lock);
+}
+
 void sd_http_stop(sd_http_probe *p)
 {
     if (!p)
         return;
     MHD_stop_daemon(p->d);
+    free(p->metrics);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }

@@ -1,5 +1,6 @@
 /* http_probe.h - a process's HTTP endpoint (--http HOST:PORT) for the
- * engines that place it: liveness at /healthz, readiness at /readyz, served
+ * engines that place it: liveness at /healthz, readiness at /readyz, its
+ * metrics at /metrics, served
  * by libmicrohttpd on a thread of its own. The process only keeps two
  * facts up to date (sd_http_alive: its loop turned; sd_http_set_ready: it
  * can take work), so a probe never touches its state. A probe answers 200
@@ -20,6 +21,10 @@ sd_status sd_http_start(sd_http_probe **out, const char *addr, double live_s, in
 void sd_http_alive(sd_http_probe *p);
 /* Ready (1) or not, and why not (copied). Thread-safe. */
 void sd_http_set_ready(sd_http_probe *p, int ready, const char *why);
+/* The text /metrics serves from now on (Prometheus' format, proto/metrics.h);
+ * takes text (malloc'd). The process renders it from its own thread now and
+ * then, so a scrape never touches its state. Thread-safe. */
+void sd_http_set_metrics(sd_http_probe *p, char *text);
 void sd_http_stop(sd_http_probe *p);
 
 #endif

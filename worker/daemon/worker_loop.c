@@ -20,6 +20,7 @@
 #include "common/model_identity.h"
 #include "proto/curve.h"
 #include "proto/http_probe.h"
+#include "proto/metrics.h"
 #include "proto/message.h"
 #include "proto/monitor.h"
 #include "proto/tensor_blob.h"
@@ -60,7 +61,12 @@ typedef struct {
     int froze;         /* the freeze fault hook has fired (it fires once) */
     sd_direct_out direct; /* a final worker: may it write the job's images (write_outputs) */
     sd_data_fetcher *fetcher; /* a unet or final worker's connections to the holders of its inputs */
-    sd_http_probe *probe;     /* --http: /healthz and /readyz, or NULL */
+    sd_http_probe *probe;     /* --http: /healthz, /readyz and /metrics, or NULL */
+    struct {                  /* what /metrics reports (render_metrics) */
+        double load_s, busy_s, rendered;
+        unsigned long long items, tasks_failed, steps;
+        sd_hist item_s;
+    } m;
 } worker;
 
 static void wlog(const worker *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -142,6 +148,7 @@ static void report(worker *w, sd_msg *m, long long tid)
 
 static void report_fail(worker *w, long long tid, const char *reason)
 {
+    w->m.tasks_failed++;
     sd_msg m;
     sd_error err = {0};
     if (!w->sock || sd_msg_new(&m, "FAIL", &err) != SD_OK)
@@ -187,6 +194,7 @@ static void on_step(void *user, const char *stage, int step, int steps)
     }
     if (sd_now_s() - w->last_sent >= w->o->heartbeat_ms / 1000.0 / 2)
         heartbeat(w);
+    w->m.steps++;
     loops_turn(w); /* the compute loop turns */
 }
 
@@ -488,6 +496,38 @@ static int write_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t *out
     return sd_result_lean(res, &err) == SD_OK;
 }
 
+/* The worker's /metrics (Prometheus' text format), at most once a second. */
+static void render_metrics(worker *w)
+{
+    double now = sd_now_s();
+    if (!w->probe || now - w->m.rendered < 1.0)
+        return;
+    w->m.rendered = now;
+    sd_metrics_buf t = {0};
+    char labels[400];
+    snprintf(labels, sizeof labels, "role=\"%s\",model=\"%s\",backend=\"%s\"", w->o->role, w->identity,
+             w->be ? sd_backend_name(w->be) : "");
+    sd_metrics_family(&t, "sdxl_worker_info", "gauge", "The worker's role, model identity and compute backend.");
+    sd_metrics_sample(&t, "sdxl_worker_info", labels, 1);
+    sd_metrics_family(&t, "sdxl_worker_registered", "gauge", "1 while registered with its coordinator.");
+    sd_metrics_sample(&t, "sdxl_worker_registered", NULL, w->registered);
+    sd_metrics_family(&t, "sdxl_worker_model_load_seconds", "gauge", "How long loading its model took.");
+    sd_metrics_sample(&t, "sdxl_worker_model_load_seconds", NULL, w->m.load_s);
+    sd_metrics_family(&t, "sdxl_worker_items_total", "counter", "Items this worker computed.");
+    sd_metrics_sample(&t, "sdxl_worker_items_total", NULL, (double)w->m.items);
+    sd_metrics_family(&t, "sdxl_worker_tasks_failed_total", "counter", "Tasks this worker reported failed.");
+    sd_metrics_sample(&t, "sdxl_worker_tasks_failed_total", NULL, (double)w->m.tasks_failed);
+    sd_metrics_family(&t, "sdxl_worker_unet_steps_total", "counter", "Denoising steps run (UNet and refiner).");
+    sd_metrics_sample(&t, "sdxl_worker_unet_steps_total", NULL, (double)w->m.steps);
+    sd_metrics_family(&t, "sdxl_worker_busy_seconds_total", "counter", "Time spent computing tasks.");
+    sd_metrics_sample(&t, "sdxl_worker_busy_seconds_total", NULL, w->m.busy_s);
+    sd_metrics_family(&t, "sdxl_worker_item_seconds", "histogram", "Compute time of one item.");
+    sd_hist_write(&t, "sdxl_worker_item_seconds", NULL, &w->m.item_s);
+    if (t.failed)
+        sd_metrics_buf_free(&t);
+    sd_http_set_metrics(w->probe, t.text);
+}
+
 static sd_status run_task(worker *w, const sd_msg *given)
 {
     sd_error err = {0};
@@ -540,7 +580,13 @@ static sd_status run_task(worker *w, const sd_msg *given)
             json_decref(info);
             info = json_object();
         }
+        double t_item = sd_now_s();
         st = run_item(w, task, (int)i, item, &res, info, &kp, &err);
+        if (st == SD_OK) {
+            w->m.items++;
+            sd_hist_observe(&w->m.item_s, sd_now_s() - t_item);
+        }
+        w->m.busy_s += sd_now_s() - t_item;
         json_array_append_new(out_items, json_pack("{s:O, s:o}", "idx", json_object_get(item, "idx"), "info", info));
         heartbeat(w);
     }
@@ -733,8 +779,10 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     if (st == SD_OK)
         st = sd_stage_backends_open(&w->sb, o->device, o->dtype, stages, err);
     w->be = w->sb.be;
+    double t_load = sd_now_s();
     if (st == SD_OK)
         st = sd_pipeline_load(&w->p, w->sb.be, w->sb.vae_be, o->model, o->refiner, o->variant, stages, err);
+    w->m.load_s = sd_now_s() - t_load;
     if (st == SD_OK) {
         /* the identity covers the refiner too: jobs go only to workers whose
          * base and refiner both match */
@@ -786,6 +834,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     }
     while (st == SD_OK && !following && !*o->stop) {
         loops_turn(w);
+        render_metrics(w);
         zmq_pollitem_t pi = {w->sock, 0, ZMQ_POLLIN, 0};
         int got = zmq_poll(&pi, 1, 50) > 0 && (pi.revents & ZMQ_POLLIN);
         if (curve_refused(w, err)) {

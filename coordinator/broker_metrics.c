@@ -1,0 +1,105 @@
+/* broker_metrics.c - the coordinator's /metrics (Prometheus' text format):
+ * items by state and jobs (the store's kept counts), what moved items
+ * (done, requeued and why), the stages' compute times and waits as the
+ * workers report them, items in flight per stage, workers by role and
+ * state, refused messages and the time its database commits take. Rendered
+ * on the broker's thread once a second and handed to the HTTP thread. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "coordinator/broker_internal.h"
+#include "proto/http_probe.h"
+
+static const char *const stages[3] = {"text", "unet", "final"};
+
+void broker_metrics_observe(broker *b, const json_t *info)
+{
+    for (int s = 0; s < 3; s++) {
+        char key[32];
+        snprintf(key, sizeof key, "%s_seconds", stages[s]);
+        json_t *v = json_object_get(info, key);
+        if (json_is_number(v))
+            sd_hist_observe(&b->m.stage[s], json_number_value(v));
+        if (s > 0) {
+            snprintf(key, sizeof key, "%s_wait_seconds", stages[s]);
+            v = json_object_get(info, key);
+            if (json_is_number(v))
+                sd_hist_observe(&b->m.wait[s - 1], json_number_value(v));
+        }
+    }
+}
+
+void broker_metrics(broker *b, struct sd_http_probe *probe)
+{
+    double now = sd_now_s();
+    if (!probe || now - b->m.rendered < 1.0)
+        return;
+    b->m.rendered = now;
+    sd_metrics_buf t = {0};
+    char labels[96];
+    long long items[6], running, ended;
+    store_state_totals(b->store, items, &running, &ended);
+    static const char *const states[6] = {"pending", "encoded", "denoised", "done", "failed", "cancelled"};
+    sd_metrics_family(&t, "sdxl_items", "gauge", "Items of every job by state (pending: waiting for text, encoded: "
+                                                 "for a unet worker, denoised: for a final worker).");
+    for (int i = 0; i < 6; i++) {
+        snprintf(labels, sizeof labels, "state=\"%s\"", states[i]);
+        sd_metrics_sample(&t, "sdxl_items", labels, (double)items[i]);
+    }
+    sd_metrics_family(&t, "sdxl_jobs", "gauge", "Jobs known to the coordinator, running or ended.");
+    sd_metrics_sample(&t, "sdxl_jobs", "state=\"running\"", (double)running);
+    sd_metrics_sample(&t, "sdxl_jobs", "state=\"ended\"", (double)ended);
+    sd_metrics_family(&t, "sdxl_items_done_total", "counter", "Items made and recorded done since the coordinator started.");
+    sd_metrics_sample(&t, "sdxl_items_done_total", NULL, (double)b->m.done);
+    sd_metrics_family(&t, "sdxl_items_requeued_total", "counter",
+                      "Items sent back to waiting since the coordinator started, by reason: worker_lost (it died, "
+                      "stalled or restarted: not charged), worker_failed (its FAIL: an attempt charged), input_lost "
+                      "(its input's holder was gone: made again).");
+    sd_metrics_sample(&t, "sdxl_items_requeued_total", "reason=\"worker_lost\"", (double)b->m.requeued_lost);
+    sd_metrics_sample(&t, "sdxl_items_requeued_total", "reason=\"worker_failed\"", (double)b->m.requeued_failed);
+    sd_metrics_sample(&t, "sdxl_items_requeued_total", "reason=\"input_lost\"", (double)b->m.inputs_lost);
+    sd_metrics_family(&t, "sdxl_stage_seconds", "histogram", "Compute time of an item in a stage, as its worker reports it.");
+    for (int s = 0; s < 3; s++) {
+        snprintf(labels, sizeof labels, "stage=\"%s\"", stages[s]);
+        sd_hist_write(&t, "sdxl_stage_seconds", labels, &b->m.stage[s]);
+    }
+    sd_metrics_family(&t, "sdxl_stage_wait_seconds", "histogram",
+                      "Time an item waited between the end of one stage and the start of the next.");
+    for (int s = 1; s < 3; s++) {
+        snprintf(labels, sizeof labels, "stage=\"%s\"", stages[s]);
+        sd_hist_write(&t, "sdxl_stage_wait_seconds", labels, &b->m.wait[s - 1]);
+    }
+    long long flight[3] = {0, 0, 0};
+    for (int i = 0; i < b->tasks_hw; i++)
+        for (int s = 0; s < 3 && b->tasks[i].used; s++)
+            if (!strcmp(b->tasks[i].stage, stages[s]))
+                flight[s] += b->tasks[i].n;
+    sd_metrics_family(&t, "sdxl_stage_in_flight", "gauge", "Items a worker of the stage is computing now.");
+    for (int s = 0; s < 3; s++) {
+        snprintf(labels, sizeof labels, "stage=\"%s\"", stages[s]);
+        sd_metrics_sample(&t, "sdxl_stage_in_flight", labels, (double)flight[s]);
+    }
+    long long workers[3][2] = {{0}};
+    for (int i = 0; i < b->workers_hw; i++)
+        for (int s = 0; s < 3 && b->workers[i].used; s++)
+            if (!strcmp(b->workers[i].role, stages[s]))
+                workers[s][b->workers[i].inflight > 0]++;
+    sd_metrics_family(&t, "sdxl_workers", "gauge", "Registered workers by role and state (busy: a task in flight).");
+    for (int s = 0; s < 3; s++)
+        for (int busy = 0; busy < 2; busy++) {
+            snprintf(labels, sizeof labels, "role=\"%s\",state=\"%s\"", stages[s], busy ? "busy" : "idle");
+            sd_metrics_sample(&t, "sdxl_workers", labels, (double)workers[s][busy]);
+        }
+    sd_metrics_family(&t, "sdxl_messages_refused_total", "counter",
+                      "Messages refused as malformed (garbage, a wrong version, missing fields).");
+    sd_metrics_sample(&t, "sdxl_messages_refused_total", "reason=\"malformed\"", (double)b->malformed);
+    sd_metrics_family(&t, "sdxl_coordinator_db_commit_seconds_total", "counter",
+                      "Time spent committing the turns' writes to the state database.");
+    sd_metrics_sample(&t, "sdxl_coordinator_db_commit_seconds_total", NULL, b->m.commit_s);
+    sd_metrics_family(&t, "sdxl_coordinator_turns_total", "counter", "Turns of the coordinator's loop.");
+    sd_metrics_sample(&t, "sdxl_coordinator_turns_total", NULL, (double)b->m.turns);
+    if (t.failed)
+        sd_metrics_buf_free(&t);
+    sd_http_set_metrics(probe, t.text); /* taken (NULL when out of memory: an empty page) */
+}

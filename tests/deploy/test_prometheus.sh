@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# /metrics against the real thing: a local cluster (a coordinator and a
+# worker of each role, all with --http) makes a job; every endpoint's text
+# passes `promtool check metrics` (lint clean), and Debian's Prometheus
+# server, started here on loopback and stopped by its PID, scrapes them all:
+# its HTTP API says every target is up, the done items equal the job's
+# count, and the workers' items add up to three stages of it.
+# Ends with "prometheus: N passed, N failed".
+set -u
+cd "$(dirname "$0")/../.."
+BIN=${BIN:-build/bin}
+M=build/models/sdxl-tiny-random
+NAME=prometheus
+. tests/script_util.sh
+deploy/bootstrap.sh prometheus >/dev/null || { bad "bootstrap prometheus"; finish; }
+ROOT=$(mktemp -d /tmp/sdxl-prom-XXXXXX)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$ROOT"
+}
+trap cleanup EXIT
+export OMP_NUM_THREADS=1
+ep="tcp://127.0.0.1:$(port)"
+ch=$(port)
+$BIN/sdxl-coordinator --bind "$ep" --state "$ROOT/state" --heartbeat-ms 300 --http "127.0.0.1:$ch" >"$ROOT/c.log" 2>&1 &
+PIDS+=($!)
+targets="'127.0.0.1:$ch'"
+for role in text unet final; do
+    wp=$(port)
+    $BIN/sdxl-worker --coordinator "$ep" --role $role --model "$M" --heartbeat-ms 300 --id "p-$role" --http "127.0.0.1:$wp" \
+        --spool "$ROOT/spool" >"$ROOT/w-$role.log" 2>&1 &
+    PIDS+=($!)
+    targets="$targets, '127.0.0.1:$wp'"
+done
+pp=$(port)
+cat >"$ROOT/prometheus.yml" <<CONF
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: sdxl
+    static_configs:
+      - targets: [$targets]
+CONF
+prometheus --config.file="$ROOT/prometheus.yml" --storage.tsdb.path="$ROOT/tsdb" --web.listen-address="127.0.0.1:$pp" \
+    >"$ROOT/prometheus.log" 2>&1 &
+PIDS+=($!)
+
+printf 'a cat\na dog\na fox\n' >"$ROOT/prompts.txt"
+job=$($BIN/sdxl submit "$ROOT/prompts.txt" --out "$ROOT/out" --images-per-prompt 2 --steps 3 --coordinator "$ep" | awk '{print $NF}')
+out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) || bad "the job" "$out"
+sleep 1.5 # a render after the last result
+lint=""
+for t in $(echo "$targets" | tr -d "' " | tr ',' ' '); do
+    curl -s --max-time 5 "http://$t/metrics" >"$ROOT/m.txt"
+    grep -q '^sdxl_' "$ROOT/m.txt" || lint="$lint $t: no sdxl_ metric;"
+    promtool check metrics <"$ROOT/m.txt" >"$ROOT/lint.txt" 2>&1 || lint="$lint $t: $(cat "$ROOT/lint.txt");"
+    [ -s "$ROOT/lint.txt" ] && lint="$lint $t: $(cat "$ROOT/lint.txt");"
+done
+if [ -z "$lint" ]; then ok "promtool check metrics: the coordinator's and all three workers' /metrics lint clean"
+else bad "promtool check metrics" "$lint"; fi
+
+query() { # PromQL -> the first value, or ""
+    curl -s --max-time 5 "http://127.0.0.1:$pp/api/v1/query" --data-urlencode "query=$1" |
+        python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")' 2>/dev/null
+}
+up="" done_n="" items=""
+for _ in $(seq 60); do
+    up=$(query 'sum(up{job="sdxl"})')
+    done_n=$(query 'sum(sdxl_items{state="done"})')
+    items=$(query 'sum(sdxl_worker_items_total)')
+    [ "$up" = 4 ] && [ "$done_n" = 6 ] && [ "$items" = 18 ] && break
+    sleep 0.5
+done
+if [ "$up" = 4 ] && [ "$done_n" = 6 ] && [ "$items" = 18 ]; then
+    ok "Prometheus scrapes the 4 endpoints (all up): 6 items done, as the job's count; the workers' items add up to 3 x 6"
+else bad "what Prometheus saw" "up $up, done $done_n, worker items $items; $(tail -n 5 "$ROOT/prometheus.log")"; fi
+finish
