@@ -45,7 +45,7 @@ py=$(cat <<'PY'
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 kinds = sorted("%s/%s" % (d["kind"], d["metadata"]["name"]) for d in docs)
-want = ["Deployment/sdxl-final", "Deployment/sdxl-text", "Deployment/sdxl-unet", "Service/sdxl-coordinator",
+want = ["Deployment/sdxl-final", "Deployment/sdxl-text", "Deployment/sdxl-unet", "Service/sdxl-coordinator", "Service/sdxl-workers",
         "StatefulSet/sdxl-coordinator"]
 assert kinds == want, kinds
 for d in docs:

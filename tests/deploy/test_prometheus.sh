@@ -14,6 +14,17 @@ NAME=prometheus
 . tests/script_util.sh
 deploy/bootstrap.sh prometheus >/dev/null || { bad "bootstrap prometheus"; finish; }
 ROOT=$(mktemp -d /tmp/sdxl-prom-XXXXXX)
+# deploy/prometheus: the rules, their unit test and both layouts' configs
+# (the Slurm one with its targets file where the batch script writes it)
+mkdir -p "$ROOT/conf"
+cp deploy/prometheus/* "$ROOT/conf/"
+printf '[{"targets": ["127.0.0.1:9100"]}]\n' >"$ROOT/conf/targets.json"
+sed -i "s#/shared/sdxl/run1/prometheus-targets.json#$ROOT/conf/targets.json#" "$ROOT/conf/prometheus-slurm.yml"
+if out=$(cd "$ROOT/conf" && promtool check rules rules.yml 2>&1 && promtool test rules rules_test.yml 2>&1 &&
+    promtool check config prometheus-slurm.yml 2>&1 && promtool check config prometheus-k8s.yml 2>&1) &&
+    ! grep -qi "warning" <<<"$out"; then
+    ok "deploy/prometheus: promtool check rules, test rules (an alert and a recording) and check config of both layouts"
+else bad "deploy/prometheus" "$out"; fi
 PIDS=()
 cleanup() {
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done

@@ -103,8 +103,9 @@ RUN=$ROOT/run
 JOB=$(sbatch --parsable -N 2 --gpus-per-node=2 -o "$ROOT/batch.out" deploy/slurm/sdxl-cluster.sbatch \
     --model "$M" --dir "$RUN" --device cpu --bin "$PWD/$BIN" --port "$(port)" --spool "$ROOT/spool")
 for _ in $(seq 300); do [ -f "$RUN/env" ] && break; sleep 0.2; done
-if [ -f "$RUN/env" ] && grep -q "1 text, 2 unet, 1 final workers on 2 nodes" "$ROOT/batch.out"; then
-    ok "sbatch --parsable: job $JOB publishes its endpoint and keys; 1 text, 2 unet, 1 final worker by the stage ratios"
+ntargets=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))[0]["targets"]))' "$RUN/prometheus-targets.json" 2>/dev/null)
+if [ -f "$RUN/env" ] && grep -q "1 text, 2 unet, 1 final workers on 2 nodes" "$ROOT/batch.out" && [ "$ntargets" = 5 ]; then
+    ok "sbatch --parsable: job $JOB publishes its endpoint, keys and 5 Prometheus targets; 1 text, 2 unet, 1 final worker by the stage ratios"
 else bad "the batch script did not publish its cluster" "$(cat "$ROOT/batch.out" 2>&1; ls "$RUN" 2>&1)"; finish; fi
 
 # the login node: submit through the published settings
@@ -130,6 +131,12 @@ if [ $rc = 0 ] && [ $killed = 1 ] && [ "$n_png" = 12 ] && [ "$n_meta" = 12 ] && 
     grep -q "worker s$JOB-unet0 (unet on" "$RUN/logs/cluster.log"; then
     ok "a 12-item job through the cluster completes, each item exactly once, though a unet step was killed (and started again)"
 else bad "the job through Slurm" "wait rc $rc killed $killed: $out; $n_png png, $n_meta metadata lines ($uniq distinct); $(cat "$RUN/logs/cluster.log" 2>&1 | tail -3)"; fi
+metrics_ok=1
+for t in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))[0]["targets"]))' "$RUN/prometheus-targets.json"); do
+    curl -s --max-time 5 "http://$t/metrics" | grep -q '^sdxl_' || metrics_ok=0
+done
+if [ $metrics_ok = 1 ]; then ok "every process of the allocation serves /metrics at its published target"
+else bad "metrics of the Slurm cluster" "$(cat "$RUN/prometheus-targets.json")"; fi
 same=1
 for p in 0 1 2; do
     prompt=$(sed -n "$((p + 1))p" "$ROOT/prompts.txt")
