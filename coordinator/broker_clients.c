@@ -213,10 +213,18 @@ static void handle_workers(broker *b, const unsigned char *route, size_t rl)
         if (!w->used)
             continue;
         double age = now - w->registered;
-        json_array_append_new(a, json_pack("{s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:f}", "id", w->id, "role", w->role,
-                                           "model", w->identity, "capacity", w->capacity, "inflight", w->inflight,
-                                           "last_seen_s", now - w->last_seen, "items_done", (json_int_t)w->done,
-                                           "busy_fraction", age > 0 ? fmin(1.0, w->busy_s / age) : 0.0));
+        json_t *one = json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:f, s:I, s:f}", "id", w->id, "role", w->role, "model",
+                                w->identity, "devices", w->devices, "capacity", w->capacity, "inflight", w->inflight,
+                                "last_seen_s", now - w->last_seen, "items_done", (json_int_t)w->done, "busy_fraction",
+                                age > 0 ? fmin(1.0, w->busy_s / age) : 0.0);
+        for (int k = 0; k < b->tasks_hw; k++) /* what it computes now */
+            if (b->tasks[k].used && b->tasks[k].worker == i) {
+                json_object_set_new(one, "task", json_pack("{s:I, s:s, s:s, s:i, s:f}", "id", (json_int_t)b->tasks[k].id,
+                                                            "job", b->tasks[k].job, "stage", b->tasks[k].stage,
+                                                            "items", b->tasks[k].n, "seconds", now - b->tasks[k].sent));
+                break;
+            }
+        json_array_append_new(a, one);
     }
     /* the coordinator's own figures, for `sdxl bench` */
     broker_reply(b, route, rl, "OK",

@@ -33,6 +33,7 @@ typedef struct {
     char key[41];     /* its CURVE public key ("" without CURVE): its messages must come under it */
     char data[128];   /* where it serves the outputs it holds (worker/daemon/data_plane.h), or "" */
     char session[40]; /* the worker process's random id: a REGISTER with the same one is the same process */
+    char devices[64]; /* what it computes on, as it registered ("cpu", "cuda:0 (NVIDIA H200)") */
     int capacity, inflight;
     double last_seen, registered, busy_s;
     unsigned long long done;

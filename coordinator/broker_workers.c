@@ -245,6 +245,8 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
         snprintf(w->role, sizeof w->role, "%s", role);
         snprintf(w->identity, sizeof w->identity, "%s", identity);
         snprintf(w->session, sizeof w->session, "%s", session ? session : "");
+        const char *devices = json_string_value(json_object_get(m->hdr, "devices"));
+        snprintf(w->devices, sizeof w->devices, "%s", devices ? devices : "?");
         snprintf(w->key, sizeof w->key, "%s", m->user_id);
         const char *data = json_string_value(json_object_get(m->hdr, "data"));
         snprintf(w->data, sizeof w->data, "%s", data && !strncmp(data, "tcp://", 6) && strlen(data) < sizeof w->data

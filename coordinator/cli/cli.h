@@ -26,6 +26,7 @@ int cmd_results(int argc, char **argv);
 int cmd_workers(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_curve_keys(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 
 /* Prints "sdxl <cmd>: <msg>" to stderr. */
 void cli_errorf(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -24,6 +24,7 @@ static const struct {
     {"retry", cmd_retry, "retry a job's failed and cancelled items"},
     {"results", cmd_results, "list the finished items of a job"},
     {"workers", cmd_workers, "the workers a coordinator knows (--json)"},
+    {"top", cmd_top, "a live view of a running cluster: jobs, stages, workers"},
     {"bench", cmd_bench, "throughput of a cluster on a synthetic job (--local starts one)"},
     {"curve-keys", cmd_curve_keys, "write CURVE key pairs for a coordinator, its workers and clients"},
     {"inspect", NULL, "list a diffusers model folder's components, sizes and configs"},

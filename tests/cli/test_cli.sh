@@ -183,6 +183,8 @@ check "sdxl-coordinator links no OpenBLAS or CUDA" no_engine_libs $BIN/sdxl-coor
 # a command of a coordinator stays light (issue: under 20 MB; its start time
 # is measured in bench/RESULTS.md, not here)
 under_20mb() { local kb; kb=$(/usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1); [ "$kb" -lt 20480 ] || { echo "peak ${kb} KB"; return 1; }; }
+check "sdxl top --help says what it shows" out_has "busy fraction" $BIN/sdxl top --help
+check "sdxl top --interval 0 is refused naming the flag" out_has "--interval" $BIN/sdxl top --interval 0
 check "sdxl-worker --help documents --http" out_has "--http HOST:PORT" $BIN/sdxl-worker --help
 check "sdxl-coordinator --help documents --http" out_has "--http HOST:PORT" $BIN/sdxl-coordinator --help
 K=$(mktemp -d)

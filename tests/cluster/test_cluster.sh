@@ -506,6 +506,30 @@ scenario_health_probes() {
     else bad "bad --http" "rc $rc: $out"; fi
 }
 
+# sdxl top against a cluster at work: in a pseudo-terminal (script) it
+# redraws in place; piped (--once) it prints one plain snapshot.
+scenario_top() {
+    local d=$ROOT/top ep="tcp://127.0.0.1:$(port)" job out
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep"
+    start_stages "$d" "$ep"
+    job=$($BIN/sdxl submit "$d/prompts.txt" --out "$d/out" --images-per-prompt 2 --steps 12 --coordinator "$ep" | awk '{print $NF}')
+    script -qec "timeout 3 $BIN/sdxl top --interval 0.5 --coordinator $ep" "$d/typescript" >/dev/null 2>&1
+    local redraws
+    redraws=$(grep -o $'\033\\[H\033\\[2J' "$d/typescript" | wc -l)
+    if [ "$redraws" -ge 3 ] && grep -q "$job" "$d/typescript" && grep -q "u1 .*unet" "$d/typescript" &&
+        grep -q "^final " "$d/typescript"; then
+        ok "sdxl top in a pseudo-terminal redraws in place ($redraws times in 3 s): the job, the stages, the workers"
+    else bad "sdxl top in a terminal" "$redraws redraws; $(tail -c 600 "$d/typescript")"; fi
+    out=$($BIN/sdxl top --once --coordinator "$ep")
+    if grep -q "$job" <<<"$out" && ! grep -q $'\033' <<<"$out" && grep -q "^unet " <<<"$out"; then
+        ok "sdxl top --once, piped: one plain snapshot"
+    else bad "sdxl top --once" "$out"; fi
+    timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" >/dev/null 2>&1
+    kill $COORD
+}
+
 # A simulated fleet (sdxl-worker --simulate: real messages and tensor sizes,
 # no model) of 60 workers in one process, through `sdxl bench --simulate`:
 # the bench's count is the truth (every item done exactly once, each image
@@ -839,7 +863,7 @@ scenario_full_disk() {
 }
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents health_probes simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents health_probes top simulated coordinator_restarts job_lifecycle shard_kills full_disk}"; do
     for one in $s; do "scenario_$one"; done
 done
 finish
