@@ -114,6 +114,14 @@ typedef struct {
         double commit_s;  /* in the turns' commits */
         unsigned long long turns;
         double rendered;
+        /* the status page (broker_page.c): the latest images, and rates */
+        struct {
+            char job[40];
+            int idx;
+        } recent[8];
+        int nrecent;
+        double page_t, rate, stage_rate[3];
+        unsigned long long page_done, page_stage_done[3];
     } m;
 } broker;
 
@@ -173,6 +181,9 @@ void broker_metrics_observe(broker *b, const json_t *info);
 /* The /metrics text, rendered at most once a second (probe: NULL when off). */
 struct sd_http_probe;
 void broker_metrics(broker *b, struct sd_http_probe *probe);
+/* The status page at / (jobs, stages, workers, the latest images), rendered
+ * with the metrics. */
+void broker_status_page(broker *b, struct sd_http_probe *probe);
 void broker_finish_job_outputs(broker *b, const char *job);
 /* A job's output settings (cached), or NULL when the job has no spec. */
 job_outputs *broker_outputs(broker *b, const char *job);

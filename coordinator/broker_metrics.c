@@ -36,6 +36,7 @@ void broker_metrics(broker *b, struct sd_http_probe *probe)
     if (!probe || now - b->m.rendered < 1.0)
         return;
     b->m.rendered = now;
+    broker_status_page(b, probe);
     sd_metrics_buf t = {0};
     char labels[96];
     long long items[6], running, ended;

@@ -219,6 +219,10 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
                 broker_release_source(b, t->job, idx, info);
                 b->m.done++;
                 broker_metrics_observe(b, meta);
+                memmove(&b->m.recent[1], &b->m.recent[0], sizeof b->m.recent - sizeof b->m.recent[0]);
+                snprintf(b->m.recent[0].job, sizeof b->m.recent[0].job, "%s", t->job);
+                b->m.recent[0].idx = idx;
+                b->m.nrecent += b->m.nrecent < 8;
             }
             json_decref(meta);
         } else {

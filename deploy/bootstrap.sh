@@ -17,7 +17,8 @@ for extra in "$@"; do
     k8s) pkgs+=(python3-venv) ;; # tests/deploy/test_k8s.sh: its validators come from PyPI into a venv
     container) pkgs+=(docker.io mmdebstrap) ;;
     prometheus) pkgs+=(prometheus) ;; # promtool and the server (tests/deploy/test_prometheus.sh)
-    *) echo "bootstrap: unknown group '$extra' (slurm, k8s, container, prometheus)" >&2; exit 2 ;;
+    browser) pkgs+=(chromium) ;;      # headless, for the status page (tests/deploy/test_status_page.sh)
+    *) echo "bootstrap: unknown group '$extra' (slurm, k8s, container, prometheus, browser)" >&2; exit 2 ;;
     esac
 done
 missing=()

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/clock.h"
+#include "common/fsutil.h"
 #include "common/parse_number.h"
 
 struct sd_http_probe {
@@ -20,6 +21,9 @@ struct sd_http_probe {
     int ready, ever_ready;
     char why[256];
     char *metrics; /* the latest /metrics text (sd_http_set_metrics), or NULL */
+    char *page;    /* the latest status page served at / (sd_http_set_page), or NULL */
+    char *thumbs[SD_HTTP_THUMBS]; /* files served at /thumb/K */
+    int nthumbs;
 };
 
 static enum MHD_Result reply(struct MHD_Connection *c, unsigned code, const char *text)
@@ -70,6 +74,42 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         pthread_mutex_unlock(&p->lock);
         return ready ? reply(c, MHD_HTTP_OK, "ok\n") : reply(c, MHD_HTTP_SERVICE_UNAVAILABLE, text);
     }
+    if (!strcmp(url, "/") || !strncmp(url, "/thumb/", 7)) {
+        int k = -1;
+        char *data = NULL;
+        size_t len = 0;
+        const char *type = "text/html; charset=utf-8";
+        if (url[1]) {
+            long long kk;
+            if (!sd_parse_int(url + 7, 0, SD_HTTP_THUMBS - 1, &kk))
+                k = (int)kk;
+        }
+        pthread_mutex_lock(&p->lock);
+        char *path = k >= 0 && k < p->nthumbs && p->thumbs[k] ? strdup(p->thumbs[k]) : NULL;
+        if (!url[1] && p->page)
+            data = strdup(p->page), len = strlen(p->page);
+        pthread_mutex_unlock(&p->lock);
+        sd_error err;
+        if (path) { /* an image file, read here, on the HTTP thread */
+            if (sd_read_file(path, &data, &len, &err) != SD_OK)
+                data = NULL;
+            const char *dot = strrchr(path, '.');
+            type = dot && !strcmp(dot, ".webp") ? "image/webp" : dot && !strcmp(dot, ".jpg") ? "image/jpeg" : "image/png";
+            free(path);
+        }
+        if (!data)
+            return reply(c, MHD_HTTP_NOT_FOUND, url[1] ? "no such image (gone, or in a shard)\n" : "no status page\n");
+        struct MHD_Response *r = MHD_create_response_from_buffer(len, data, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+            free(data);
+            return MHD_NO;
+        }
+        MHD_add_response_header(r, "Content-Type", type);
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+        enum MHD_Result ok = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return ok;
+    }
     if (!strcmp(url, "/metrics")) {
         pthread_mutex_lock(&p->lock);
         struct MHD_Response *r = MHD_create_response_from_buffer(p->metrics ? strlen(p->metrics) : 0,
@@ -83,7 +123,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         MHD_destroy_response(r);
         return ok;
     }
-    return reply(c, MHD_HTTP_NOT_FOUND, "not found: /healthz, /readyz, /metrics\n");
+    return reply(c, MHD_HTTP_NOT_FOUND, "not found: /, /healthz, /readyz, /metrics\n");
 }
 
 /* "HOST:PORT" (HOST "[v6]", an address, "*" or empty) */
@@ -178,12 +218,38 @@ void sd_http_set_metrics(sd_http_probe *p, char *text)
     pthread_mutex_unlock(&p->lock);
 }
 
+void sd_http_set_page(sd_http_probe *p, char *html, char **thumbs, int nthumbs)
+{
+    if (!p) {
+        free(html);
+        for (int i = 0; i < nthumbs; i++)
+            free(thumbs[i]);
+        return;
+    }
+    pthread_mutex_lock(&p->lock);
+    free(p->page);
+    p->page = html;
+    for (int i = 0; i < p->nthumbs; i++)
+        free(p->thumbs[i]);
+    p->nthumbs = nthumbs < SD_HTTP_THUMBS ? nthumbs : SD_HTTP_THUMBS;
+    for (int i = 0; i < nthumbs; i++) {
+        if (i < SD_HTTP_THUMBS)
+            p->thumbs[i] = thumbs[i];
+        else
+            free(thumbs[i]);
+    }
+    pthread_mutex_unlock(&p->lock);
+}
+
 void sd_http_stop(sd_http_probe *p)
 {
     if (!p)
         return;
     MHD_stop_daemon(p->d);
     free(p->metrics);
+    free(p->page);
+    for (int i = 0; i < p->nthumbs; i++)
+        free(p->thumbs[i]);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }

@@ -25,6 +25,10 @@ void sd_http_set_ready(sd_http_probe *p, int ready, const char *why);
  * takes text (malloc'd). The process renders it from its own thread now and
  * then, so a scrape never touches its state. Thread-safe. */
 void sd_http_set_metrics(sd_http_probe *p, char *text);
+/* The page served at / (HTML, taken) and the image files served at
+ * /thumb/0../thumb/N-1 (paths, taken: read from disk per request). */
+#define SD_HTTP_THUMBS 8
+void sd_http_set_page(sd_http_probe *p, char *html, char **thumbs, int nthumbs);
 void sd_http_stop(sd_http_probe *p);
 
 #endif

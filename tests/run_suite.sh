@@ -103,6 +103,7 @@ run_counted k8s 600 tests/deploy/test_k8s.sh
 run_counted slurm 600 tests/deploy/test_slurm.sh
 run_counted container 900 tests/deploy/test_container.sh
 run_counted prometheus 300 tests/deploy/test_prometheus.sh
+run_counted status_page 300 tests/deploy/test_status_page.sh
 
 echo "[suite] fault campaign (tests/cluster/chaos: 12 process and network faults; make chaos TRIALS=N for a long one)"
 if timeout 600 python3 tests/cluster/chaos/chaos.py --bin build/bin --model build/models/sdxl-tiny-random --trials 12 \
