@@ -76,6 +76,8 @@ static sd_status queue_copy(struct queued_msg *q, const void *data, size_t len, 
 
 sd_status broker_send(broker *b, const unsigned char *route, size_t rl, const sd_msg *m, sd_error *err)
 {
+    for (int k = 0; k < m->ntensors; k++)
+        b->m.bytes_out += m->tensors[k].nbytes;
     if (!b->turn_open)
         return sd_msg_send(b->sock, route, rl, m, err);
     if (b->nqueue == b->queue_cap) {
@@ -224,6 +226,8 @@ sd_status sd_broker_run(const sd_broker_opts *o, sd_error *err)
             sd_msg m;
             sd_error merr = {0};
             if (sd_msg_recv(b->sock, 1, &m, route, &rl, &merr) == SD_OK) {
+                for (int k = 0; k < m.ntensors; k++)
+                    b->m.bytes_in += m.tensors[k].nbytes;
                 if (json_object_get(m.hdr, "worker_id"))
                     broker_handle_worker(b, &m, route, rl);
                 else

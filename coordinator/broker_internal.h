@@ -109,6 +109,8 @@ typedef struct {
     /* what /metrics reports beyond the store's counts (broker_metrics.c) */
     struct {
         unsigned long long done, requeued_lost, requeued_failed, inputs_lost;
+        unsigned long long bytes_in, bytes_out; /* tensor bytes received and sent */
+        unsigned long long refused_key, refused_unknown, expired; /* refusals beyond malformed messages */
         sd_hist stage[3]; /* compute seconds per item, as the workers report: text, unet, final */
         sd_hist wait[2];  /* seconds an item waited for a unet, a final worker */
         double commit_s;  /* in the turns' commits */

@@ -93,8 +93,20 @@ void broker_metrics(broker *b, struct sd_http_probe *probe)
             sd_metrics_sample(&t, "sdxl_workers", labels, (double)workers[s][busy]);
         }
     sd_metrics_family(&t, "sdxl_messages_refused_total", "counter",
-                      "Messages refused as malformed (garbage, a wrong version, missing fields).");
+                      "Messages refused, by reason: malformed (garbage, a wrong version, missing fields), key_not_allowed "
+                      "(a REGISTER under a CURVE key not allowed that worker id), unknown_worker (not registered), "
+                      "expired_task (a result of a task given up on).");
     sd_metrics_sample(&t, "sdxl_messages_refused_total", "reason=\"malformed\"", (double)b->malformed);
+    sd_metrics_sample(&t, "sdxl_messages_refused_total", "reason=\"key_not_allowed\"", (double)b->m.refused_key);
+    sd_metrics_sample(&t, "sdxl_messages_refused_total", "reason=\"unknown_worker\"", (double)b->m.refused_unknown);
+    sd_metrics_sample(&t, "sdxl_messages_refused_total", "reason=\"expired_task\"", (double)b->m.expired);
+    sd_metrics_family(&t, "sdxl_coordinator_tensor_bytes_total", "counter",
+                      "Tensor bytes through the coordinator (the data plane goes worker to worker: only what a worker "
+                      "could not hand on itself), by direction.");
+    sd_metrics_sample(&t, "sdxl_coordinator_tensor_bytes_total", "direction=\"received\"", (double)b->m.bytes_in);
+    sd_metrics_sample(&t, "sdxl_coordinator_tensor_bytes_total", "direction=\"sent\"", (double)b->m.bytes_out);
+    sd_metrics_family(&t, "sdxl_images_per_second", "gauge", "Images finished a second, smoothed over a few seconds.");
+    sd_metrics_sample(&t, "sdxl_images_per_second", NULL, b->m.rate);
     sd_metrics_family(&t, "sdxl_coordinator_db_commit_seconds_total", "counter",
                       "Time spent committing the turns' writes to the state database.");
     sd_metrics_sample(&t, "sdxl_coordinator_db_commit_seconds_total", NULL, b->m.commit_s);

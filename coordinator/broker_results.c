@@ -141,6 +141,7 @@ void broker_handle_result(broker *b, worker_t *w, const sd_msg *m, const unsigne
     if (!t || t->worker < 0 || &b->workers[t->worker] != w) {
         /* a task given up on (the worker was declared dead, or the job was
          * cancelled): its items went elsewhere, the result is dropped */
+        b->m.expired++;
         broker_log("result of task %lld from %s ignored: the task is no longer assigned to it", tid, w->id);
         broker_reply(b, route, rl, "ERROR", json_pack("{s:s, s:I}", "reason", "task expired", "task_id", (json_int_t)tid));
         return;

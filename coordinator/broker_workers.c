@@ -210,6 +210,7 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
             return;
         }
         if (!sd_curve_may_register(m->user_id, id)) {
+            b->m.refused_key++;
             broker_log("refused REGISTER of worker %s: its CURVE key is not allowed that worker id", id);
             broker_reply_error(b, route, rl, "this CURVE key may not register that worker id (see --allow)");
             return;
@@ -264,8 +265,10 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
          * heartbeat, need no answer; a result or an idle heartbeat is told
          * to register (the worker keeps its result and sends it again) */
         int computing = refresh_orphans(b, id, m);
-        if (!computing && !json_is_true(json_object_get(m->hdr, "alive")))
+        if (!computing && !json_is_true(json_object_get(m->hdr, "alive"))) {
+            b->m.refused_unknown++;
             broker_reply_error(b, route, rl, "unknown worker: register first");
+        }
         return;
     }
     if (strcmp(w->key, m->user_id)) { /* another key speaking for this worker */

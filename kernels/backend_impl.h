@@ -53,6 +53,9 @@ typedef struct {
     sd_status (*graph_end)(sd_backend *be, void **graph, sd_error *err);
     sd_status (*graph_launch)(sd_backend *be, void *graph, sd_error *err);
     void (*graph_free)(sd_backend *be, void *graph);
+    /* Optional: the memory its work holds now (a GPU: the device's used
+     * memory; the CPU: the process's resident memory), for the metrics. */
+    sd_status (*memory_in_use)(sd_backend *be, size_t *bytes, sd_error *err);
 } sd_backend_vtable;
 
 struct sd_backend {

@@ -88,6 +88,12 @@ const char *sd_backend_name(const sd_backend *be)
     return be->name;
 }
 
+int sd_backend_memory_in_use(sd_backend *be, size_t *bytes)
+{
+    sd_error err;
+    return be && be->vt->memory_in_use && be->vt->memory_in_use(be, bytes, &err) == SD_OK;
+}
+
 sd_dtype sd_backend_dtype(const sd_backend *be)
 {
     return be->dtype;

@@ -53,6 +53,9 @@ typedef enum {
 sd_status sd_backend_create(sd_backend **out, const char *device, sd_dtype compute_dtype, sd_error *err);
 void sd_backend_free(sd_backend *be);
 const char *sd_backend_name(const sd_backend *be);
+/* 1 and *bytes: the memory the backend's work holds now (a GPU's used
+ * memory, the CPU process's resident memory); 0 when it cannot say. */
+int sd_backend_memory_in_use(sd_backend *be, size_t *bytes);
 /* dtype of activations and weights on this backend */
 sd_dtype sd_backend_dtype(const sd_backend *be);
 /* Waits for queued work (a no-op on the CPU). */

@@ -1,6 +1,7 @@
 /* cpu_backend.c - the reference backend: host memory, fp32 storage and
  * arithmetic, OpenBLAS for products (cpu_gemm.c), OpenMP for the rest. */
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -227,8 +228,24 @@ static sd_status cpu_copy(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_e
     return SD_OK;
 }
 
+/* the process's resident memory (/proc/self/statm): a CPU backend's "device" */
+static sd_status cpu_memory_in_use(sd_backend *be, size_t *bytes, sd_error *err)
+{
+    (void)be;
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    int ok = f && fscanf(f, "%lu %lu", &size, &resident) == 2;
+    if (f)
+        fclose(f);
+    if (!ok)
+        return sd_fail(err, SD_ERR_IO, "/proc/self/statm: unreadable");
+    *bytes = (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+    return SD_OK;
+}
+
 static const sd_backend_vtable cpu_vtable = {
     .name = "cpu",
+    .memory_in_use = cpu_memory_in_use,
     .destroy = cpu_destroy,
     .sync = cpu_sync,
     .alloc = cpu_alloc,

@@ -218,6 +218,16 @@ static void cuda_graph_free(sd_backend *be, void *graph)
     }
 }
 
+/* the device's used memory (every process's: what nvidia-smi shows) */
+static sd_status cuda_memory_in_use(sd_backend *be, size_t *bytes, sd_error *err)
+{
+    (void)be;
+    size_t free_b = 0, total_b = 0;
+    SD_CUDA_TRY(cudaMemGetInfo(&free_b, &total_b), err, "cudaMemGetInfo");
+    *bytes = total_b - free_b;
+    return SD_OK;
+}
+
 static const sd_backend_vtable cuda_vtable = {
     "cuda",
     cuda_destroy,
@@ -247,6 +257,7 @@ static const sd_backend_vtable cuda_vtable = {
     cuda_graph_end,
     cuda_graph_launch,
     cuda_graph_free,
+    cuda_memory_in_use,
 };
 
 extern "C" sd_status sd_cuda_backend_create(sd_backend **out, int device, sd_dtype dtype, sd_error *err)

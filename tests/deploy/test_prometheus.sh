@@ -88,4 +88,10 @@ done
 if [ "$up" = 4 ] && [ "$done_n" = 6 ] && [ "$items" = 18 ]; then
     ok "Prometheus scrapes the 4 endpoints (all up): 6 items done, as the job's count; the workers' items add up to 3 x 6"
 else bad "what Prometheus saw" "up $up, done $done_n, worker items $items; $(tail -n 5 "$ROOT/prometheus.log")"; fi
+mem=$(query 'count(sdxl_worker_device_memory_bytes > 0)')
+bytes=$(query 'sum(sdxl_coordinator_tensor_bytes_total)')
+steps=$(query 'sum(sdxl_worker_unet_steps_total)')
+if [ "$mem" = 3 ] && [ "$bytes" = 0 ] && [ "$steps" = 18 ]; then
+    ok "and: every worker's device memory; 18 denoising steps (6 items x 3); no tensor byte through the coordinator (worker to worker, images written by the final worker)"
+else bad "device memory, steps and the coordinator's bytes" "memory on $mem workers, $steps steps, $bytes tensor bytes through the coordinator"; fi
 finish

@@ -521,6 +521,13 @@ static void render_metrics(worker *w)
     sd_metrics_sample(&t, "sdxl_worker_unet_steps_total", NULL, (double)w->m.steps);
     sd_metrics_family(&t, "sdxl_worker_busy_seconds_total", "counter", "Time spent computing tasks.");
     sd_metrics_sample(&t, "sdxl_worker_busy_seconds_total", NULL, w->m.busy_s);
+    size_t mem = 0;
+    if (sd_backend_memory_in_use(w->be, &mem)) {
+        sd_metrics_family(&t, "sdxl_worker_device_memory_bytes", "gauge",
+                          "Memory in use on its device (a GPU: the device's used memory; the CPU backend: the "
+                          "process's resident memory).");
+        sd_metrics_sample(&t, "sdxl_worker_device_memory_bytes", NULL, (double)mem);
+    }
     sd_metrics_family(&t, "sdxl_worker_item_seconds", "histogram", "Compute time of one item.");
     sd_hist_write(&t, "sdxl_worker_item_seconds", NULL, &w->m.item_s);
     if (t.failed)
