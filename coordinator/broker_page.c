@@ -4,7 +4,6 @@
  * /thumb/K from the job's folder). Plain HTML with its own styles and no
  * external asset, reloading itself every 2 s; rendered on the broker's
  * thread once a second, with the metrics. */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,35 +19,10 @@ typedef sd_metrics_buf page; /* a growing text: the metrics' buffer does for HTM
 
 static void put(page *p, const char *s)
 {
-    size_t n = strlen(s);
-    if (p->failed)
-        return;
-    if (p->len + n + 1 > p->cap) {
-        size_t cap = p->cap ? p->cap : 8192;
-        while (cap < p->len + n + 1)
-            cap *= 2;
-        char *t = realloc(p->text, cap);
-        if (!t) {
-            p->failed = 1;
-            return;
-        }
-        p->text = t;
-        p->cap = cap;
-    }
-    memcpy(p->text + p->len, s, n + 1);
-    p->len += n;
+    sd_metrics_printf(p, "%s", s);
 }
 
-static void putf(page *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void putf(page *p, const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    put(p, buf);
-}
+#define putf sd_metrics_printf
 
 /* text from a worker or a job (ids are the workers' own): escaped */
 static void put_text(page *p, const char *s)

@@ -10,8 +10,7 @@
 /* from a text item (milliseconds) to a slow UNet step on a CPU (minutes) */
 static const double bounds[SD_HIST_BUCKETS] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300};
 
-static void add(sd_metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void add(sd_metrics_buf *b, const char *fmt, ...)
+void sd_metrics_printf(sd_metrics_buf *b, const char *fmt, ...)
 {
     if (b->failed)
         return;
@@ -43,27 +42,27 @@ static void add(sd_metrics_buf *b, const char *fmt, ...)
 
 void sd_metrics_family(sd_metrics_buf *b, const char *name, const char *type, const char *help)
 {
-    add(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    sd_metrics_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 static void value(sd_metrics_buf *b, double v)
 {
     if (isnan(v))
-        add(b, " NaN\n");
+        sd_metrics_printf(b, " NaN\n");
     else if (isinf(v))
-        add(b, v > 0 ? " +Inf\n" : " -Inf\n");
+        sd_metrics_printf(b, v > 0 ? " +Inf\n" : " -Inf\n");
     else if (v == floor(v) && fabs(v) < 1e15)
-        add(b, " %.0f\n", v);
+        sd_metrics_printf(b, " %.0f\n", v);
     else
-        add(b, " %.9g\n", v);
+        sd_metrics_printf(b, " %.9g\n", v);
 }
 
 void sd_metrics_sample(sd_metrics_buf *b, const char *name, const char *labels, double v)
 {
     if (labels && labels[0])
-        add(b, "%s{%s}", name, labels);
+        sd_metrics_printf(b, "%s{%s}", name, labels);
     else
-        add(b, "%s", name);
+        sd_metrics_printf(b, "%s", name);
     value(b, v);
 }
 
@@ -90,9 +89,9 @@ void sd_hist_write(sd_metrics_buf *b, const char *name, const char *labels, cons
     for (int i = 0; i <= SD_HIST_BUCKETS; i++) {
         cum += h->counts[i];
         if (i < SD_HIST_BUCKETS)
-            add(b, "%s_bucket{%s%sle=\"%g\"}", name, labels ? labels : "", sep, bounds[i]);
+            sd_metrics_printf(b, "%s_bucket{%s%sle=\"%g\"}", name, labels ? labels : "", sep, bounds[i]);
         else
-            add(b, "%s_bucket{%s%sle=\"+Inf\"}", name, labels ? labels : "", sep);
+            sd_metrics_printf(b, "%s_bucket{%s%sle=\"+Inf\"}", name, labels ? labels : "", sep);
         value(b, (double)cum);
     }
     char n[128];

@@ -14,6 +14,8 @@ typedef struct {
     int failed; /* out of memory: the text is cut short */
 } sd_metrics_buf;
 
+/* Appends formatted text (the buffer serves other text too: the status page). */
+void sd_metrics_printf(sd_metrics_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* HELP and TYPE ("counter", "gauge", "histogram") of a metric family. */
 void sd_metrics_family(sd_metrics_buf *b, const char *name, const char *type, const char *help);
 /* One sample: labels as written between the braces ("role=\"unet\"") or NULL. */

@@ -9,3 +9,26 @@ ok() { pass=$((pass + 1)); echo "  ok   $1"; }
 bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | head -60 | sed 's/^/       /'; }
 finish() { echo "$NAME: $pass passed, $fail failed"; [ "$fail" = 0 ]; exit; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A local cluster for a test, under ROOT: a coordinator (its --http on a free
+# port) and one worker of each role with the tiny model, ids PREFIX-ROLE, each
+# with its own --http too. Sets ep (the coordinator), ch (its http port),
+# TARGETS (every http address, space-separated); its processes go in PIDS,
+# which the caller's cleanup stops.
+local_cluster() { # root prefix
+    local root=$1 prefix=$2 role wp
+    export OMP_NUM_THREADS=1
+    ep="tcp://127.0.0.1:$(port)"
+    ch=$(port)
+    ${BIN:-build/bin}/sdxl-coordinator --bind "$ep" --state "$root/state" --heartbeat-ms 300 --http "127.0.0.1:$ch" \
+        >"$root/c.log" 2>&1 &
+    PIDS+=($!)
+    TARGETS="127.0.0.1:$ch"
+    for role in text unet final; do
+        wp=$(port)
+        ${BIN:-build/bin}/sdxl-worker --coordinator "$ep" --role $role --model build/models/sdxl-tiny-random \
+            --heartbeat-ms 300 --id "$prefix-$role" --http "127.0.0.1:$wp" --spool "$root/spool" >"$root/w-$role.log" 2>&1 &
+        PIDS+=($!)
+        TARGETS="$TARGETS 127.0.0.1:$wp"
+    done
+}

@@ -9,7 +9,6 @@
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-build/bin}
-M=build/models/sdxl-tiny-random
 NAME=prometheus
 . tests/script_util.sh
 deploy/bootstrap.sh prometheus >/dev/null || { bad "bootstrap prometheus"; finish; }
@@ -32,19 +31,8 @@ cleanup() {
     rm -rf "$ROOT"
 }
 trap cleanup EXIT
-export OMP_NUM_THREADS=1
-ep="tcp://127.0.0.1:$(port)"
-ch=$(port)
-$BIN/sdxl-coordinator --bind "$ep" --state "$ROOT/state" --heartbeat-ms 300 --http "127.0.0.1:$ch" >"$ROOT/c.log" 2>&1 &
-PIDS+=($!)
-targets="'127.0.0.1:$ch'"
-for role in text unet final; do
-    wp=$(port)
-    $BIN/sdxl-worker --coordinator "$ep" --role $role --model "$M" --heartbeat-ms 300 --id "p-$role" --http "127.0.0.1:$wp" \
-        --spool "$ROOT/spool" >"$ROOT/w-$role.log" 2>&1 &
-    PIDS+=($!)
-    targets="$targets, '127.0.0.1:$wp'"
-done
+local_cluster "$ROOT" p
+targets="'${TARGETS// /\', \'}'"
 pp=$(port)
 cat >"$ROOT/prometheus.yml" <<CONF
 global:
@@ -64,7 +52,7 @@ job=$($BIN/sdxl submit "$ROOT/prompts.txt" --out "$ROOT/out" --images-per-prompt
 out=$(timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1) || bad "the job" "$out"
 sleep 1.5 # a render after the last result
 lint=""
-for t in $(echo "$targets" | tr -d "' " | tr ',' ' '); do
+for t in $TARGETS; do
     curl -s --max-time 5 "http://$t/metrics" >"$ROOT/m.txt"
     grep -q '^sdxl_' "$ROOT/m.txt" || lint="$lint $t: no sdxl_ metric;"
     promtool check metrics <"$ROOT/m.txt" >"$ROOT/lint.txt" 2>&1 || lint="$lint $t: $(cat "$ROOT/lint.txt");"

@@ -7,7 +7,6 @@
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${BIN:-build/bin}
-M=build/models/sdxl-tiny-random
 NAME=status_page
 . tests/script_util.sh
 deploy/bootstrap.sh browser >/dev/null || { bad "bootstrap browser (chromium)"; finish; }
@@ -19,16 +18,8 @@ cleanup() {
     rm -rf "$ROOT"
 }
 trap cleanup EXIT
-export OMP_NUM_THREADS=1
-ep="tcp://127.0.0.1:$(port)"
-hp=$(port)
-$BIN/sdxl-coordinator --bind "$ep" --state "$ROOT/state" --heartbeat-ms 300 --http "127.0.0.1:$hp" >"$ROOT/c.log" 2>&1 &
-PIDS+=($!)
-for role in text unet final; do
-    $BIN/sdxl-worker --coordinator "$ep" --role $role --model "$M" --heartbeat-ms 300 --id "page-$role" \
-        --spool "$ROOT/spool" >"$ROOT/w-$role.log" 2>&1 &
-    PIDS+=($!)
-done
+local_cluster "$ROOT" page
+hp=$ch
 printf 'a cat\na dog\na fox\n' >"$ROOT/prompts.txt"
 job=$($BIN/sdxl submit "$ROOT/prompts.txt" --out "$ROOT/out" --layout files --steps 3 --coordinator "$ep" | awk '{print $NF}')
 timeout 120 $BIN/sdxl wait "$job" --coordinator "$ep" >/dev/null 2>&1 || bad "the job"
