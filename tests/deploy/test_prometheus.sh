@@ -79,7 +79,8 @@ else bad "what Prometheus saw" "up $up, done $done_n, worker items $items; $(tai
 mem=$(query 'count(sdxl_worker_device_memory_bytes > 0)')
 bytes=$(query 'sum(sdxl_coordinator_tensor_bytes_total)')
 steps=$(query 'sum(sdxl_worker_unet_steps_total)')
-if [ "$mem" = 3 ] && [ "$bytes" = 0 ] && [ "$steps" = 18 ]; then
-    ok "and: every worker's device memory; 18 denoising steps (6 items x 3); no tensor byte through the coordinator (worker to worker, images written by the final worker)"
-else bad "device memory, steps and the coordinator's bytes" "memory on $mem workers, $steps steps, $bytes tensor bytes through the coordinator"; fi
+moved=$(query 'sum(sdxl_worker_data_bytes_total{direction="fetched"}) == sum(sdxl_worker_data_bytes_total{direction="served"}) and sum(sdxl_worker_data_bytes_total{direction="fetched"}) > 0')
+if [ "$mem" = 3 ] && [ "$bytes" = 0 ] && [ "$steps" = 18 ] && [ -n "$moved" ]; then
+    ok "and: every worker's device memory; 18 denoising steps (6 items x 3); the bytes fetched worker to worker equal those served, and none through the coordinator (images written by the final worker)"
+else bad "device memory, steps and bytes" "memory on $mem workers, $steps steps, $bytes tensor bytes through the coordinator, fetched = served: '$moved'"; fi
 finish

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,7 @@ struct sd_data_server {
     size_t cap, first, n;
     sd_u64map index;  /* hash of a key -> its ring slot + 1 (0: gone); rebuilt as it fills with gone keys */
     int keep;         /* kept until released (a UNet result), not forgotten once fetched */
+    _Atomic unsigned long long served; /* bytes sent to fetchers (the metrics) */
     char *spool;      /* keep: where each is also written, or NULL (memory only) */
 };
 
@@ -143,6 +145,11 @@ sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *bl
     return st;
 }
 
+unsigned long long sd_data_server_served_bytes(sd_data_server *s)
+{
+    return s ? atomic_load(&s->served) : 0;
+}
+
 void sd_data_server_release(sd_data_server *s, const char *key)
 {
     pthread_mutex_lock(&s->lock);
@@ -185,8 +192,9 @@ static void serve_one(sd_data_server *s)
                            spool_read(s, key, &h.blob, &h.len));
     if (found && sd_msg_new(&r, "OK", &err) == SD_OK) {
         int64_t shape[1] = {(int64_t)h.len};
-        if (sd_msg_add_tensor(&r, "blob", SD_DTYPE_U8, 1, shape, h.blob, &err) == SD_OK)
-            sd_msg_send(s->sock, route, rl, &r, &err);
+        if (sd_msg_add_tensor(&r, "blob", SD_DTYPE_U8, 1, shape, h.blob, &err) == SD_OK &&
+            sd_msg_send(s->sock, route, rl, &r, &err) == SD_OK)
+            atomic_fetch_add(&s->served, (unsigned long long)h.len);
         sd_msg_free(&r);
     } else if (sd_msg_new(&r, "ERROR", &err) == SD_OK) {
         json_object_set_new(r.hdr, "reason", json_string("not held"));

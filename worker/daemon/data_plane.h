@@ -53,6 +53,8 @@ sd_status sd_data_server_start(sd_data_server **out, void *ctx, const sd_data_se
 /* Holds a copy of blob under key (replacing any), dropping the oldest past
  * capacity from memory (a spooled one stays on disk). */
 sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *err);
+/* Bytes served to fetchers so far (the metrics). Thread-safe. */
+unsigned long long sd_data_server_served_bytes(sd_data_server *s);
 /* Forgets key (memory and spool): its consumer's result is safe. */
 void sd_data_server_release(sd_data_server *s, const char *key);
 void sd_data_server_stop(sd_data_server *s);

@@ -64,7 +64,7 @@ typedef struct {
     sd_http_probe *probe;     /* --http: /healthz, /readyz and /metrics, or NULL */
     struct {                  /* what /metrics reports (render_metrics) */
         double load_s, busy_s, rendered;
-        unsigned long long items, tasks_failed, steps;
+        unsigned long long items, tasks_failed, steps, fetched;
         sd_hist item_s;
     } m;
 } worker;
@@ -408,6 +408,7 @@ static sd_status fetch_inputs(worker *w, const sd_msg *task, sd_msg *full, int *
             json_array_append_new(*lost, json_incref(json_object_get(item, "idx")));
             continue;
         }
+        w->m.fetched += len;
         char suffix[16];
         snprintf(suffix, sizeof suffix, "%zu", k);
         SD_TRY(sd_blob_attach(full, blobs[k], len, suffix, err));
@@ -521,6 +522,11 @@ static void render_metrics(worker *w)
     sd_metrics_sample(&t, "sdxl_worker_unet_steps_total", NULL, (double)w->m.steps);
     sd_metrics_family(&t, "sdxl_worker_busy_seconds_total", "counter", "Time spent computing tasks.");
     sd_metrics_sample(&t, "sdxl_worker_busy_seconds_total", NULL, w->m.busy_s);
+    sd_metrics_family(&t, "sdxl_worker_data_bytes_total", "counter",
+                      "Stage outputs moved worker to worker: fetched from their holders, served to their consumers.");
+    sd_metrics_sample(&t, "sdxl_worker_data_bytes_total", "direction=\"fetched\"", (double)w->m.fetched);
+    sd_metrics_sample(&t, "sdxl_worker_data_bytes_total", "direction=\"served\"",
+                      (double)sd_data_server_served_bytes(w->data));
     size_t mem = 0;
     if (sd_backend_memory_in_use(w->be, &mem)) {
         sd_metrics_family(&t, "sdxl_worker_device_memory_bytes", "gauge",
