@@ -389,7 +389,8 @@ static sd_status metadata_line(void *ctx, int idx, json_t *info, sd_error *err)
     snprintf(key, sizeof key, "%08d", idx);
     snprintf(file, sizeof file, "%08d.%s", idx, m->o->ext);
     json_object_set_new(line, "key", json_string(key));
-    json_object_set_new(line, "file", json_string(file));
+    /* file_name: what Hugging Face datasets' imagefolder loader reads */
+    json_object_set_new(line, "file_name", json_string(file));
     int bad = json_dumpf(line, m->fp, JSON_COMPACT | JSON_SORT_KEYS) != 0 || fputc('\n', m->fp) == EOF;
     json_decref(line);
     return bad ? sd_fail(err, SD_ERR_IO, "%s: write failed: %s", m->path, strerror(errno)) : SD_OK;

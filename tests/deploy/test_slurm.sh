@@ -126,7 +126,7 @@ out=$(. "$RUN/env"; timeout 180 $BIN/sdxl wait "$sjob" 2>&1)
 rc=$?
 n_png=$(ls "$ROOT/out"/*.png 2>/dev/null | wc -l)
 n_meta=$(wc -l <"$ROOT/out/metadata.jsonl" 2>/dev/null)
-uniq=$(python3 -c 'import json,sys; print(len({json.loads(l)["file"] for l in open(sys.argv[1])}))' "$ROOT/out/metadata.jsonl" 2>/dev/null)
+uniq=$(python3 -c 'import json,sys; print(len({json.loads(l)["file_name"] for l in open(sys.argv[1])}))' "$ROOT/out/metadata.jsonl" 2>/dev/null)
 if [ $rc = 0 ] && [ $killed = 1 ] && [ "$n_png" = 12 ] && [ "$n_meta" = 12 ] && [ "$uniq" = 12 ] &&
     grep -q "worker s$JOB-unet0 (unet on" "$RUN/logs/cluster.log"; then
     ok "a 12-item job through the cluster completes, each item exactly once, though a unet step was killed (and started again)"

@@ -226,7 +226,7 @@ Test(outputs, the_files_layout_writes_items_and_metadata_jsonl)
     json_error_t je;
     json_t *line = json_loadb(text, len, 0, &je);
     cr_assert_not_null(line, "%s", je.text);
-    cr_assert_str_eq(json_string_value(json_object_get(line, "file")), "00000001.webp");
+    cr_assert_str_eq(json_string_value(json_object_get(line, "file_name")), "00000001.webp");
     cr_assert_str_eq(json_string_value(json_object_get(line, "prompt")), "p");
     cr_assert_eq(text[len - 1], '\n');
     free(text);
