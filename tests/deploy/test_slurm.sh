@@ -132,8 +132,14 @@ if [ $rc = 0 ] && [ $killed = 1 ] && [ "$n_png" = 12 ] && [ "$n_meta" = 12 ] && 
     ok "a 12-item job through the cluster completes, each item exactly once, though a unet step was killed (and started again)"
 else bad "the job through Slurm" "wait rc $rc killed $killed: $out; $n_png png, $n_meta metadata lines ($uniq distinct); $(cat "$RUN/logs/cluster.log" 2>&1 | tail -3)"; fi
 metrics_ok=1
+# (within 20 s: the killed unet step may still be starting again)
 for t in $(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))[0]["targets"]))' "$RUN/prometheus-targets.json"); do
-    curl -s --max-time 5 "http://$t/metrics" | grep -q '^sdxl_' || metrics_ok=0
+    served=0
+    for _ in $(seq 100); do
+        curl -s --max-time 5 "http://$t/metrics" | grep -q '^sdxl_' && { served=1; break; }
+        sleep 0.2
+    done
+    [ $served = 1 ] || metrics_ok=0
 done
 if [ $metrics_ok = 1 ]; then ok "every process of the allocation serves /metrics at its published target"
 else bad "metrics of the Slurm cluster" "$(cat "$RUN/prometheus-targets.json")"; fi
