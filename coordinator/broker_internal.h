@@ -180,6 +180,14 @@ void broker_release_source(broker *b, const char *job, int idx, const json_t *in
 void broker_send_releases(broker *b);
 /* An item's result info into the stage histograms (its <stage>_seconds and waits). */
 void broker_metrics_observe(broker *b, const json_t *info);
+/* Per stage (text, unet, final): items in flight, registered workers, busy
+ * ones (a task in flight) and the items its workers finished: what the
+ * metrics and the status page both show. */
+typedef struct {
+    long long flight[3], workers[3], busy[3];
+    unsigned long long done[3];
+} broker_stage_counts;
+void broker_count_stages(const broker *b, broker_stage_counts *c);
 /* The /metrics text, rendered at most once a second (probe: NULL when off). */
 struct sd_http_probe;
 void broker_metrics(broker *b, struct sd_http_probe *probe);

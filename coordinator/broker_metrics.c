@@ -13,6 +13,22 @@
 
 static const char *const stages[3] = {"text", "unet", "final"};
 
+void broker_count_stages(const broker *b, broker_stage_counts *c)
+{
+    memset(c, 0, sizeof *c);
+    for (int i = 0; i < b->tasks_hw; i++)
+        for (int s = 0; s < 3 && b->tasks[i].used; s++)
+            if (!strcmp(b->tasks[i].stage, stages[s]))
+                c->flight[s] += b->tasks[i].n;
+    for (int i = 0; i < b->workers_hw; i++)
+        for (int s = 0; s < 3 && b->workers[i].used; s++)
+            if (!strcmp(b->workers[i].role, stages[s])) {
+                c->workers[s]++;
+                c->busy[s] += b->workers[i].inflight > 0;
+                c->done[s] += b->workers[i].done;
+            }
+}
+
 void broker_metrics_observe(broker *b, const json_t *info)
 {
     for (int s = 0; s < 3; s++) {
@@ -71,26 +87,18 @@ void broker_metrics(broker *b, struct sd_http_probe *probe)
         snprintf(labels, sizeof labels, "stage=\"%s\"", stages[s]);
         sd_hist_write(&t, "sdxl_stage_wait_seconds", labels, &b->m.wait[s - 1]);
     }
-    long long flight[3] = {0, 0, 0};
-    for (int i = 0; i < b->tasks_hw; i++)
-        for (int s = 0; s < 3 && b->tasks[i].used; s++)
-            if (!strcmp(b->tasks[i].stage, stages[s]))
-                flight[s] += b->tasks[i].n;
+    broker_stage_counts sc;
+    broker_count_stages(b, &sc);
     sd_metrics_family(&t, "sdxl_stage_in_flight", "gauge", "Items a worker of the stage is computing now.");
     for (int s = 0; s < 3; s++) {
         snprintf(labels, sizeof labels, "stage=\"%s\"", stages[s]);
-        sd_metrics_sample(&t, "sdxl_stage_in_flight", labels, (double)flight[s]);
+        sd_metrics_sample(&t, "sdxl_stage_in_flight", labels, (double)sc.flight[s]);
     }
-    long long workers[3][2] = {{0}};
-    for (int i = 0; i < b->workers_hw; i++)
-        for (int s = 0; s < 3 && b->workers[i].used; s++)
-            if (!strcmp(b->workers[i].role, stages[s]))
-                workers[s][b->workers[i].inflight > 0]++;
     sd_metrics_family(&t, "sdxl_workers", "gauge", "Registered workers by role and state (busy: a task in flight).");
     for (int s = 0; s < 3; s++)
         for (int busy = 0; busy < 2; busy++) {
             snprintf(labels, sizeof labels, "role=\"%s\",state=\"%s\"", stages[s], busy ? "busy" : "idle");
-            sd_metrics_sample(&t, "sdxl_workers", labels, (double)workers[s][busy]);
+            sd_metrics_sample(&t, "sdxl_workers", labels, (double)(busy ? sc.busy[s] : sc.workers[s] - sc.busy[s]));
         }
     sd_metrics_family(&t, "sdxl_messages_refused_total", "counter",
                       "Messages refused, by reason: malformed (garbage, a wrong version, missing fields), key_not_allowed "

@@ -50,11 +50,9 @@ void broker_status_page(broker *b, struct sd_http_probe *probe)
 {
     double now = sd_now_s(), dt = b->m.page_t > 0 ? now - b->m.page_t : 0;
     /* rates over the last seconds, smoothed */
-    unsigned long long stage_done[3] = {0, 0, 0};
-    for (int i = 0; i < b->workers_hw; i++)
-        for (int s = 0; s < 3 && b->workers[i].used; s++)
-            if (!strcmp(b->workers[i].role, stages[s]))
-                stage_done[s] += b->workers[i].done;
+    broker_stage_counts sc;
+    broker_count_stages(b, &sc);
+    const unsigned long long *stage_done = sc.done;
     if (dt > 0) {
         double inst = (double)(b->m.done - b->m.page_done) / dt;
         b->m.rate = 0.7 * b->m.rate + 0.3 * inst;
@@ -65,7 +63,7 @@ void broker_status_page(broker *b, struct sd_http_probe *probe)
     }
     b->m.page_t = now;
     b->m.page_done = b->m.done;
-    memcpy(b->m.page_stage_done, stage_done, sizeof stage_done);
+    memcpy(b->m.page_stage_done, sc.done, sizeof sc.done);
 
     page p = {0};
     char when[32];
@@ -114,22 +112,12 @@ void broker_status_page(broker *b, struct sd_http_probe *probe)
     put(&p, "</table>\n");
     json_decref(jobs);
 
-    long long flight[3] = {0, 0, 0}, nworkers[3] = {0, 0, 0}, busy[3] = {0, 0, 0};
-    for (int k = 0; k < b->tasks_hw; k++)
-        for (int s = 0; s < 3 && b->tasks[k].used; s++)
-            if (!strcmp(b->tasks[k].stage, stages[s]))
-                flight[s] += b->tasks[k].n;
-    for (int k = 0; k < b->workers_hw; k++)
-        for (int s = 0; s < 3 && b->workers[k].used; s++)
-            if (!strcmp(b->workers[k].role, stages[s])) {
-                nworkers[s]++;
-                busy[s] += b->workers[k].inflight > 0;
-            }
     put(&p, "<h2>Stages</h2><table id=\"stages\"><tr><th>stage</th><th>waiting</th><th>in flight</th>"
             "<th>items/s</th><th>workers</th><th>busy</th></tr>\n");
     for (int s = 0; s < 3; s++)
         putf(&p, "<tr><td>%s</td><td>%lld</td><td>%lld</td><td>%.2f</td><td>%lld</td><td>%lld</td></tr>\n", stages[s],
-             waiting[s] > flight[s] ? waiting[s] - flight[s] : 0, flight[s], b->m.stage_rate[s], nworkers[s], busy[s]);
+             waiting[s] > sc.flight[s] ? waiting[s] - sc.flight[s] : 0, sc.flight[s], b->m.stage_rate[s], sc.workers[s],
+             sc.busy[s]);
     put(&p, "</table>\n<h2>Workers</h2><table id=\"workers\"><tr><th>worker</th><th>role</th><th>device</th>"
             "<th>state</th><th>items</th><th>last seen</th></tr>\n");
     for (int s = 0; s < 3; s++)
