@@ -87,7 +87,7 @@ endif
 LAYERS := common kernels proto engine daemon service cli client local
 MAINS := coordinator/cli/main_sdxl.c coordinator/cli/engine/main_engine.c coordinator/main_coordinator.c \
          worker/daemon/main_worker.c
-SRC_common := $(wildcard common/*.c)
+SRC_common := $(wildcard common/*.c common/*.S)
 SRC_kernels := $(wildcard kernels/*.c kernels/cpu/*.c) $(if $(filter 1,$(HAVE_CUDA)),$(wildcard kernels/cuda/*.cu))
 SRC_proto := $(wildcard proto/*.c)
 SRC_engine := $(wildcard worker/engine/*/*.c worker/engine/*/*.S)
@@ -205,6 +205,7 @@ $(BUILD)/obj/kernels/cpu/sgemm.o: CFLAGS := $(filter-out -fsanitize=% -fno-sanit
 # data blobs (.incbin) are rebuilt when the files they include change
 $(BUILD)/obj/worker/engine/text/clip_vocab_blob.S.o: worker/engine/text/data/clip/vocab.json worker/engine/text/data/clip/merges.txt
 $(BUILD)/obj/worker/engine/weights/presets_blob.S.o: $(wildcard worker/engine/weights/presets/*/*.json)
+$(BUILD)/obj/common/builtin_configs.S.o: $(wildcard common/builtin/*/*.json)
 $(BUILD)/obj/%.S.o: %.S $(BUILD)/flags
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  AS    $<")

@@ -171,3 +171,9 @@ sd_status sd_mkdirs(const char *path, sd_error *err)
     free(p);
     return st;
 }
+
+const char *sd_path_basename(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash && slash[1] ? slash + 1 : path;
+}

@@ -12,6 +12,8 @@
 char *sd_path_join(const char *a, const char *b);
 int sd_path_exists(const char *path);
 int sd_path_is_dir(const char *path);
+/* The last component of path ("a/b.safetensors" -> "b.safetensors"). */
+const char *sd_path_basename(const char *path);
 
 /* Reads a whole file into a malloc'd NUL-terminated buffer. */
 sd_status sd_read_file(const char *path, char **out, size_t *len, sd_error *err);

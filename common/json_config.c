@@ -7,7 +7,7 @@
 
 #include "common/fsutil.h"
 
-json_t *sd_json_loads_python(char *text, size_t len, size_t flags, json_error_t *jerr)
+json_t *sd_json_loads_python(const char *text, size_t len, size_t flags, json_error_t *jerr)
 {
     /* each non-standard number token outside strings becomes null; "NaN"
      * is shorter than "null", so the text is copied, not edited in place */
@@ -50,6 +50,27 @@ json_t *sd_json_loads_python(char *text, size_t len, size_t flags, json_error_t 
     return r;
 }
 
+sd_status sd_json_load_text(sd_json_doc *doc, const char *text, size_t len, const char *name, sd_error *err)
+{
+    memset(doc, 0, sizeof *doc);
+    json_error_t jerr;
+    doc->root = sd_json_loads_python(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!doc->root)
+        return sd_fail(err, SD_ERR_FORMAT, "%s: invalid JSON at line %d: %s", name, jerr.line, jerr.text);
+    if (!json_is_object(doc->root)) {
+        json_decref(doc->root);
+        doc->root = NULL;
+        return sd_fail(err, SD_ERR_FORMAT, "%s: top level is not a JSON object", name);
+    }
+    doc->path = strdup(name);
+    if (!doc->path) {
+        json_decref(doc->root);
+        doc->root = NULL;
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    }
+    return SD_OK;
+}
+
 sd_status sd_json_load(sd_json_doc *doc, const char *path, sd_error *err)
 {
     memset(doc, 0, sizeof *doc);
@@ -58,23 +79,9 @@ sd_status sd_json_load(sd_json_doc *doc, const char *path, sd_error *err)
     sd_error rerr;
     if (sd_read_file(path, &text, &len, &rerr) != SD_OK)
         return sd_fail(err, SD_ERR_MISSING, "%s: cannot read: %s", path, rerr.msg);
-    json_error_t jerr;
-    doc->root = sd_json_loads_python(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    sd_status st = sd_json_load_text(doc, text, len, path, err);
     free(text);
-    if (!doc->root)
-        return sd_fail(err, SD_ERR_FORMAT, "%s: invalid JSON at line %d: %s", path, jerr.line, jerr.text);
-    if (!json_is_object(doc->root)) {
-        json_decref(doc->root);
-        doc->root = NULL;
-        return sd_fail(err, SD_ERR_FORMAT, "%s: top level is not a JSON object", path);
-    }
-    doc->path = strdup(path);
-    if (!doc->path) {
-        json_decref(doc->root);
-        doc->root = NULL;
-        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    }
-    return SD_OK;
+    return st;
 }
 
 void sd_json_free(sd_json_doc *doc)

@@ -17,9 +17,12 @@ typedef struct {
  * NaN, which JSON has no spelling for (diffusers' DPMSolverMultistep config
  * has "lambda_min_clipped": -Infinity): sd_json_load reads them as null. */
 sd_status sd_json_load(sd_json_doc *doc, const char *path, sd_error *err);
+/* The same for JSON text in memory (an embedded config); name stands for the
+ * path in messages. */
+sd_status sd_json_load_text(sd_json_doc *doc, const char *text, size_t len, const char *name, sd_error *err);
 void sd_json_free(sd_json_doc *doc);
 /* The same reading of Python's JSON from text (changed in place). */
-json_t *sd_json_loads_python(char *text, size_t len, size_t flags, json_error_t *jerr);
+json_t *sd_json_loads_python(const char *text, size_t len, size_t flags, json_error_t *jerr);
 
 sd_status sd_json_int(const sd_json_doc *d, const char *key, long long *out, sd_error *err);
 /* A required integer in [lo, hi]; out of range fails naming file, key and the range

@@ -23,13 +23,24 @@ typedef enum {
 
 #define SD_MAX_COMPONENTS 16
 
+struct sd_lora_deltas; /* lora.h */
+
 typedef struct {
     char name[64];       /* key in model_index.json: "unet" */
     char library[64];    /* "diffusers" / "transformers" */
     char class_name[96]; /* "UNet2DConditionModel"; empty when null */
     int present;         /* 0 when model_index.json says [null, null] */
     sd_component_kind kind;
-    char *dir; /* root/name */
+    char *dir; /* root/name; NULL when config_text stands for it */
+    /* a model given as one file (sd_model_open_file) or a VAE file
+     * (--vae FILE): the weights come from this file in Stability's original
+     * layout, the configs from dir (--config) or config_text */
+    char *single_file;
+    int single_refiner;      /* the file has the refiner's layout */
+    int vae_file;            /* a VAE on its own */
+    const char *config_text; /* a config embedded in the binary (dir NULL) */
+    /* LoRA deltas the loader merges into this component's weights */
+    const struct sd_lora_deltas *lora;
 } sd_component;
 
 typedef struct {
@@ -39,9 +50,32 @@ typedef struct {
     int requires_aesthetics_score;    /* -1 when absent */
     int n;
     sd_component comps[SD_MAX_COMPONENTS];
+    char *single_file; /* the model was given as this one file */
 } sd_model_folder;
 
 sd_status sd_model_open(sd_model_folder *m, const char *dir, sd_error *err);
+
+/* The configs a single file uses when no --config names a folder: the real
+ * SDXL base's or refiner's, embedded in the binary by the engine. */
+typedef struct {
+    const char *model_index;
+    struct {
+        const char *name, *text;
+    } configs[8]; /* per component, ended by a NULL name */
+} sd_builtin_model;
+
+/* A single-file checkpoint in Stability's original layout (base or refiner,
+ * told apart by its text encoder keys). Configs, tokenizers and scheduler
+ * come from config_dir (a diffusers folder, as from_single_file(config=)),
+ * or when it is NULL from the builtin model (components without folders:
+ * tokenizers then use the embedded vocabulary). */
+sd_status sd_model_open_file(sd_model_folder *m, const char *file, const char *config_dir,
+                             const sd_builtin_model *builtin_base, const sd_builtin_model *builtin_refiner,
+                             sd_error *err);
+/* A folder (config_dir must be NULL) or a single file. */
+sd_status sd_model_open_any(sd_model_folder *m, const char *path, const char *config_dir,
+                            const sd_builtin_model *builtin_base, const sd_builtin_model *builtin_refiner,
+                            sd_error *err);
 void sd_model_close(sd_model_folder *m);
 
 /* The component called name, or NULL if model_index.json does not list it. */
@@ -61,6 +95,12 @@ typedef struct {
     const sd_st_tensor **tensors; /* every tensor of every shard, sorted by name */
     char *description;            /* file name(s), for messages and inspect */
     char *index_path;             /* the shard index, when sharded */
+    /* an original-layout file: its tensors renamed (and split or
+     * transposed) to diffusers' names; transposed copies in bufs */
+    sd_st_tensor *virt;
+    size_t nvirt;
+    void **bufs;
+    size_t nbufs;
 } sd_weights;
 
 /* Opens a component's weights. variant NULL picks what exists, preferring the
@@ -72,6 +112,16 @@ sd_status sd_weights_open(sd_weights *w, const sd_component *c, const char *vari
 sd_status sd_weights_open_dir(sd_weights *w, const char *dir, const char *basename, const char *variant,
                               sd_error *err);
 void sd_weights_close(sd_weights *w);
+
+/* One component ("unet", "vae", "text_encoder", "text_encoder_2") of a
+ * single-file checkpoint in Stability's original layout (original_layout.h),
+ * under diffusers' names; cfg is the component's config (the UNet's and the
+ * VAE's block numbering follow it). refiner: the refiner's layout. vae_file:
+ * path is a VAE alone, its keys with or without first_stage_model. A key
+ * that belongs to no component, or maps to no parameter, is an error naming
+ * it. */
+sd_status sd_weights_open_original(sd_weights *w, const char *path, const char *component, int refiner, int vae_file,
+                                   const sd_json_doc *cfg, sd_error *err);
 const sd_st_tensor *sd_weights_find(const sd_weights *w, const char *name);
 
 /* The weight file base name of a known network class, or NULL. */

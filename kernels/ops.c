@@ -1,6 +1,7 @@
 /* ops.c - the front end of ops.h: backend selection, tensor bookkeeping and
  * the shape/dtype checks shared by every backend. */
 #include "kernels/ops.h"
+#include "kernels/cpu/sgemm.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -495,4 +496,9 @@ sd_status sd_op_copy(sd_tensor *y, const sd_tensor *x, sd_error *err)
     if (sd_tensor_numel(y) != sd_tensor_numel(x))
         return shape_error(err, "copy", "sizes differ", y, x);
     return y->be->vt->copy(y->be, y, x, err);
+}
+
+void sd_host_sgemm_acc(int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B, float *C)
+{
+    sd_sgemm(0, M, N, K, alpha, A, K, B, N, 1.0f, C, N);
 }

@@ -93,6 +93,10 @@ sd_status sd_tensor_from_host(sd_backend *be, sd_tensor *t, const void *src, sd_
                               const int64_t *shape, int borrow, sd_error *err);
 /* Overwrites a tensor with numel host values of src_dtype, converted. */
 sd_status sd_tensor_upload(sd_tensor *t, const void *src, sd_dtype src_dtype, sd_error *err);
+/* C[M,N] += alpha * A[M,K] @ B[K,N] on host fp32 memory, row-major, by the
+ * CPU backend's deterministic sgemm (any caller needing a host product:
+ * merging a LoRA into a weight before upload). */
+void sd_host_sgemm_acc(int64_t M, int64_t N, int64_t K, float alpha, const float *A, const float *B, float *C);
 /* Copies a tensor to host memory as fp32 (dst holds numel floats). */
 sd_status sd_tensor_to_host_f32(const sd_tensor *t, float *dst, sd_error *err);
 /* Reinterprets a tensor with another shape of equal numel (a view: shares data). */

@@ -141,6 +141,74 @@ img2img_ok() {
 }
 check "generate --init-image --strength runs img2img" img2img_ok
 check "generate on a missing model exits 1 naming it" out_has "/no/model" $BIN/sdxl generate --model /no/model --prompt x --out $T/a.png
+# model files: LoRAs, another VAE, single files, the refiner alone (golden
+# equality with diffusers is tests/golden/test_model_files_golden.c)
+MF=tests/golden/data/model_files
+tiny() { $BIN/sdxl generate --model "$DATA/sdxl-tiny" --quiet --steps 2 --seed 3 "$@"; }
+png_text_has() { # file, needle: a PNG text chunk (tEXt or iTXt) holds needle
+    python3 - "$1" "$2" <<'PY'
+import struct, sys, zlib
+data = open(sys.argv[1], 'rb').read()[8:]
+texts = []
+while data:
+    n, kind = struct.unpack('>I4s', data[:8])
+    body = data[8:8 + n]
+    if kind == b'tEXt':
+        texts.append(body.replace(b'\0', b'=').decode('latin-1'))
+    elif kind == b'iTXt':  # keyword NUL flag method language NUL translated NUL text
+        key, rest = body.split(b'\0', 1)
+        texts.append((key + b'=' + rest[2:].split(b'\0', 2)[2]).decode('utf-8'))
+    data = data[12 + n:]
+sys.exit(0 if any(sys.argv[2] in t for t in texts) else 1)
+PY
+}
+lora_vae_recorded() {
+    tiny --prompt x --lora $MF/lora_kohya.safetensors:0.5 --vae $MF/vae_original.safetensors --out $T/l.png >/dev/null &&
+        tiny --prompt x --out $T/plain.png >/dev/null && ! cmp -s $T/l.png $T/plain.png &&
+        png_text_has $T/l.png "loras=lora_kohya.safetensors#" && png_text_has $T/l.png ":0.5" &&
+        png_text_has $T/l.png "vae=vae_original.safetensors#"
+}
+check "generate --lora FILE:SCALE --vae FILE changes the image and records both with content hashes" lora_vae_recorded
+check "generate --lora with a non-finite scale is a usage error naming it" out_has "finite" tiny --prompt x --lora $MF/lora_kohya.safetensors:nan --out $T/a.png
+check "generate --lora of a missing file exits 2 naming it" out_has "/no/such.safetensors" tiny --prompt x --lora /no/such.safetensors --out $T/a.png
+check "generate --lora of a file that is no LoRA names a tensor" out_has "not part of a LoRA" tiny --prompt x --lora $MF/vae_original.safetensors --out $T/a.png
+check "generate --config with a model folder is refused naming --config" out_has "--config" tiny --prompt x --config "$DATA/sdxl-tiny" --out $T/a.png
+check "generate --vae of a missing path names --vae" out_has "--vae" tiny --prompt x --vae /no/vae --out $T/a.png
+check "generate with the refiner alone and no --init-image asks for one" out_has "--init-image" $BIN/sdxl generate --model "$DATA/sdxl-tiny-refiner" --prompt x --out $T/a.png
+refiner_alone_ok() {
+    tiny --prompt "a cat" --out $T/src.png >/dev/null &&
+        $BIN/sdxl generate --model "$DATA/sdxl-tiny-refiner" --quiet --prompt "a cat" --steps 4 --seed 1 \
+            --init-image $T/src.png --strength 0.5 --out $T/ref.png >/dev/null && [ -s $T/ref.png ]
+}
+check "generate with the refiner alone and --init-image runs img2img" refiner_alone_ok
+# the real SDXL base checkpoint's names and shapes, no weights: a sparse file
+sparse_real() {
+    python3 - "$MF/real_base_keys.json" "$T/sd_xl_base_1.0.safetensors" <<'PY'
+import json, struct, sys
+keys = json.load(open(sys.argv[1]))
+hdr, off = {}, 0
+for k, shape in keys.items():
+    n = 2
+    for d in shape:
+        n *= d
+    hdr[k] = {"dtype": "F16", "shape": shape, "data_offsets": [off, off + n]}
+    off += n
+h = json.dumps(hdr).encode()
+with open(sys.argv[2], 'wb') as f:
+    f.write(struct.pack('<Q', len(h)) + h)
+    f.truncate(8 + len(h) + off)
+PY
+}
+inspect_single_file() {
+    sparse_real || return 1
+    local j
+    j=$($BIN/sdxl inspect "$T/sd_xl_base_1.0.safetensors" --json) || { echo "$j"; return 1; }
+    python3 -c 'import json,sys; r=json.loads(sys.argv[1]); c={x["name"]: x for x in r["components"]}
+assert r["pipeline"] == "StableDiffusionXLPipeline" and "built in" in r["configs"], r
+assert c["unet"]["parameters"] == 2567463684 and c["text_encoder_2"]["parameters"] == 694659840, c' "$j"
+}
+check "inspect of the real base's single file (sparse) uses the built-in configs and counts the real parameters" inspect_single_file
+check "submit --model FILE with a missing --lora is refused naming it" out_has "/no/lora.safetensors" $BIN/sdxl submit /etc/hostname --out $T/ds --model "$DATA/sdxl-tiny" --lora /no/lora.safetensors
 rm -rf "$T"
 
 bench_local() {

@@ -98,8 +98,8 @@ static void load(sd_pipeline *p, sd_backend *be, int with_refiner)
 {
     char *base = tu_data_path("sdxl-tiny"), *ref = tu_data_path("sdxl-tiny-refiner");
     sd_error err = {0};
-    cr_assert_eq(sd_pipeline_load(p, be, NULL, base, with_refiner ? ref : NULL, NULL, SD_STAGE_ALL, &err), SD_OK,
-                 "%s", err.msg);
+    sd_model_spec ms = {.model = base, .refiner = with_refiner ? ref : NULL};
+    cr_assert_eq(sd_pipeline_load(p, be, NULL, &ms, SD_STAGE_ALL, &err), SD_OK, "%s", err.msg);
     free(base);
     free(ref);
 }
@@ -278,7 +278,8 @@ Test(pipeline_golden, the_refiner_vae_decodes_the_ensemble)
     sd_backend *be = tu_cpu();
     sd_pipeline p;
     sd_error err = {0};
-    cr_assert_eq(sd_pipeline_load(&p, be, NULL, base, rdir, NULL, SD_STAGE_ALL, &err), SD_OK, "%s", err.msg);
+    sd_model_spec ms = {.model = base, .refiner = rdir};
+    cr_assert_eq(sd_pipeline_load(&p, be, NULL, &ms, SD_STAGE_ALL, &err), SD_OK, "%s", err.msg);
     sd_text_result t;
     sd_latent_result lat;
     sd_image_result img;

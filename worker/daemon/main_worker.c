@@ -13,7 +13,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sdxl-worker --coordinator ENDPOINT --role text|unet|final --model DIR [--refiner DIR]\n"
+            "usage: sdxl-worker --coordinator ENDPOINT --role text|unet|final --model DIR|FILE [--config DIR]\n"
+            "                   [--refiner DIR|FILE [--refiner-config DIR]] [--vae DIR|FILE] [--lora FILE[:SCALE]]...\n"
             "                   [--device cpu|cuda:N] [--dtype f16|bf16] [--capacity N] [--variant fp16]\n"
             "                   [--id NAME] [--heartbeat-ms N] [--hold N] [--spool DIR] [--http HOST:PORT]\n"
             "                   [--cfg-split batch | --cfg-split nccl --cfg-peer ENDPOINT --cfg-rank 0|1]\n"
@@ -22,6 +23,8 @@ static void usage(FILE *out)
             "Serves one stage of the pipeline for a coordinator: text (both text encoders), unet (base\n"
             "denoising), final (refiner steps and VAE decode). Registers its role, capacity, devices and\n"
             "model identity (a hash of configs and weight headers); jobs of another model never reach it.\n"
+            "  --model, --config, --refiner, --refiner-config, --vae, --lora: the model, as sdxl generate\n"
+            "                      takes it (see sdxl generate --help); all of it is in the identity\n"
             "  --capacity N        items per task (1)\n"
             "  --hold N            text and unet workers: outputs kept in memory for the next stage to\n"
             "                      fetch, at most (256; ~1.3 MB of text conditioning, 256 KB of latents\n"
@@ -85,13 +88,26 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--simulate"))
             simulate = v;
         else if (!strcmp(a, "--model"))
-            o.model = v;
+            o.spec.model = v;
+        else if (!strcmp(a, "--config"))
+            o.spec.model_config = v;
         else if (!strcmp(a, "--refiner"))
-            o.refiner = v;
+            o.spec.refiner = v;
+        else if (!strcmp(a, "--refiner-config"))
+            o.spec.refiner_config = v;
+        else if (!strcmp(a, "--vae"))
+            o.spec.vae = v;
+        else if (!strcmp(a, "--lora")) {
+            sd_error lerr = {0};
+            if (sd_model_spec_add_lora(&o.spec, v, &lerr) != SD_OK) {
+                fprintf(stderr, "sdxl-worker: --lora: %s\n", lerr.msg);
+                return 2;
+            }
+        }
         else if (!strcmp(a, "--device"))
             o.device = v;
         else if (!strcmp(a, "--variant"))
-            o.variant = v;
+            o.spec.variant = v;
         else if (!strcmp(a, "--id"))
             o.worker_id = v;
         else if (!strcmp(a, "--capacity")) {
@@ -171,7 +187,7 @@ int main(int argc, char **argv)
     if (simulate) {
         sd_sim_spec spec;
         sd_error serr = {0};
-        if (o.role || o.model || split_pair || sd_sim_spec_parse(simulate, &spec, &serr) != SD_OK || !o.coordinator) {
+        if (o.role || o.spec.model || split_pair || sd_sim_spec_parse(simulate, &spec, &serr) != SD_OK || !o.coordinator) {
             fprintf(stderr, "sdxl-worker: %s\n", serr.msg[0] ? serr.msg
                                               : !o.coordinator ? "--simulate needs --coordinator ENDPOINT"
                                                                : "--simulate takes no --role, --model or --cfg-split");
@@ -187,7 +203,7 @@ int main(int argc, char **argv)
         return 0;
     }
     int follower = split_pair && o.cfg_rank == 1;
-    if ((!o.coordinator && !follower) || !o.role || !o.model || o.capacity < 1 || o.capacity > 16 || o.heartbeat_ms < 10 ||
+    if ((!o.coordinator && !follower) || !o.role || !o.spec.model || o.capacity < 1 || o.capacity > 16 || o.heartbeat_ms < 10 ||
         (strcmp(o.role, "text") && strcmp(o.role, "unet") && strcmp(o.role, "final"))) {
         usage(stderr);
         return 2;

@@ -300,7 +300,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
         sd_image_result img;
         SD_TRY(sd_stage_final(&w->p, &g, &t, &lat, &hooks, &img, err));
         sd_image_meta meta;
-        sd_image_meta_fill(&meta, &g, img.width, img.height, w->p.identity);
+        sd_image_meta_fill(&meta, &g, img.width, img.height, &w->p);
         uint8_t *bytes = NULL;
         size_t len = 0;
         st = sd_image_meta_encode(&meta, (sd_image_format)g.format, img.rgb, img.width, img.height, &bytes, &len, err);
@@ -310,7 +310,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
             int64_t shape[1] = {(int64_t)len};
             snprintf(name, sizeof name, "image_%d", k);
             st = sd_msg_add_tensor(res, name, SD_DTYPE_U8, 1, shape, bytes, err);
-            sd_image_meta_json(out_info, &g, img.width, img.height, w->p.identity);
+            sd_image_meta_json(out_info, &g, img.width, img.height, &w->p);
         } else {
             free(bytes);
         }
@@ -582,16 +582,12 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     w->be = w->sb.be;
     double t_load = sd_now_s();
     if (st == SD_OK)
-        st = sd_pipeline_load(&w->p, w->sb.be, w->sb.vae_be, o->model, o->refiner, o->variant, stages, err);
+        st = sd_pipeline_load(&w->p, w->sb.be, w->sb.vae_be, &o->spec, stages, err);
     w->m.load_s = sd_now_s() - t_load;
-    if (st == SD_OK) {
-        /* the identity covers the refiner too: jobs go only to workers whose
-         * base and refiner both match */
-        char rid[40] = "";
-        if (o->refiner)
-            st = sd_model_identity(o->refiner, o->variant, rid, sizeof rid, err);
-        snprintf(w->identity, sizeof w->identity, "%s%s%s", w->p.identity, rid[0] ? "+" : "", rid);
-    }
+    /* the identity covers the refiner, VAE and LoRAs too: jobs go only to
+     * workers that loaded the same */
+    if (st == SD_OK)
+        snprintf(w->identity, sizeof w->identity, "%s", w->p.identity);
     void *ctx = zmq_ctx_new();
     if (st == SD_OK && o->cfg_peer) {
         wlog(w, "cfg pair rank %d: waiting for the peer at %s", o->cfg_rank, o->cfg_peer);

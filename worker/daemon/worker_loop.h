@@ -5,11 +5,13 @@
 #ifndef SDXL_WORKER_WORKER_LOOP_H
 #define SDXL_WORKER_WORKER_LOOP_H
 
+#include "common/model_spec.h"
 #include "common/dtype.h"
 #include "common/error.h"
 
 typedef struct {
-    const char *coordinator, *role, *model, *refiner, *device, *variant, *worker_id;
+    const char *coordinator, *role, *device, *worker_id;
+    sd_model_spec spec; /* --model, --config, --refiner, --refiner-config, --vae, --lora, --variant */
     int capacity, heartbeat_ms;
     int hold; /* a text or unet worker: outputs held in memory for their consumers at most (data_plane.h) */
     const char *spool; /* a unet worker's spool folder (NULL: /var/tmp/sdxl-spool-UID/ID) */

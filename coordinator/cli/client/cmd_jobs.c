@@ -13,6 +13,7 @@
 #include <zmq.h>
 
 #include "coordinator/cli/cli.h"
+#include "common/model_spec.h"
 #include "common/clock.h"
 #include "common/fsutil.h"
 #include "common/model_identity.h"
@@ -43,10 +44,11 @@ static void usage_submit(FILE *out)
                  "  --images-per-prompt N   (1)\n"
                  "  --layout webdataset|files (webdataset)\n"
                  "  --shard-size N          samples per tar shard (1000); a shard is written once its samples are done\n"
-                 "  --model DIR|ID          run only on workers of this model: a folder (with --refiner DIR\n"
-                 "                          and --variant fp16 as the workers load them) or an identity as\n"
-                 "                          `sdxl workers` shows it (default: the model of the first worker\n"
-                 "                          that takes the job)\n"
+                 "  --model DIR|FILE|ID     run only on workers of this model: a folder or single file (with\n"
+                 "                          --config, --refiner, --refiner-config, --vae, --lora and --variant\n"
+                 "                          as the workers load them: LoRAs and VAE are part of the identity)\n"
+                 "                          or an identity as `sdxl workers` shows it (default: the model of\n"
+                 "                          the first worker that takes the job)\n"
                  "  --coordinator ENDPOINT  (default $SDXL_COORDINATOR, else %s)\n"
                  "job-wide generation parameters (the defaults of every item; a JSONL item's own keys, spelt\n"
                  "as below without '--' and with '_', override them; --seed is the base seed: an item\n"
@@ -56,27 +58,27 @@ static void usage_submit(FILE *out)
     fprintf(out, "exit codes: 0 submitted, 1 failure, 2 usage error\n");
 }
 
-/* --model: a model folder (with --refiner and --variant, hashed exactly as
- * a worker hashes what it loaded) or an identity as `sdxl workers` prints it */
-static int job_model_identity(const char *model, const char *refiner, const char *variant, char *out, size_t len)
+/* --model: a model folder or single file (with --config, --refiner, --vae,
+ * --lora and --variant, hashed exactly as a worker hashes what it loaded) or
+ * an identity as `sdxl workers` prints it */
+static int job_model_identity(const sd_model_spec *ms, char *out, size_t len)
 {
     sd_error err = {0};
-    if (!sd_path_is_dir(model)) {
-        if (refiner || strncmp(model, "sdxl-", 5) || strlen(model) >= len) {
-            cli_errorf("submit", "--model %s: neither a model folder nor a model identity (sdxl-...)%s", model,
-                       refiner ? "; --refiner needs --model DIR" : "");
+    const char *model = ms->model;
+    if (!sd_path_exists(model)) {
+        int other = ms->refiner || ms->vae || ms->nloras || ms->model_config;
+        if (other || strncmp(model, "sdxl-", 5) || strlen(model) >= len) {
+            cli_errorf("submit", "--model %s: neither a model folder or file nor a model identity (sdxl-...)%s", model,
+                       other ? "; --config, --refiner, --vae and --lora need --model DIR|FILE" : "");
             return 1;
         }
         snprintf(out, len, "%s", model);
         return 0;
     }
-    char base[40], rid[40] = "";
-    if (sd_model_identity(model, variant, base, sizeof base, &err) != SD_OK ||
-        (refiner && sd_model_identity(refiner, variant, rid, sizeof rid, &err) != SD_OK)) {
+    if (sd_model_spec_identity(ms, out, len, &err) != SD_OK) {
         cli_errorf("submit", "%s", err.msg);
         return 1;
     }
-    snprintf(out, len, "%s%s%s", base, rid[0] ? "+" : "", rid);
     return 0;
 }
 
@@ -161,8 +163,7 @@ static int send_items(client *c, prompt_file *pf, const char *job, long long fro
 /* submit: check and hash the whole file, open the job (SUBMIT), send the
  * items it does not hold yet (an interrupted submit resumes), close it
  * (SUBMIT_END: a job submitted again retries what is not done). */
-static int submit_job(const char *file, const char *out, const char *endpoint, const char *model, const char *refiner,
-                      const char *variant, const char *layout, long long shard, long long per_prompt,
+static int submit_job(const char *file, const char *out, const char *endpoint, const sd_model_spec *ms, const char *layout, long long shard, long long per_prompt,
                       long long base_seed, json_t *defaults)
 {
     prompt_file pf;
@@ -187,7 +188,7 @@ static int submit_job(const char *file, const char *out, const char *endpoint, c
         }
     }
     char identity[80] = "";
-    if (rc == 0 && model && job_model_identity(model, refiner, variant, identity, sizeof identity))
+    if (rc == 0 && ms->model && job_model_identity(ms, identity, sizeof identity))
         rc = 1;
     client c;
     if (rc == 0 && client_open(&c, endpoint, "submit", RIDE_OUT_S))
@@ -236,7 +237,8 @@ static int submit_job(const char *file, const char *out, const char *endpoint, c
 int cmd_submit(int argc, char **argv)
 {
     const char *file = NULL, *out = NULL, *endpoint = NULL, *format = "png", *layout = "webdataset";
-    const char *model = NULL, *refiner = NULL, *variant = NULL;
+    sd_model_spec ms;
+    memset(&ms, 0, sizeof ms);
     long long per_prompt = 1, shard = 1000, base_seed = 0;
     const sd_gen_params_spec *spec;
     json_t *defaults = json_object();
@@ -268,11 +270,24 @@ int cmd_submit(int argc, char **argv)
         else if (!strcmp(a, "--shard-size"))
             bad = sd_parse_int(v, 1, 1000000, &shard);
         else if (!strcmp(a, "--model"))
-            model = v;
+            ms.model = v;
+        else if (!strcmp(a, "--config"))
+            ms.model_config = v;
         else if (!strcmp(a, "--refiner"))
-            refiner = v;
-        else if (!strcmp(a, "--variant"))
-            variant = v, bad = strcmp(v, "fp16") != 0;
+            ms.refiner = v;
+        else if (!strcmp(a, "--refiner-config"))
+            ms.refiner_config = v;
+        else if (!strcmp(a, "--vae"))
+            ms.vae = v;
+        else if (!strcmp(a, "--lora")) {
+            sd_error lerr = {0};
+            if (sd_model_spec_add_lora(&ms, v, &lerr) != SD_OK) {
+                cli_errorf("submit", "--lora: %s", lerr.msg);
+                json_decref(defaults);
+                return 2;
+            }
+        } else if (!strcmp(a, "--variant"))
+            ms.variant = v, bad = strcmp(v, "fp16") != 0;
         else if ((spec = sd_gen_params_by_flag(a)) && (spec->scope & SD_GEN_PARAMS_SCOPE_JOB)) {
             /* a job-wide default, checked as the worker will check it */
             json_t *jv;
@@ -309,7 +324,7 @@ int cmd_submit(int argc, char **argv)
         return 2;
     }
     json_object_set_new(defaults, "format", json_string(format));
-    int rc = submit_job(file, out, endpoint, model, refiner, variant, layout, shard, per_prompt, base_seed, defaults);
+    int rc = submit_job(file, out, endpoint, &ms, layout, shard, per_prompt, base_seed, defaults);
     json_decref(defaults);
     return rc;
 }

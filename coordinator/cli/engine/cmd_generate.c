@@ -25,14 +25,20 @@ static void usage(FILE *out)
             "Generates images as diffusers' StableDiffusionXLPipeline does (same seed, same picture,\n"
             "up to backend rounding). Defaults are diffusers': 50 steps, guidance 5.0, the size the\n"
             "UNet was trained for (1024x1024 for SDXL), a random seed (printed).\n\n"
-            "  --model DIR                      diffusers SDXL base folder\n"
-            "  --refiner DIR                    refiner folder: ensemble of experts (base until --high-noise-frac)\n"
+            "  --model DIR|FILE                 diffusers SDXL folder, or a single-file checkpoint in Stability's\n"
+            "                                   layout (sd_xl_base_1.0.safetensors); a refiner alone is img2img\n"
+            "  --config DIR                     the diffusers folder whose configs and tokenizers a single file\n"
+            "                                   uses (default: the real SDXL base's or refiner's, built in)\n"
+            "  --refiner DIR|FILE               refiner: ensemble of experts (base until --high-noise-frac)\n"
+            "  --refiner-config DIR             --config for a single-file refiner\n"
+            "  --vae DIR|FILE                   an AutoencoderKL folder or single file instead of the models' VAE\n"
+            "  --lora FILE[:SCALE]              merge a LoRA (kohya or diffusers naming) at SCALE (1); repeatable\n"
             "  --out FILE                       .png (parameters in text chunks), .webp or .jpg\n"
             "  --init-image FILE                img2img from a PNG or JPEG of the output size (see --strength)\n"
             "  --batch N                        N images: FILE becomes FILE-000.png, FILE-001.png, ...\n"
             "  --variant fp16                   read *.fp16.safetensors weights\n"
             "  --device cpu|cuda|cuda:N         (cpu)\n"
-            "  --dtype f16|bf16                 compute dtype on CUDA (f16; the VAE runs in bf16)\n"
+            "  --dtype f16|bf16                 compute dtype on CUDA (f16; a VAE with force_upcast runs in bf16)\n"
             "  --save-latents FILE              noise, initial, step_000.., refiner_step_000.., final (safetensors)\n"
             "  --quiet                          no progress bar\n"
             "generation parameters (the same keys go into sdxl submit's JSONL items):\n");
@@ -97,8 +103,9 @@ int cmd_generate(int argc, char **argv)
 {
     sd_gen_params g;
     sd_gen_params_init(&g);
-    const char *model = NULL, *refiner = NULL, *out = NULL, *variant = NULL, *device = "cpu", *save = NULL,
-               *init = NULL;
+    const char *out = NULL, *device = "cpu", *save = NULL, *init = NULL;
+    sd_model_spec ms;
+    memset(&ms, 0, sizeof ms);
     sd_dtype dtype = SD_DTYPE_COUNT;
     int have_seed = 0, quiet = 0;
     long long batch = 1;
@@ -116,15 +123,27 @@ int cmd_generate(int argc, char **argv)
         if (!val)
             return 2;
         if (!strcmp(a, "--model")) {
-            model = val;
+            ms.model = val;
+        } else if (!strcmp(a, "--config")) {
+            ms.model_config = val;
         } else if (!strcmp(a, "--refiner")) {
-            refiner = val;
+            ms.refiner = val;
+        } else if (!strcmp(a, "--refiner-config")) {
+            ms.refiner_config = val;
+        } else if (!strcmp(a, "--vae")) {
+            ms.vae = val;
+        } else if (!strcmp(a, "--lora")) {
+            sd_error lerr = {0};
+            if (sd_model_spec_add_lora(&ms, val, &lerr) != SD_OK) {
+                cli_errorf("generate", "--lora: %s", lerr.msg);
+                return 2;
+            }
         } else if (!strcmp(a, "--out")) {
             out = val;
         } else if (!strcmp(a, "--save-latents")) {
             save = val;
         } else if (!strcmp(a, "--variant")) {
-            variant = val;
+            ms.variant = val;
         } else if (!strcmp(a, "--device")) {
             device = val;
         } else if (!strcmp(a, "--init-image")) {
@@ -152,7 +171,7 @@ int cmd_generate(int argc, char **argv)
             return 2;
         }
     }
-    if (!model || !g.prompt || !out) {
+    if (!ms.model || !g.prompt || !out) {
         cli_errorf("generate", "--model, --prompt and --out are required");
         usage(stderr);
         return 2;
@@ -190,7 +209,7 @@ int cmd_generate(int argc, char **argv)
     sd_status st = sd_stage_backends_open(&sb, device, dtype, SD_STAGE_ALL, &err);
     sd_backend *be = sb.be;
     if (st == SD_OK)
-        st = sd_pipeline_load(&p, sb.be, sb.vae_be, model, refiner, variant, SD_STAGE_ALL, &err);
+        st = sd_pipeline_load(&p, sb.be, sb.vae_be, &ms, SD_STAGE_ALL, &err);
     if (st == SD_OK)
         st = sd_pipeline_check_params(&p, &g, &err);
     if (st != SD_OK) {
@@ -238,7 +257,7 @@ int cmd_generate(int argc, char **argv)
             char path[4096];
             item_path(out, item, (int)batch, path, sizeof path);
             sd_image_meta meta;
-            sd_image_meta_fill(&meta, &g, W, H, p.identity);
+            sd_image_meta_fill(&meta, &g, W, H, &p);
             st = sd_image_write(path, img.rgb, img.width, img.height, meta.text, meta.n, &err);
             if (st == SD_OK)
                 printf("%s seed=%llu %dx%d\n", path, (unsigned long long)g.seed, img.width, img.height);

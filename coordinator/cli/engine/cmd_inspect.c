@@ -1,4 +1,4 @@
-/* cmd_inspect.c - `sdxl inspect DIR [--variant V] [--json]`: components,
+/* cmd_inspect.c - `sdxl inspect DIR|FILE [--config DIR] [--variant V] [--json]`: components,
  * classes, dtypes, tensor/parameter/byte counts, the config numbers that
  * matter and an estimate of memory per pipeline stage. */
 #include <jansson.h>
@@ -7,15 +7,20 @@
 #include <string.h>
 
 #include "coordinator/cli/cli.h"
+#include "common/builtin_models.h"
 #include "common/model_folder.h"
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: sdxl inspect DIR [--variant fp16] [--json]\n\n"
-                 "Lists the components of a diffusers SDXL folder: class, weight file, dtypes,\n"
-                 "tensor count, parameter count and bytes; the config numbers that matter; and an\n"
-                 "estimate of GPU memory per stage (text, unet, final) at the default size, with\n"
-                 "weights in fp16 (the VAE in fp32, as force_upcast requires).\n"
+    fprintf(out, "usage: sdxl inspect DIR|FILE [--config DIR] [--variant fp16] [--json]\n\n"
+                 "Lists the components of a diffusers SDXL folder, or of a single-file checkpoint in\n"
+                 "Stability's layout (sd_xl_base_1.0.safetensors): class, weight file, dtypes, tensor\n"
+                 "count, parameter count and bytes; the config numbers that matter; and an estimate of\n"
+                 "GPU memory per stage (text, unet, final) at the default size, with weights in fp16 and\n"
+                 "the VAE in bf16 (where its config says force_upcast diffusers decodes in fp32; our CUDA\n"
+                 "kernels have no fp32 path, and bf16 has fp32's range) or fp16 (force_upcast false).\n"
+                 "  --config DIR  the diffusers folder whose configs a single file uses (default: the\n"
+                 "                real SDXL base's or refiner's, built in, chosen by the file's tensors)\n"
                  "  --variant V   read NAME.V.safetensors weights (default: what exists, plain first)\n"
                  "  --json        print the same as one JSON object\n");
 }
@@ -129,8 +134,11 @@ static void print_bytes(unsigned long long b)
 
 static void print_text(json_t *root)
 {
-    printf("model: %s\npipeline: %s\n\n", json_string_value(json_object_get(root, "path")),
+    printf("model: %s\npipeline: %s\n", json_string_value(json_object_get(root, "path")),
            json_string_value(json_object_get(root, "pipeline")));
+    if (json_object_get(root, "configs"))
+        printf("single file in the original layout; configs: %s\n", json_string_value(json_object_get(root, "configs")));
+    printf("\n");
     printf("%-16s %-30s %-8s %8s %16s %12s\n", "component", "class", "dtypes", "tensors", "parameters", "bytes");
     size_t i;
     json_t *c;
@@ -201,7 +209,7 @@ static json_t *stage(unsigned long long weights, unsigned long long act)
 
 int cmd_inspect(int argc, char **argv)
 {
-    const char *dir = NULL, *variant = NULL;
+    const char *dir = NULL, *variant = NULL, *config = NULL;
     int as_json = 0;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -211,6 +219,8 @@ int cmd_inspect(int argc, char **argv)
             as_json = 1;
         } else if (!strcmp(argv[i], "--variant") && i + 1 < argc) {
             variant = argv[++i];
+        } else if (!strcmp(argv[i], "--config") && i + 1 < argc) {
+            config = argv[++i];
         } else if (argv[i][0] == '-') {
             cli_errorf("inspect", "unknown option '%s'", argv[i]);
             usage(stderr);
@@ -228,13 +238,15 @@ int cmd_inspect(int argc, char **argv)
     }
     sd_model_folder m;
     sd_error err = {0};
-    if (sd_model_open(&m, dir, &err) != SD_OK) {
+    if (sd_model_open_path(&m, dir, config, &err) != SD_OK) {
         cli_errorf("inspect", "%s", err.msg);
         return 1;
     }
     json_t *root = json_object(), *comps = json_array();
     json_object_set_new(root, "path", json_string(dir));
     json_object_set_new(root, "pipeline", json_string(m.pipeline_class));
+    if (m.single_file)
+        json_object_set_new(root, "configs", json_string(config ? config : "built in (real SDXL)"));
     json_object_set_new(root, "components", comps);
     unsigned long long text_w = 0, unet_w = 0, unet_act = 0, vae_w = 0, vae_act = 0;
     long long vae_scale = 8, unet_side = 0;
@@ -279,7 +291,7 @@ int cmd_inspect(int argc, char **argv)
                 unet_act = unet_activation_estimate(&cfg);
                 unet_side = sd_json_int_or(&cfg, "sample_size", 128);
             } else if (!strcmp(c->class_name, "AutoencoderKL")) {
-                vae_w += s.params * 4;
+                vae_w += s.params * 2;
                 long long blocks[8];
                 int nb = 0;
                 if (sd_json_int_list(&cfg, "block_out_channels", blocks, 8, &nb, NULL) == SD_OK)

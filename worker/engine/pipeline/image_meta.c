@@ -9,10 +9,10 @@ static void add(sd_image_meta *m, const char *key, const char *value)
         m->text[m->n++] = (sd_image_text){key, value};
 }
 
-void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const char *identity)
+void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const sd_pipeline *p)
 {
     m->n = 0;
-    for (int i = 0; i < sd_gen_params_count && m->n < SD_IMAGE_META_MAX - 3; i++) {
+    for (int i = 0; i < sd_gen_params_count && m->n < SD_IMAGE_META_MAX - 5; i++) {
         const sd_gen_params_spec *s = &sd_gen_params_table[i];
         if (!s->in_metadata)
             continue;
@@ -26,18 +26,26 @@ void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int
     }
     snprintf(m->buf[m->n], sizeof m->buf[m->n], "%dx%d", width, height);
     add(m, "size", m->buf[m->n]);
-    add(m, "model", identity);
+    add(m, "model", p->identity);
+    if (p->vae_note[0])
+        add(m, "vae", p->vae_note);
+    if (p->lora_note[0])
+        add(m, "loras", p->lora_note);
     add(m, "software", "sdxl");
 }
 
-void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const char *identity)
+void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const sd_pipeline *p)
 {
     for (int i = 0; i < sd_gen_params_count; i++)
         if (sd_gen_params_table[i].in_metadata)
             json_object_set_new(info, sd_gen_params_table[i].key, sd_gen_params_to_json(g, &sd_gen_params_table[i]));
     json_object_set_new(info, "width", json_integer(width));
     json_object_set_new(info, "height", json_integer(height));
-    json_object_set_new(info, "model", json_string(identity));
+    json_object_set_new(info, "model", json_string(p->identity));
+    if (p->vae_note[0])
+        json_object_set_new(info, "vae", json_string(p->vae_note));
+    if (p->lora_note[0])
+        json_object_set_new(info, "loras", json_string(p->lora_note));
 }
 
 sd_status sd_image_meta_encode(const sd_image_meta *m, sd_image_format fmt, const uint8_t *rgb, int width, int height,

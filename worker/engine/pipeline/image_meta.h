@@ -11,6 +11,7 @@
 
 #include "common/gen_params.h"
 #include "common/image_io.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 #define SD_IMAGE_META_MAX 32
 
@@ -20,11 +21,12 @@ typedef struct {
     int n;
 } sd_image_meta;
 
-/* g's recorded parameters, "size" (width x height as made), "model" and
- * "software". The prompts are borrowed from g. */
-void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const char *identity);
+/* g's recorded parameters, "size" (width x height as made), "model" (p's
+ * identity), "vae" and "loras" (file names and content hashes, when p was
+ * given them) and "software". The prompts and notes are borrowed. */
+void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const sd_pipeline *p);
 /* The same record as JSON fields of info (width and height apart). */
-void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const char *identity);
+void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const sd_pipeline *p);
 /* Encodes rgb with the metadata as fmt (a job item's format). */
 sd_status sd_image_meta_encode(const sd_image_meta *m, sd_image_format fmt, const uint8_t *rgb, int width, int height,
                                uint8_t **out, size_t *len, sd_error *err);

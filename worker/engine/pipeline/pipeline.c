@@ -2,12 +2,18 @@
  * pipeline_denoise.c. See pipeline.h. */
 #include "worker/engine/pipeline/pipeline.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/builtin_models.h"
+#include "common/fsutil.h"
+#include "common/lora.h"
 #include "common/model_identity.h"
+#include "worker/engine/text/clip_vocab.h"
 #include "worker/engine/unet/unet_step.h"
 
 void sd_pipeline_free(sd_pipeline *p)
@@ -24,6 +30,7 @@ void sd_pipeline_free(sd_pipeline *p)
     sd_unet_free(p->runet);
     sd_vae_free(p->vae);
     sd_vae_free(p->rvae);
+    sd_vae_swap_free(&p->vae_swap);
     sd_json_free(&p->sched_cfg);
     sd_json_free(&p->rsched_cfg);
     if (p->base.root)
@@ -33,11 +40,34 @@ void sd_pipeline_free(sd_pipeline *p)
     memset(p, 0, sizeof *p);
 }
 
+/* A single file without --config has no tokenizer folders: SDXL's own
+ * tokenizers are the embedded CLIP vocabulary, the second padding with "!".
+ * They are written to a private folder, read, and removed. */
+static sd_status load_builtin_tokenizer(const char *name, sd_clip_tokenizer **out, sd_error *err)
+{
+    char tmpl[] = "/tmp/sdxl-tokenizer-XXXXXX";
+    if (!mkdtemp(tmpl))
+        return sd_fail(err, SD_ERR_IO, "cannot create a folder in /tmp for the builtin tokenizer: %s",
+                       strerror(errno));
+    sd_status st = sd_clip_write_tokenizer(tmpl, !strcmp(name, "tokenizer_2"), err);
+    if (st == SD_OK)
+        st = sd_clip_tokenizer_load(out, tmpl, err);
+    static const char *const files[] = {"vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char *f = sd_path_join(tmpl, files[i]);
+        if (f)
+            unlink(f);
+        free(f);
+    }
+    rmdir(tmpl);
+    return st;
+}
+
 static sd_status load_tokenizer(const sd_model_folder *m, const char *name, sd_clip_tokenizer **out, sd_error *err)
 {
     const sd_component *c;
     SD_TRY(sd_model_require(m, name, &c, err));
-    return sd_clip_tokenizer_load(out, c->dir, err);
+    return c->dir ? sd_clip_tokenizer_load(out, c->dir, err) : load_builtin_tokenizer(name, out, err);
 }
 
 static sd_status load_encoder(sd_backend *be, const sd_model_folder *m, const char *name, const char *variant,
@@ -53,6 +83,31 @@ static sd_status load_scheduler_cfg(const sd_model_folder *m, sd_json_doc *doc, 
     const sd_component *c;
     SD_TRY(sd_model_require(m, "scheduler", &c, err));
     return sd_component_config(c, doc, err);
+}
+
+/* The VAE a model decodes with: --vae when given, else its own. */
+static sd_status vae_component(const sd_pipeline *p, const sd_model_folder *m, const sd_component **c, sd_error *err)
+{
+    if (p->has_vae_swap) {
+        *c = &p->vae_swap;
+        return SD_OK;
+    }
+    return sd_model_require(m, "vae", c, err);
+}
+
+/* diffusers upcasts the VAE to float32 only where its config says
+ * force_upcast (SDXL's own VAE overflows in fp16); a VAE saying
+ * force_upcast: false (the fp16-fix VAE) decodes in the compute dtype. On
+ * CUDA the upcast backend is bf16 (stage_backends.h): the CUDA kernels have
+ * no fp32 path yet. */
+static sd_status load_vae(sd_pipeline *p, const sd_component *c, const char *variant, sd_vae **out, sd_error *err)
+{
+    sd_vae_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    SD_TRY(sd_vae_config_load(&cfg, c, err));
+    if (!cfg.force_upcast)
+        p->vae_be = p->be;
+    return sd_vae_load(out, p->vae_be, c, variant, err);
 }
 
 static sd_status load_all(sd_pipeline *p, const char *variant, int stages, sd_error *err)
@@ -84,46 +139,84 @@ static sd_status load_all(sd_pipeline *p, const char *variant, int stages, sd_er
     /* the VAE is loaded by every stage that needs its scale factor or decoder
      * (unet: latent size and img2img encoding; final: decoding) */
     if (stages & (SD_STAGE_UNET | SD_STAGE_FINAL)) {
-        SD_TRY(sd_model_require(&p->base, "vae", &c, err));
-        SD_TRY(sd_vae_load(&p->vae, p->vae_be, c, variant, err));
+        SD_TRY(vae_component(p, &p->base, &c, err));
+        SD_TRY(load_vae(p, c, variant, &p->vae, err));
     }
     if ((stages & SD_STAGE_FINAL) && p->has_refiner) {
         SD_TRY(sd_model_require(&p->refiner, "unet", &c, err));
         SD_TRY(sd_unet_load(&p->runet, p->be, c, variant, err));
         const sd_component *rv = sd_model_find(&p->refiner, "vae");
-        if (rv && rv->present) {
-            SD_TRY(sd_model_require(&p->refiner, "vae", &c, err));
-            SD_TRY(sd_vae_load(&p->rvae, p->vae_be, c, variant, err));
+        if (p->has_vae_swap || (rv && rv->present)) {
+            SD_TRY(vae_component(p, &p->refiner, &c, err));
+            SD_TRY(load_vae(p, c, variant, &p->rvae, err));
         }
     }
     return SD_OK;
 }
 
-sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, const char *model_dir,
-                           const char *refiner_dir, const char *variant, int stages, sd_error *err)
+sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, const sd_model_spec *spec, int stages,
+                           sd_error *err)
 {
     memset(p, 0, sizeof *p);
     p->be = be;
     p->vae_be = vae_be ? vae_be : be;
     const char *graph = getenv("SDXL_CUDA_GRAPH");
     p->unet_graph = graph && !strcmp(graph, "1");
-    sd_status st = sd_model_open(&p->base, model_dir, err);
-    if (st == SD_OK && refiner_dir) {
-        st = sd_model_open(&p->refiner, refiner_dir, err);
+    sd_status st = sd_model_open_path(&p->base, spec->model, spec->model_config, err);
+    if (st == SD_OK && spec->refiner) {
+        st = sd_model_open_path(&p->refiner, spec->refiner, spec->refiner_config, err);
+        if (st != SD_OK)
+            sd_error_prefix(err, st, "--refiner: ");
         p->has_refiner = st == SD_OK;
     }
     if (st == SD_OK) {
         /* diffusers' defaults when model_index.json is silent: the base
          * pipeline zeroes empty negatives, the img2img (refiner) one does not */
-        p->force_zeros = p->base.force_zeros_for_empty_prompt != 0;
+        int img2img = !strcmp(p->base.pipeline_class, "StableDiffusionXLImg2ImgPipeline");
+        p->force_zeros = img2img ? p->base.force_zeros_for_empty_prompt == 1 : p->base.force_zeros_for_empty_prompt != 0;
+        p->base_aesthetics = img2img && p->base.requires_aesthetics_score == 1;
+        p->base_img2img = img2img;
         if (p->has_refiner) {
             p->r_force_zeros = p->refiner.force_zeros_for_empty_prompt == 1;
             p->r_aesthetics = p->refiner.requires_aesthetics_score == 1;
         }
-        st = load_all(p, variant, stages, err);
+    }
+    if (st == SD_OK && spec->vae) {
+        st = sd_vae_swap_component(&p->vae_swap, &p->base, spec->vae, err);
+        p->has_vae_swap = st == SD_OK;
+    }
+    sd_lora loras[SD_MAX_LORAS];
+    sd_lora_deltas deltas[3];
+    memset(deltas, 0, sizeof deltas);
+    int nl = 0;
+    for (; st == SD_OK && nl < spec->nloras; nl++) {
+        st = sd_lora_open(&loras[nl], spec->loras[nl].path, spec->loras[nl].scale, &p->base, spec->variant, err);
+        if (st != SD_OK) {
+            sd_error_prefix(err, st, "--lora: ");
+            break;
+        }
+    }
+    /* the LoRAs apply to the base model (diffusers' load_lora_weights on
+     * its pipeline); the loader merges them as it reads each weight */
+    static const char *const lora_comps[3] = {"unet", "text_encoder", "text_encoder_2"};
+    for (int i = 0; i < 3 && st == SD_OK && nl; i++) {
+        st = sd_lora_deltas_for(loras, nl, lora_comps[i], &deltas[i], err);
+        for (int k = 0; k < p->base.n && st == SD_OK; k++)
+            if (!strcmp(p->base.comps[k].name, lora_comps[i]))
+                p->base.comps[k].lora = &deltas[i];
     }
     if (st == SD_OK)
-        st = sd_model_identity(model_dir, variant, p->identity, sizeof p->identity, err);
+        st = load_all(p, spec->variant, stages, err);
+    for (int k = 0; k < p->base.n; k++)
+        p->base.comps[k].lora = NULL;
+    for (int i = 0; i < 3; i++)
+        sd_lora_deltas_free(&deltas[i]);
+    for (int i = 0; i < nl; i++)
+        sd_lora_close(&loras[i]);
+    if (st == SD_OK)
+        st = sd_model_spec_identity(spec, p->identity, sizeof p->identity, err);
+    if (st == SD_OK)
+        st = sd_model_spec_notes(spec, p->vae_note, sizeof p->vae_note, p->lora_note, sizeof p->lora_note, err);
     if (st != SD_OK)
         sd_pipeline_free(p);
     return st;
@@ -181,6 +274,10 @@ sd_status sd_pipeline_check_params(const sd_pipeline *p, const sd_gen_params *g,
                        g->init_h, W, H);
     if (!g->prompt)
         return sd_fail(err, SD_ERR_INVALID, "--prompt: a prompt is required");
+    if (p->base_img2img && !g->init_image)
+        return sd_fail(err, SD_ERR_INVALID,
+                       "--model %s is an image-to-image model (%s, e.g. the SDXL refiner on its own): give --init-image",
+                       p->base.single_file ? p->base.single_file : p->base.root, p->base.pipeline_class);
     return SD_OK;
 }
 

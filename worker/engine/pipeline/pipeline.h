@@ -15,6 +15,7 @@
 
 #include "common/gen_params.h"
 #include "common/model_folder.h"
+#include "common/model_spec.h"
 #include "kernels/ops.h"
 #include "worker/engine/text/clip_text.h"
 #include "worker/engine/text/clip_tokenizer.h"
@@ -40,7 +41,19 @@ typedef struct {
     sd_vae *rvae;
     sd_json_doc sched_cfg, rsched_cfg;
     int force_zeros, r_force_zeros, r_aesthetics;
-    char identity[80]; /* hash of configs and weight headers: which model made an image */
+    /* the model is an img2img pipeline with aesthetic-score time ids (the
+     * refiner used on its own, as its model card does) */
+    int base_aesthetics;
+    int base_img2img; /* the model's pipeline class is StableDiffusionXLImg2ImgPipeline */
+    /* --vae: the component that replaces the models' own VAEs */
+    sd_component vae_swap;
+    int has_vae_swap;
+    /* what the image metadata records of --vae and --lora: file names and
+     * content hashes ("" when none) */
+    char vae_note[1100], lora_note[SD_MAX_LORAS * 1100];
+    /* hash of configs and weight headers, VAE and LoRAs, "+" the refiner's:
+     * which model made an image (sd_model_spec_identity) */
+    char identity[80];
     /* relaunch UNet steps as captured graphs where the backend can (CUDA):
      * set by SDXL_CUDA_GRAPH=1 until a GPU run has checked it (see README) */
     int unet_graph;
@@ -52,9 +65,8 @@ typedef struct {
 /* the stages a process runs (bits) */
 typedef enum { SD_STAGE_TEXT = 1, SD_STAGE_UNET = 2, SD_STAGE_FINAL = 4, SD_STAGE_ALL = 7 } sd_stage;
 
-/* refiner_dir may be NULL. variant may be NULL. */
-sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, const char *model_dir,
-                           const char *refiner_dir, const char *variant, int stages, sd_error *err);
+sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, const sd_model_spec *spec, int stages,
+                           sd_error *err);
 void sd_pipeline_free(sd_pipeline *p);
 /* The output size the pipeline will use for these params. */
 void sd_pipeline_size(const sd_pipeline *p, const sd_gen_params *g, int *width, int *height);

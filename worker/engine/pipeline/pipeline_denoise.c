@@ -147,6 +147,29 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
     return st;
 }
 
+/* diffusers' _get_add_time_ids into ids ([negative;] positive rows), the
+ * number per row returned: (original h, w), (crop top, left) and either
+ * (target h, w) or, for an img2img pipeline with requires_aesthetics_score
+ * (the refiner), the aesthetic score (negative_aesthetic_score on the
+ * negative row); the base's six ids are the same on both rows. */
+static int time_ids(const sd_gen_params *g, int W, int H, int aesthetics, int cfg, float *ids)
+{
+    int oh = g->original_h ? g->original_h : H, ow = g->original_w ? g->original_w : W;
+    if (aesthetics) {
+        float pos[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->aesthetic_score};
+        float neg[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->negative_aesthetic_score};
+        if (cfg)
+            memcpy(ids, neg, sizeof neg);
+        memcpy(ids + 5 * cfg, pos, sizeof pos);
+        return 5;
+    }
+    int th = g->target_h ? g->target_h : H, tw = g->target_w ? g->target_w : W;
+    float row[6] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, (float)th, (float)tw};
+    for (int b = 0; b < 2; b++)
+        memcpy(ids + 6 * b, row, sizeof row);
+    return 6;
+}
+
 /* diffusers' discrete_timestep_cutoff for denoising_end / denoising_start */
 static int cutoff_of(const sd_scheduler *s, float frac)
 {
@@ -246,16 +269,11 @@ sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     }
     if (st == SD_OK)
         emit(hooks, "initial", lat, shape);
-    /* micro-conditioning: (original h, w), (crop top, left), (target h, w) */
     float ids[12];
-    int oh = g->original_h ? g->original_h : H, ow = g->original_w ? g->original_w : W;
-    int th = g->target_h ? g->target_h : H, tw = g->target_w ? g->target_w : W;
-    float row[6] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, (float)th, (float)tw};
-    for (int b = 0; b < 2; b++)
-        memcpy(ids + 6 * b, row, sizeof row);
+    int nids = time_ids(g, W, H, p->base_aesthetics, text->cfg, ids);
     if (st == SD_OK) {
         denoise_job j = {p->unet, &s, s.timesteps + first, count, text->embeds, text->pooled, 1 + text->cfg,
-                         text->S, text->D, text->P, ids, 6, g->guidance, g->guidance_rescale, "base",
+                         text->S, text->D, text->P, ids, nids, g->guidance, g->guidance_rescale, "base",
                          hooks ? hooks->cfg_split : NULL};
         st = denoise(p, &j, lat, shape, &gen, hooks, err);
     }
@@ -285,28 +303,8 @@ static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     /* the refiner pipeline's size: the latents times its VAE's factor */
     int f = sd_vae_scale_factor(p->rvae ? p->rvae : p->vae);
     int H = (int)shape[2] * f, W = (int)shape[3] * f;
-    int oh = g->original_h ? g->original_h : H, ow = g->original_w ? g->original_w : W;
-    float ids[10], pos[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->aesthetic_score};
-    float neg[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->negative_aesthetic_score};
-    int nids = 5;
-    if (!p->r_aesthetics) { /* a refiner without aesthetic conditioning takes the base's six ids */
-        int th = g->target_h ? g->target_h : H, tw = g->target_w ? g->target_w : W;
-        float r6[6] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, (float)th, (float)tw};
-        memcpy(ids, r6, sizeof r6);
-        nids = 6;
-    }
     float all[12];
-    if (nids == 5) {
-        if (text->cfg) {
-            memcpy(all, neg, sizeof neg);
-            memcpy(all + 5, pos, sizeof pos);
-        } else {
-            memcpy(all, pos, sizeof pos);
-        }
-    } else {
-        memcpy(all, ids, 6 * sizeof(float));
-        memcpy(all + 6, ids, 6 * sizeof(float));
-    }
+    int nids = time_ids(g, W, H, p->r_aesthetics, text->cfg, all);
     sd_torch_gen gen;
     sd_torch_gen_seed(&gen, g->seed);
     denoise_job j = {p->runet, &s, s.timesteps + s.n - count, count, text->r_embeds, text->r_pooled, 1 + text->cfg,

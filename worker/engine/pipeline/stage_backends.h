@@ -2,9 +2,12 @@
  * dtype each stage runs on, for `sdxl generate`, `sdxl eval` and the worker:
  *   - CPU: everything in f32 (the reference);
  *   - CUDA: the text encoders and UNets in the compute dtype (f16 unless
- *     --dtype bf16); the VAE in bf16, since SDXL's VAE overflows in f16
- *     (force_upcast in its config), on a second backend of the same device
- *     only when the compute dtype is f16 and the process runs the final stage. */
+ *     --dtype bf16); a VAE whose config says force_upcast (SDXL's own, which
+ *     overflows in f16; diffusers decodes it in f32) in bf16, f32's range
+ *     (the CUDA kernels have no f32 path), on a second backend of the same
+ *     device when the compute dtype is f16 and the process runs the final
+ *     stage; a VAE with force_upcast false (the fp16-fix VAE) in the compute
+ *     dtype, as diffusers (the pipeline picks, pipeline.c load_vae). */
 #ifndef SDXL_WORKER_ENGINE_STAGE_BACKENDS_H
 #define SDXL_WORKER_ENGINE_STAGE_BACKENDS_H
 

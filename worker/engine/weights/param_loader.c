@@ -8,6 +8,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "common/lora.h"
+#include "worker/engine/weights/lora_merge.h"
+
 sd_status sd_param_begin(sd_param_loader *pl, sd_backend *be, const sd_weights *w, sd_error *err)
 {
     memset(pl, 0, sizeof *pl);
@@ -101,6 +104,26 @@ static void release_source_pages(const sd_st_tensor *t)
         madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
+/* The parameter in fp32 with every LoRA delta naming it merged. */
+static sd_status merge_lora(const sd_param_loader *pl, const char *full, const sd_st_tensor *t, size_t first,
+                            size_t count, float **out, sd_error *err)
+{
+    size_t numel = sd_st_numel(t);
+    float *w = malloc(numel * sizeof *w);
+    if (!w)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_convert_to_f32(w, t->data, t->dtype, numel);
+    for (size_t k = first; k < first + count; k++) {
+        sd_status st = sd_lora_merge(w, (size_t)t->shape[0], numel / (size_t)t->shape[0], pl->lora->d[k], err);
+        if (st != SD_OK) {
+            free(w);
+            return sd_error_prefix(err, st, "%s: ", full);
+        }
+    }
+    *out = w;
+    return SD_OK;
+}
+
 static sd_status load(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape, sd_tensor **out,
                       int optional, sd_error *err)
 {
@@ -142,7 +165,14 @@ static sd_status load(sd_param_loader *pl, const char *name, int ndim, const int
     sd_tensor *tt = calloc(1, sizeof *tt);
     if (!tt)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    sd_status st = sd_tensor_from_host(pl->be, tt, t->data, t->dtype, ndim, shape, 1, err);
+    size_t nlora = 0, first = pl->lora ? sd_lora_deltas_find(pl->lora, full, &nlora) : 0;
+    float *merged = NULL;
+    sd_status st = nlora ? merge_lora(pl, full, t, first, nlora, &merged, err) : SD_OK;
+    if (st == SD_OK && merged)
+        st = sd_tensor_from_host(pl->be, tt, merged, SD_DTYPE_F32, ndim, shape, 0, err);
+    else if (st == SD_OK)
+        st = sd_tensor_from_host(pl->be, tt, t->data, t->dtype, ndim, shape, 1, err);
+    free(merged);
     if (st != SD_OK) {
         free(tt);
         return sd_error_prefix(err, st, "%s: tensor '%s': ", pl->w->description, full);
@@ -212,6 +242,7 @@ sd_status sd_param_set_open(sd_param_set *ps, sd_param_loader *pl, sd_backend *b
     SD_TRY(sd_weights_open(&ps->w, c, variant, err));
     ps->mapped = 1;
     sd_status st = sd_param_begin(pl, be, &ps->w, err);
+    pl->lora = c->lora;
     if (st != SD_OK) {
         sd_weights_close(&ps->w);
         ps->mapped = 0;

@@ -36,6 +36,7 @@ typedef struct {
     char prefix[256]; /* prepended to names: "down_blocks.0.resnets.1." */
     unsigned long long bytes;
     int borrowed; /* tensors pointing into the file mapping (CPU, F32 files) */
+    const struct sd_lora_deltas *lora; /* merged into the parameters they name */
 } sd_param_loader;
 
 /* A model's parameters: the tensors, and the weight files while any tensor

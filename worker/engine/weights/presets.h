@@ -3,9 +3,9 @@
 #ifndef SDXL_WORKER_PRESETS_H
 #define SDXL_WORKER_PRESETS_H
 
-extern const char sd_preset_base_model_index[], sd_preset_refiner_model_index[], sd_preset_base_unet[],
-    sd_preset_refiner_unet[], sd_preset_vae[], sd_preset_text_encoder[], sd_preset_text_encoder_2[],
-    sd_preset_scheduler[], sd_preset_tiny_model_index[], sd_preset_tiny_unet[], sd_preset_tiny_vae[],
+#include "common/builtin_models.h" /* the sdxl-base and sdxl-refiner presets */
+
+extern const char sd_preset_tiny_model_index[], sd_preset_tiny_unet[], sd_preset_tiny_vae[],
     sd_preset_tiny_text_encoder[], sd_preset_tiny_text_encoder_2[];
 
 #endif
