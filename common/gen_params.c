@@ -84,6 +84,10 @@ const sd_gen_params_spec sd_gen_params_table[] = {
      "img2img: how much of --init-image is noised away"},
     {"--format", "format", SD_GEN_PARAMS_TYPE_FORMAT, F(format), 0, 0, 0, 0, 0, 0, JOB, 0, "png|webp|jpeg", "png",
      "image format"},
+    {"--lora", "loras", SD_GEN_PARAMS_TYPE_TEXT, F(loras), 0, 0, 0, 0, 0, 0, JOB, 0, "FILE[:SCALE],...", "none",
+     "LoRAs merged on top of the workers' model (paths the workers read; repeatable)"},
+    {"--vae", "vae", SD_GEN_PARAMS_TYPE_TEXT, F(vae), 0, 0, 0, 0, 0, 0, JOB, 0, "DIR|FILE", "the model's",
+     "another VAE (a path the final workers read)"},
 };
 const int sd_gen_params_count = (int)(sizeof sd_gen_params_table / sizeof sd_gen_params_table[0]);
 #undef F

@@ -50,6 +50,9 @@ typedef struct {
     const float *init_image;
     int init_w, init_h;
     float strength;
+    /* a job item's LoRAs ("FILE[:SCALE],...") and VAE, on top of what the
+     * workers loaded (common/model_spec.h sd_model_spec_for_item); NULL: none */
+    const char *loras, *vae;
 } sd_gen_params;
 
 /* Defaults as diffusers': 50 steps, guidance 5, rescale 0, aesthetic 6 / 2.5,

@@ -44,6 +44,38 @@ sd_status sd_model_spec_add_lora(sd_model_spec *spec, const char *arg, sd_error 
     return SD_OK;
 }
 
+sd_status sd_model_spec_for_item(const sd_model_spec *base, const char *loras, const char *vae, sd_model_spec *out,
+                                 sd_error *err)
+{
+    *out = *base;
+    if (vae) {
+        if (!*vae || !sd_path_exists(vae))
+            return sd_fail(err, SD_ERR_MISSING, "vae: '%s': no such folder or file", vae);
+        out->vae = vae;
+    }
+    for (const char *p = loras; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char one[1100];
+        if (len == 0 || len >= sizeof one)
+            return sd_fail(err, SD_ERR_INVALID, "loras: '%s': give FILE[:SCALE] separated by commas", loras);
+        memcpy(one, p, len);
+        one[len] = 0;
+        sd_status st = sd_model_spec_add_lora(out, one, err);
+        if (st != SD_OK)
+            return sd_error_prefix(err, st, "loras: ");
+        p = comma ? comma + 1 : p + len;
+    }
+    return SD_OK;
+}
+
+void sd_model_spec_key(const sd_model_spec *spec, char *out, size_t len)
+{
+    int n = snprintf(out, len, "vae=%s", spec->vae ? spec->vae : "");
+    for (int i = 0; i < spec->nloras && n >= 0 && (size_t)n < len; i++)
+        n += snprintf(out + n, len - (size_t)n, ";%s:%.9g", spec->loras[i].path, (double)spec->loras[i].scale);
+}
+
 sd_status sd_file_content_hash(const char *path, char out[17], sd_error *err)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

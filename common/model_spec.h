@@ -32,6 +32,15 @@ typedef struct {
  * may hold ':'); an error past SD_MAX_LORAS or for a bad scale. */
 sd_status sd_model_spec_add_lora(sd_model_spec *spec, const char *arg, sd_error *err);
 
+/* The spec a job item runs with: base (what the worker loaded) with the
+ * item's LoRAs ("FILE[:SCALE],FILE[:SCALE]...", NULL for none) merged after
+ * base's, and its VAE (NULL: base's) instead. Messages name the item's key. */
+sd_status sd_model_spec_for_item(const sd_model_spec *base, const char *loras, const char *vae, sd_model_spec *out,
+                                 sd_error *err);
+/* A text that differs whenever two specs load different weights (a cache
+ * key of the worker's loaded models). */
+void sd_model_spec_key(const sd_model_spec *spec, char *out, size_t len);
+
 /* "sdxl-<16 hex>" of the base with its VAE and LoRAs, and "+sdxl-<16 hex>"
  * of the refiner when there is one. */
 sd_status sd_model_spec_identity(const sd_model_spec *spec, char *out, size_t len, sd_error *err);

@@ -8,6 +8,7 @@
 #include "common/parse_number.h"
 #include "common/stop_signal.h"
 #include "worker/daemon/simulate.h"
+#include "worker/daemon/worker_internal.h"
 #include "worker/daemon/worker_loop.h"
 
 static void usage(FILE *out)
@@ -26,6 +27,9 @@ static void usage(FILE *out)
             "  --model, --config, --refiner, --refiner-config, --vae, --lora: the model, as sdxl generate\n"
             "                      takes it (see sdxl generate --help); all of it is in the identity\n"
             "  --capacity N        items per task (1)\n"
+            "  --model-cache N     models held at most (2): its own, and the variants job items ask for\n"
+            "                      with their own \"loras\" or \"vae\" (sdxl submit --lora/--vae), loaded\n"
+            "                      as the first such item comes and kept, the least recently used dropped\n"
             "  --hold N            text and unet workers: outputs kept in memory for the next stage to\n"
             "                      fetch, at most (256; ~1.3 MB of text conditioning, 256 KB of latents\n"
             "                      each at 1024x1024). They go worker to worker on a data socket of this\n"
@@ -68,7 +72,7 @@ static void usage(FILE *out)
 int main(int argc, char **argv)
 {
     static char default_id[96];
-    sd_worker_opts o = {.device = "cpu", .capacity = 1, .heartbeat_ms = 1000, .hold = 256, .live_timeout_s = 300, .die_at_step = -1,
+    sd_worker_opts o = {.device = "cpu", .capacity = 1, .model_cache = 2, .heartbeat_ms = 1000, .hold = 256, .live_timeout_s = 300, .die_at_step = -1,
                         .stall_at_step = -1, .freeze_at_step = -1, .cfg_timeout_ms = 300000, .dtype = SD_DTYPE_COUNT, .stop = &sd_stop_requested};
     int split_pair = 0, rank_given = 0;
     const char *simulate = NULL;
@@ -112,6 +116,9 @@ int main(int argc, char **argv)
             o.worker_id = v;
         else if (!strcmp(a, "--capacity")) {
             if (sd_parse_int_flag("sdxl-worker", a, v, 1, 16, &o.capacity))
+                return 2;
+        } else if (!strcmp(a, "--model-cache")) {
+            if (sd_parse_int_flag("sdxl-worker", a, v, 1, WORKER_MODEL_CACHE_MAX, &o.model_cache))
                 return 2;
         } else if (!strcmp(a, "--hold")) {
             if (sd_parse_int_flag("sdxl-worker", a, v, 1, 1000000, &o.hold))

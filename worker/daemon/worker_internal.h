@@ -19,11 +19,21 @@
 
 /* items of one task whose inputs are fetched from their producer */
 #define MAX_FETCH 16
+/* models held at most: the worker's own and the variants items asked for */
+#define WORKER_MODEL_CACHE_MAX 8
 
 typedef struct {
     const sd_worker_opts *o;
     void *sock;
-    sd_pipeline p;
+    sd_pipeline p;          /* the model the current item runs with */
+    char cur_key[4096];     /* its sd_model_spec_key ("" none loaded) */
+    struct {                /* the others held (worker_models.c) */
+        sd_pipeline p;
+        char key[4096];
+        double used;
+    } spare[WORKER_MODEL_CACHE_MAX];
+    int nspare;
+    int stages; /* the SD_STAGE_* bits it loads */
     sd_stage_backends sb;
     sd_backend *be; /* sb.be */
     char identity[96];
@@ -71,6 +81,10 @@ sd_status worker_spool_folder(worker *w, char *out, size_t len, sd_error *err);
 /* A final worker's images written into the job's folder when it is the
  * coordinator's too: 1 when res became lean. */
 int worker_write_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t *out_items);
+/* Makes w->p the model an item runs with: the worker's own, or a variant
+ * with the item's LoRAs or VAE (held up to --model-cache). */
+sd_status worker_select_model(worker *w, const sd_gen_params *g, sd_error *err);
+void worker_free_models(worker *w);
 /* The worker's /metrics, at most once a second. */
 void worker_render_metrics(worker *w);
 

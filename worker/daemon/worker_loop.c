@@ -248,6 +248,9 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
         return sd_error_prefix(err, err->code, "item %d: ", k);
     if (w->o->fail_items)
         return sd_fail(err, SD_ERR_INVALID, "item %d: fault hook: this item fails", k);
+    /* the item's own LoRAs or VAE: the model that has them */
+    if (worker_select_model(w, &g, err) != SD_OK)
+        return sd_error_prefix(err, err->code, "item %d: ", k);
     double t0 = sd_now_s();
     sd_status st = SD_OK;
     const char *role = w->o->role;
@@ -581,8 +584,11 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         st = sd_stage_backends_open(&w->sb, o->device, o->dtype, stages, err);
     w->be = w->sb.be;
     double t_load = sd_now_s();
+    w->stages = stages;
     if (st == SD_OK)
         st = sd_pipeline_load(&w->p, w->sb.be, w->sb.vae_be, &o->spec, stages, err);
+    if (st == SD_OK)
+        sd_model_spec_key(&o->spec, w->cur_key, sizeof w->cur_key);
     w->m.load_s = sd_now_s() - t_load;
     /* the identity covers the refiner, VAE and LoRAs too: jobs go only to
      * workers that loaded the same */
@@ -719,7 +725,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
         sd_data_spool_remove(w->spool);
     zmq_ctx_term(ctx);
     outbox_clear(w);
-    sd_pipeline_free(&w->p);
+    worker_free_models(w);
     sd_stage_backends_close(&w->sb);
     free(w);
     return st;

@@ -13,6 +13,7 @@ typedef struct {
     const char *coordinator, *role, *device, *worker_id;
     sd_model_spec spec; /* --model, --config, --refiner, --refiner-config, --vae, --lora, --variant */
     int capacity, heartbeat_ms;
+    int model_cache; /* models held at most, its own included (--model-cache) */
     int hold; /* a text or unet worker: outputs held in memory for their consumers at most (data_plane.h) */
     const char *spool; /* a unet worker's spool folder (NULL: /var/tmp/sdxl-spool-UID/ID) */
     int spool_is_own;  /* the id was made for this process: its spool is removed at exit */

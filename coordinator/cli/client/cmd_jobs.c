@@ -45,10 +45,11 @@ static void usage_submit(FILE *out)
                  "  --layout webdataset|files (webdataset)\n"
                  "  --shard-size N          samples per tar shard (1000); a shard is written once its samples are done\n"
                  "  --model DIR|FILE|ID     run only on workers of this model: a folder or single file (with\n"
-                 "                          --config, --refiner, --refiner-config, --vae, --lora and --variant\n"
-                 "                          as the workers load them: LoRAs and VAE are part of the identity)\n"
-                 "                          or an identity as `sdxl workers` shows it (default: the model of\n"
-                 "                          the first worker that takes the job)\n"
+                 "                          --config, --refiner, --refiner-config and --variant as the workers\n"
+                 "                          were started with) or an identity as `sdxl workers` shows it\n"
+                 "                          (default: the model of the first worker that takes the job).\n"
+                 "                          --lora and --vae below are the items' own, on top of it: workers\n"
+                 "                          load them as items need them (sdxl-worker --model-cache)\n"
                  "  --coordinator ENDPOINT  (default $SDXL_COORDINATOR, else %s)\n"
                  "job-wide generation parameters (the defaults of every item; a JSONL item's own keys, spelt\n"
                  "as below without '--' and with '_', override them; --seed is the base seed: an item\n"
@@ -277,15 +278,15 @@ int cmd_submit(int argc, char **argv)
             ms.refiner = v;
         else if (!strcmp(a, "--refiner-config"))
             ms.refiner_config = v;
-        else if (!strcmp(a, "--vae"))
-            ms.vae = v;
-        else if (!strcmp(a, "--lora")) {
-            sd_error lerr = {0};
-            if (sd_model_spec_add_lora(&ms, v, &lerr) != SD_OK) {
-                cli_errorf("submit", "--lora: %s", lerr.msg);
+        else if (!strcmp(a, "--lora") && json_is_string(json_object_get(defaults, "loras"))) {
+            /* repeated: one more on the job-wide list */
+            char *all = NULL;
+            if (asprintf(&all, "%s,%s", json_string_value(json_object_get(defaults, "loras")), v) < 0) {
                 json_decref(defaults);
-                return 2;
+                return 1;
             }
+            json_object_set_new(defaults, "loras", json_string(all));
+            free(all);
         } else if (!strcmp(a, "--variant"))
             ms.variant = v, bad = strcmp(v, "fp16") != 0;
         else if ((spec = sd_gen_params_by_flag(a)) && (spec->scope & SD_GEN_PARAMS_SCOPE_JOB)) {

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/gen_params.h"
+#include "common/model_spec.h"
 #include "common/job_spec.h"
 #include "coordinator/cli/cli.h"
 
@@ -118,6 +120,23 @@ static int next_base(prompt_file *pf)
     return 1;
 }
 
+/* The LoRAs and VAE an item names exist here (the workers read the same
+ * paths: a shared filesystem), and their list parses. */
+static sd_status check_files(const prompt_file *pf, json_t *it, sd_error *err)
+{
+    json_t *p = sd_job_item_params(pf->defaults, it);
+    if (!p)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_gen_params g;
+    sd_status st = sd_gen_params_from_json(&g, p, err);
+    sd_model_spec none, with;
+    memset(&none, 0, sizeof none);
+    if (st == SD_OK && (g.loras || g.vae))
+        st = sd_model_spec_for_item(&none, g.loras, g.vae, &with, err);
+    json_decref(p);
+    return st;
+}
+
 int prompt_file_next(prompt_file *pf, json_t **item)
 {
     if (!pf->base || pf->k == pf->per_prompt) {
@@ -135,7 +154,7 @@ int prompt_file_next(prompt_file *pf, json_t **item)
     /* every key checked now, as the worker decodes it: a bad value is
      * refused here, naming line and key, not after three attempts */
     sd_error err = {0};
-    if (!pf->checked && sd_job_item_validate(pf->defaults, it, &err) != SD_OK) {
+    if (!pf->checked && (sd_job_item_validate(pf->defaults, it, &err) != SD_OK || check_files(pf, it, &err) != SD_OK)) {
         cli_errorf("submit", "%s:%lld: %s", pf->path, pf->lineno, err.msg);
         json_decref(it);
         return -2;
