@@ -36,6 +36,18 @@ static void modules_free(component_modules *c)
     sd_strmap_free(&c->by_dot);
 }
 
+/* registers a module under its dotted and underscored names (an
+ * underscored name two modules share resolves to neither: -1) */
+static sd_status add_names(component_modules *cm, const char *dotted, const char *under, int32_t idx, sd_error *err)
+{
+    int32_t prev;
+    int32_t u_idx = sd_strmap_get(&cm->by_underscore, under, strlen(under), &prev) && prev != idx ? -1 : idx;
+    if (sd_strmap_put(&cm->by_underscore, under, strlen(under), u_idx) ||
+        sd_strmap_put(&cm->by_dot, dotted, strlen(dotted), idx))
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    return SD_OK;
+}
+
 static sd_status modules_load(component_modules *cm, const sd_model_folder *m, const char *name, const char *variant,
                               sd_error *err)
 {
@@ -80,11 +92,16 @@ static sd_status modules_load(component_modules *cm, const sd_model_folder *m, c
         for (char *p = u; *p; p++)
             if (*p == '.')
                 *p = '_';
-        int32_t prev;
-        if (sd_strmap_get(&cm->by_underscore, u, strlen(u), &prev))
-            idx = -1;
-        if (sd_strmap_put(&cm->by_underscore, u, strlen(u), idx) || sd_strmap_put(&cm->by_dot, mod, strlen(mod), (int32_t)cm->n - 1))
-            st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        st = add_names(cm, mod, u, idx, err);
+        /* transformers 5 saves a text encoder without its "text_model."
+         * root; LoRAs name the layers with it */
+        if (st == SD_OK && !strncmp(name, "text_encoder", 12) && strncmp(mod, "text_model.", 11) &&
+            strncmp(mod, "text_projection", 15)) {
+            char dotted[320], under[320];
+            snprintf(dotted, sizeof dotted, "text_model.%s", mod);
+            snprintf(under, sizeof under, "text_model_%s", u);
+            st = add_names(cm, dotted, under, idx, err);
+        }
         free(u);
     }
     sd_weights_close(&w);

@@ -8,6 +8,12 @@ of the suite (it needs torch, diffusers and transformers from PyPI):
 
     python3 -m venv /tmp/pyenv && /tmp/pyenv/bin/pip install torch diffusers transformers
     /tmp/pyenv/bin/python tests/crosscheck/diffusers_crosscheck.py [--cases N] [--keep DIR]
+        [--schedulers] [--refiner] [--img2img] [--model-files]
+
+--model-files also draws, on each case, the model as a single file in the
+original layout (diffusers' reference reads it with from_single_file), a
+kohya LoRA at a scale (load_lora_weights + fuse_lora) and another VAE as a
+folder or an original-layout file (it needs peft too).
 
 For each case it prints the largest difference of the final latents and of
 the 8-bit image, and fails past 2e-4 times max(1, largest |latent|) on the
@@ -143,10 +149,64 @@ PROMPTS = ["a red bicycle leaning on a brick wall", "studio photo of a ceramic v
            "an astronaut riding a horse on mars, 4k", "a bowl of fruit on a wooden table"]
 
 
-def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
+def model_files(rng, pipe, d):
+    """Draws the model files a user may bring on this case's model: the
+    model as one file in the original layout (read by diffusers'
+    from_single_file), a kohya LoRA at a scale (load_lora_weights +
+    fuse_lora), another VAE as a folder or an original-layout file. Returns
+    the reference pipeline, our flags and a description."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
+    import make_model_files_goldens as mf
+    from safetensors.torch import save_file
+    ours, desc = [], []
+    if rng.random() < 0.5:
+        src = mf.folder_tensors(d)
+        for comp in ("text_encoder", "text_encoder_2"):  # the original layout names the tower text_model.
+            src[comp] = {mf.file_name(comp, k): v for k, v in src[comp].items()}
+        single = mf.refiner_original({c: src[c] for c in ("unet", "vae", "text_encoder_2")}, pipe.unet.config,
+                                     len(pipe.vae.config.block_out_channels), "conditioner.embedders.1.model.")
+        single.update({"conditioner.embedders.0.transformer." + k: v for k, v in src["text_encoder"].items()})
+        path = os.path.join(d, "single.safetensors")
+        save_file({k: v.contiguous() for k, v in single.items()}, path)
+        pipe = StableDiffusionXLPipeline.from_single_file(path, config=d, torch_dtype=torch.float32)
+        pipe.set_progress_bar_config(disable=True)
+        ours += ["--model", path, "--config", d]
+        desc.append("single file")
+    if rng.random() < 0.5:
+        sd, n = mf.kohya_lora(pipe, rng.randrange(1 << 30))
+        path, scale = os.path.join(d, "lora.safetensors"), rng.choice([0.4, 0.8, 1.3])
+        save_file(sd, path)
+        pipe.load_lora_weights(path)
+        pipe.fuse_lora(lora_scale=scale)
+        pipe.unload_lora_weights()
+        ours += ["--lora", f"{path}:{scale}"]
+        desc.append(f"kohya LoRA of {n} modules at {scale}")
+    if rng.random() < 0.5:
+        cfg = {k: v for k, v in pipe.vae.config.items() if not k.startswith("_")}
+        cfg["force_upcast"] = False
+        vae = AutoencoderKL(**cfg)
+        randomize(rng, vae)
+        if rng.random() < 0.5:
+            path = os.path.join(d, "vae-folder")
+            vae.save_pretrained(path)
+        else:
+            path = os.path.join(d, "vae.safetensors")
+            save_file({"first_stage_model." * rng.randrange(2) + mf.vae_to_original(k, len(cfg["block_out_channels"])):
+                       (v.reshape(*v.shape, 1, 1) if ".to_" in k and k.endswith(".weight") and v.ndim == 2 else v)
+                       for k, v in vae.state_dict().items()}, path)
+        pipe.vae = vae
+        ours += ["--vae", path]
+        desc.append("VAE " + ("folder" if path.endswith("folder") else "file"))
+    return pipe, ours, desc
+
+
+def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, with_files=False):
     d = tempfile.mkdtemp(prefix=f"sdxl-cross{k}-")
     pipe = random_model(rng, d)
     pipe.set_progress_bar_config(disable=True)
+    files, files_desc = [], []
+    if with_files:
+        pipe, files, files_desc = model_files(rng, pipe, d)
     # diffusers asks for multiples of 8 whatever the VAE depth
     w, h = 8 * rng.choice([3, 4, 5, 6, 8]), 8 * rng.choice([3, 4, 6, 7])
     steps, seed, cfg = rng.choice([3, 4, 5]), rng.randrange(1 << 31), rng.choice([1.0, 5.0, 7.5])
@@ -184,6 +244,8 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
         refiner, frac = random_refiner(rng, pipe, d + "-refiner"), rng.choice([0.6, 0.75, 0.8])
         refiner.set_progress_bar_config(disable=True)
         refiner.scheduler = SCHEDULERS[sched](refiner.scheduler.config)
+        if "--vae" in files:  # --vae replaces the refiner's VAE too
+            refiner.vae = pipe.vae
     gen = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
         if init is not None:  # img2img with the base's own components, as diffusers documents it
@@ -214,7 +276,7 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
     cmd = [sdxl, "generate", "--model", d, "--prompt", prompt, "--width", str(w), "--height", str(h), "--steps",
            str(steps), "--guidance", str(cfg), "--seed", str(seed), "--out", out, "--save-latents",
            os.path.join(d, "lat.safetensors"), "--quiet"]
-    cmd += ours
+    cmd += ours + files
     if not sched.startswith("folder:"):
         cmd += ["--scheduler", sched]
     if refiner:
@@ -226,7 +288,8 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img):
     desc = (f"case {k}: {sched}{f' + refiner from {frac}' if refiner else ''}{' ' + ' '.join(sorted(extra)) if extra else ''}{f' img2img strength {strength}' if init else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
             f"heads {cfgs['unet']['attention_head_dim']} depth {cfgs['unet']['transformer_layers_per_block']} "
             f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}"
-            f"{' with latent stats' if cfgs['vae'].get('latents_mean') else ''}")
+            f"{' with latent stats' if cfgs['vae'].get('latents_mean') else ''}"
+            f"{', ' + ', '.join(files_desc) if files_desc else ''}")
     if r.returncode:
         print(f"FAIL {desc}: sdxl generate: {r.stderr.strip()}")
         shutil.rmtree(d) if not keep else shutil.move(d, os.path.join(keep, os.path.basename(d)))
@@ -255,9 +318,12 @@ def main():
     ap.add_argument("--schedulers", action="store_true", help="draw the scheduler too (else Euler, SDXL's own)")
     ap.add_argument("--refiner", action="store_true", help="add a random refiner (ensemble of experts) to each case")
     ap.add_argument("--img2img", action="store_true", help="start half of the cases from a random init image")
+    ap.add_argument("--model-files", action="store_true",
+                    help="draw a single-file checkpoint, a kohya LoRA and another VAE (folder or file) on each case")
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img) for k in range(a.cases)]
+    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img, a.model_files)
+               for k in range(a.cases)]
     print(f"crosscheck: {sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)
 
