@@ -2,6 +2,7 @@
 #include "common/gen_params.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -9,19 +10,38 @@
 #include "common/image_io.h"
 #include "common/parse_number.h"
 
-static const struct {
-    const char *name, *class_name;
-} sched_names[SD_SCHED_KIND_COUNT] = {
-    {"euler", "EulerDiscreteScheduler"},
-    {"euler_a", "EulerAncestralDiscreteScheduler"},
-    {"dpmpp_2m_karras", "DPMSolverMultistepScheduler"},
-    {"ddim", "DDIMScheduler"},
+#define EULER "EulerDiscreteScheduler"
+#define DPM "DPMSolverMultistepScheduler"
+static const sd_sched_kind_info sched_kinds[SD_SCHED_KIND_COUNT] = {
+    {"euler", "Euler", EULER, 0, -1, 0},
+    {"euler_karras", "Euler Karras", EULER, 1, -1, 0},
+    {"euler_a", "Euler a", "EulerAncestralDiscreteScheduler", -1, -1, 0},
+    {"dpmpp_2m", "DPM++ 2M", DPM, 0, 0, 2},
+    {"dpmpp_2m_karras", "DPM++ 2M Karras", DPM, 1, 0, 2},
+    {"dpmpp_2m_sde", "DPM++ 2M SDE", DPM, 0, 1, 2},
+    {"dpmpp_2m_sde_karras", "DPM++ 2M SDE Karras", DPM, 1, 1, 2},
+    {"dpmpp_3m", "DPM++ 3M", DPM, 0, 0, 3},
+    {"dpmpp_3m_karras", "DPM++ 3M Karras", DPM, 1, 0, 3},
+    {"dpmpp_3m_sde", "DPM++ 3M SDE", DPM, 0, 1, 3},
+    {"dpmpp_3m_sde_karras", "DPM++ 3M SDE Karras", DPM, 1, 1, 3},
+    {"ddim", "DDIM", "DDIMScheduler", -1, -1, 0},
+    {EULER, NULL, EULER, -1, -1, 0},
+    {"EulerAncestralDiscreteScheduler", NULL, "EulerAncestralDiscreteScheduler", -1, -1, 0},
+    {DPM, NULL, DPM, -1, -1, 0},
+    {"DDIMScheduler", NULL, "DDIMScheduler", -1, -1, 0},
 };
+#undef EULER
+#undef DPM
+
+const sd_sched_kind_info *sd_sched_kind_get(sd_sched_kind k)
+{
+    return (unsigned)k < SD_SCHED_KIND_COUNT ? &sched_kinds[k] : NULL;
+}
 
 int sd_sched_kind_parse(const char *name, sd_sched_kind *out)
 {
     for (int i = 0; i < SD_SCHED_KIND_COUNT; i++)
-        if (!strcasecmp(name, sched_names[i].name) || !strcmp(name, sched_names[i].class_name)) {
+        if (!strcasecmp(name, sched_kinds[i].name) || (sched_kinds[i].label && !strcasecmp(name, sched_kinds[i].label))) {
             *out = (sd_sched_kind)i;
             return 0;
         }
@@ -30,12 +50,18 @@ int sd_sched_kind_parse(const char *name, sd_sched_kind *out)
 
 const char *sd_sched_kind_name(sd_sched_kind k)
 {
-    return (unsigned)k < SD_SCHED_KIND_COUNT ? sched_names[k].name : "?";
+    return (unsigned)k < SD_SCHED_KIND_COUNT ? sched_kinds[k].name : "?";
 }
 
 const char *sd_sched_kind_class(sd_sched_kind k)
 {
-    return (unsigned)k < SD_SCHED_KIND_COUNT ? sched_names[k].class_name : "?";
+    return (unsigned)k < SD_SCHED_KIND_COUNT ? sched_kinds[k].cls : "?";
+}
+
+const char *sd_sched_kind_names(void)
+{
+    return "euler, euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, dpmpp_2m_sde, dpmpp_2m_sde_karras, dpmpp_3m, "
+           "dpmpp_3m_karras, dpmpp_3m_sde, dpmpp_3m_sde_karras, ddim";
 }
 
 static const char *const format_names[] = {"png", "webp", "jpeg"};
@@ -48,40 +74,56 @@ static const char *const format_names[] = {"png", "webp", "jpeg"};
 const sd_gen_params_spec sd_gen_params_table[] = {
     {"--prompt", "prompt", SD_GEN_PARAMS_TYPE_TEXT, F(prompt), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "TEXT", "required",
      "the prompt"},
-    {"--prompt-2", "prompt_2", SD_GEN_PARAMS_TYPE_TEXT, F(prompt_2), 0, 0, 0, 0, 0, 0, GEN | JOB, 0, "TEXT", "--prompt",
+    {"--prompt-2", "prompt_2", SD_GEN_PARAMS_TYPE_TEXT, F(prompt_2), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "TEXT", "--prompt",
      "the prompt of the second text encoder"},
     {"--negative-prompt", "negative_prompt", SD_GEN_PARAMS_TYPE_TEXT, F(negative_prompt), 0, 0, 0, 0, 0, 0, GEN | JOB, 1,
      "TEXT", "none", "what the image should not show"},
     {"--negative-prompt-2", "negative_prompt_2", SD_GEN_PARAMS_TYPE_TEXT, F(negative_prompt_2), 0, 0, 0, 0, 0, 0,
-     GEN | JOB, 0, "TEXT", "--negative-prompt", "the negative prompt of the second text encoder"},
-    {"--seed", "seed", SD_GEN_PARAMS_TYPE_SEED, F(seed), 0, 0, 9223372036854775807.0, 0, 0, 0, GEN | JOB, 1, "N",
+     GEN | JOB, 1, "TEXT", "--negative-prompt", "the negative prompt of the second text encoder"},
+    {"--seed", "seed", SD_GEN_PARAMS_TYPE_SEED, F(seed), 0, 0, 18446744073709551615.0, 0, 0, 0, GEN | JOB, 1, "N",
      "random (generate), 0 (submit)", "initial noise; item i of a batch or job without a seed uses N+i"},
     {"--steps", "steps", SD_GEN_PARAMS_TYPE_INT, F(steps), 0, 1, 1000, 0, 0, 0, GEN | JOB, 1, "N", "50",
      "denoising steps"},
     {"--guidance", "guidance", SD_GEN_PARAMS_TYPE_FLOAT, F(guidance), 0, 0, 100, 0, 0, 0, GEN | JOB, 1, "F", "5.0",
      "classifier-free guidance scale"},
     {"--guidance-rescale", "guidance_rescale", SD_GEN_PARAMS_TYPE_FLOAT, F(guidance_rescale), 0, 0, 1, 0, 0, 0,
-     GEN | JOB, 0, "F", "0.0", "guidance rescale (Lin et al.)"},
+     GEN | JOB, 1, "F", "0.0", "guidance rescale (Lin et al.)"},
     {"--width", "width", SD_GEN_PARAMS_TYPE_INT, F(width), 0, 8, 8192, 0, 0, 8, GEN | JOB, 0, "W", "the model's",
      "image width, a multiple of 8"},
     {"--height", "height", SD_GEN_PARAMS_TYPE_INT, F(height), 0, 8, 8192, 0, 0, 8, GEN | JOB, 0, "H", "the model's",
      "image height, a multiple of 8"},
     {"--scheduler", "scheduler", SD_GEN_PARAMS_TYPE_SCHEDULER, F(scheduler), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "NAME",
-     "the model's", "euler, euler_a, dpmpp_2m_karras or ddim"},
+     "the model's",
+     "euler, euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, dpmpp_2m_sde, dpmpp_2m_sde_karras, dpmpp_3m, "
+     "dpmpp_3m_karras, dpmpp_3m_sde, dpmpp_3m_sde_karras, ddim; A1111's names (\"DPM++ 2M Karras\") too, or a "
+     "diffusers class with the model's settings (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, "
+     "DPMSolverMultistepScheduler, DDIMScheduler)"},
     {"--high-noise-frac", "high_noise_frac", SD_GEN_PARAMS_TYPE_FLOAT, F(high_noise_frac), 0, 0, 1, 1, 1, 0, GEN | JOB,
-     0, "F", "0.8", "with a refiner: the base denoises until this fraction"},
+     1, "F", "0.8", "with a refiner: the base denoises until this fraction"},
     {"--aesthetic-score", "aesthetic_score", SD_GEN_PARAMS_TYPE_FLOAT, F(aesthetic_score), 0, -BIG, BIG, 0, 0, 0,
-     GEN | JOB, 0, "F", "6.0", "the refiner's aesthetic score"},
+     GEN | JOB, 1, "F", "6.0", "the refiner's aesthetic score"},
     {"--negative-aesthetic-score", "negative_aesthetic_score", SD_GEN_PARAMS_TYPE_FLOAT, F(negative_aesthetic_score), 0,
-     -BIG, BIG, 0, 0, 0, GEN | JOB, 0, "F", "2.5", "the refiner's negative aesthetic score"},
+     -BIG, BIG, 0, 0, 0, GEN | JOB, 1, "F", "2.5", "the refiner's negative aesthetic score"},
     {"--original-size", "original_size", SD_GEN_PARAMS_TYPE_SIZE, F(original_w), F(original_h), 1, 65536, 0, 0, 0,
-     GEN | JOB, 0, "WxH", "the output size", "micro-conditioning: original size"},
+     GEN | JOB, 1, "WxH", "the output size", "micro-conditioning: original size"},
     {"--crop-top-left", "crop_top_left", SD_GEN_PARAMS_TYPE_OFFSET, F(crop_top), F(crop_left), 0, 65536, 0, 0, 0,
-     GEN | JOB, 0, "Y,X", "0,0", "micro-conditioning: crop coordinates"},
-    {"--target-size", "target_size", SD_GEN_PARAMS_TYPE_SIZE, F(target_w), F(target_h), 1, 65536, 0, 0, 0, GEN | JOB, 0,
+     GEN | JOB, 1, "Y,X", "0,0", "micro-conditioning: crop coordinates"},
+    {"--target-size", "target_size", SD_GEN_PARAMS_TYPE_SIZE, F(target_w), F(target_h), 1, 65536, 0, 0, 0, GEN | JOB, 1,
      "WxH", "the output size", "micro-conditioning: target size"},
-    {"--strength", "strength", SD_GEN_PARAMS_TYPE_FLOAT, F(strength), 0, 0, 1, 1, 0, 0, GEN, 0, "F", "0.3",
+    {"--negative-original-size", "negative_original_size", SD_GEN_PARAMS_TYPE_SIZE, F(neg_original_w),
+     F(neg_original_h), 1, 65536, 0, 0, 0, GEN | JOB, 1, "WxH", "--original-size",
+     "micro-conditioning of the negative prompt: original size (with --negative-target-size)"},
+    {"--negative-crop-top-left", "negative_crop_top_left", SD_GEN_PARAMS_TYPE_OFFSET, F(neg_crop_top), F(neg_crop_left),
+     0, 65536, 0, 0, 0, GEN | JOB, 1, "Y,X", "0,0", "micro-conditioning of the negative prompt: crop coordinates"},
+    {"--negative-target-size", "negative_target_size", SD_GEN_PARAMS_TYPE_SIZE, F(neg_target_w), F(neg_target_h), 1,
+     65536, 0, 0, 0, GEN | JOB, 1, "WxH", "--target-size",
+     "micro-conditioning of the negative prompt: target size (with --negative-original-size)"},
+    {"--strength", "strength", SD_GEN_PARAMS_TYPE_FLOAT, F(strength), 0, 0, 1, 1, 0, 0, GEN, 1, "F", "0.3",
      "img2img: how much of --init-image is noised away"},
+    {"--clip-skip", "clip_skip", SD_GEN_PARAMS_TYPE_INT, F(clip_skip), 0, 0, 64, 0, 0, 0, GEN | JOB, 1, "N", "0",
+     "diffusers' clip_skip: both text encoders' layer N before the penultimate (A1111's \"Clip skip\" is N + 1)"},
+    {"--eta", "eta", SD_GEN_PARAMS_TYPE_FLOAT, F(eta), 0, 0, 1, 0, 0, 0, GEN | JOB, 1, "F", "0.0",
+     "DDIM's eta: 0 deterministic, 1 as DDPM (noise from the item's generator, as diffusers draws it)"},
     {"--format", "format", SD_GEN_PARAMS_TYPE_FORMAT, F(format), 0, 0, 0, 0, 0, 0, JOB, 0, "png|webp|jpeg", "png",
      "image format"},
     {"--lora", "loras", SD_GEN_PARAMS_TYPE_TEXT, F(loras), 0, 0, 0, 0, 0, 0, JOB, 0, "FILE[:SCALE],...", "none",
@@ -91,6 +133,43 @@ const sd_gen_params_spec sd_gen_params_table[] = {
 };
 const int sd_gen_params_count = (int)(sizeof sd_gen_params_table / sizeof sd_gen_params_table[0]);
 #undef F
+
+json_t *sd_seed_to_json(uint64_t seed)
+{
+    if (seed <= (uint64_t)INT64_MAX)
+        return json_integer((json_int_t)seed);
+    char buf[24];
+    snprintf(buf, sizeof buf, "%llu", (unsigned long long)seed);
+    return json_string(buf);
+}
+
+int sd_seed_parse(const char *text, uint64_t *out)
+{
+    if (!text || !*text || strlen(text) > 20)
+        return -1;
+    uint64_t v = 0;
+    for (const char *p = text; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        uint64_t d = (uint64_t)(*p - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int sd_seed_from_json(const json_t *v, uint64_t *out)
+{
+    if (json_is_integer(v)) {
+        if (json_integer_value(v) < 0)
+            return -1;
+        *out = (uint64_t)json_integer_value(v);
+        return 0;
+    }
+    return json_is_string(v) ? sd_seed_parse(json_string_value(v), out) : -1;
+}
 
 void sd_gen_params_init(sd_gen_params *p)
 {
@@ -191,15 +270,17 @@ sd_status sd_gen_params_set_json(sd_gen_params *g, const sd_gen_params_spec *s, 
         *FIELD(g, s->offset, const char *) = json_string_value(v);
         return SD_OK;
     case SD_GEN_PARAMS_TYPE_INT: {
-        long long x;
+        long long x = 0;
         SD_TRY(int_value(s, v, name, &x, err));
         *FIELD(g, s->offset, int) = (int)x;
         return SD_OK;
     }
     case SD_GEN_PARAMS_TYPE_SEED: {
-        long long x;
-        SD_TRY(int_value(s, v, name, &x, err));
-        *FIELD(g, s->offset, uint64_t) = (uint64_t)x;
+        uint64_t x;
+        if (sd_seed_from_json(v, &x))
+            return sd_fail(err, SD_ERR_INVALID,
+                           "%s: must be an integer from 0 to 18446744073709551615 (a decimal string above 2^63 - 1)", name);
+        *FIELD(g, s->offset, uint64_t) = x;
         return SD_OK;
     }
     case SD_GEN_PARAMS_TYPE_FLOAT: {
@@ -215,9 +296,9 @@ sd_status sd_gen_params_set_json(sd_gen_params *g, const sd_gen_params_spec *s, 
     case SD_GEN_PARAMS_TYPE_SCHEDULER: {
         sd_sched_kind k;
         if (!json_is_string(v) || sd_sched_kind_parse(json_string_value(v), &k))
-            return sd_fail(err, SD_ERR_INVALID, "%s: %s%s%s is not euler, euler_a, dpmpp_2m_karras or ddim", name,
+            return sd_fail(err, SD_ERR_INVALID, "%s: %s%s%s is not one of %s (or a diffusers scheduler class)", name,
                            json_is_string(v) ? "'" : "", json_is_string(v) ? json_string_value(v) : "a non-string",
-                           json_is_string(v) ? "'" : "");
+                           json_is_string(v) ? "'" : "", sd_sched_kind_names());
         *FIELD(g, s->offset, int) = (int)k;
         return SD_OK;
     }
@@ -247,8 +328,15 @@ sd_status sd_gen_params_flag_to_json(const sd_gen_params_spec *s, const char *te
         if (!v)
             return sd_fail(err, SD_ERR_INVALID, "%s: not valid UTF-8", s->flag);
         break;
-    case SD_GEN_PARAMS_TYPE_INT:
     case SD_GEN_PARAMS_TYPE_SEED: {
+        uint64_t x;
+        if (sd_seed_parse(text, &x))
+            return sd_fail(err, SD_ERR_INVALID, "%s: '%s' is not an integer from 0 to 18446744073709551615", s->flag,
+                           text);
+        v = sd_seed_to_json(x);
+        break;
+    }
+    case SD_GEN_PARAMS_TYPE_INT: {
         long long x;
         char r[96];
         range_text(s, r, sizeof r);
@@ -333,7 +421,7 @@ json_t *sd_gen_params_to_json(const sd_gen_params *g, const sd_gen_params_spec *
     case SD_GEN_PARAMS_TYPE_INT:
         return json_integer(*FIELD(g, s->offset, const int));
     case SD_GEN_PARAMS_TYPE_SEED:
-        return json_integer((json_int_t)*FIELD(g, s->offset, const uint64_t));
+        return sd_seed_to_json(*FIELD(g, s->offset, const uint64_t));
     case SD_GEN_PARAMS_TYPE_FLOAT:
         return json_real(*FIELD(g, s->offset, const float));
     case SD_GEN_PARAMS_TYPE_SCHEDULER:

@@ -17,23 +17,50 @@
 
 #include "common/error.h"
 
-/* The schedulers a user can pick (worker/engine/schedulers implements them). */
+/* The samplers a user can pick by name: A1111's and ComfyUI's names, each
+ * a diffusers scheduler class built from the model's scheduler config with
+ * a few settings overridden, as `Class.from_config(config, **overrides)`.
+ * A class name ("EulerDiscreteScheduler") picks the class with the config's
+ * own settings. worker/engine/schedulers implements them. */
 typedef enum {
     SD_SCHED_KIND_EULER,
+    SD_SCHED_KIND_EULER_KARRAS,
     SD_SCHED_KIND_EULER_ANCESTRAL,
+    SD_SCHED_KIND_DPMPP_2M,
     SD_SCHED_KIND_DPMPP_2M_KARRAS,
+    SD_SCHED_KIND_DPMPP_2M_SDE,
+    SD_SCHED_KIND_DPMPP_2M_SDE_KARRAS,
+    SD_SCHED_KIND_DPMPP_3M,
+    SD_SCHED_KIND_DPMPP_3M_KARRAS,
+    SD_SCHED_KIND_DPMPP_3M_SDE,
+    SD_SCHED_KIND_DPMPP_3M_SDE_KARRAS,
     SD_SCHED_KIND_DDIM,
+    /* the classes as configured */
+    SD_SCHED_KIND_CLASS_EULER,
+    SD_SCHED_KIND_CLASS_EULER_ANCESTRAL,
+    SD_SCHED_KIND_CLASS_DPM,
+    SD_SCHED_KIND_CLASS_DDIM,
     SD_SCHED_KIND_COUNT
 } sd_sched_kind;
 
-/* "euler", "euler_a", "dpmpp_2m_karras", "ddim" (any case), or diffusers'
- * class name; 0 on success, -1 for anything else */
+typedef struct {
+    const char *name;  /* "dpmpp_2m_sde_karras", or the class name */
+    const char *label; /* "DPM++ 2M SDE Karras" (A1111, ComfyUI), NULL for a class */
+    const char *cls;   /* "DPMSolverMultistepScheduler" */
+    int karras;        /* use_karras_sigmas: -1 the config's, else 0 or 1 */
+    int sde;           /* algorithm_type "sde-dpmsolver++": -1 the config's, else 0 or 1 */
+    int order;         /* solver_order: 0 the config's */
+} sd_sched_kind_info;
+
+const sd_sched_kind_info *sd_sched_kind_get(sd_sched_kind k);
+/* a name, label or class (any case); 0 on success, -1 for anything else */
 int sd_sched_kind_parse(const char *name, sd_sched_kind *out);
 /* the short name ("euler"), "?" for a value out of range */
 const char *sd_sched_kind_name(sd_sched_kind k);
 /* diffusers' class name ("EulerDiscreteScheduler") */
 const char *sd_sched_kind_class(sd_sched_kind k);
-
+/* "euler, euler_karras, ..." for messages and help */
+const char *sd_sched_kind_names(void);
 
 typedef struct {
     const char *prompt, *prompt_2, *negative_prompt, *negative_prompt_2; /* NULL: not given */
@@ -45,15 +72,29 @@ typedef struct {
     float high_noise_frac;  /* with a refiner: base denoises until this fraction (denoising_end) */
     float aesthetic_score, negative_aesthetic_score;
     int original_w, original_h, crop_top, crop_left, target_w, target_h; /* 0: default */
+    /* the negative row's micro-conditioning (diffusers' negative_original_size,
+     * negative_crops_coords_top_left, negative_target_size); 0: default */
+    int neg_original_w, neg_original_h, neg_crop_top, neg_crop_left, neg_target_w, neg_target_h;
     int format;             /* sd_image_format (common/image_io.h) of a job item (generate takes it from --out) */
     /* img2img: image [3, init_h, init_w] in [-1, 1], or NULL */
     const float *init_image;
     int init_w, init_h;
     float strength;
+    float eta; /* DDIM's eta (0: deterministic) */
+    int clip_skip; /* diffusers' clip_skip: condition on hidden_states[-(2 + N)] (0: none) */
     /* a job item's LoRAs ("FILE[:SCALE],...") and VAE, on top of what the
      * workers loaded (common/model_spec.h sd_model_spec_for_item); NULL: none */
     const char *loras, *vae;
 } sd_gen_params;
+
+/* A seed as JSON: an integer up to 2^63 - 1, a decimal string above
+ * (JSON's integers stop there in most readers, ours included). */
+json_t *sd_seed_to_json(uint64_t seed);
+/* An integer >= 0 or a string of decimal digits up to 2^64 - 1: 0 and
+ * *out, else -1. */
+int sd_seed_from_json(const json_t *v, uint64_t *out);
+/* The same from a flag's text. */
+int sd_seed_parse(const char *text, uint64_t *out);
 
 /* Defaults as diffusers': 50 steps, guidance 5, rescale 0, aesthetic 6 / 2.5,
  * strength 0.3, high_noise_frac 0.8 (the table's defaults). */
@@ -62,7 +103,8 @@ void sd_gen_params_init(sd_gen_params *p);
 typedef enum {
     SD_GEN_PARAMS_TYPE_TEXT,      /* a UTF-8 string without NUL bytes */
     SD_GEN_PARAMS_TYPE_INT,       /* an integer in [min, max], a multiple of `multiple` */
-    SD_GEN_PARAMS_TYPE_SEED,      /* an integer in [0, 2^63 - 1] */
+    SD_GEN_PARAMS_TYPE_SEED,      /* an integer in [0, 2^64 - 1], as torch's manual_seed takes it (JSON: an
+                                   * integer, or a decimal string above 2^63 - 1) */
     SD_GEN_PARAMS_TYPE_FLOAT,     /* a finite number in [min, max] (or open ends) */
     SD_GEN_PARAMS_TYPE_SCHEDULER, /* a scheduler name */
     SD_GEN_PARAMS_TYPE_FORMAT,    /* png, webp or jpeg */

@@ -47,9 +47,10 @@ sd_status sd_job_spec_validate(const json_t *spec, sd_error *err)
 
 sd_status sd_job_item_validate(const json_t *defaults, const json_t *item, sd_error *err)
 {
+    uint64_t seed;
     if (!json_is_object(item) || !json_is_string(json_object_get(item, "prompt")) ||
-        !json_is_integer(json_object_get(item, "seed")))
-        return sd_fail(err, SD_ERR_INVALID, "needs a 'prompt' string and an integer 'seed'");
+        sd_seed_from_json(json_object_get(item, "seed"), &seed))
+        return sd_fail(err, SD_ERR_INVALID, "needs a 'prompt' string and a 'seed' (an integer from 0 to 2^64 - 1)");
     json_t *p = sd_job_item_params(defaults, item);
     if (!p)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");

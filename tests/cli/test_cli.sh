@@ -181,6 +181,27 @@ refiner_alone_ok() {
             --init-image $T/src.png --strength 0.5 --out $T/ref.png >/dev/null && [ -s $T/ref.png ]
 }
 check "generate with the refiner alone and --init-image runs img2img" refiner_alone_ok
+# samplers by A1111's names, what ran recorded, A1111's parameters chunk
+sampler_recorded() {
+    tiny --prompt "a cat" --scheduler "DPM++ 2M SDE Karras" --out $T/s.png >/dev/null &&
+        png_text_has $T/s.png "scheduler=DPM++ 2M SDE Karras (DPMSolverMultistepScheduler, Karras sigmas, sde-dpmsolver++" &&
+        png_text_has $T/s.png "Sampler: DPM++ 2M SDE Karras, CFG scale: 5, Seed: 3" &&
+        tiny --prompt "a cat" --out $T/d.png >/dev/null && png_text_has $T/d.png "scheduler=Euler (EulerDiscreteScheduler, leading spacing)"
+}
+check "generate --scheduler takes A1111's names; the metadata records what ran and A1111's parameters" sampler_recorded
+check "generate --eta with a sampler other than DDIM is refused naming --eta" out_has "--eta" tiny --prompt x --eta 0.5 --out $T/a.png
+check "generate --eta with DDIM runs" expect_rc 0 tiny --prompt x --scheduler ddim --eta 0.5 --out $T/a.png
+seed64() { tiny --prompt x --seed 18446744073709551615 --out $T/big.png >/dev/null && png_text_has $T/big.png "seed=18446744073709551615"; }
+check "generate takes 64-bit seeds as torch does" seed64
+check "generate --seed 2^64 is refused naming --seed" out_has "--seed" tiny --prompt x --seed 18446744073709551616 --out $T/a.png
+check "generate --clip-skip beyond the text encoders' layers is refused naming it" out_has "--clip-skip" tiny --prompt x --clip-skip 9 --out $T/a.png
+long_prompt() {
+    local p="a photograph of a lighthouse on a rocky cliff at dusk with waves crashing below and seagulls circling overhead while the last light of the sun paints the clouds in orange pink and purple and a small fishing boat returns to the harbour with its lantern glowing warmly against the deep blue water and distant mountains, painted in the style of the old masters with thick brush strokes, dramatic chiaroscuro and a golden frame hanging in a quiet museum hall zebra"
+    local o
+    o=$(tiny --prompt "$p" --out $T/long.png 2>&1 >/dev/null) || return 1
+    grep -q "truncated because CLIP can only handle sequences up to 77 tokens: .*zebra" <<<"$o" && png_text_has $T/long.png "prompt_truncated="
+}
+check "generate warns about a prompt over 77 tokens naming what was dropped, and records it" long_prompt
 # the real SDXL base checkpoint's names and shapes, no weights: a sparse file
 sparse_real() {
     python3 - "$MF/real_base_keys.json" "$T/sd_xl_base_1.0.safetensors" <<'PY'

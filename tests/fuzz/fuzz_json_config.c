@@ -39,7 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&c, 0, sizeof c);
     sd_clip_config_parse(&c, &d, "CLIPTextModelWithProjection", &err);
     sd_scheduler s;
-    if (sd_scheduler_init(&s, &d, -1, &err) == SD_OK) {
+    if (sd_scheduler_init(&s, &d, -1, 0.0f, &err) == SD_OK) {
         sd_scheduler_set_timesteps(&s, 1 + (int)(size % 60), &err);
         sd_scheduler_free(&s);
     }

@@ -30,13 +30,26 @@
 
 #define DATA "tests/golden/data/model_files/"
 
+/* cases.json, loaded once per test (the parameters borrow its strings) */
+static json_t *loaded_cases;
+
 static json_t *cases(void)
 {
-    json_error_t je;
-    json_t *c = json_load_file(DATA "cases.json", 0, &je);
-    cr_assert(c, "cases.json: %s", je.text);
-    return c;
+    if (!loaded_cases) {
+        json_error_t je;
+        loaded_cases = json_load_file(DATA "cases.json", 0, &je);
+        cr_assert(loaded_cases, "cases.json: %s", je.text);
+    }
+    return loaded_cases;
 }
+
+static void free_cases(void)
+{
+    json_decref(loaded_cases);
+    loaded_cases = NULL;
+}
+
+TestSuite(model_files, .fini = free_cases);
 
 /* Rebuilds a single file from a tiny folder by a recipe of diffusers'. */
 static void build_single_file(const char *recipe_path, const char *folder, const char *out, sd_dtype dtype)
@@ -134,7 +147,7 @@ static sd_status generate(const sd_model_spec *ms, const sd_gen_params *g, float
         sd_backend_free(be);
         return st;
     }
-    sd_text_result t;
+    sd_text_result t = {0};
     sd_latent_result lat = {0};
     sd_image_result img = {0};
     st = sd_stage_text(&p, g, &t, err);
@@ -148,8 +161,8 @@ static sd_status generate(const sd_model_spec *ms, const sd_gen_params *g, float
         memcpy(*lat_out, lat.latents, n * sizeof(float));
         *rgb_out = malloc((size_t)img.width * img.height * 3);
         memcpy(*rgb_out, img.rgb, (size_t)img.width * img.height * 3);
-        sd_text_result_free(&t);
     }
+    sd_text_result_free(&t);
     sd_image_result_free(&img);
     sd_latent_result_free(&lat);
     sd_pipeline_free(&p);

@@ -1,9 +1,13 @@
-/* test_scheduler_golden.c - the four schedulers against diffusers (v0.24):
- * timesteps, sigmas and init_noise_sigma for 4, 10 and 30 steps, then four
- * steps from a fixed sample with fixed model outputs: scaled model input,
- * predicted x0 and previous sample. Tolerance: the manifest's atol 1e-5 +
- * rtol 1e-5 per element (we follow diffusers' float32 expression order, so
- * the observed differences are a few float32 ulps). */
+/* test_scheduler_golden.c - the schedulers against diffusers: the shared
+ * goldens of diffusers 0.24 (four schedulers: timesteps, sigmas and
+ * init_noise_sigma for 4, 10 and 30 steps, then four steps from a fixed
+ * sample with fixed model outputs: scaled model input, predicted x0 and
+ * previous sample), and tests/golden/data/schedulers of diffusers 0.42
+ * (make_scheduler_goldens.py: every sampler name we take and configs with
+ * the keys users set, ten steps each, stochastic ones with the generator's
+ * noise, img2img's add_noise). Tolerance: the manifest's atol 1e-5 + rtol
+ * 1e-5 per element (we follow diffusers' float32 expression order, so the
+ * observed differences are a few float32 ulps). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -37,7 +41,11 @@ static void init_sched(sd_scheduler *s, sd_sched_kind kind)
     sd_json_doc d;
     sd_error err = {0};
     cr_assert_eq(sd_json_load(&d, p, &err), SD_OK, "%s", err.msg);
-    cr_assert_eq(sd_scheduler_init(s, &d, (int)kind, &err), SD_OK, "%s", err.msg);
+    /* diffusers 0.24, which made these goldens, ended DPM++ on sigma_min
+     * when the config did not say: today that takes the config saying so */
+    if (kind == SD_SCHED_KIND_DPMPP_2M_KARRAS)
+        json_object_set_new(d.root, "final_sigmas_type", json_string("sigma_min"));
+    cr_assert_eq(sd_scheduler_init(s, &d, (int)kind, 0.0f, &err), SD_OK, "%s", err.msg);
     sd_json_free(&d);
     free(p);
 }
@@ -136,7 +144,11 @@ Test(scheduler_golden, names_and_errors)
     cr_assert_eq(sd_scheduler_set_timesteps(&s, 0, &err), SD_ERR_INVALID);
     cr_assert_eq(sd_scheduler_set_timesteps(&s, 4, &err), SD_OK);
     float div;
-    cr_assert_eq(sd_scheduler_input_divisor(&s, 123.0f, &div, &err), SD_ERR_INVALID, "a foreign timestep");
+    /* a timestep not in the schedule takes the last step's sigma, as
+     * diffusers' index_for_timestep */
+    cr_assert_eq(sd_scheduler_input_divisor(&s, 123.0f, &div, &err), SD_OK);
+    cr_assert_float_eq(div, sqrtf(s.sigmas[3] * s.sigmas[3] + 1.0f), 0.0f);
+    sd_scheduler_free(&s);
 }
 
 /* DPM++ 2M Karras as diffusers >= 0.26 saves and runs it: final_sigmas_type
@@ -150,9 +162,10 @@ Test(scheduler_golden, dpmpp_2m_karras_ending_on_sigma_zero_from_a_newer_config)
     sd_error err = {0};
     cr_assert_eq(sd_json_load(&d, "tests/golden/data/dpmpp_final_zero_config.json", &err), SD_OK, "%s", err.msg);
     sd_scheduler s;
-    cr_assert_eq(sd_scheduler_init(&s, &d, -1, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_scheduler_init(&s, &d, -1, 0.0f, &err), SD_OK, "%s", err.msg);
     sd_json_free(&d);
-    cr_assert_eq(s.kind, SD_SCHED_KIND_DPMPP_2M_KARRAS);
+    cr_assert_eq(s.cls, SD_SCHED_DPM);
+    cr_assert(s.karras);
     sd_st_file *g;
     cr_assert_eq(sd_st_open(&g, "tests/golden/data/dpmpp_final_zero.safetensors", &err), SD_OK, "%s", err.msg);
     cr_assert_eq(sd_scheduler_set_timesteps(&s, 5, &err), SD_OK, "%s", err.msg);
@@ -176,23 +189,156 @@ Test(scheduler_golden, dpmpp_2m_karras_ending_on_sigma_zero_from_a_newer_config)
     sd_st_close(g);
 }
 
-Test(scheduler_golden, final_sigmas_type_other_than_built_is_an_error_naming_the_file)
+Test(scheduler_golden, final_sigmas_type_other_than_zero_or_sigma_min_is_an_error_naming_the_file)
 {
     char *dir = tu_tmpdir(), path[4096];
     snprintf(path, sizeof path, "%s/scheduler_config.json", dir);
     const char *cfgs[2] = {"{\"_class_name\": \"DPMSolverMultistepScheduler\", \"use_karras_sigmas\": true, "
                            "\"final_sigmas_type\": \"denoise_to_zero\"}",
-                           "{\"_class_name\": \"EulerDiscreteScheduler\", \"final_sigmas_type\": \"sigma_min\"}"};
+                           "{\"_class_name\": \"EulerDiscreteScheduler\", \"final_sigmas_type\": \"denoise_to_zero\"}"};
     for (int k = 0; k < 2; k++) {
         tu_write(path, cfgs[k], strlen(cfgs[k]));
         sd_json_doc d;
         sd_error err = {0};
         cr_assert_eq(sd_json_load(&d, path, &err), SD_OK, "%s", err.msg);
         sd_scheduler s;
-        cr_assert_eq(sd_scheduler_init(&s, &d, -1, &err), SD_ERR_UNSUPPORTED);
+        cr_assert_eq(sd_scheduler_init(&s, &d, -1, 0.0f, &err), SD_ERR_UNSUPPORTED);
         cr_assert(strstr(err.msg, "final_sigmas_type") && strstr(err.msg, path), "%s", err.msg);
         sd_json_free(&d);
     }
     tu_rmrf(dir);
     free(dir);
+}
+
+/* ---- diffusers 0.42: every sampler name and the config keys users set ---- */
+
+static void run_case(const char *name, json_t *c)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/golden/data/schedulers/%s.safetensors", name);
+    sd_st_file *g;
+    sd_error err = {0};
+    cr_assert_eq(sd_st_open(&g, path, &err), SD_OK, "%s", err.msg);
+    sd_json_doc d = {json_deep_copy(json_object_get(c, "config")), (char *)name};
+    const char *kname = json_string_value(json_object_get(c, "kind"));
+    sd_sched_kind kind = (sd_sched_kind)-1;
+    if (kname)
+        cr_assert_eq(sd_sched_kind_parse(kname, &kind), 0, "%s", kname);
+    float eta = (float)json_number_value(json_object_get(c, "eta"));
+    int counts[4] = {4, 10, 25, 30};
+    char key[64];
+    for (int k = 0; k < 4; k++) {
+        sd_scheduler s;
+        cr_assert_eq(sd_scheduler_init(&s, &d, (int)kind, eta, &err), SD_OK, "%s: %s", name, err.msg);
+        cr_assert_eq(sd_scheduler_set_timesteps(&s, counts[k], &err), SD_OK, "%s", err.msg);
+        snprintf(key, sizeof key, "n%d_timesteps", counts[k]);
+        const sd_st_tensor *ts = tu_tensor(g, key, SD_DTYPE_F32);
+        cr_assert_eq((int64_t)s.n, sd_st_numel(ts), "%s %s: %d timesteps", name, key, s.n);
+        char what[128];
+        snprintf(what, sizeof what, "%s %s", name, key);
+        expect_close_arr(s.timesteps, ts, what);
+        snprintf(key, sizeof key, "n%d_sigmas", counts[k]);
+        if (sd_st_find(g, key)) {
+            snprintf(what, sizeof what, "%s %s", name, key);
+            expect_close_arr(s.sigmas, tu_tensor(g, key, SD_DTYPE_F32), what);
+        }
+        snprintf(key, sizeof key, "n%d_init_noise_sigma", counts[k]);
+        snprintf(what, sizeof what, "%s %s", name, key);
+        expect_close_arr(&s.init_noise_sigma, tu_tensor(g, key, SD_DTYPE_F32), what);
+        sd_scheduler_free(&s);
+    }
+    sd_scheduler s;
+    cr_assert_eq(sd_scheduler_init(&s, &d, (int)kind, eta, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_scheduler_set_timesteps(&s, 10, &err), SD_OK);
+    const sd_st_tensor *x0t = tu_tensor(g, "initial_sample", SD_DTYPE_F32);
+    size_t n = (size_t)sd_st_numel(x0t);
+    float *x = malloc(n * sizeof *x), *scaled = malloc(n * sizeof *x);
+    memcpy(x, x0t->data, n * sizeof *x);
+    sd_torch_gen gen;
+    sd_torch_gen_seed(&gen, 2024);
+    for (int i = 0; i < s.n; i++) {
+        float t = s.timesteps[i], div;
+        cr_assert_eq(sd_scheduler_input_divisor(&s, t, &div, &err), SD_OK, "%s", err.msg);
+        for (size_t k = 0; k < n; k++)
+            scaled[k] = x[k] / div;
+        char what[128];
+        snprintf(key, sizeof key, "step%d_scaled_model_input", i);
+        snprintf(what, sizeof what, "%s %s", name, key);
+        expect_close_arr(scaled, tu_tensor(g, key, SD_DTYPE_F32), what);
+        snprintf(key, sizeof key, "step%d_model_output", i);
+        const sd_st_tensor *mo = tu_tensor(g, key, SD_DTYPE_F32);
+        cr_assert_eq(sd_scheduler_step(&s, mo->data, t, x, n, &gen, NULL, &err), SD_OK, "%s: %s", name, err.msg);
+        snprintf(key, sizeof key, "step%d_prev_sample", i);
+        snprintf(what, sizeof what, "%s %s", name, key);
+        expect_close_arr(x, tu_tensor(g, key, SD_DTYPE_F32), what);
+    }
+    /* img2img: add_noise at the begin index of strength 0.3 and 0.6 */
+    const sd_st_tensor *clean = tu_tensor(g, "img2img_clean", SD_DTYPE_F32), *noise = tu_tensor(g, "img2img_noise", SD_DTYPE_F32);
+    for (int str = 3; str <= 6; str += 3) {
+        sd_scheduler_set_timesteps(&s, 10, &err);
+        int first = 10 - (int)(10 * (str / 10.0f));
+        sd_scheduler_set_begin_index(&s, first);
+        cr_assert_eq(sd_scheduler_add_noise(&s, clean->data, noise->data, s.timesteps[first], x, n, &err), SD_OK, "%s",
+                     err.msg);
+        char what[128];
+        snprintf(key, sizeof key, "img2img_%d_noisy", str);
+        snprintf(what, sizeof what, "%s %s", name, key);
+        expect_close_arr(x, tu_tensor(g, key, SD_DTYPE_F32), what);
+    }
+    free(x);
+    free(scaled);
+    sd_scheduler_free(&s);
+    json_decref(d.root);
+    sd_st_close(g);
+}
+
+Test(scheduler_golden, every_sampler_and_config_against_diffusers_0_42)
+{
+    json_error_t je;
+    json_t *cases = json_load_file("tests/golden/data/schedulers/cases.json", 0, &je);
+    cr_assert(cases, "%s", je.text);
+    const char *name;
+    json_t *c;
+    int n = 0;
+    json_object_foreach(cases, name, c) {
+        run_case(name, c);
+        n++;
+    }
+    cr_assert_geq(n, 25);
+    json_decref(cases);
+}
+
+/* every key a class reads is followed or refused naming it */
+Test(scheduler_golden, unsupported_config_values_are_refused_naming_the_key)
+{
+    static const char *const bad[][2] = {
+        {"use_exponential_sigmas", "true"},     {"prediction_type", "\"sample\""},
+        {"interpolation_type", "\"log_linear\""}, {"timestep_spacing", "\"uniform\""},
+        {"beta_schedule", "\"squaredcos_cap_v2\""}, {"timestep_type", "\"continuous\""},
+    };
+    char *p = tu_data_path("sdxl-tiny/scheduler/scheduler_config.json");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sd_json_doc d;
+        sd_error err = {0};
+        cr_assert_eq(sd_json_load(&d, p, &err), SD_OK);
+        json_object_set_new(d.root, bad[i][0], json_loads(bad[i][1], JSON_DECODE_ANY, NULL));
+        sd_scheduler s;
+        cr_assert_neq(sd_scheduler_init(&s, &d, -1, 0.0f, &err), SD_OK, "%s accepted", bad[i][0]);
+        cr_assert(strstr(err.msg, bad[i][0]), "'%s' does not name %s", err.msg, bad[i][0]);
+        sd_json_free(&d);
+    }
+    /* DPM++ keys, checked when the sampler picked is DPM++ */
+    sd_json_doc d;
+    sd_error err = {0};
+    cr_assert_eq(sd_json_load(&d, p, &err), SD_OK);
+    json_object_set_new(d.root, "use_lu_lambdas", json_true());
+    sd_scheduler s;
+    cr_assert_eq(sd_scheduler_init(&s, &d, SD_SCHED_KIND_EULER, 0.0f, &err), SD_OK, "Euler does not read it: %s", err.msg);
+    cr_assert_neq(sd_scheduler_init(&s, &d, SD_SCHED_KIND_DPMPP_2M, 0.0f, &err), SD_OK);
+    cr_assert(strstr(err.msg, "use_lu_lambdas"), "%s", err.msg);
+    /* eta is DDIM's */
+    cr_assert_neq(sd_scheduler_init(&s, &d, SD_SCHED_KIND_EULER, 0.5f, &err), SD_OK);
+    cr_assert(strstr(err.msg, "--eta"), "%s", err.msg);
+    sd_json_free(&d);
+    free(p);
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/gen_params.h"
+#include "common/torch_rng.h"
 #include "common/image_io.h"
 
 static sd_status from_text(const char *json, sd_gen_params *g, sd_error *err)
@@ -112,6 +113,8 @@ Test(gen_params, every_row_is_reachable_by_flag_and_key_and_round_trips)
     g.scheduler = SD_SCHED_KIND_DDIM;
     g.width = g.height = 64;
     g.original_w = g.original_h = g.target_w = g.target_h = 64;
+    g.neg_original_w = g.neg_original_h = g.neg_target_w = g.neg_target_h = 48;
+    g.seed = 18446744073709551615ull; /* past 2^63 - 1: a string in JSON */
     for (int i = 0; i < sd_gen_params_count; i++) {
         const sd_gen_params_spec *s = &sd_gen_params_table[i];
         cr_assert_eq(sd_gen_params_by_flag(s->flag), s);
@@ -129,4 +132,36 @@ Test(gen_params, every_row_is_reachable_by_flag_and_key_and_round_trips)
         json_decref(v);
         json_decref(w);
     }
+}
+
+Test(gen_params, seeds_take_all_64_bits_as_torch_does)
+{
+    sd_gen_params g;
+    sd_gen_params_init(&g);
+    sd_error err = {0};
+    const sd_gen_params_spec *s = sd_gen_params_by_flag("--seed");
+    cr_assert_eq(sd_gen_params_set_flag(&g, s, "18446744073709551615", &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(g.seed, 18446744073709551615ull);
+    cr_assert_neq(sd_gen_params_set_flag(&g, s, "18446744073709551616", &err), SD_OK, "2^64 accepted");
+    cr_assert_neq(sd_gen_params_set_flag(&g, s, "-1", &err), SD_OK);
+    json_t *v = sd_gen_params_to_json(&g, s);
+    cr_assert(json_is_string(v) && !strcmp(json_string_value(v), "18446744073709551615"));
+    json_decref(v);
+    g.seed = 9223372036854775807ull;
+    v = sd_gen_params_to_json(&g, s);
+    cr_assert(json_is_integer(v), "up to 2^63 - 1 a seed stays a JSON integer");
+    json_decref(v);
+    json_t *item = json_pack("{s:s, s:s}", "prompt", "p", "seed", "9223372036854775808");
+    cr_assert_eq(sd_gen_params_from_json(&g, item, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(g.seed, 9223372036854775808ull);
+    json_decref(item);
+    /* and the generator takes them as torch does: torch 2.15's
+     * torch.randn(20, generator=torch.Generator().manual_seed(2**64 - 1))[:3] */
+    sd_torch_gen gen;
+    sd_torch_gen_seed(&gen, 18446744073709551615ull);
+    float n[20];
+    sd_torch_randn(&gen, n, 20);
+    const float want[3] = {-2.664297580718994f, -1.0910485982894897f, 0.45144742727279663f};
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(n[i], want[i], "randn[%d] %.9g, torch %.9g", i, (double)n[i], (double)want[i]);
 }

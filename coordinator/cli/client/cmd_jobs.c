@@ -165,7 +165,7 @@ static int send_items(client *c, prompt_file *pf, const char *job, long long fro
  * items it does not hold yet (an interrupted submit resumes), close it
  * (SUBMIT_END: a job submitted again retries what is not done). */
 static int submit_job(const char *file, const char *out, const char *endpoint, const sd_model_spec *ms, const char *layout, long long shard, long long per_prompt,
-                      long long base_seed, json_t *defaults)
+                      uint64_t base_seed, json_t *defaults)
 {
     prompt_file pf;
     int rc = prompt_file_open(&pf, file, defaults, per_prompt, base_seed);
@@ -240,7 +240,8 @@ int cmd_submit(int argc, char **argv)
     const char *file = NULL, *out = NULL, *endpoint = NULL, *format = "png", *layout = "webdataset";
     sd_model_spec ms;
     memset(&ms, 0, sizeof ms);
-    long long per_prompt = 1, shard = 1000, base_seed = 0;
+    long long per_prompt = 1, shard = 1000;
+    uint64_t base_seed = 0;
     const sd_gen_params_spec *spec;
     json_t *defaults = json_object();
     for (int i = 0; i < argc; i++) {
@@ -299,7 +300,7 @@ int cmd_submit(int argc, char **argv)
                 return 2;
             }
             if (spec->type == SD_GEN_PARAMS_TYPE_SEED) { /* the base seed: item i without one gets N + i */
-                base_seed = (long long)json_integer_value(jv);
+                sd_seed_from_json(jv, &base_seed);
                 json_decref(jv);
             } else if (spec->type == SD_GEN_PARAMS_TYPE_FORMAT) { /* job-wide: the outputs' file names */
                 format = v;
@@ -560,7 +561,9 @@ int cmd_results(int argc, char **argv)
                 free(line);
             } else {
                 const char *prompt = json_string_value(json_object_get(info, "prompt"));
-                printf("%08lld seed=%lld %s\n", after, (long long)json_integer_value(json_object_get(info, "seed")),
+                uint64_t seed = 0;
+                sd_seed_from_json(json_object_get(info, "seed"), &seed);
+                printf("%08lld seed=%llu %s\n", after, (unsigned long long)seed,
                        prompt ? prompt : "");
             }
         }

@@ -11,7 +11,7 @@
 #include "coordinator/cli/cli.h"
 
 int prompt_file_open(prompt_file *pf, const char *path, const json_t *defaults, long long per_prompt,
-                     long long base_seed)
+                     uint64_t base_seed)
 {
     memset(pf, 0, sizeof *pf);
     pf->path = path;
@@ -148,9 +148,25 @@ int prompt_file_next(prompt_file *pf, json_t **item)
             return r;
     }
     json_t *it = json_copy(pf->base);
+    /* the line's seed + k, else the base seed + the item's index (64 bits,
+     * as torch takes them; past 2^64 - 1 is refused, not wrapped) */
     json_t *seed = json_object_get(pf->base, "seed");
-    long long s = json_is_integer(seed) ? json_integer_value(seed) + pf->k : pf->base_seed + pf->items;
-    json_object_set_new(it, "seed", json_integer(s));
+    uint64_t first, add = seed ? (uint64_t)pf->k : (uint64_t)pf->items;
+    if (seed && sd_seed_from_json(seed, &first)) {
+        cli_errorf("submit", "%s:%lld: key 'seed': must be an integer from 0 to 18446744073709551615", pf->path,
+                   pf->lineno);
+        json_decref(it);
+        return -2;
+    }
+    if (!seed)
+        first = pf->base_seed;
+    if (first > UINT64_MAX - add) {
+        cli_errorf("submit", "%s:%lld: seed %llu + %llu is past 2^64 - 1", pf->path, pf->lineno,
+                   (unsigned long long)first, (unsigned long long)add);
+        json_decref(it);
+        return -2;
+    }
+    json_object_set_new(it, "seed", sd_seed_to_json(first + add));
     /* every key checked now, as the worker decodes it: a bad value is
      * refused here, naming line and key, not after three attempts */
     sd_error err = {0};

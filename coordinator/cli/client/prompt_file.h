@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <zlib.h>
 
 typedef struct {
@@ -19,7 +20,8 @@ typedef struct {
     gzFile gz;
     int jsonl;
     const json_t *defaults; /* borrowed */
-    long long per_prompt, base_seed;
+    long long per_prompt;
+    uint64_t base_seed;
     long long lineno, items; /* lines read, items given */
     json_t *base;            /* the current line's own keys, given per_prompt times */
     long long k;
@@ -31,7 +33,7 @@ typedef struct {
 
 /* 0, or an exit code after printing why (1: cannot read, 2: bad input) */
 int prompt_file_open(prompt_file *pf, const char *path, const json_t *defaults, long long per_prompt,
-                     long long base_seed);
+                     uint64_t base_seed);
 /* The next item (a new reference) in *item: 1; 0 at the end; or minus an
  * exit code after printing why, naming FILE:LINE and the key. */
 int prompt_file_next(prompt_file *pf, json_t **item);

@@ -230,6 +230,10 @@ int cmd_generate(int argc, char **argv)
         ctx.w = sd_st_writer_new();
     sd_gen_hooks hooks = {on_step, on_latents, &ctx, NULL};
     uint64_t base_seed = g.seed;
+    if (base_seed > UINT64_MAX - (uint64_t)(batch - 1)) {
+        cli_errorf("generate", "--seed %llu + --batch %lld goes past 2^64 - 1", (unsigned long long)base_seed, batch);
+        st = SD_ERR_INVALID;
+    }
     for (int item = 0; item < batch && st == SD_OK; item++) {
         g.seed = base_seed + (uint64_t)item;
         ctx.item = item;
@@ -240,6 +244,12 @@ int cmd_generate(int argc, char **argv)
         memset(&lat, 0, sizeof lat);
         memset(&img, 0, sizeof img);
         double ta = ctx.t0, tb = 0, tc = 0, td = 0;
+        char cut[2048];
+        if (item == 0 && sd_pipeline_truncation(&p, &g, cut, sizeof cut, &err) == SD_OK && cut[0])
+            fprintf(stderr,
+                    "sdxl generate: warning: the following part of your input was truncated because CLIP can only "
+                    "handle sequences up to 77 tokens: %s (see --long-prompts)\n",
+                    cut);
         st = sd_stage_text(&p, &g, &t, &err);
         tb = sd_now_s();
         if (st == SD_OK)

@@ -17,13 +17,20 @@
 
 typedef struct {
     char buf[SD_IMAGE_META_MAX][48];
+    char sched[256];   /* the sampler that ran, with its settings */
+    char params[4096]; /* A1111's "parameters" text */
+    char truncated[2048]; /* what CLIP's 77 tokens cut from the prompts */
     sd_image_text text[SD_IMAGE_META_MAX];
     int n;
 } sd_image_meta;
 
-/* g's recorded parameters, "size" (width x height as made), "model" (p's
- * identity), "vae" and "loras" (file names and content hashes, when p was
- * given them) and "software". The prompts and notes are borrowed. */
+/* g's parameters that changed the image (those that matter only with a
+ * refiner, an init image or when given, only then), "scheduler" as it ran
+ * (class and settings), "size" (width x height as made), "model" (p's
+ * identity), "variant", "vae" and "loras" (file names and content hashes,
+ * when p was given them), A1111's "parameters" text (which A1111, ComfyUI
+ * importers and Civitai read) and "software". The prompts and notes are
+ * borrowed. */
 void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const sd_pipeline *p);
 /* The same record as JSON fields of info (width and height apart). */
 void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const sd_pipeline *p);

@@ -114,12 +114,16 @@ static sd_status load_all(sd_pipeline *p, const char *variant, int stages, sd_er
 {
     const sd_component *c;
     int has_te1 = sd_model_find(&p->base, "text_encoder") && sd_model_find(&p->base, "text_encoder")->present;
-    if (stages & SD_STAGE_TEXT) {
-        if (has_te1) {
+    /* the tokenizers also serve the final stage: its metadata says what a
+     * too long prompt lost */
+    if (stages & (SD_STAGE_TEXT | SD_STAGE_FINAL)) {
+        if (has_te1)
             SD_TRY(load_tokenizer(&p->base, "tokenizer", &p->tok1, err));
-            SD_TRY(load_encoder(p->be, &p->base, "text_encoder", variant, &p->te1, err));
-        }
         SD_TRY(load_tokenizer(&p->base, "tokenizer_2", &p->tok2, err));
+    }
+    if (stages & SD_STAGE_TEXT) {
+        if (has_te1)
+            SD_TRY(load_encoder(p->be, &p->base, "text_encoder", variant, &p->te1, err));
         SD_TRY(load_encoder(p->be, &p->base, "text_encoder_2", variant, &p->te2, err));
         if (p->has_refiner) {
             SD_TRY(load_tokenizer(&p->refiner, "tokenizer_2", &p->rtok2, err));
@@ -181,6 +185,7 @@ sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, c
             p->r_aesthetics = p->refiner.requires_aesthetics_score == 1;
         }
     }
+    snprintf(p->variant, sizeof p->variant, "%s", spec->variant ? spec->variant : "");
     if (st == SD_OK && spec->vae) {
         st = sd_vae_swap_component(&p->vae_swap, &p->base, spec->vae, err);
         p->has_vae_swap = st == SD_OK;
@@ -294,7 +299,7 @@ void sd_text_result_free(sd_text_result *t)
 
 /* penultimate hidden states (and the pooled projection for encoder 2) of one
  * text, on the host */
-static sd_status encode_one(sd_clip_tokenizer *tok, sd_clip_text *te, const char *text, int want_pooled,
+static sd_status encode_one(sd_clip_tokenizer *tok, sd_clip_text *te, const char *text, int want_pooled, int skip,
                             float **hidden, int *S, int *D, float **pooled, int *P, sd_error *err)
 {
     int64_t ids[77];
@@ -303,7 +308,7 @@ static sd_status encode_one(sd_clip_tokenizer *tok, sd_clip_text *te, const char
         return sd_fail(err, SD_ERR_UNSUPPORTED, "tokenizer max length %d (77 supported)", L);
     SD_TRY(sd_clip_tokenize(tok, text, ids, NULL, err));
     sd_tensor pen = {0}, emb = {0};
-    sd_clip_outputs o = {.penultimate = &pen, .text_embeds = want_pooled ? &emb : NULL};
+    sd_clip_outputs o = {.penultimate = &pen, .text_embeds = want_pooled ? &emb : NULL, .skip = skip};
     sd_status st = sd_clip_text_forward(te, ids, 1, L, &o, err);
     if (st == SD_OK) {
         *S = (int)pen.shape[1];
@@ -324,16 +329,16 @@ static sd_status encode_one(sd_clip_tokenizer *tok, sd_clip_text *te, const char
 /* encode_prompt of diffusers for one (prompt, prompt_2) pair: [S, D1 + D2]
  * (or D2 alone without encoder 1) and pooled [P] */
 static sd_status encode_pair(sd_clip_tokenizer *t1, sd_clip_text *e1, sd_clip_tokenizer *t2, sd_clip_text *e2,
-                             const char *text1, const char *text2, float **embeds, int *S, int *D, float **pooled,
-                             int *P, sd_error *err)
+                             const char *text1, const char *text2, int skip, float **embeds, int *S, int *D,
+                             float **pooled, int *P, sd_error *err)
 {
     float *h1 = NULL, *h2 = NULL;
     int S1 = 0, D1 = 0, S2 = 0, D2 = 0;
     sd_status st = SD_OK;
     if (e1)
-        st = encode_one(t1, e1, text1, 0, &h1, &S1, &D1, NULL, NULL, err);
+        st = encode_one(t1, e1, text1, 0, skip, &h1, &S1, &D1, NULL, NULL, err);
     if (st == SD_OK)
-        st = encode_one(t2, e2, text2, 1, &h2, &S2, &D2, pooled, P, err);
+        st = encode_one(t2, e2, text2, 1, skip, &h2, &S2, &D2, pooled, P, err);
     if (st == SD_OK && e1 && S1 != S2)
         st = sd_fail(err, SD_ERR_INVALID, "the two tokenizers give %d and %d tokens", S1, S2);
     if (st == SD_OK) {
@@ -376,12 +381,14 @@ static sd_status text_conditioning(sd_clip_tokenizer *t1, sd_clip_text *e1, sd_c
     const char *p2 = g->prompt_2 ? g->prompt_2 : g->prompt;
     float *pe = NULL, *pp = NULL, *ne = NULL, *np = NULL;
     int nS, nD, nP;
-    sd_status st = encode_pair(t1, e1, t2, e2, g->prompt, p2, &pe, S, D, &pp, P, err);
+    sd_status st = encode_pair(t1, e1, t2, e2, g->prompt, p2, g->clip_skip, &pe, S, D, &pp, P, err);
     int zero = g->negative_prompt == NULL && force_zeros;
     if (st == SD_OK && cfg && !zero) {
         const char *n1 = g->negative_prompt ? g->negative_prompt : "";
         const char *n2 = g->negative_prompt_2 ? g->negative_prompt_2 : n1;
-        st = encode_pair(t1, e1, t2, e2, n1, n2, &ne, &nS, &nD, &np, &nP, err);
+        /* diffusers applies clip_skip to the prompt only: the negative
+         * prompt always takes hidden_states[-2] */
+        st = encode_pair(t1, e1, t2, e2, n1, n2, 0, &ne, &nS, &nD, &np, &nP, err);
     }
     if (st == SD_OK)
         st = stack(cfg, ne, pe, (size_t)*S * (size_t)*D, embeds, err);
@@ -412,4 +419,26 @@ sd_status sd_stage_text(sd_pipeline *p, const sd_gen_params *g, sd_text_result *
     if (st != SD_OK)
         sd_text_result_free(out);
     return st;
+}
+
+sd_status sd_pipeline_truncation(const sd_pipeline *p, const sd_gen_params *g, char *out, size_t len, sd_error *err)
+{
+    out[0] = 0;
+    if (!g->prompt || (!p->tok1 && !p->tok2))
+        return SD_OK;
+    /* diffusers checks each encoder's prompt: prompt with tokenizer, prompt_2 with tokenizer_2 */
+    const char *texts[2] = {g->prompt, g->prompt_2 ? g->prompt_2 : g->prompt};
+    sd_clip_tokenizer *toks[2] = {p->tok1 ? p->tok1 : p->tok2, p->tok2};
+    for (int i = 0; i < 2; i++) {
+        if (i == 1 && (!g->prompt_2 || !strcmp(g->prompt_2, g->prompt)))
+            break;
+        char part[1024];
+        int dropped;
+        SD_TRY(sd_clip_dropped_text(toks[i], texts[i], part, sizeof part, &dropped, err));
+        if (dropped) {
+            size_t at = strlen(out);
+            snprintf(out + at, len - at, "%s%s%s", at ? "; " : "", i ? "prompt_2: " : "", part);
+        }
+    }
+    return SD_OK;
 }

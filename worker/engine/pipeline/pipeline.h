@@ -51,6 +51,7 @@ typedef struct {
     /* what the image metadata records of --vae and --lora: file names and
      * content hashes ("" when none) */
     char vae_note[1100], lora_note[SD_MAX_LORAS * 1100];
+    char variant[16]; /* the weight files' variant ("fp16"; "" the plain files) */
     /* hash of configs and weight headers, VAE and LoRAs, "+" the refiner's:
      * which model made an image (sd_model_spec_identity) */
     char identity[80];
@@ -133,6 +134,15 @@ void sd_image_result_free(sd_image_result *r);
 
 /* Converts the decoder output to 8-bit RGB exactly as diffusers does. */
 void sd_image_to_rgb8(const float *chw, int width, int height, uint8_t *rgb);
+
+/* What CLIP's 77 tokens cut from g's prompts (diffusers warns with it):
+ * the dropped text ("" none; "prompt_2: ..." for the second prompt). */
+sd_status sd_pipeline_truncation(const sd_pipeline *p, const sd_gen_params *g, char *out, size_t len, sd_error *err);
+
+/* The base's sampler for g as it runs: its A1111 label ("DPM++ 2M Karras")
+ * and a description naming the class and settings (image metadata). */
+sd_status sd_pipeline_sampler(const sd_pipeline *p, const sd_gen_params *g, char *label, size_t label_len, char *desc,
+                              size_t desc_len, sd_error *err);
 
 /* Checks params against the loaded models before any work; messages name the
  * flag (--width, --steps, ...). */

@@ -150,23 +150,40 @@ static sd_status denoise(sd_pipeline *p, const denoise_job *j, float *latents, c
 /* diffusers' _get_add_time_ids into ids ([negative;] positive rows), the
  * number per row returned: (original h, w), (crop top, left) and either
  * (target h, w) or, for an img2img pipeline with requires_aesthetics_score
- * (the refiner), the aesthetic score (negative_aesthetic_score on the
- * negative row); the base's six ids are the same on both rows. */
-static int time_ids(const sd_gen_params *g, int W, int H, int aesthetics, int cfg, float *ids)
+ * (the refiner), the aesthetic score. The negative row, as each pipeline
+ * builds it: text-to-image takes negative_original_size, its crop (0, 0 by
+ * default) and negative_target_size only when both sizes are given, else
+ * the positive row; image-to-image takes the negative sizes (the positive
+ * ones by default) with the positive crop, or with aesthetics the negative
+ * size, its crop (0, 0) and negative_aesthetic_score. */
+static int time_ids(const sd_gen_params *g, int W, int H, int aesthetics, int img2img, int cfg, float *ids)
 {
-    int oh = g->original_h ? g->original_h : H, ow = g->original_w ? g->original_w : W;
+    float oh = (float)(g->original_h ? g->original_h : H), ow = (float)(g->original_w ? g->original_w : W);
+    float th = (float)(g->target_h ? g->target_h : H), tw = (float)(g->target_w ? g->target_w : W);
+    float noh = g->neg_original_h ? (float)g->neg_original_h : oh, now = g->neg_original_w ? (float)g->neg_original_w : ow;
+    float nth = g->neg_target_h ? (float)g->neg_target_h : th, ntw = g->neg_target_w ? (float)g->neg_target_w : tw;
+    float ct = (float)g->crop_top, cl = (float)g->crop_left, nct = (float)g->neg_crop_top, ncl = (float)g->neg_crop_left;
     if (aesthetics) {
-        float pos[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->aesthetic_score};
-        float neg[5] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, g->negative_aesthetic_score};
+        float pos[5] = {oh, ow, ct, cl, g->aesthetic_score};
+        float neg[5] = {noh, now, nct, ncl, g->negative_aesthetic_score};
         if (cfg)
             memcpy(ids, neg, sizeof neg);
         memcpy(ids + 5 * cfg, pos, sizeof pos);
         return 5;
     }
-    int th = g->target_h ? g->target_h : H, tw = g->target_w ? g->target_w : W;
-    float row[6] = {(float)oh, (float)ow, (float)g->crop_top, (float)g->crop_left, (float)th, (float)tw};
-    for (int b = 0; b < 2; b++)
-        memcpy(ids + 6 * b, row, sizeof row);
+    float pos[6] = {oh, ow, ct, cl, th, tw}, neg[6];
+    if (img2img) {
+        float n6[6] = {noh, now, ct, cl, nth, ntw};
+        memcpy(neg, n6, sizeof neg);
+    } else if (g->neg_original_w && g->neg_target_w) {
+        float n6[6] = {noh, now, nct, ncl, nth, ntw};
+        memcpy(neg, n6, sizeof neg);
+    } else {
+        memcpy(neg, pos, sizeof neg);
+    }
+    if (cfg)
+        memcpy(ids, neg, sizeof neg);
+    memcpy(ids + 6 * cfg, pos, sizeof pos);
     return 6;
 }
 
@@ -178,11 +195,22 @@ static int cutoff_of(const sd_scheduler *s, float frac)
 
 static sd_status make_scheduler(const sd_json_doc *cfg, const sd_gen_params *g, sd_scheduler *s, sd_error *err)
 {
-    SD_TRY(sd_scheduler_init(s, cfg, g->scheduler, err));
+    SD_TRY(sd_scheduler_init(s, cfg, g->scheduler, g->eta, err));
     sd_status st = sd_scheduler_set_timesteps(s, g->steps, err);
     if (st != SD_OK)
         sd_scheduler_free(s);
     return st;
+}
+
+sd_status sd_pipeline_sampler(const sd_pipeline *p, const sd_gen_params *g, char *label, size_t label_len, char *desc,
+                              size_t desc_len, sd_error *err)
+{
+    sd_scheduler s;
+    SD_TRY(sd_scheduler_init(&s, &p->sched_cfg, g->scheduler, g->eta, err));
+    sd_scheduler_label(&s, label, label_len);
+    snprintf(desc, desc_len, "%s", s.description);
+    sd_scheduler_free(&s);
+    return SD_OK;
 }
 
 /* img2img start: encode the image, sample the latent distribution with the
@@ -239,10 +267,11 @@ sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     SD_TRY(make_scheduler(&p->sched_cfg, g, &s, err));
     /* timesteps: img2img strength, then the ensemble's denoising_end */
     int first = 0, count = s.n;
-    if (g->init_image) {
+    if (g->init_image) { /* get_timesteps: the last strength * steps, begin index set */
         int init_t = (int)(g->steps * g->strength) < g->steps ? (int)(g->steps * g->strength) : g->steps;
         first = g->steps - init_t > 0 ? g->steps - init_t : 0;
         count = s.n - first;
+        sd_scheduler_set_begin_index(&s, first * sd_scheduler_order(&s));
     }
     if (p->has_refiner) {
         int cutoff = cutoff_of(&s, g->high_noise_frac), keep = 0;
@@ -270,7 +299,7 @@ sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     if (st == SD_OK)
         emit(hooks, "initial", lat, shape);
     float ids[12];
-    int nids = time_ids(g, W, H, p->base_aesthetics, text->cfg, ids);
+    int nids = time_ids(g, W, H, p->base_aesthetics, g->init_image != NULL, text->cfg, ids);
     if (st == SD_OK) {
         denoise_job j = {p->unet, &s, s.timesteps + first, count, text->embeds, text->pooled, 1 + text->cfg,
                          text->S, text->D, text->P, ids, nids, g->guidance, g->guidance_rescale, "base",
@@ -304,7 +333,9 @@ static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     int f = sd_vae_scale_factor(p->rvae ? p->rvae : p->vae);
     int H = (int)shape[2] * f, W = (int)shape[3] * f;
     float all[12];
-    int nids = time_ids(g, W, H, p->r_aesthetics, text->cfg, all);
+    int nids = time_ids(g, W, H, p->r_aesthetics, 1, text->cfg, all);
+    /* the img2img pipeline's denoising_start: the timesteps from the cutoff on, begin index set */
+    sd_scheduler_set_begin_index(&s, s.n - count);
     sd_torch_gen gen;
     sd_torch_gen_seed(&gen, g->seed);
     denoise_job j = {p->runet, &s, s.timesteps + s.n - count, count, text->r_embeds, text->r_pooled, 1 + text->cfg,

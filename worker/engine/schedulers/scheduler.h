@@ -1,9 +1,19 @@
-/* scheduler.h - the noise schedulers of diffusers (v0.24 semantics) that
- * SDXL pipelines use, on host fp32 arrays: Euler (SDXL's default), Euler
- * ancestral, DPM++ 2M with Karras sigmas, DDIM. Built from a
- * scheduler_config.json, with the class optionally overridden by name.
- * Arithmetic follows diffusers' float32 tensor expressions operation by
- * operation (no fused multiply-adds), so results match to the last bits. */
+/* scheduler.h - the noise schedulers of diffusers (as diffusers 0.42 runs
+ * them) that SDXL pipelines use, on host fp32 arrays, built from a
+ * scheduler_config.json as `Class.from_config(config, **overrides)` builds
+ * them:
+ *   - EulerDiscreteScheduler (SDXL's default; Karras sigmas, final sigma)
+ *   - EulerAncestralDiscreteScheduler
+ *   - DPMSolverMultistepScheduler (DPM++ 2M and 3M, SDE or not, Karras
+ *     sigmas or not, midpoint or Heun, lower-order final steps)
+ *   - DDIMScheduler (eta, clip_sample)
+ * each with epsilon or v prediction, zero-SNR rescaled betas, linspace,
+ * leading or trailing spacing. Every config key the class reads is followed
+ * or refused with a message naming it (schedulers_config.c); keys the class
+ * does not read are ignored, as diffusers ignores them. Arithmetic follows
+ * diffusers' float32 tensor expressions operation by operation (no fused
+ * multiply-adds), or numpy's float64 where diffusers builds its tables with
+ * numpy, so results match to the last bits. */
 #ifndef SDXL_WORKER_SCHEDULER_H
 #define SDXL_WORKER_SCHEDULER_H
 
@@ -14,52 +24,77 @@
 #include "common/json_config.h"
 #include "common/torch_rng.h"
 
-
 #define SD_SCHED_MAX_STEPS 1000
 
+typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM } sd_sched_class;
+typedef enum { SD_SPACING_LEADING, SD_SPACING_LINSPACE, SD_SPACING_TRAILING } sd_sched_spacing;
+
 typedef struct {
-    sd_sched_kind kind;
+    sd_sched_class cls;
     int num_train;
     int steps_offset;
-    int spacing; /* 0 leading, 1 linspace, 2 trailing */
+    sd_sched_spacing spacing;
+    int v_prediction;   /* prediction_type "v_prediction" (else "epsilon") */
+    int zero_snr;       /* rescale_betas_zero_snr */
+    int karras;         /* use_karras_sigmas (Euler, DPM) */
+    double sigma_min, sigma_max; /* Euler's Karras bounds from the config (0: the schedule's ends) */
+    int final_sigma_zero; /* final_sigmas_type "zero" (else "sigma_min"; Euler, DPM) */
+    /* DPM */
+    int solver_order;     /* 1, 2 or 3 */
+    int sde;              /* algorithm_type "sde-dpmsolver++" (else "dpmsolver++") */
+    int solver_heun;      /* solver_type "heun" (else "midpoint") */
+    int lower_order_final, euler_at_final;
+    /* DDIM */
+    int clip_sample;
+    float clip_sample_range;
+    float eta;            /* the pipeline's eta (DDIM only) */
     float alphas_cumprod[SD_SCHED_MAX_STEPS];
-    float final_alpha_cumprod; /* DDIM */
-    /* DPM++: final_sigmas_type "zero" (diffusers >= 0.26's default, read
-     * from the config) ends on sigma 0 with a first-order step; absent or
-     * "sigma_min" ends on the last sigma, as diffusers 0.24 did */
-    int final_sigma_zero;
+    float final_alpha_cumprod; /* DDIM: set_alpha_to_one */
     /* after set_timesteps */
     int n;
     float timesteps[SD_SCHED_MAX_STEPS];
-    float sigmas[SD_SCHED_MAX_STEPS + 1]; /* Euler family and DPM++ */
+    float sigmas[SD_SCHED_MAX_STEPS + 1]; /* Euler family and DPM */
     float init_noise_sigma;
-    int step_index; /* -1 until the first scale/step */
-    /* DPM++ 2M history */
-    float *prev_output;
-    size_t prev_len;
+    int step_index;  /* -1 until the first scale/step */
+    int begin_index; /* set_begin_index (img2img, the refiner's start), -1 none */
+    /* DPM: the last solver_order x0 predictions, oldest first */
+    float *outputs[3];
+    size_t out_len;
     int lower_order_nums;
+    /* what ran, for the image metadata: "DPMSolverMultistepScheduler(...)" */
+    char description[256];
 } sd_scheduler;
 
-
-/* Reads scheduler_config.json (betas, spacing, offset, prediction type);
- * kind < 0 keeps the config's class. */
-sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, sd_error *err);
+/* Reads scheduler_config.json; kind < 0 keeps the config's class and
+ * settings, else the named sampler's class with its overrides (sd_sched_kind:
+ * "dpmpp_2m_sde_karras" is DPMSolverMultistepScheduler.from_config(config,
+ * algorithm_type="sde-dpmsolver++", use_karras_sigmas=True)). eta: DDIM's
+ * (0; anything else is refused for the other classes). */
+sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, float eta, sd_error *err);
 void sd_scheduler_free(sd_scheduler *s);
 sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err);
-/* The factor scale_model_input multiplies... divides by: returns the
- * divisor (sqrt(sigma^2 + 1) for the Euler family, 1 otherwise) for
- * timestep t, initialising the step index as diffusers does. */
+/* set_begin_index: the first step the pipeline runs (img2img's strength,
+ * the refiner's denoising_start); add_noise and the first step use it. */
+void sd_scheduler_set_begin_index(sd_scheduler *s, int index);
+/* The factor scale_model_input divides by: sqrt(sigma^2 + 1) for the Euler
+ * family, 1 otherwise, for timestep t, initialising the step index as
+ * diffusers does. */
 sd_status sd_scheduler_input_divisor(sd_scheduler *s, float t, float *divisor, sd_error *err);
-/* One step: sample <- prev_sample. gen supplies Euler ancestral's noise (and
- * the noise Euler draws and discards, as diffusers does); pred_x0 (may be
- * NULL) receives the predicted original sample where the scheduler has one. */
+/* One step: sample <- prev_sample. gen supplies the noise of the stochastic
+ * samplers (Euler ancestral, DPM++ SDE, DDIM with eta > 0), drawn as
+ * diffusers draws it from the pipeline's generator; pred_x0 (may be NULL)
+ * receives the predicted original sample. */
 sd_status sd_scheduler_step(sd_scheduler *s, const float *model_output, float t, float *sample, size_t n,
                             sd_torch_gen *gen, float *pred_x0, sd_error *err);
-/* add_noise: out = x0 + noise * sigma(t) (Euler family); DDIM and DPM use
- * sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) noise. */
+/* add_noise at timestep t (img2img): x0 + noise * sigma for the Euler
+ * family, alpha_t x0 + sigma_t noise from the step's sigma for DPM,
+ * sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) noise for DDIM. */
 sd_status sd_scheduler_add_noise(const sd_scheduler *s, const float *x0, const float *noise, float t, float *out,
                                  size_t n, sd_error *err);
-/* scheduler.order (1 for all four) */
+/* The sampler's name as A1111 and ComfyUI users know it ("DPM++ 2M SDE
+ * Karras", "Euler a"), whatever picked it (a name or the folder's config). */
+const char *sd_scheduler_label(const sd_scheduler *s, char *buf, size_t len);
+/* scheduler.order (1 for all of these) */
 int sd_scheduler_order(const sd_scheduler *s);
 
 #endif

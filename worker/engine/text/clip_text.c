@@ -164,15 +164,20 @@ sd_status sd_clip_text_forward(sd_clip_text *m, const int64_t *ids, int B, int S
         st = sd_op_embedding(&x, ids, m->tok_emb, m->pos_emb, err);
     if (st == SD_OK && out->hidden_states)
         st = alloc_copy(be, &out->hidden_states[0], &x, err);
+    /* hidden_states[-(2 + skip)]: the output of layer `want` (-1: the embeddings) */
+    int want = c->layers - 2 - out->skip;
+    if (st == SD_OK && out->penultimate && want < -1)
+        st = sd_fail(err, SD_ERR_INVALID, "--clip-skip %d: the text encoder has %d layers (at most %d)", out->skip,
+                     c->layers, c->layers - 1);
+    if (st == SD_OK && out->penultimate && want == -1)
+        st = alloc_copy(be, out->penultimate, &x, err);
     for (int i = 0; i < run_layers && st == SD_OK; i++) {
         st = layer_forward(&m->layers[i], c, &x, &h, &q, &k, &v, &a, &f, err);
         if (st == SD_OK && out->hidden_states)
             st = alloc_copy(be, &out->hidden_states[i + 1], &x, err);
-        if (st == SD_OK && out->penultimate && i == c->layers - 2)
+        if (st == SD_OK && out->penultimate && i == want)
             st = alloc_copy(be, out->penultimate, &x, err);
     }
-    if (st == SD_OK && out->penultimate && c->layers == 1)
-        st = sd_fail(err, SD_ERR_INVALID, "text encoder: a 1-layer model has no penultimate layer");
     if (st == SD_OK && need_last) {
         st = sd_tensor_alloc(be, &last, 3, seq, err);
         if (st == SD_OK)

@@ -725,3 +725,54 @@ sd_status sd_clip_tokenize(sd_clip_tokenizer *t, const char *text, int64_t *ids,
         *untruncated_len = sink.n + 2;
     return SD_OK;
 }
+
+/* The text of the tokens past what fits (max_length - 2), as transformers'
+ * CLIPTokenizer decodes them: the tokens' byte-level characters joined,
+ * mapped back to bytes, "</w>" read as a space, trimmed. */
+sd_status sd_clip_dropped_text(sd_clip_tokenizer *t, const char *text, char *out, size_t len, int *dropped,
+                               sd_error *err)
+{
+    int32_t tmp[4096];
+    id_sink sink = {tmp, (int)(sizeof tmp / sizeof tmp[0]), 0};
+    SD_TRY(encode(t, text, &sink, err));
+    int body = t->max_length - 2, n = sink.n < sink.cap ? sink.n : sink.cap;
+    *dropped = sink.n > body ? sink.n - body : 0;
+    if (len)
+        out[0] = 0;
+    if (!*dropped || !len)
+        return SD_OK;
+    /* id -> token text, from the vocabulary's entries */
+    uint32_t table[256];
+    bytes_to_unicode(table);
+    size_t o = 0;
+    for (int i = body; i < n && o + 1 < len; i++) {
+        const char *tok = NULL;
+        size_t tl = 0;
+        for (size_t e = 0; e < t->vocab.n && !tok; e++)
+            if (t->vocab.entries[e].value == tmp[i]) {
+                tok = t->vocab.arena + t->vocab.entries[e].key_off;
+                tl = t->vocab.entries[e].key_len;
+            }
+        for (size_t p = 0; tok && p < tl && o + 1 < len;) {
+            utf8proc_int32_t cp;
+            utf8proc_ssize_t step = utf8proc_iterate((const utf8proc_uint8_t *)tok + p, (utf8proc_ssize_t)(tl - p), &cp);
+            if (step <= 0)
+                break;
+            p += (size_t)step;
+            if (cp == '<' && tl - p >= 3 && !memcmp(tok + p, "/w>", 3)) {
+                out[o++] = ' ';
+                p += 3;
+                continue;
+            }
+            for (int b = 0; b < 256; b++)
+                if (table[b] == (uint32_t)cp) {
+                    out[o++] = (char)b;
+                    break;
+                }
+        }
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        o--;
+    out[o] = 0;
+    return SD_OK;
+}

@@ -12,6 +12,7 @@
 #ifndef SDXL_WORKER_CLIP_TOKENIZER_H
 #define SDXL_WORKER_CLIP_TOKENIZER_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/error.h"
@@ -33,6 +34,12 @@ int32_t sd_clip_tokenizer_eos_id(const sd_clip_tokenizer *t);
  * receives bos + all tokens + eos. Invalid UTF-8 is an SD_ERR_INVALID. */
 sd_status sd_clip_tokenize(sd_clip_tokenizer *t, const char *text, int64_t *ids, int *untruncated_len,
                            sd_error *err);
+
+/* What tokenize cuts from text: *dropped tokens (0 when it fits), and
+ * their text in out (as transformers decodes them, for the warning diffusers
+ * gives: "The following part of your input was truncated ..."). */
+sd_status sd_clip_dropped_text(sd_clip_tokenizer *t, const char *text, char *out, size_t len, int *dropped,
+                               sd_error *err);
 
 /* Tokens of text without bos/eos/padding/truncation. Writes at most cap ids
  * and returns the total count in *n. */
