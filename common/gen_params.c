@@ -122,6 +122,9 @@ const sd_gen_params_spec sd_gen_params_table[] = {
      "img2img: how much of --init-image is noised away"},
     {"--clip-skip", "clip_skip", SD_GEN_PARAMS_TYPE_INT, F(clip_skip), 0, 0, 64, 0, 0, 0, GEN | JOB, 1, "N", "0",
      "diffusers' clip_skip: both text encoders' layer N before the penultimate (A1111's \"Clip skip\" is N + 1)"},
+    {"--watermark", "watermark", SD_GEN_PARAMS_TYPE_INT, F(watermark), 0, 0, 1, 0, 0, 0, GEN | JOB, 0, "0|1", "1",
+     "diffusers' invisible watermark (dwtDct, 48 bits) on images 256 px wide or more, as with the seed's "
+     "invisible-watermark installed; 0 (or --no-watermark) leaves it out"},
     {"--eta", "eta", SD_GEN_PARAMS_TYPE_FLOAT, F(eta), 0, 0, 1, 0, 0, 0, GEN | JOB, 1, "F", "0.0",
      "DDIM's eta: 0 deterministic, 1 as DDPM (noise from the item's generator, as diffusers draws it)"},
     {"--format", "format", SD_GEN_PARAMS_TYPE_FORMAT, F(format), 0, 0, 0, 0, 0, 0, JOB, 0, "png|webp|jpeg", "png",
@@ -181,6 +184,7 @@ void sd_gen_params_init(sd_gen_params *p)
     p->high_noise_frac = 0.8f;
     p->aesthetic_score = 6.0f;
     p->negative_aesthetic_score = 2.5f;
+    p->watermark = 1;
     p->strength = 0.3f;
     p->format = SD_IMAGE_FORMAT_PNG;
 }

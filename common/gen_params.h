@@ -82,6 +82,7 @@ typedef struct {
     float strength;
     float eta; /* DDIM's eta (0: deterministic) */
     int clip_skip; /* diffusers' clip_skip: condition on hidden_states[-(2 + N)] (0: none) */
+    int watermark; /* 1: diffusers' invisible watermark (dwtDct), as with invisible-watermark installed */
     /* a job item's LoRAs ("FILE[:SCALE],...") and VAE, on top of what the
      * workers loaded (common/model_spec.h sd_model_spec_for_item); NULL: none */
     const char *loras, *vae;

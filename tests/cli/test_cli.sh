@@ -202,6 +202,13 @@ long_prompt() {
     grep -q "truncated because CLIP can only handle sequences up to 77 tokens: .*zebra" <<<"$o" && png_text_has $T/long.png "prompt_truncated="
 }
 check "generate warns about a prompt over 77 tokens naming what was dropped, and records it" long_prompt
+watermark_on_by_default() {
+    tiny --prompt x --width 256 --height 256 --out $T/wm.png >/dev/null &&
+        tiny --prompt x --width 256 --height 256 --no-watermark --out $T/nowm.png >/dev/null &&
+        ! cmp -s $T/wm.png $T/nowm.png && png_text_has $T/wm.png "watermark=invisible-watermark dwtDct" &&
+        png_text_has $T/nowm.png "watermark=none (--no-watermark)"
+}
+check "generate adds diffusers' invisible watermark at 256 px unless --no-watermark, and says which" watermark_on_by_default
 # the real SDXL base checkpoint's names and shapes, no weights: a sparse file
 sparse_real() {
     python3 - "$MF/real_base_keys.json" "$T/sd_xl_base_1.0.safetensors" <<'PY'

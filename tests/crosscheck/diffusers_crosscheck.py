@@ -137,13 +137,19 @@ def random_model(rng, out):
 # ends on sigma_min, as diffusers 0.24 did). "folder:dpmpp" writes the DPM++
 # config into the model folder and runs without --scheduler, so the config
 # alone must select it.
-SCHEDULERS = {
-    "euler": lambda cfg: EulerDiscreteScheduler.from_config(cfg),
-    "euler_a": lambda cfg: EulerAncestralDiscreteScheduler.from_config(cfg),
-    "dpmpp_2m_karras": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True),
-    "ddim": lambda cfg: DDIMScheduler.from_config(cfg),
-    "folder:dpmpp": lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True),
-}
+def _kinds():
+    sys.path.insert(0, os.path.join(ROOT, "tests", "golden"))
+    import make_scheduler_goldens as msg
+    return msg.KINDS
+
+
+SCHEDULERS = {name: (lambda cls, over: (lambda cfg: cls.from_config(cfg, **over)))(cls, over)
+              for name, (cls, over) in _kinds().items()}
+SCHEDULERS["folder:dpmpp"] = lambda cfg: DPMSolverMultistepScheduler.from_config(cfg, use_karras_sigmas=True)
+# the seed's own scheduler config (real-sdxl: no final_sigmas_type) with DPM++ 2M Karras on top
+SCHEDULERS["real:dpmpp_2m_karras"] = lambda cfg: DPMSolverMultistepScheduler.from_config(
+    json.load(open(os.path.join(TESTDATA, "real-sdxl", "base", "scheduler", "scheduler_config.json"))),
+    use_karras_sigmas=True, algorithm_type="dpmsolver++", solver_order=2)
 
 PROMPTS = ["a red bicycle leaning on a brick wall", "studio photo of a ceramic vase, soft light",
            "an astronaut riding a horse on mars, 4k", "a bowl of fruit on a wooden table"]
@@ -200,7 +206,7 @@ def model_files(rng, pipe, d):
     return pipe, ours, desc
 
 
-def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, with_files=False):
+def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, with_files=False, with_watermark=False):
     d = tempfile.mkdtemp(prefix=f"sdxl-cross{k}-")
     pipe = random_model(rng, d)
     pipe.set_progress_bar_config(disable=True)
@@ -209,10 +215,15 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
         pipe, files, files_desc = model_files(rng, pipe, d)
     # diffusers asks for multiples of 8 whatever the VAE depth
     w, h = 8 * rng.choice([3, 4, 5, 6, 8]), 8 * rng.choice([3, 4, 6, 7])
+    if with_watermark and rng.random() < 0.6:  # diffusers watermarks images 256 wide and more
+        w, h = rng.choice([256, 264, 288]), rng.choice([256, 264])
     steps, seed, cfg = rng.choice([3, 4, 5]), rng.randrange(1 << 31), rng.choice([1.0, 5.0, 7.5])
     prompt, neg = rng.choice(PROMPTS), rng.choice(["", "blurry"])
     sched = rng.choice(sorted(SCHEDULERS)) if all_schedulers else "euler"
     pipe.scheduler = SCHEDULERS[sched](pipe.scheduler.config)
+    if sched.startswith("real:"):  # the real config in the folder, our name on top
+        shutil.copy(os.path.join(TESTDATA, "real-sdxl", "base", "scheduler", "scheduler_config.json"),
+                    os.path.join(d, "scheduler", "scheduler_config.json"))
     if sched.startswith("folder:"):
         pipe.scheduler.save_pretrained(os.path.join(d, "scheduler"))
     # optional inputs, each drawn on or off: second prompts, guidance
@@ -231,6 +242,18 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
     if rng.random() < 0.3:
         extra.update(original_size=(96, 128), crops_coords_top_left=(8, 16), target_size=(h, w))
         ours += ["--original-size", "128x96", "--crop-top-left", "8,16", "--target-size", f"{w}x{h}"]
+    if rng.random() < 0.25 and not with_refiner:  # the crosscheck passes micro-conditioning to the base only
+        extra.update(negative_original_size=(64, 80), negative_crops_coords_top_left=(4, 0), negative_target_size=(h, w))
+        ours += ["--negative-original-size", "80x64", "--negative-crop-top-left", "4,0", "--negative-target-size",
+                 f"{w}x{h}"]
+    if rng.random() < 0.25:
+        extra["clip_skip"] = 1
+        ours += ["--clip-skip", "1"]
+    if sched == "ddim" and rng.random() < 0.5:
+        extra["eta"] = 0.6
+        ours += ["--eta", "0.6"]
+    if rng.random() < 0.2:
+        seed = (1 << 64) - 1 - rng.randrange(1 << 20)
     init, strength = None, None
     if with_img2img and rng.random() < 0.5:
         from PIL import Image
@@ -263,7 +286,8 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
         if refiner:  # ensemble of experts; our refiner stage starts a generator of the same seed
             lat = refiner(prompt=prompt, negative_prompt=neg or None, image=lat, num_inference_steps=steps,
                           denoising_start=frac, guidance_scale=cfg, generator=torch.Generator("cpu").manual_seed(seed),
-                          guidance_rescale=extra.get("guidance_rescale", 0.0), output_type="latent").images
+                          guidance_rescale=extra.get("guidance_rescale", 0.0), output_type="latent",
+                          **{k: extra[k] for k in ("clip_skip", "eta") if k in extra}).images
             decoder = refiner.vae
         vc = decoder.config
         if vc.get("latents_mean") is not None and vc.get("latents_std") is not None:  # as the pipelines do
@@ -271,6 +295,9 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
             img = decoder.decode(lat * sd / vc.scaling_factor + m).sample
         else:
             img = decoder.decode(lat / vc.scaling_factor).sample
+    if w >= 256 and w * h >= 256 * 256:  # as the pipelines do with invisible-watermark installed
+        from diffusers.pipelines.stable_diffusion_xl.watermark import StableDiffusionXLWatermarker
+        img = StableDiffusionXLWatermarker().apply_watermark(img)
     ref = np.round(((img / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
     out = os.path.join(d, "ours.png")
     cmd = [sdxl, "generate", "--model", d, "--prompt", prompt, "--width", str(w), "--height", str(h), "--steps",
@@ -278,7 +305,7 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
            os.path.join(d, "lat.safetensors"), "--quiet"]
     cmd += ours + files
     if not sched.startswith("folder:"):
-        cmd += ["--scheduler", sched]
+        cmd += ["--scheduler", sched.split(":")[-1]]
     if refiner:
         cmd += ["--refiner", d + "-refiner", "--high-noise-frac", str(frac)]
     if neg:
@@ -318,11 +345,12 @@ def main():
     ap.add_argument("--schedulers", action="store_true", help="draw the scheduler too (else Euler, SDXL's own)")
     ap.add_argument("--refiner", action="store_true", help="add a random refiner (ensemble of experts) to each case")
     ap.add_argument("--img2img", action="store_true", help="start half of the cases from a random init image")
+    ap.add_argument("--watermark", action="store_true", help="draw sizes of 256 px and more: diffusers' watermark on")
     ap.add_argument("--model-files", action="store_true",
                     help="draw a single-file checkpoint, a kohya LoRA and another VAE (folder or file) on each case")
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img, a.model_files)
+    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img, a.model_files, a.watermark)
                for k in range(a.cases)]
     print(f"crosscheck: {sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)

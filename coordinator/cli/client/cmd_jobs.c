@@ -41,6 +41,7 @@ static void usage_submit(FILE *out)
                  "file and options to the same --out is the same job: an interrupted submit run again sends\n"
                  "the rest; a finished one run again skips what is done and retries what is not.\n"
                  "  --out DIR               output folder\n"
+                 "  --no-watermark          leave out diffusers' invisible watermark (--watermark 0)\n"
                  "  --images-per-prompt N   (1)\n"
                  "  --layout webdataset|files (webdataset)\n"
                  "  --shard-size N          samples per tar shard (1000); a shard is written once its samples are done\n"
@@ -253,6 +254,10 @@ int cmd_submit(int argc, char **argv)
         }
         if (a[0] != '-') {
             file = a;
+            continue;
+        }
+        if (!strcmp(a, "--no-watermark")) { /* --watermark 0 */
+            json_object_set_new(defaults, "watermark", json_integer(0));
             continue;
         }
         const char *v = sd_flag_value("sdxl submit", argc, argv, &i);

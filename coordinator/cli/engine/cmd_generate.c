@@ -41,6 +41,7 @@ static void usage(FILE *out)
             "  --dtype f16|bf16                 compute dtype on CUDA (f16; a VAE with force_upcast runs in bf16)\n"
             "  --save-latents FILE              noise, initial, step_000.., refiner_step_000.., final (safetensors)\n"
             "  --quiet                          no progress bar\n"
+            "  --no-watermark                   leave out diffusers' invisible watermark (--watermark 0)\n"
             "generation parameters (the same keys go into sdxl submit's JSONL items):\n");
     sd_gen_params_print_help(out, SD_GEN_PARAMS_SCOPE_GENERATE);
     fprintf(out, "environment: SDXL_CUDA_GRAPH=1 relaunches UNet steps as a CUDA graph (experimental: not yet run on a GPU)\n"
@@ -117,6 +118,9 @@ int cmd_generate(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--quiet")) {
             quiet = 1;
+            continue;
+        } else if (!strcmp(a, "--no-watermark")) {
+            g.watermark = 0;
             continue;
         }
         const char *val = sd_flag_value("sdxl generate", argc, argv, &i);

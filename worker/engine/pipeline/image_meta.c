@@ -1,6 +1,8 @@
 /* image_meta.c - see image_meta.h. */
 #include "worker/engine/pipeline/image_meta.h"
 
+#include "worker/engine/pipeline/watermark.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -42,6 +44,14 @@ static int relevant(const sd_gen_params_spec *s, const sd_gen_params *g, const s
     if (!strcmp(k, "clip_skip"))
         return g->clip_skip != 0;
     return 1;
+}
+
+static const char *watermark_note(const sd_gen_params *g, int width, int height)
+{
+    if (!g->watermark)
+        return "none (--no-watermark)";
+    return sd_watermark_applies(width, height) ? "invisible-watermark dwtDct, diffusers' 48 bits"
+                                               : "none (under 256 px wide or 256x256 pixels)";
 }
 
 /* A1111's "parameters" text, which A1111, ComfyUI importers and Civitai
@@ -108,6 +118,7 @@ void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int
         add(m, "vae", p->vae_note);
     if (p->lora_note[0])
         add(m, "loras", p->lora_note);
+    add(m, "watermark", watermark_note(g, width, height));
     a1111(m->params, sizeof m->params, g, width, height, p, label);
     add(m, "parameters", m->params);
     add(m, "software", "sdxl");
@@ -139,6 +150,7 @@ void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int hei
         json_object_set_new(info, "vae", json_string(p->vae_note));
     if (p->lora_note[0])
         json_object_set_new(info, "loras", json_string(p->lora_note));
+    json_object_set_new(info, "watermark", json_string(watermark_note(g, width, height)));
 }
 
 sd_status sd_image_meta_encode(const sd_image_meta *m, sd_image_format fmt, const uint8_t *rgb, int width, int height,

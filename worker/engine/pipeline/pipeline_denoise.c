@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "worker/engine/pipeline/pipeline.h"
+#include "worker/engine/pipeline/watermark.h"
 #include "worker/engine/unet/unet_step.h"
 
 void sd_latent_result_free(sd_latent_result *l)
@@ -385,6 +386,9 @@ sd_status sd_stage_final(sd_pipeline *p, const sd_gen_params *g, const sd_text_r
             st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
         if (st == SD_OK)
             st = sd_tensor_to_host_f32(&img, out->image, err);
+        /* diffusers watermarks the decoded image before it becomes 8-bit */
+        if (st == SD_OK && g->watermark && sd_watermark_apply(out->image, out->width, out->height) < 0)
+            st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
         if (st == SD_OK)
             sd_image_to_rgb8(out->image, out->width, out->height, out->rgb);
     }
