@@ -82,6 +82,10 @@ typedef struct {
     float strength;
     float eta; /* DDIM's eta (0: deterministic) */
     int clip_skip; /* diffusers' clip_skip: condition on hidden_states[-(2 + N)] (0: none) */
+    /* sdxl generate --batch N --one-generator: item batch_i of batch_n drawn
+     * from one generator seeded with seed, as diffusers' num_images_per_prompt
+     * (batch_n 0: the item has a generator of its own) */
+    int batch_n, batch_i;
     int watermark; /* 1: diffusers' invisible watermark (dwtDct), as with invisible-watermark installed */
     /* a job item's LoRAs ("FILE[:SCALE],...") and VAE, on top of what the
      * workers loaded (common/model_spec.h sd_model_spec_for_item); NULL: none */

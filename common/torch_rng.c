@@ -2,6 +2,7 @@
 #include "torch_rng.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define MT_N 624
@@ -107,4 +108,22 @@ void sd_torch_randn(sd_torch_gen *g, float *out, size_t n)
 void sd_torch_randn_scalar(sd_torch_gen *g, float *out, size_t n)
 {
     randn(g, out, n, sd_torch_normal16_scalar);
+}
+
+void sd_torch_randn_item(sd_torch_gen *g, float *out, size_t n)
+{
+    if (g->batch_n <= 1) {
+        sd_torch_randn(g, out, n);
+        return;
+    }
+    size_t total = (size_t)g->batch_n * n;
+    float *all = malloc(total * sizeof *all);
+    if (!all) { /* cannot happen for latent sizes; keep the stream in step regardless */
+        for (int k = 0; k < g->batch_n; k++)
+            sd_torch_randn(g, out, n);
+        return;
+    }
+    sd_torch_randn(g, all, total);
+    memcpy(out, all + (size_t)g->batch_i * n, n * sizeof *out);
+    free(all);
 }

@@ -21,6 +21,9 @@ typedef struct {
     int next, left;
     int has_cached_normal;
     double cached_normal;
+    /* one generator for a batch (diffusers' num_images_per_prompt): each
+     * draw is the whole batch's, this item's slice kept (batch_n <= 1: none) */
+    int batch_n, batch_i;
 } sd_torch_gen;
 
 /* torch.Generator("cpu").manual_seed(seed) */
@@ -30,6 +33,11 @@ uint32_t sd_torch_gen_u32(sd_torch_gen *g);
 void sd_torch_rand(sd_torch_gen *g, float *out, size_t n);
 /* torch.randn(n) (float32, contiguous) */
 void sd_torch_randn(sd_torch_gen *g, float *out, size_t n);
+
+/* One item's n values of a draw of the batch's shape [batch_n, n] (as
+ * torch.randn([N, ...], generator) gives item i its slice); without a
+ * batch, sd_torch_randn. */
+void sd_torch_randn_item(sd_torch_gen *g, float *out, size_t n);
 
 /* The same using the scalar form of the 16-wide step whatever the CPU (for
  * tests: it must equal sd_torch_randn bit for bit). */

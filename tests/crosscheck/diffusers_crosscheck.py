@@ -206,7 +206,8 @@ def model_files(rng, pipe, d):
     return pipe, ours, desc
 
 
-def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, with_files=False, with_watermark=False):
+def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, with_files=False, with_watermark=False,
+             with_batch=False):
     d = tempfile.mkdtemp(prefix=f"sdxl-cross{k}-")
     pipe = random_model(rng, d)
     pipe.set_progress_bar_config(disable=True)
@@ -269,6 +270,10 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
         refiner.scheduler = SCHEDULERS[sched](refiner.scheduler.config)
         if "--vae" in files:  # --vae replaces the refiner's VAE too
             refiner.vae = pipe.vae
+    nbatch = rng.choice([2, 3]) if with_batch and not refiner else 1
+    if nbatch > 1:  # diffusers' num_images_per_prompt from one generator = our --batch N --one-generator
+        extra["num_images_per_prompt"] = nbatch
+        ours += ["--batch", str(nbatch), "--one-generator"]
     gen = torch.Generator("cpu").manual_seed(seed)
     with torch.no_grad():
         if init is not None:  # img2img with the base's own components, as diffusers documents it
@@ -298,7 +303,8 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
     if w >= 256 and w * h >= 256 * 256:  # as the pipelines do with invisible-watermark installed
         from diffusers.pipelines.stable_diffusion_xl.watermark import StableDiffusionXLWatermarker
         img = StableDiffusionXLWatermarker().apply_watermark(img)
-    ref = np.round(((img / 2 + 0.5).clamp(0, 1)[0].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
+    refs = [np.round(((img / 2 + 0.5).clamp(0, 1)[b].permute(1, 2, 0).numpy()) * 255).astype(np.uint8)
+            for b in range(img.shape[0])]
     out = os.path.join(d, "ours.png")
     cmd = [sdxl, "generate", "--model", d, "--prompt", prompt, "--width", str(w), "--height", str(h), "--steps",
            str(steps), "--guidance", str(cfg), "--seed", str(seed), "--out", out, "--save-latents",
@@ -321,11 +327,15 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
         print(f"FAIL {desc}: sdxl generate: {r.stderr.strip()}")
         shutil.rmtree(d) if not keep else shutil.move(d, os.path.join(keep, os.path.basename(d)))
         return False
-    ours_lat = load_file(os.path.join(d, "lat.safetensors"))["final"].numpy()
-    dl, scale = float(np.abs(ours_lat - lat.numpy()).max()), float(np.abs(lat.numpy()).max())
+    saved = load_file(os.path.join(d, "lat.safetensors"))
     from PIL import Image
-    ours = np.asarray(Image.open(out).convert("RGB")).astype(int)
-    di = int(np.abs(ours - ref.astype(int)).max())
+    dl, di, scale = 0.0, 0, float(np.abs(lat.numpy()).max())
+    for b in range(nbatch):  # item b of a batch: FILE-00b.png, latents item00b_final
+        ours_lat = saved["final" if nbatch == 1 else f"item{b:03d}_final"].numpy()[0]
+        dl = max(dl, float(np.abs(ours_lat - lat[b].numpy()).max()))
+        path = out if nbatch == 1 else out[:-4] + f"-{b:03d}.png"
+        ours = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        di = max(di, int(np.abs(ours - refs[b].astype(int)).max()))
     ok = dl <= 2e-4 * max(1.0, scale) and di <= 1
     print(f"{'ok  ' if ok else 'FAIL'} {desc}: latents max |diff| {dl:.2e} (max |latent| {scale:.1f}), image max diff {di} levels")
     for folder in (d, d + "-refiner"):
@@ -345,12 +355,14 @@ def main():
     ap.add_argument("--schedulers", action="store_true", help="draw the scheduler too (else Euler, SDXL's own)")
     ap.add_argument("--refiner", action="store_true", help="add a random refiner (ensemble of experts) to each case")
     ap.add_argument("--img2img", action="store_true", help="start half of the cases from a random init image")
+    ap.add_argument("--batch", action="store_true",
+                    help="draw num_images_per_prompt 2 or 3 from one generator (our --batch N --one-generator)")
     ap.add_argument("--watermark", action="store_true", help="draw sizes of 256 px and more: diffusers' watermark on")
     ap.add_argument("--model-files", action="store_true",
                     help="draw a single-file checkpoint, a kohya LoRA and another VAE (folder or file) on each case")
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img, a.model_files, a.watermark)
+    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img, a.model_files, a.watermark, a.batch)
                for k in range(a.cases)]
     print(f"crosscheck: {sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)

@@ -35,7 +35,10 @@ static void usage(FILE *out)
             "  --lora FILE[:SCALE]              merge a LoRA (kohya or diffusers naming) at SCALE (1); repeatable\n"
             "  --out FILE                       .png (parameters in text chunks), .webp or .jpg\n"
             "  --init-image FILE                img2img from a PNG or JPEG of the output size (see --strength)\n"
-            "  --batch N                        N images: FILE becomes FILE-000.png, FILE-001.png, ...\n"
+            "  --batch N                        N images: FILE becomes FILE-000.png, FILE-001.png, ...; image i\n"
+            "                                   has its own generator seeded with --seed + i\n"
+            "  --one-generator                  with --batch N: one generator seeded with --seed for all N, as\n"
+            "                                   diffusers' num_images_per_prompt=N (the same images as it gives)\n"
             "  --variant fp16                   read *.fp16.safetensors weights\n"
             "  --device cpu|cuda|cuda:N         (cpu)\n"
             "  --dtype f16|bf16                 compute dtype on CUDA (f16; a VAE with force_upcast runs in bf16)\n"
@@ -108,7 +111,7 @@ int cmd_generate(int argc, char **argv)
     sd_model_spec ms;
     memset(&ms, 0, sizeof ms);
     sd_dtype dtype = SD_DTYPE_COUNT;
-    int have_seed = 0, quiet = 0;
+    int have_seed = 0, quiet = 0, one_generator = 0;
     long long batch = 1;
     const sd_gen_params_spec *spec;
     for (int i = 0; i < argc; i++) {
@@ -121,6 +124,9 @@ int cmd_generate(int argc, char **argv)
             continue;
         } else if (!strcmp(a, "--no-watermark")) {
             g.watermark = 0;
+            continue;
+        } else if (!strcmp(a, "--one-generator")) {
+            one_generator = 1;
             continue;
         }
         const char *val = sd_flag_value("sdxl generate", argc, argv, &i);
@@ -174,6 +180,10 @@ int cmd_generate(int argc, char **argv)
             usage(stderr);
             return 2;
         }
+    }
+    if (one_generator && batch < 2) {
+        cli_errorf("generate", "--one-generator goes with --batch N (N >= 2)");
+        return 2;
     }
     if (!ms.model || !g.prompt || !out) {
         cli_errorf("generate", "--model, --prompt and --out are required");
@@ -234,12 +244,14 @@ int cmd_generate(int argc, char **argv)
         ctx.w = sd_st_writer_new();
     sd_gen_hooks hooks = {on_step, on_latents, &ctx, NULL};
     uint64_t base_seed = g.seed;
-    if (base_seed > UINT64_MAX - (uint64_t)(batch - 1)) {
+    if (!one_generator && base_seed > UINT64_MAX - (uint64_t)(batch - 1)) {
         cli_errorf("generate", "--seed %llu + --batch %lld goes past 2^64 - 1", (unsigned long long)base_seed, batch);
         st = SD_ERR_INVALID;
     }
     for (int item = 0; item < batch && st == SD_OK; item++) {
-        g.seed = base_seed + (uint64_t)item;
+        g.seed = one_generator ? base_seed : base_seed + (uint64_t)item;
+        g.batch_n = one_generator ? (int)batch : 0;
+        g.batch_i = item;
         ctx.item = item;
         ctx.t0 = sd_now_s();
         sd_text_result t;

@@ -80,6 +80,8 @@ static void a1111(char *out, size_t len, const sd_gen_params *g, int width, int 
         PUT(", VAE hash: %s", p->vae_note);
     if (p->lora_note[0])
         PUT(", Lora hashes: \"%s\"", p->lora_note);
+    if (g->batch_n > 1)
+        PUT(", Batch size: %d, Batch pos: %d", g->batch_n, g->batch_i);
     PUT(", Version: sdxl");
 #undef PUT
     if (n >= len && len > 4)
@@ -119,6 +121,10 @@ void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int
     if (p->lora_note[0])
         add(m, "loras", p->lora_note);
     add(m, "watermark", watermark_note(g, width, height));
+    if (g->batch_n > 1) {
+        snprintf(m->batch, sizeof m->batch, "%d of %d, one generator (num_images_per_prompt)", g->batch_i, g->batch_n);
+        add(m, "batch", m->batch);
+    }
     a1111(m->params, sizeof m->params, g, width, height, p, label);
     add(m, "parameters", m->params);
     add(m, "software", "sdxl");

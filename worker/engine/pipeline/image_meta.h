@@ -20,6 +20,7 @@ typedef struct {
     char sched[256];   /* the sampler that ran, with its settings */
     char params[4096]; /* A1111's "parameters" text */
     char truncated[2048]; /* what CLIP's 77 tokens cut from the prompts */
+    char batch[64];
     sd_image_text text[SD_IMAGE_META_MAX];
     int n;
 } sd_image_meta;

@@ -164,12 +164,23 @@ static int time_ids(const sd_gen_params *g, int W, int H, int aesthetics, int im
     float noh = g->neg_original_h ? (float)g->neg_original_h : oh, now = g->neg_original_w ? (float)g->neg_original_w : ow;
     float nth = g->neg_target_h ? (float)g->neg_target_h : th, ntw = g->neg_target_w ? (float)g->neg_target_w : tw;
     float ct = (float)g->crop_top, cl = (float)g->crop_left, nct = (float)g->neg_crop_top, ncl = (float)g->neg_crop_left;
+    /* diffusers' num_images_per_prompt: the ids are cat([negative, positive])
+     * repeated N times, rows alternating, while the UNet's batch is all N
+     * unconditional rows then all N conditional ones; so item i's
+     * unconditional pass takes row i's ids and its conditional pass row
+     * N + i's: the negative ids on even rows, the positive on odd (a
+     * mismatch in diffusers, followed here so the batch gives its images) */
+    int swap_uncond = 0, swap_cond = 0;
+    if (cfg && g->batch_n > 1) {
+        swap_uncond = g->batch_i % 2 == 1;
+        swap_cond = (g->batch_n + g->batch_i) % 2 == 0;
+    }
     if (aesthetics) {
         float pos[5] = {oh, ow, ct, cl, g->aesthetic_score};
         float neg[5] = {noh, now, nct, ncl, g->negative_aesthetic_score};
         if (cfg)
-            memcpy(ids, neg, sizeof neg);
-        memcpy(ids + 5 * cfg, pos, sizeof pos);
+            memcpy(ids, swap_uncond ? pos : neg, sizeof neg);
+        memcpy(ids + 5 * cfg, swap_cond ? neg : pos, sizeof pos);
         return 5;
     }
     float pos[6] = {oh, ow, ct, cl, th, tw}, neg[6];
@@ -183,8 +194,8 @@ static int time_ids(const sd_gen_params *g, int W, int H, int aesthetics, int im
         memcpy(neg, pos, sizeof neg);
     }
     if (cfg)
-        memcpy(ids, neg, sizeof neg);
-    memcpy(ids + 6 * cfg, pos, sizeof pos);
+        memcpy(ids, swap_uncond ? pos : neg, sizeof neg);
+    memcpy(ids + 6 * cfg, swap_cond ? neg : pos, sizeof pos);
     return 6;
 }
 
@@ -236,12 +247,14 @@ static sd_status encode_init_image(sd_pipeline *p, const sd_gen_params *g, const
         st = sd_tensor_to_host_f32(&mom, m, err);
     if (st == SD_OK) {
         sd_vae_moments_split(m, 1, shape[1], shape[2] * shape[3], mean, std, NULL);
+        /* the image is encoded once for a whole batch (diffusers repeats the
+         * sampled latents): one draw, not the batch's */
         sd_torch_randn(gen, noise, n);
         for (size_t k = 0; k < n; k++)
             latents[k] = mean[k] + std[k] * noise[k];
         sd_vae_latents_from_encoder(sd_vae_get_config(p->vae), latents, 1, shape[2] * shape[3]);
         if (add_noise) {
-            sd_torch_randn(gen, noise, n);
+            sd_torch_randn_item(gen, noise, n);
             st = sd_scheduler_add_noise(s, latents, noise, t0, latents, n, err);
         }
     }
@@ -286,11 +299,13 @@ sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
         st = sd_fail(err, SD_ERR_INVALID, "--steps/--strength/--high-noise-frac leave no denoising step");
     sd_torch_gen gen;
     sd_torch_gen_seed(&gen, g->seed);
+    gen.batch_n = g->batch_n;
+    gen.batch_i = g->batch_i;
     float *lat = malloc(n * sizeof *lat);
     if (st == SD_OK && !lat)
         st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
     if (st == SD_OK && !g->init_image) {
-        sd_torch_randn(&gen, lat, n);
+        sd_torch_randn_item(&gen, lat, n);
         emit(hooks, "noise", lat, shape);
         for (size_t k = 0; k < n; k++)
             lat[k] = lat[k] * s.init_noise_sigma;
@@ -339,6 +354,8 @@ static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     sd_scheduler_set_begin_index(&s, s.n - count);
     sd_torch_gen gen;
     sd_torch_gen_seed(&gen, g->seed);
+    gen.batch_n = g->batch_n;
+    gen.batch_i = g->batch_i;
     denoise_job j = {p->runet, &s, s.timesteps + s.n - count, count, text->r_embeds, text->r_pooled, 1 + text->cfg,
                      text->S, text->rD, text->rP, all, nids, g->guidance, g->guidance_rescale, "refiner", NULL};
     sd_status st = count > 0 ? denoise(p, &j, lat, shape, &gen, hooks, err) : SD_OK;

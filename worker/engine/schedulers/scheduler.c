@@ -227,7 +227,7 @@ static float *noise_from(sd_torch_gen *gen, size_t n, sd_error *err)
         sd_fail(err, SD_ERR_NOMEM, "out of memory");
         return NULL;
     }
-    sd_torch_randn(gen, noise, n);
+    sd_torch_randn_item(gen, noise, n);
     return noise;
 }
 
