@@ -2,7 +2,8 @@
 # The main job of the README's first command: a local cluster on loopback (a
 # coordinator and one worker of each role) generates a small dataset, shows
 # its progress, says where it is, and shuts down.
-#   MODEL=DIR    a diffusers SDXL folder (default: the project's own tiny model with random
+#   MODEL=DIR    a diffusers SDXL folder or single-file checkpoint (CONFIG=DIR: the file's diffusers
+#                folder of configs) (default: the project's own tiny model with random
 #                weights, written at build time; its pictures are noise, by design)
 #   PROMPTS=FILE prompts, one per line (default: 8 built-in prompts)
 #   OUT=DIR      output folder (default out/dataset), DEVICE (cpu or cuda:N), STEPS
@@ -16,7 +17,10 @@ if [ -z "$MODEL" ]; then
     echo "          (tiny SDXL architecture, random weights: the pictures are noise; set MODEL=DIR to a real" >&2
     echo "          stabilityai/stable-diffusion-xl-base-1.0 folder for real images)" >&2
 fi
-[ -f "$MODEL/model_index.json" ] || { echo "main job: no model at $MODEL" >&2; exit 1; }
+# a diffusers folder, or a single file (CONFIG=DIR: its diffusers folder of configs; else the real SDXL's)
+[ -f "$MODEL/model_index.json" ] || [ -f "$MODEL" ] || { echo "main job: no model at $MODEL" >&2; exit 1; }
+MODEL_ARGS=(--model "$MODEL")
+[ -n "${CONFIG:-}" ] && MODEL_ARGS+=(--config "$CONFIG")
 OUT=${OUT:-out/dataset}
 RUN=$(mktemp -d /tmp/sdxl-main-XXXXXX)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -27,7 +31,7 @@ trap stop EXIT
 build/bin/sdxl-coordinator --bind "$EP" --state "$RUN/state" >"$RUN/coordinator.log" 2>&1 &
 pids+=($!)
 for role in text unet final; do
-    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} build/bin/sdxl-worker --coordinator "$EP" --role $role --model "$MODEL" \
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} build/bin/sdxl-worker --coordinator "$EP" --role $role "${MODEL_ARGS[@]}" \
         --device "${DEVICE:-cpu}" --id "main-$role" --spool "$RUN/spool" >"$RUN/worker-$role.log" 2>&1 &
     pids+=($!)
 done

@@ -346,6 +346,28 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
     return ok
 
 
+def dataset_check():
+    """The main job's output folder, loaded as it is by Hugging Face datasets'
+    imagefolder loader: one row per image, every generation parameter of
+    metadata.jsonl a column, each row's seed the one in its PNG."""
+    import datasets
+    out = tempfile.mkdtemp(prefix="sdxl-dataset-")
+    env = dict(os.environ, MODEL=os.path.join(TESTDATA, "sdxl-tiny"), OUT=out, STEPS="2")
+    r = subprocess.run(["deploy/main_job.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
+    if r.returncode:
+        print(f"FAIL dataset: the main job failed: {r.stderr[-400:]}")
+        return False
+    ds = datasets.load_dataset("imagefolder", data_dir=out, split="train")
+    want = {"image", "prompt", "seed", "steps", "guidance", "scheduler", "model", "watermark"}
+    ok = len(ds) == 8 and want <= set(ds.column_names)
+    for row in ds:
+        ok = ok and row["image"].info.get("seed") == str(row["seed"]) and row["image"].size == (64, 64)
+    print(f"{'ok  ' if ok else 'FAIL'} dataset: load_dataset('imagefolder') reads {len(ds)} rows, columns "
+          f"{sorted(ds.column_names)} (datasets {datasets.__version__})")
+    shutil.rmtree(out)
+    return ok
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", type=int, default=6)
@@ -355,6 +377,8 @@ def main():
     ap.add_argument("--schedulers", action="store_true", help="draw the scheduler too (else Euler, SDXL's own)")
     ap.add_argument("--refiner", action="store_true", help="add a random refiner (ensemble of experts) to each case")
     ap.add_argument("--img2img", action="store_true", help="start half of the cases from a random init image")
+    ap.add_argument("--dataset", action="store_true",
+                    help="also run the main job and load its folder with datasets.load_dataset('imagefolder')")
     ap.add_argument("--batch", action="store_true",
                     help="draw num_images_per_prompt 2 or 3 from one generator (our --batch N --one-generator)")
     ap.add_argument("--watermark", action="store_true", help="draw sizes of 256 px and more: diffusers' watermark on")
@@ -364,6 +388,8 @@ def main():
     rng = random.Random(a.seed)
     results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img, a.model_files, a.watermark, a.batch)
                for k in range(a.cases)]
+    if a.dataset:
+        results.append(dataset_check())
     print(f"crosscheck: {sum(results)} passed, {len(results) - sum(results)} failed")
     sys.exit(0 if all(results) else 1)
 

@@ -17,7 +17,8 @@ import os
 
 import diffusers
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler
+from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
+                       LMSDiscreteScheduler)
 from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -27,8 +28,8 @@ OUT = os.path.join(ROOT, "tests", "golden", "data", "schedulers")
 TINY = json.load(open(os.path.join(TESTDATA, "sdxl-tiny", "scheduler", "scheduler_config.json")))
 REAL = json.load(open(os.path.join(TESTDATA, "real-sdxl", "base", "scheduler", "scheduler_config.json")))
 
-EULER, EULER_A, DPM, DDIM = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler,
-                             DDIMScheduler)
+EULER, EULER_A, DPM, DDIM, LMS = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler,
+                                  DDIMScheduler, LMSDiscreteScheduler)
 # our --scheduler names: the class and the overrides each stands for (common/gen_params.c)
 KINDS = {
     "euler": (EULER, dict(use_karras_sigmas=False)),
@@ -43,6 +44,8 @@ KINDS = {
     "dpmpp_3m_sde": (DPM, dict(use_karras_sigmas=False, algorithm_type="sde-dpmsolver++", solver_order=3)),
     "dpmpp_3m_sde_karras": (DPM, dict(use_karras_sigmas=True, algorithm_type="sde-dpmsolver++", solver_order=3)),
     "ddim": (DDIM, {}),
+    "lms": (LMS, dict(use_karras_sigmas=False)),
+    "lms_karras": (LMS, dict(use_karras_sigmas=True)),
 }
 
 
@@ -79,6 +82,9 @@ CASES.update({
                                                 rescale_betas_zero_snr=True, prediction_type="v_prediction",
                                                 set_alpha_to_one=False), None, 0.0),
     "ddim_linspace": (with_keys(TINY, DDIM, timestep_spacing="linspace"), None, 0.3),
+    "lms_trailing_v_zero_snr_ignored": (with_keys(TINY, LMS, timestep_spacing="trailing", prediction_type="v_prediction",
+                                                  rescale_betas_zero_snr=True), None, 0.0),
+    "real_lms_karras": (REAL, "lms_karras", 0.0),
 })
 
 
@@ -86,7 +92,7 @@ def build(cfg, kind):
     if kind:
         cls, over = KINDS[kind]
         return cls.from_config(cfg, **over)
-    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM)}[cfg["_class_name"]].from_config(cfg)
+    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS)}[cfg["_class_name"]].from_config(cfg)
 
 
 def main():
@@ -110,7 +116,8 @@ def main():
         for i, ts in enumerate(s.timesteps):
             mo = torch.randn(x.shape, generator=g)
             scaled = s.scale_model_input(x, ts)
-            kw = {"generator": noise_gen}
+            # the pipelines pass a generator (and eta) only to a step that takes them
+            kw = {"generator": noise_gen} if not isinstance(s, LMS) else {}
             if isinstance(s, DDIM):
                 kw["eta"] = eta
             x = s.step(mo, ts, x, **kw).prev_sample

@@ -137,7 +137,7 @@ Test(scheduler_golden, names_and_errors)
     cr_assert_eq(sd_sched_kind_parse("dpmpp_2m_karras", &k), 0);
     cr_assert_eq(k, SD_SCHED_KIND_DPMPP_2M_KARRAS);
     cr_assert_eq(sd_sched_kind_parse("EulerAncestralDiscreteScheduler", &k), 0);
-    cr_assert_eq(sd_sched_kind_parse("lms", &k), -1);
+    cr_assert_eq(sd_sched_kind_parse("unipc", &k), -1);
     sd_scheduler s;
     init_sched(&s, SD_SCHED_KIND_EULER);
     sd_error err = {0};

@@ -12,11 +12,12 @@
 
 void sd_scheduler_free(sd_scheduler *s)
 {
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         free(s->outputs[i]);
         s->outputs[i] = NULL;
     }
     s->out_len = 0;
+    s->nderiv = 0;
 }
 
 int sd_scheduler_order(const sd_scheduler *s)
@@ -169,7 +170,7 @@ sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
         maxs = s->sigmas[i] > maxs ? s->sigmas[i] : maxs;
     }
     s->sigmas[steps] = s->final_sigma_zero ? 0.0f : train_sigma(s, 0);
-    if (s->cls != SD_SCHED_DPM) {
+    if (s->cls != SD_SCHED_DPM) { /* the Euler family and LMS */
         maxs = s->sigmas[steps] > maxs ? s->sigmas[steps] : maxs;
         s->init_noise_sigma = s->spacing != SD_SPACING_LEADING ? maxs : sqrtf(maxs * maxs + 1.0f);
     }
@@ -210,6 +211,7 @@ sd_status sd_scheduler_input_divisor(sd_scheduler *s, float t, float *divisor, s
         *divisor = 1.0f;
         return SD_OK;
     }
+    /* the Euler family and LMS */
     init_step_index(s, t);
     float sigma = s->sigmas[s->step_index];
     *divisor = sqrtf(sigma * sigma + 1.0f);
@@ -387,6 +389,93 @@ static sd_status step_dpm(sd_scheduler *s, const float *mo, float *x, size_t n, 
     return SD_OK;
 }
 
+
+/* ---- LMS ---- */
+
+/* QUADPACK's 21-point Gauss-Kronrod rule (dqk21), which scipy.integrate.quad
+ * applies first and keeps when its error estimate is under epsrel 1e-4 of
+ * the result: for LMS's low-degree Lagrange polynomials it always is. */
+static const double XGK[11] = {0.995657163025808080735527280689003, 0.973906528517171720077964012084452,
+                               0.930157491355708226001207180059508, 0.865063366688984510732096688423493,
+                               0.780817726586416897063717578345042, 0.679409568299024406234327365114874,
+                               0.562757134668604683339000099272694, 0.433395394129247190799265943165784,
+                               0.294392862701460198131126603103866, 0.148874338981631210884826001129720,
+                               0.000000000000000000000000000000000};
+static const double WGK[11] = {0.011694638867371874278064396062192, 0.032558162307964727478818972459390,
+                               0.054755896574351996031381300244580, 0.075039674810919952767043140916190,
+                               0.093125454583697605535065465083366, 0.109387158802297641899210590325805,
+                               0.123491976262065851077658325063855, 0.134709217311473325928054001771707,
+                               0.142775938577060080797094273138717, 0.147739104901338491374841515972068,
+                               0.149445554002916905664936468389821};
+
+/* diffusers' lms_derivative(tau): torch float32 0-d arithmetic on its
+ * float32 sigmas, tau rounded to float32 */
+static double lms_basis(const sd_scheduler *s, int order, int t, int cur, double tau)
+{
+    float prod = 1.0f, ft = (float)tau;
+    for (int k = 0; k < order; k++) {
+        if (k == cur)
+            continue;
+        prod = prod * ((ft - s->sigmas[t - k]) / (s->sigmas[t - cur] - s->sigmas[t - k]));
+    }
+    return (double)prod;
+}
+
+static double lms_coefficient(const sd_scheduler *s, int order, int t, int cur)
+{
+    double a = s->sigmas[t], b = s->sigmas[t + 1];
+    double centr = 0.5 * (a + b), hlgth = 0.5 * (b - a);
+    double resk = WGK[10] * lms_basis(s, order, t, cur, centr);
+    for (int j = 1; j <= 5; j++) { /* the Gauss nodes (Fortran's even indices) */
+        double absc = hlgth * XGK[2 * j - 1];
+        resk += WGK[2 * j - 1] * (lms_basis(s, order, t, cur, centr - absc) + lms_basis(s, order, t, cur, centr + absc));
+    }
+    for (int j = 1; j <= 5; j++) { /* the Kronrod nodes */
+        double absc = hlgth * XGK[2 * j - 2];
+        resk += WGK[2 * j - 2] * (lms_basis(s, order, t, cur, centr - absc) + lms_basis(s, order, t, cur, centr + absc));
+    }
+    return resk * hlgth;
+}
+
+static sd_status step_lms(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0, sd_error *err)
+{
+    const int max_order = 4;
+    if (s->out_len != n) {
+        sd_scheduler_free(s);
+        for (int k = 0; k < max_order; k++)
+            if (!(s->outputs[k] = calloc(n, sizeof(float))))
+                return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        s->out_len = n;
+    }
+    float sigma = s->sigmas[s->step_index];
+    /* the newest derivative goes last; the oldest drops past 4 */
+    float *d = s->outputs[0];
+    memmove(s->outputs, s->outputs + 1, (max_order - 1) * sizeof s->outputs[0]);
+    s->outputs[max_order - 1] = d;
+    for (size_t k = 0; k < n; k++) {
+        float pred = euler_x0(s, x[k], mo[k], sigma);
+        if (x0)
+            x0[k] = pred;
+        d[k] = (x[k] - pred) / sigma;
+    }
+    if (s->nderiv < max_order)
+        s->nderiv++;
+    int order = s->step_index + 1 < max_order ? s->step_index + 1 : max_order;
+    float coeff[4];
+    for (int c = 0; c < order; c++)
+        coeff[c] = (float)lms_coefficient(s, order, s->step_index, c);
+    /* sample + sum(coeff[c] * derivative[newest - c]), the sum from 0 in Python's order */
+    for (size_t k = 0; k < n; k++) {
+        float sum = 0.0f;
+        for (int c = 0; c < order; c++) {
+            float term = coeff[c] * s->outputs[max_order - 1 - c][k];
+            sum = c == 0 ? term : sum + term;
+        }
+        x[k] = x[k] + sum;
+    }
+    return SD_OK;
+}
+
 static float ddim_alpha(const sd_scheduler *s, int t)
 {
     return t >= 0 ? s->alphas_cumprod[t] : s->final_alpha_cumprod;
@@ -433,6 +522,7 @@ sd_status sd_scheduler_step(sd_scheduler *s, const float *model_output, float t,
         return sd_fail(err, SD_ERR_INVALID, "scheduler: stepped past the last timestep");
     sd_status st = s->cls == SD_SCHED_EULER     ? step_euler(s, model_output, sample, n, pred_x0)
                    : s->cls == SD_SCHED_EULER_A ? step_euler_a(s, model_output, sample, n, gen, pred_x0, err)
+                   : s->cls == SD_SCHED_LMS     ? step_lms(s, model_output, sample, n, pred_x0, err)
                                                 : step_dpm(s, model_output, sample, n, gen, pred_x0, err);
     if (st == SD_OK)
         s->step_index++;
@@ -487,6 +577,9 @@ const char *sd_scheduler_label(const sd_scheduler *s, char *buf, size_t len)
         break;
     case SD_SCHED_DDIM:
         snprintf(buf, len, "DDIM");
+        break;
+    case SD_SCHED_LMS:
+        snprintf(buf, len, "LMS%s", s->karras ? " Karras" : "");
         break;
     }
     return buf;

@@ -7,6 +7,7 @@
  *   - DPMSolverMultistepScheduler (DPM++ 2M and 3M, SDE or not, Karras
  *     sigmas or not, midpoint or Heun, lower-order final steps)
  *   - DDIMScheduler (eta, clip_sample)
+ *   - LMSDiscreteScheduler (order 4, Karras sigmas)
  * each with epsilon or v prediction, zero-SNR rescaled betas, linspace,
  * leading or trailing spacing. Every config key the class reads is followed
  * or refused with a message naming it (schedulers_config.c); keys the class
@@ -26,7 +27,7 @@
 
 #define SD_SCHED_MAX_STEPS 1000
 
-typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM } sd_sched_class;
+typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM, SD_SCHED_LMS } sd_sched_class;
 typedef enum { SD_SPACING_LEADING, SD_SPACING_LINSPACE, SD_SPACING_TRAILING } sd_sched_spacing;
 
 typedef struct {
@@ -57,8 +58,10 @@ typedef struct {
     float init_noise_sigma;
     int step_index;  /* -1 until the first scale/step */
     int begin_index; /* set_begin_index (img2img, the refiner's start), -1 none */
-    /* DPM: the last solver_order x0 predictions, oldest first */
-    float *outputs[3];
+    /* DPM: the last solver_order x0 predictions, oldest first; LMS: the last
+     * 4 derivatives, oldest first */
+    float *outputs[4];
+    int nderiv; /* LMS: derivatives kept */
     size_t out_len;
     int lower_order_nums;
     /* what ran, for the image metadata: "DPMSolverMultistepScheduler(...)" */

@@ -40,10 +40,11 @@ static const key_rule common_keys[] = {
     {"prediction_type", K_STRING, "epsilon|v_prediction", 0, 0},
     {"timestep_spacing", K_STRING, "linspace|leading|trailing", 0, 0},
     {"steps_offset", K_INT, NULL, 0, SD_SCHED_MAX_STEPS},
-    {"rescale_betas_zero_snr", K_BOOL, NULL, 0, 0},
     END,
 };
+#define ZERO_SNR {"rescale_betas_zero_snr", K_BOOL, NULL, 0, 0}
 static const key_rule euler_keys[] = {
+    ZERO_SNR,
     {"interpolation_type", K_STRING, "linear", 0, 0},
     {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
     {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
@@ -54,8 +55,15 @@ static const key_rule euler_keys[] = {
     {"final_sigmas_type", K_STRING, "zero|sigma_min", 0, 0},
     END,
 };
-static const key_rule euler_a_keys[] = {END};
+static const key_rule euler_a_keys[] = {ZERO_SNR, END};
+static const key_rule lms_keys[] = {
+    {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
+    {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
+    {"use_beta_sigmas", K_FALSE, NULL, 0, 0},
+    END,
+};
 static const key_rule dpm_keys[] = {
+    ZERO_SNR,
     {"solver_order", K_INT, NULL, 1, 3},
     {"thresholding", K_FALSE, NULL, 0, 0},
     {"dynamic_thresholding_ratio", K_NUMBER, NULL, 0, 0}, /* read only with thresholding */
@@ -78,6 +86,7 @@ static const key_rule dpm_keys[] = {
     END,
 };
 static const key_rule ddim_keys[] = {
+    ZERO_SNR,
     {"clip_sample", K_BOOL, NULL, 0, 0},
     {"set_alpha_to_one", K_BOOL, NULL, 0, 0},
     {"thresholding", K_FALSE, NULL, 0, 0},
@@ -98,6 +107,7 @@ static const struct {
     {"EulerAncestralDiscreteScheduler", SD_SCHED_EULER_A, euler_a_keys, "linspace"},
     {"DPMSolverMultistepScheduler", SD_SCHED_DPM, dpm_keys, "linspace"},
     {"DDIMScheduler", SD_SCHED_DDIM, ddim_keys, "leading"},
+    {"LMSDiscreteScheduler", SD_SCHED_LMS, lms_keys, "linspace"},
 };
 
 static const key_rule *find_rule(const key_rule *rules, const char *key)
@@ -236,8 +246,9 @@ static sd_status build_alphas(sd_scheduler *s, const sd_json_doc *cfg, sd_error 
     if (s->zero_snr)
         rescale_zero_snr(betas, N);
     cumprod_alphas(betas, N, s->alphas_cumprod);
-    /* close to 0 without being 0, so the first sigma is finite (DDIM keeps 0) */
-    if (s->zero_snr && s->cls != SD_SCHED_DDIM)
+    /* close to 0 without being 0, so the first sigma is finite (DDIM keeps 0;
+     * LMS has no zero-SNR) */
+    if (s->zero_snr && s->cls != SD_SCHED_DDIM && s->cls != SD_SCHED_LMS)
         s->alphas_cumprod[N - 1] = 0x1p-24f;
     (void)err;
     return SD_OK;
@@ -257,7 +268,8 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
     if (ci < 0)
         return sd_fail(err, SD_ERR_UNSUPPORTED,
                        "%s: scheduler class '%s' is not supported (EulerDiscreteScheduler, "
-                       "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler; --scheduler picks "
+                       "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler; "
+                       "--scheduler picks "
                        "one)",
                        cfg->path, cls);
     /* from_config reads the folder's keys whatever class it came from */
@@ -270,14 +282,14 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
                  : !strcmp(spacing, "trailing") ? SD_SPACING_TRAILING
                                                 : SD_SPACING_LINSPACE;
     s->v_prediction = !strcmp(sd_json_string_or(cfg, "prediction_type", "epsilon"), "v_prediction");
-    s->zero_snr = flag_or(cfg, "rescale_betas_zero_snr", 0);
-    int euler = s->cls == SD_SCHED_EULER, dpm = s->cls == SD_SCHED_DPM;
-    s->karras = (euler || dpm) && flag_or(cfg, "use_karras_sigmas", 0);
+    s->zero_snr = find_rule(classes[ci].keys, "rescale_betas_zero_snr") && flag_or(cfg, "rescale_betas_zero_snr", 0);
+    int euler = s->cls == SD_SCHED_EULER, dpm = s->cls == SD_SCHED_DPM, lms = s->cls == SD_SCHED_LMS;
+    s->karras = (euler || dpm || lms) && flag_or(cfg, "use_karras_sigmas", 0);
     if (euler) {
         s->sigma_min = sd_json_double_or(cfg, "sigma_min", 0);
         s->sigma_max = sd_json_double_or(cfg, "sigma_max", 0);
     }
-    s->final_sigma_zero = !strcmp(sd_json_string_or(cfg, "final_sigmas_type", "zero"), "zero");
+    s->final_sigma_zero = lms || !strcmp(sd_json_string_or(cfg, "final_sigmas_type", "zero"), "zero");
     if (dpm) {
         s->solver_order = (int)sd_json_int_or(cfg, "solver_order", 2);
         s->sde = !strcmp(sd_json_string_or(cfg, "algorithm_type", "dpmsolver++"), "sde-dpmsolver++");
