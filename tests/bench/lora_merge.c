@@ -17,20 +17,6 @@
 #include "tests/bench/bench_util.h"
 #include "worker/engine/weights/lora_merge.h"
 
-static double sgemm_rate(void)
-{
-    int n = 1536;
-    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b),
-          *c = malloc((size_t)n * n * sizeof *c);
-    for (size_t i = 0; i < (size_t)n * n; i++)
-        a[i] = b[i] = (float)(i % 7) * 0.1f;
-    sd_sgemm(0, n, n, n, 1, a, n, b, n, 0, c, n);
-    double t0 = sd_now_s();
-    sd_sgemm(0, n, n, n, 1, a, n, b, n, 0, c, n);
-    double t = sd_now_s() - t0;
-    free(a), free(b), free(c);
-    return 2.0 * n * n * n / t;
-}
 
 /* bytes per second memcpy moves (read + write counted) over 256 MB */
 static double copy_rate(void)
@@ -115,7 +101,7 @@ int main(int argc, char **argv)
         modules++;
         free(w), free(up), free(down);
     }
-    double rate = sgemm_rate(), bw = copy_rate();
+    double rate = bench_sgemm_rate(1536), bw = copy_rate();
     printf("bench lora_merge: %d modules of the SDXL base UNet, rank %d%s (%.0f M LoRA parameters)\n", modules, rank,
            locon ? " with LoCon convs" : "", (double)lora_params / 1e6);
     printf("  merge: %.2f s (%.1f GFLOP, %.1f GFLOP/s); floor at the sgemm rate (%.1f GFLOP/s): %.2f s; ratio %.2f\n",

@@ -14,22 +14,6 @@
 #include "tests/bench/bench_util.h"
 #include "worker/engine/unet/unet.h"
 
-static double sgemm_rate(void)
-{
-    int n = 2048;
-    float *a = malloc((size_t)n * n * sizeof *a), *b = malloc((size_t)n * n * sizeof *b),
-          *c = malloc((size_t)n * n * sizeof *c);
-    for (size_t i = 0; i < (size_t)n * n; i++)
-        a[i] = b[i] = (float)(i % 7) * 0.1f;
-    sd_sgemm(0, n, n, n, 1, a, n, b, n, 0, c, n);
-    double t0 = sd_now_s();
-    sd_sgemm(0, n, n, n, 1, a, n, b, n, 0, c, n);
-    double t = sd_now_s() - t0;
-    free(a);
-    free(b);
-    free(c);
-    return 2.0 * n * n * n / t;
-}
 
 int main(int argc, char **argv)
 {
@@ -109,7 +93,7 @@ int main(int argc, char **argv)
     }
     sd_arena_get_stats(arena, &as);
     double flops = (double)sd_ops_flops();
-    double rate = sgemm_rate();
+    double rate = bench_sgemm_rate(2048);
     printf("unet forward on cpu: %s, latent %dx%d (image %dx%d), batch %d\n", model, size, size, size * 8, size * 8,
            batch);
     printf("  load %.1f s; forward %.2f s; %.1f GFLOP -> %.1f GFLOP/s\n", load, fwd, flops * 1e-9,

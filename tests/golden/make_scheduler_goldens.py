@@ -18,7 +18,7 @@ import os
 import diffusers
 import torch
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
-                       LMSDiscreteScheduler)
+                       HeunDiscreteScheduler, LMSDiscreteScheduler)
 from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,8 +28,9 @@ OUT = os.path.join(ROOT, "tests", "golden", "data", "schedulers")
 TINY = json.load(open(os.path.join(TESTDATA, "sdxl-tiny", "scheduler", "scheduler_config.json")))
 REAL = json.load(open(os.path.join(TESTDATA, "real-sdxl", "base", "scheduler", "scheduler_config.json")))
 
-EULER, EULER_A, DPM, DDIM, LMS = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler,
-                                  DDIMScheduler, LMSDiscreteScheduler)
+EULER, EULER_A, DPM, DDIM, LMS, HEUN = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
+                                        DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler,
+                                        HeunDiscreteScheduler)
 # our --scheduler names: the class and the overrides each stands for (common/gen_params.c)
 KINDS = {
     "euler": (EULER, dict(use_karras_sigmas=False)),
@@ -46,6 +47,7 @@ KINDS = {
     "ddim": (DDIM, {}),
     "lms": (LMS, dict(use_karras_sigmas=False)),
     "lms_karras": (LMS, dict(use_karras_sigmas=True)),
+    "heun": (HEUN, dict(use_karras_sigmas=False)),
 }
 
 
@@ -85,6 +87,9 @@ CASES.update({
     "lms_trailing_v_zero_snr_ignored": (with_keys(TINY, LMS, timestep_spacing="trailing", prediction_type="v_prediction",
                                                   rescale_betas_zero_snr=True), None, 0.0),
     "real_lms_karras": (REAL, "lms_karras", 0.0),
+    "real_heun": (REAL, "heun", 0.0),
+    "heun_karras_clip_trailing": (with_keys(TINY, HEUN, use_karras_sigmas=True, clip_sample=True,
+                                            timestep_spacing="trailing"), None, 0.0),
 })
 
 
@@ -92,7 +97,7 @@ def build(cfg, kind):
     if kind:
         cls, over = KINDS[kind]
         return cls.from_config(cfg, **over)
-    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS)}[cfg["_class_name"]].from_config(cfg)
+    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS, HEUN)}[cfg["_class_name"]].from_config(cfg)
 
 
 def main():
@@ -117,7 +122,7 @@ def main():
             mo = torch.randn(x.shape, generator=g)
             scaled = s.scale_model_input(x, ts)
             # the pipelines pass a generator (and eta) only to a step that takes them
-            kw = {"generator": noise_gen} if not isinstance(s, LMS) else {}
+            kw = {"generator": noise_gen} if not isinstance(s, (LMS, HEUN)) else {}
             if isinstance(s, DDIM):
                 kw["eta"] = eta
             x = s.step(mo, ts, x, **kw).prev_sample
@@ -130,7 +135,7 @@ def main():
         for strength in (0.3, 0.6):
             s = build(cfg, kind)
             s.set_timesteps(10)
-            first = 10 - min(int(10 * strength), 10)
+            first = (10 - min(int(10 * strength), 10)) * s.order  # get_timesteps' t_start * order
             if hasattr(s, "set_begin_index"):  # as the img2img pipeline calls it
                 s.set_begin_index(first)
             ts = s.timesteps[first:first + 1]

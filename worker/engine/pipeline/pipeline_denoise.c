@@ -283,9 +283,9 @@ sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     int first = 0, count = s.n;
     if (g->init_image) { /* get_timesteps: the last strength * steps, begin index set */
         int init_t = (int)(g->steps * g->strength) < g->steps ? (int)(g->steps * g->strength) : g->steps;
-        first = g->steps - init_t > 0 ? g->steps - init_t : 0;
+        first = (g->steps - init_t > 0 ? g->steps - init_t : 0) * sd_scheduler_order(&s);
         count = s.n - first;
-        sd_scheduler_set_begin_index(&s, first * sd_scheduler_order(&s));
+        sd_scheduler_set_begin_index(&s, first);
     }
     if (p->has_refiner) {
         int cutoff = cutoff_of(&s, g->high_noise_frac), keep = 0;
@@ -345,6 +345,9 @@ static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     int cutoff = cutoff_of(&s, g->high_noise_frac), count = 0;
     for (int i = 0; i < s.n; i++)
         count += s.timesteps[i] < (float)cutoff;
+    /* a second-order scheduler starts on a first-order half */
+    if (sd_scheduler_order(&s) == 2 && count % 2 == 0 && count < s.n)
+        count++;
     /* the refiner pipeline's size: the latents times its VAE's factor */
     int f = sd_vae_scale_factor(p->rvae ? p->rvae : p->vae);
     int H = (int)shape[2] * f, W = (int)shape[3] * f;

@@ -22,8 +22,7 @@ void sd_scheduler_free(sd_scheduler *s)
 
 int sd_scheduler_order(const sd_scheduler *s)
 {
-    (void)s;
-    return 1;
+    return s->cls == SD_SCHED_HEUN ? 2 : 1;
 }
 
 /* sqrt((1 - ac) / ac) in float32, as diffusers builds its sigma table */
@@ -170,7 +169,20 @@ sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
         maxs = s->sigmas[i] > maxs ? s->sigmas[i] : maxs;
     }
     s->sigmas[steps] = s->final_sigma_zero ? 0.0f : train_sigma(s, 0);
-    if (s->cls != SD_SCHED_DPM) { /* the Euler family and LMS */
+    if (s->cls == SD_SCHED_HEUN) { /* every step after the first twice: t0 t1 t1 t2 t2 ..., sigmas s0 s1 s1 ... 0 */
+        for (int i = steps - 1; i >= 1; i--) {
+            s->timesteps[2 * i] = s->timesteps[i];
+            s->timesteps[2 * i - 1] = s->timesteps[i];
+        }
+        s->sigmas[2 * steps - 1] = s->sigmas[steps];
+        for (int i = steps - 1; i >= 1; i--) {
+            s->sigmas[2 * i] = s->sigmas[i];
+            s->sigmas[2 * i - 1] = s->sigmas[i];
+        }
+        s->n = 2 * steps - 1;
+        s->heun_second = 0;
+    }
+    if (s->cls != SD_SCHED_DPM) { /* the Euler family, LMS and Heun */
         maxs = s->sigmas[steps] > maxs ? s->sigmas[steps] : maxs;
         s->init_noise_sigma = s->spacing != SD_SPACING_LEADING ? maxs : sqrtf(maxs * maxs + 1.0f);
     }
@@ -242,17 +254,24 @@ static float euler_x0(const sd_scheduler *s, float x, float mo, float sigma)
     return mo * (-sigma / sqrtf(sq)) + x / sq;
 }
 
+/* The Euler step Euler and Euler ancestral share: x0 predicted at sigma,
+ * derivative d = (x - x0) / sigma, x += d * dt (diffusers' order of
+ * operations); x0 kept if asked for. */
+static void euler_update(const sd_scheduler *s, float *x, const float *mo, float sigma, float dt, float *x0, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        float pred = euler_x0(s, x[i], mo[i], sigma);
+        if (x0)
+            x0[i] = pred;
+        float d = (x[i] - pred) / sigma;
+        x[i] = x[i] + d * dt;
+    }
+}
+
 static sd_status step_euler(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0)
 {
     float sigma = s->sigmas[s->step_index], sigma_hat = sigma * (0.0f + 1.0f);
-    float dt = s->sigmas[s->step_index + 1] - sigma_hat;
-    for (size_t i = 0; i < n; i++) {
-        float pred = euler_x0(s, x[i], mo[i], sigma_hat);
-        if (x0)
-            x0[i] = pred;
-        float d = (x[i] - pred) / sigma_hat;
-        x[i] = x[i] + d * dt;
-    }
+    euler_update(s, x, mo, sigma_hat, s->sigmas[s->step_index + 1] - sigma_hat, x0, n);
     return SD_OK;
 }
 
@@ -263,14 +282,7 @@ static sd_status step_euler_a(sd_scheduler *s, const float *mo, float *x, size_t
     float sf2 = sigma * sigma, st2 = st * st;
     float sigma_up = sqrtf(st2 * (sf2 - st2) / sf2);
     float sigma_down = sqrtf(st2 - sigma_up * sigma_up);
-    float dt = sigma_down - sigma;
-    for (size_t i = 0; i < n; i++) {
-        float pred = euler_x0(s, x[i], mo[i], sigma);
-        if (x0)
-            x0[i] = pred;
-        float d = (x[i] - pred) / sigma;
-        x[i] = x[i] + d * dt;
-    }
+    euler_update(s, x, mo, sigma, sigma_down - sigma, x0, n);
     float *noise = noise_from(gen, n, err);
     if (!noise)
         return err->code;
@@ -476,6 +488,46 @@ static sd_status step_lms(sd_scheduler *s, const float *mo, float *x, size_t n, 
     return SD_OK;
 }
 
+
+/* ---- Heun ---- */
+
+static sd_status step_heun(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0, sd_error *err)
+{
+    if (s->out_len != n) {
+        sd_scheduler_free(s);
+        for (int k = 0; k < 2; k++)
+            if (!(s->outputs[k] = calloc(n, sizeof(float))))
+                return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        s->out_len = n;
+    }
+    int first = !s->heun_second, i = s->step_index;
+    float sigma = first ? s->sigmas[i] : s->sigmas[i - 1], sigma_next = first ? s->sigmas[i + 1] : s->sigmas[i];
+    float sigma_hat = sigma * (0.0f + 1.0f), sigma_input = first ? sigma_hat : sigma_next;
+    float *prev_d = s->outputs[0], *prev_x = s->outputs[1];
+    float r = s->clip_sample_range;
+    if (first)
+        s->heun_dt = sigma_next - sigma_hat;
+    for (size_t k = 0; k < n; k++) {
+        float pred = euler_x0(s, x[k], mo[k], sigma_input);
+        if (s->clip_sample)
+            pred = pred < -r ? -r : pred > r ? r : pred;
+        if (x0)
+            x0[k] = pred;
+        if (first) {
+            float d = (x[k] - pred) / sigma_hat;
+            prev_d[k] = d;
+            prev_x[k] = x[k];
+            x[k] = x[k] + d * s->heun_dt;
+        } else {
+            float d = (x[k] - pred) / sigma_next;
+            d = (prev_d[k] + d) / 2.0f;
+            x[k] = prev_x[k] + d * s->heun_dt;
+        }
+    }
+    s->heun_second = first;
+    return SD_OK;
+}
+
 static float ddim_alpha(const sd_scheduler *s, int t)
 {
     return t >= 0 ? s->alphas_cumprod[t] : s->final_alpha_cumprod;
@@ -523,6 +575,7 @@ sd_status sd_scheduler_step(sd_scheduler *s, const float *model_output, float t,
     sd_status st = s->cls == SD_SCHED_EULER     ? step_euler(s, model_output, sample, n, pred_x0)
                    : s->cls == SD_SCHED_EULER_A ? step_euler_a(s, model_output, sample, n, gen, pred_x0, err)
                    : s->cls == SD_SCHED_LMS     ? step_lms(s, model_output, sample, n, pred_x0, err)
+                   : s->cls == SD_SCHED_HEUN    ? step_heun(s, model_output, sample, n, pred_x0, err)
                                                 : step_dpm(s, model_output, sample, n, gen, pred_x0, err);
     if (st == SD_OK)
         s->step_index++;
@@ -580,6 +633,9 @@ const char *sd_scheduler_label(const sd_scheduler *s, char *buf, size_t len)
         break;
     case SD_SCHED_LMS:
         snprintf(buf, len, "LMS%s", s->karras ? " Karras" : "");
+        break;
+    case SD_SCHED_HEUN:
+        snprintf(buf, len, "Heun%s", s->karras ? " Karras" : "");
         break;
     }
     return buf;

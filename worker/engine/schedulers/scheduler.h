@@ -8,6 +8,8 @@
  *     sigmas or not, midpoint or Heun, lower-order final steps)
  *   - DDIMScheduler (eta, clip_sample)
  *   - LMSDiscreteScheduler (order 4, Karras sigmas)
+ *   - HeunDiscreteScheduler (order 2: two model evaluations a step, its
+ *     timesteps interleaved, 2N - 1 of them)
  * each with epsilon or v prediction, zero-SNR rescaled betas, linspace,
  * leading or trailing spacing. Every config key the class reads is followed
  * or refused with a message naming it (schedulers_config.c); keys the class
@@ -27,7 +29,7 @@
 
 #define SD_SCHED_MAX_STEPS 1000
 
-typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM, SD_SCHED_LMS } sd_sched_class;
+typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM, SD_SCHED_LMS, SD_SCHED_HEUN } sd_sched_class;
 typedef enum { SD_SPACING_LEADING, SD_SPACING_LINSPACE, SD_SPACING_TRAILING } sd_sched_spacing;
 
 typedef struct {
@@ -52,9 +54,9 @@ typedef struct {
     float alphas_cumprod[SD_SCHED_MAX_STEPS];
     float final_alpha_cumprod; /* DDIM: set_alpha_to_one */
     /* after set_timesteps */
-    int n;
-    float timesteps[SD_SCHED_MAX_STEPS];
-    float sigmas[SD_SCHED_MAX_STEPS + 1]; /* Euler family and DPM */
+    int n; /* timesteps to run (2 * steps - 1 for Heun) */
+    float timesteps[2 * SD_SCHED_MAX_STEPS];
+    float sigmas[2 * SD_SCHED_MAX_STEPS + 1]; /* Euler family, DPM, LMS, Heun */
     float init_noise_sigma;
     int step_index;  /* -1 until the first scale/step */
     int begin_index; /* set_begin_index (img2img, the refiner's start), -1 none */
@@ -62,6 +64,9 @@ typedef struct {
      * 4 derivatives, oldest first */
     float *outputs[4];
     int nderiv; /* LMS: derivatives kept */
+    /* Heun: the first-order half's derivative, dt and sample (outputs[0..1]) */
+    int heun_second;
+    float heun_dt;
     size_t out_len;
     int lower_order_nums;
     /* what ran, for the image metadata: "DPMSolverMultistepScheduler(...)" */
@@ -97,7 +102,7 @@ sd_status sd_scheduler_add_noise(const sd_scheduler *s, const float *x0, const f
 /* The sampler's name as A1111 and ComfyUI users know it ("DPM++ 2M SDE
  * Karras", "Euler a"), whatever picked it (a name or the folder's config). */
 const char *sd_scheduler_label(const sd_scheduler *s, char *buf, size_t len);
-/* scheduler.order (1 for all of these) */
+/* scheduler.order (2 for Heun, 1 for the others) */
 int sd_scheduler_order(const sd_scheduler *s);
 
 #endif

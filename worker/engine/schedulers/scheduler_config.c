@@ -85,6 +85,14 @@ static const key_rule dpm_keys[] = {
     {"time_shift_type", K_STRING, "exponential", 0, 0},
     END,
 };
+static const key_rule heun_keys[] = {
+    {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
+    {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
+    {"use_beta_sigmas", K_FALSE, NULL, 0, 0},
+    {"clip_sample", K_BOOL, NULL, 0, 0},
+    {"clip_sample_range", K_NUMBER, NULL, 0, 0},
+    END,
+};
 static const key_rule ddim_keys[] = {
     ZERO_SNR,
     {"clip_sample", K_BOOL, NULL, 0, 0},
@@ -108,6 +116,7 @@ static const struct {
     {"DPMSolverMultistepScheduler", SD_SCHED_DPM, dpm_keys, "linspace"},
     {"DDIMScheduler", SD_SCHED_DDIM, ddim_keys, "leading"},
     {"LMSDiscreteScheduler", SD_SCHED_LMS, lms_keys, "linspace"},
+    {"HeunDiscreteScheduler", SD_SCHED_HEUN, heun_keys, "linspace"},
 };
 
 static const key_rule *find_rule(const key_rule *rules, const char *key)
@@ -248,7 +257,7 @@ static sd_status build_alphas(sd_scheduler *s, const sd_json_doc *cfg, sd_error 
     cumprod_alphas(betas, N, s->alphas_cumprod);
     /* close to 0 without being 0, so the first sigma is finite (DDIM keeps 0;
      * LMS has no zero-SNR) */
-    if (s->zero_snr && s->cls != SD_SCHED_DDIM && s->cls != SD_SCHED_LMS)
+    if (s->zero_snr && (s->cls == SD_SCHED_EULER || s->cls == SD_SCHED_EULER_A || s->cls == SD_SCHED_DPM))
         s->alphas_cumprod[N - 1] = 0x1p-24f;
     (void)err;
     return SD_OK;
@@ -268,7 +277,7 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
     if (ci < 0)
         return sd_fail(err, SD_ERR_UNSUPPORTED,
                        "%s: scheduler class '%s' is not supported (EulerDiscreteScheduler, "
-                       "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler; "
+                       "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler; "
                        "--scheduler picks "
                        "one)",
                        cfg->path, cls);
@@ -284,12 +293,13 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
     s->v_prediction = !strcmp(sd_json_string_or(cfg, "prediction_type", "epsilon"), "v_prediction");
     s->zero_snr = find_rule(classes[ci].keys, "rescale_betas_zero_snr") && flag_or(cfg, "rescale_betas_zero_snr", 0);
     int euler = s->cls == SD_SCHED_EULER, dpm = s->cls == SD_SCHED_DPM, lms = s->cls == SD_SCHED_LMS;
-    s->karras = (euler || dpm || lms) && flag_or(cfg, "use_karras_sigmas", 0);
+    int heun = s->cls == SD_SCHED_HEUN;
+    s->karras = (euler || dpm || lms || heun) && flag_or(cfg, "use_karras_sigmas", 0);
     if (euler) {
         s->sigma_min = sd_json_double_or(cfg, "sigma_min", 0);
         s->sigma_max = sd_json_double_or(cfg, "sigma_max", 0);
     }
-    s->final_sigma_zero = lms || !strcmp(sd_json_string_or(cfg, "final_sigmas_type", "zero"), "zero");
+    s->final_sigma_zero = lms || heun || !strcmp(sd_json_string_or(cfg, "final_sigmas_type", "zero"), "zero");
     if (dpm) {
         s->solver_order = (int)sd_json_int_or(cfg, "solver_order", 2);
         s->sde = !strcmp(sd_json_string_or(cfg, "algorithm_type", "dpmsolver++"), "sde-dpmsolver++");
@@ -297,8 +307,8 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
         s->lower_order_final = flag_or(cfg, "lower_order_final", 1);
         s->euler_at_final = flag_or(cfg, "euler_at_final", 0);
     }
-    if (s->cls == SD_SCHED_DDIM) {
-        s->clip_sample = flag_or(cfg, "clip_sample", 1);
+    if (s->cls == SD_SCHED_DDIM || heun) { /* DDIM clips by default, Heun not */
+        s->clip_sample = flag_or(cfg, "clip_sample", !heun);
         s->clip_sample_range = (float)sd_json_double_or(cfg, "clip_sample_range", 1.0);
     }
     /* the sampler's own settings over the folder's */
