@@ -38,6 +38,7 @@ typedef enum {
     SD_SCHED_KIND_LMS,
     SD_SCHED_KIND_LMS_KARRAS,
     SD_SCHED_KIND_HEUN,
+    SD_SCHED_KIND_LCM,
     /* the classes as configured */
     SD_SCHED_KIND_CLASS_EULER,
     SD_SCHED_KIND_CLASS_EULER_ANCESTRAL,
@@ -45,6 +46,7 @@ typedef enum {
     SD_SCHED_KIND_CLASS_DDIM,
     SD_SCHED_KIND_CLASS_LMS,
     SD_SCHED_KIND_CLASS_HEUN,
+    SD_SCHED_KIND_CLASS_LCM,
     SD_SCHED_KIND_COUNT
 } sd_sched_kind;
 

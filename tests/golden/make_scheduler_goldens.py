@@ -18,7 +18,7 @@ import os
 import diffusers
 import torch
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
-                       HeunDiscreteScheduler, LMSDiscreteScheduler)
+                       HeunDiscreteScheduler, LCMScheduler, LMSDiscreteScheduler)
 from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,9 +28,9 @@ OUT = os.path.join(ROOT, "tests", "golden", "data", "schedulers")
 TINY = json.load(open(os.path.join(TESTDATA, "sdxl-tiny", "scheduler", "scheduler_config.json")))
 REAL = json.load(open(os.path.join(TESTDATA, "real-sdxl", "base", "scheduler", "scheduler_config.json")))
 
-EULER, EULER_A, DPM, DDIM, LMS, HEUN = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
-                                        DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler,
-                                        HeunDiscreteScheduler)
+EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
+                                             DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler,
+                                             HeunDiscreteScheduler, LCMScheduler)
 # our --scheduler names: the class and the overrides each stands for (common/gen_params.c)
 KINDS = {
     "euler": (EULER, dict(use_karras_sigmas=False)),
@@ -48,6 +48,7 @@ KINDS = {
     "lms": (LMS, dict(use_karras_sigmas=False)),
     "lms_karras": (LMS, dict(use_karras_sigmas=True)),
     "heun": (HEUN, dict(use_karras_sigmas=False)),
+    "lcm": (LCM, {}),
 }
 
 
@@ -90,6 +91,9 @@ CASES.update({
     "real_heun": (REAL, "heun", 0.0),
     "heun_karras_clip_trailing": (with_keys(TINY, HEUN, use_karras_sigmas=True, clip_sample=True,
                                             timestep_spacing="trailing"), None, 0.0),
+    "real_lcm": (REAL, "lcm", 0.0),
+    "lcm_v_zero_snr_orig_40": (with_keys(TINY, LCM, prediction_type="v_prediction", rescale_betas_zero_snr=True,
+                                         original_inference_steps=40, timestep_scaling=8.0), None, 0.0),
 })
 
 
@@ -97,7 +101,7 @@ def build(cfg, kind):
     if kind:
         cls, over = KINDS[kind]
         return cls.from_config(cfg, **over)
-    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS, HEUN)}[cfg["_class_name"]].from_config(cfg)
+    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM)}[cfg["_class_name"]].from_config(cfg)
 
 
 def main():
@@ -105,7 +109,7 @@ def main():
     index = {}
     for name, (cfg, kind, eta) in CASES.items():
         t = {}
-        for steps in (4, 10, 25, 30):
+        for steps in (4, 10, 25, 30) if not (kind == "lcm" or cfg.get("_class_name") == "LCMScheduler") else (4, 10, 25):
             s = build(cfg, kind)
             s.set_timesteps(steps)
             t[f"n{steps}_timesteps"] = s.timesteps.to(torch.float32)

@@ -228,6 +228,9 @@ static void run_case(const char *name, json_t *c)
     int counts[4] = {4, 10, 25, 30};
     char key[64];
     for (int k = 0; k < 4; k++) {
+        snprintf(key, sizeof key, "n%d_timesteps", counts[k]);
+        if (!sd_st_find(g, key)) /* LCM's goldens stop at 25 steps */
+            continue;
         sd_scheduler s;
         cr_assert_eq(sd_scheduler_init(&s, &d, (int)kind, eta, &err), SD_OK, "%s: %s", name, err.msg);
         cr_assert_eq(sd_scheduler_set_timesteps(&s, counts[k], &err), SD_OK, "%s", err.msg);

@@ -130,6 +130,20 @@ sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
     static __thread double t[SD_SCHED_MAX_STEPS], sg[SD_SCHED_MAX_STEPS], log_sigmas[SD_SCHED_MAX_STEPS];
     for (int i = 0; i < N; i++)
         log_sigmas[i] = log((double)train_sigma(s, i));
+    if (s->cls == SD_SCHED_LCM) {
+        /* the distillation's timesteps k*i - 1 (i = 1..original steps),
+         * from the last, at floor(linspace(0, len, steps, endpoint=False)) */
+        int orig = s->original_steps, k = N / orig;
+        if (steps > orig)
+            return sd_fail(err, SD_ERR_INVALID, "steps: LCM takes at most original_inference_steps (%d), not %d", orig,
+                           steps);
+        for (int i = 0; i < steps; i++) {
+            long idx = (long)floor((double)i * ((double)orig / steps));
+            s->timesteps[i] = (float)((orig - idx) * k - 1);
+        }
+        s->init_noise_sigma = 1.0f;
+        return SD_OK;
+    }
     if (s->cls == SD_SCHED_DDIM) {
         spaced_timesteps(s, steps, t);
         for (int i = 0; i < steps; i++)
@@ -219,7 +233,7 @@ static void init_step_index(sd_scheduler *s, float t)
 sd_status sd_scheduler_input_divisor(sd_scheduler *s, float t, float *divisor, sd_error *err)
 {
     (void)err;
-    if (s->cls == SD_SCHED_DDIM || s->cls == SD_SCHED_DPM) {
+    if (s->cls == SD_SCHED_DDIM || s->cls == SD_SCHED_DPM || s->cls == SD_SCHED_LCM) {
         *divisor = 1.0f;
         return SD_OK;
     }
@@ -528,6 +542,41 @@ static sd_status step_heun(sd_scheduler *s, const float *mo, float *x, size_t n,
     return SD_OK;
 }
 
+
+/* ---- LCM ---- */
+
+static sd_status step_lcm(sd_scheduler *s, const float *mo, float t, float *x, size_t n, sd_torch_gen *gen, float *x0,
+                          sd_error *err)
+{
+    int i = s->step_index;
+    float prev_t = i + 1 < s->n ? s->timesteps[i + 1] : t;
+    float a_t = s->alphas_cumprod[(int)t];
+    float a_prev = prev_t >= 0 ? s->alphas_cumprod[(int)prev_t] : s->final_alpha_cumprod;
+    float b_t = 1.0f - a_t, b_prev = 1.0f - a_prev;
+    /* the consistency model's boundary scalings, sigma_data 0.5 */
+    float st = t * s->timestep_scaling, sd2 = 0.5f * 0.5f;
+    float c_skip = sd2 / (st * st + sd2), c_out = st / sqrtf(st * st + sd2);
+    float sq_a = sqrtf(a_t), sq_b = sqrtf(b_t), r = s->clip_sample_range;
+    for (size_t k = 0; k < n; k++) {
+        float pred = s->v_prediction ? sq_a * x[k] - sq_b * mo[k] : (x[k] - sq_b * mo[k]) / sq_a;
+        if (s->clip_sample)
+            pred = pred < -r ? -r : pred > r ? r : pred;
+        if (x0)
+            x0[k] = pred;
+        x[k] = c_out * pred + c_skip * x[k];
+    }
+    if (i != s->n - 1) { /* fresh noise to the next timestep, but after the last step */
+        float *noise = noise_from(gen, n, err);
+        if (!noise)
+            return err->code;
+        float sq_ap = sqrtf(a_prev), sq_bp = sqrtf(b_prev);
+        for (size_t k = 0; k < n; k++)
+            x[k] = sq_ap * x[k] + sq_bp * noise[k];
+        free(noise);
+    }
+    return SD_OK;
+}
+
 static float ddim_alpha(const sd_scheduler *s, int t)
 {
     return t >= 0 ? s->alphas_cumprod[t] : s->final_alpha_cumprod;
@@ -576,6 +625,7 @@ sd_status sd_scheduler_step(sd_scheduler *s, const float *model_output, float t,
                    : s->cls == SD_SCHED_EULER_A ? step_euler_a(s, model_output, sample, n, gen, pred_x0, err)
                    : s->cls == SD_SCHED_LMS     ? step_lms(s, model_output, sample, n, pred_x0, err)
                    : s->cls == SD_SCHED_HEUN    ? step_heun(s, model_output, sample, n, pred_x0, err)
+                   : s->cls == SD_SCHED_LCM     ? step_lcm(s, model_output, t, sample, n, gen, pred_x0, err)
                                                 : step_dpm(s, model_output, sample, n, gen, pred_x0, err);
     if (st == SD_OK)
         s->step_index++;
@@ -585,7 +635,7 @@ sd_status sd_scheduler_step(sd_scheduler *s, const float *model_output, float t,
 sd_status sd_scheduler_add_noise(const sd_scheduler *s, const float *x0, const float *noise, float t, float *out,
                                  size_t n, sd_error *err)
 {
-    if (s->cls == SD_SCHED_DDIM) {
+    if (s->cls == SD_SCHED_DDIM || s->cls == SD_SCHED_LCM) { /* DDPM's forward process at t */
         int ti = (int)t;
         if (ti < 0 || ti >= s->num_train)
             return sd_fail(err, SD_ERR_INVALID, "add_noise: timestep %g out of range", (double)t);
@@ -636,6 +686,9 @@ const char *sd_scheduler_label(const sd_scheduler *s, char *buf, size_t len)
         break;
     case SD_SCHED_HEUN:
         snprintf(buf, len, "Heun%s", s->karras ? " Karras" : "");
+        break;
+    case SD_SCHED_LCM:
+        snprintf(buf, len, "LCM");
         break;
     }
     return buf;

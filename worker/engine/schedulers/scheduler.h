@@ -10,6 +10,9 @@
  *   - LMSDiscreteScheduler (order 4, Karras sigmas)
  *   - HeunDiscreteScheduler (order 2: two model evaluations a step, its
  *     timesteps interleaved, 2N - 1 of them)
+ *   - LCMScheduler (for LCM-LoRAs and LCM-distilled UNets: the
+ *     distillation's timesteps, consistency boundary scalings, fresh noise
+ *     between steps)
  * each with epsilon or v prediction, zero-SNR rescaled betas, linspace,
  * leading or trailing spacing. Every config key the class reads is followed
  * or refused with a message naming it (schedulers_config.c); keys the class
@@ -29,7 +32,8 @@
 
 #define SD_SCHED_MAX_STEPS 1000
 
-typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM, SD_SCHED_LMS, SD_SCHED_HEUN } sd_sched_class;
+typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM, SD_SCHED_LMS, SD_SCHED_HEUN,
+               SD_SCHED_LCM } sd_sched_class;
 typedef enum { SD_SPACING_LEADING, SD_SPACING_LINSPACE, SD_SPACING_TRAILING } sd_sched_spacing;
 
 typedef struct {
@@ -47,7 +51,10 @@ typedef struct {
     int sde;              /* algorithm_type "sde-dpmsolver++" (else "dpmsolver++") */
     int solver_heun;      /* solver_type "heun" (else "midpoint") */
     int lower_order_final, euler_at_final;
-    /* DDIM */
+    /* LCM */
+    int original_steps;
+    float timestep_scaling;
+    /* DDIM (and Heun, LCM) */
     int clip_sample;
     float clip_sample_range;
     float eta;            /* the pipeline's eta (DDIM only) */

@@ -93,6 +93,18 @@ static const key_rule heun_keys[] = {
     {"clip_sample_range", K_NUMBER, NULL, 0, 0},
     END,
 };
+static const key_rule lcm_keys[] = {
+    ZERO_SNR,
+    {"original_inference_steps", K_INT, NULL, 1, SD_SCHED_MAX_STEPS},
+    {"clip_sample", K_BOOL, NULL, 0, 0},
+    {"clip_sample_range", K_NUMBER, NULL, 0, 0},
+    {"set_alpha_to_one", K_BOOL, NULL, 0, 0},
+    {"thresholding", K_FALSE, NULL, 0, 0},
+    {"dynamic_thresholding_ratio", K_NUMBER, NULL, 0, 0},
+    {"sample_max_value", K_NUMBER, NULL, 0, 0},
+    {"timestep_scaling", K_NUMBER, NULL, 0, 0},
+    END,
+};
 static const key_rule ddim_keys[] = {
     ZERO_SNR,
     {"clip_sample", K_BOOL, NULL, 0, 0},
@@ -117,6 +129,7 @@ static const struct {
     {"DDIMScheduler", SD_SCHED_DDIM, ddim_keys, "leading"},
     {"LMSDiscreteScheduler", SD_SCHED_LMS, lms_keys, "linspace"},
     {"HeunDiscreteScheduler", SD_SCHED_HEUN, heun_keys, "linspace"},
+    {"LCMScheduler", SD_SCHED_LCM, lcm_keys, "leading"},
 };
 
 static const key_rule *find_rule(const key_rule *rules, const char *key)
@@ -277,7 +290,7 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
     if (ci < 0)
         return sd_fail(err, SD_ERR_UNSUPPORTED,
                        "%s: scheduler class '%s' is not supported (EulerDiscreteScheduler, "
-                       "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler; "
+                       "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler; "
                        "--scheduler picks "
                        "one)",
                        cfg->path, cls);
@@ -307,8 +320,13 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
         s->lower_order_final = flag_or(cfg, "lower_order_final", 1);
         s->euler_at_final = flag_or(cfg, "euler_at_final", 0);
     }
-    if (s->cls == SD_SCHED_DDIM || heun) { /* DDIM clips by default, Heun not */
-        s->clip_sample = flag_or(cfg, "clip_sample", !heun);
+    int lcm = s->cls == SD_SCHED_LCM;
+    if (lcm) {
+        s->original_steps = (int)sd_json_int_or(cfg, "original_inference_steps", 50);
+        s->timestep_scaling = (float)sd_json_double_or(cfg, "timestep_scaling", 10.0);
+    }
+    if (s->cls == SD_SCHED_DDIM || heun || lcm) { /* DDIM clips by default, Heun and LCM not */
+        s->clip_sample = flag_or(cfg, "clip_sample", s->cls == SD_SCHED_DDIM);
         s->clip_sample_range = (float)sd_json_double_or(cfg, "clip_sample_range", 1.0);
     }
     /* the sampler's own settings over the folder's */
