@@ -18,7 +18,7 @@ import os
 import diffusers
 import torch
 from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
-                       HeunDiscreteScheduler, LCMScheduler, LMSDiscreteScheduler)
+                       HeunDiscreteScheduler, LCMScheduler, LMSDiscreteScheduler, UniPCMultistepScheduler)
 from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,9 +28,9 @@ OUT = os.path.join(ROOT, "tests", "golden", "data", "schedulers")
 TINY = json.load(open(os.path.join(TESTDATA, "sdxl-tiny", "scheduler", "scheduler_config.json")))
 REAL = json.load(open(os.path.join(TESTDATA, "real-sdxl", "base", "scheduler", "scheduler_config.json")))
 
-EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
-                                             DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler,
-                                             HeunDiscreteScheduler, LCMScheduler)
+EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM, UNIPC = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
+                                                    DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler,
+                                                    HeunDiscreteScheduler, LCMScheduler, UniPCMultistepScheduler)
 # our --scheduler names: the class and the overrides each stands for (common/gen_params.c)
 KINDS = {
     "euler": (EULER, dict(use_karras_sigmas=False)),
@@ -49,6 +49,8 @@ KINDS = {
     "lms_karras": (LMS, dict(use_karras_sigmas=True)),
     "heun": (HEUN, dict(use_karras_sigmas=False)),
     "lcm": (LCM, {}),
+    "unipc": (UNIPC, dict(use_karras_sigmas=False)),
+    "unipc_karras": (UNIPC, dict(use_karras_sigmas=True)),
 }
 
 
@@ -92,6 +94,13 @@ CASES.update({
     "heun_karras_clip_trailing": (with_keys(TINY, HEUN, use_karras_sigmas=True, clip_sample=True,
                                             timestep_spacing="trailing"), None, 0.0),
     "real_lcm": (REAL, "lcm", 0.0),
+    "real_unipc": (REAL, "unipc", 0.0),
+    # bh1 with a final sigma of 0 gives NaN in diffusers too (B(h) = -inf): sigma_min here
+    "unipc_bh1_order3_trailing_v": (with_keys(TINY, UNIPC, solver_type="bh1", solver_order=3, timestep_spacing="trailing",
+                                              prediction_type="v_prediction", final_sigmas_type="sigma_min"), None, 0.0),
+    # (Karras with sigma_min repeats the last sigma, h = 0; zero without lower-order final divides by
+    # rk = 0: both NaN in diffusers)
+    "unipc_karras_order3": (with_keys(TINY, UNIPC, use_karras_sigmas=True, solver_order=3), None, 0.0),
     "lcm_v_zero_snr_orig_40": (with_keys(TINY, LCM, prediction_type="v_prediction", rescale_betas_zero_snr=True,
                                          original_inference_steps=40, timestep_scaling=8.0), None, 0.0),
 })
@@ -101,7 +110,7 @@ def build(cfg, kind):
     if kind:
         cls, over = KINDS[kind]
         return cls.from_config(cfg, **over)
-    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM)}[cfg["_class_name"]].from_config(cfg)
+    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM, UNIPC)}[cfg["_class_name"]].from_config(cfg)
 
 
 def main():
@@ -126,7 +135,7 @@ def main():
             mo = torch.randn(x.shape, generator=g)
             scaled = s.scale_model_input(x, ts)
             # the pipelines pass a generator (and eta) only to a step that takes them
-            kw = {"generator": noise_gen} if not isinstance(s, (LMS, HEUN)) else {}
+            kw = {"generator": noise_gen} if not isinstance(s, (LMS, HEUN, UNIPC)) else {}
             if isinstance(s, DDIM):
                 kw["eta"] = eta
             x = s.step(mo, ts, x, **kw).prev_sample

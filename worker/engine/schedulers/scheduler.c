@@ -18,6 +18,7 @@ void sd_scheduler_free(sd_scheduler *s)
     }
     s->out_len = 0;
     s->nderiv = 0;
+    s->have_last = 0;
 }
 
 int sd_scheduler_order(const sd_scheduler *s)
@@ -151,9 +152,14 @@ sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
         s->init_noise_sigma = 1.0f;
         return SD_OK;
     }
-    if (s->cls == SD_SCHED_DPM) {
+    if (s->cls == SD_SCHED_DPM || s->cls == SD_SCHED_UNIPC) {
         if (s->karras) { /* over the whole table, timesteps by the inverse table, rounded */
-            karras(train_sigma(s, 0), train_sigma(s, N - 1), steps, sg);
+            double smin = train_sigma(s, 0), smax = train_sigma(s, N - 1);
+            if (s->cls == SD_SCHED_UNIPC && s->sigma_min > 0) /* UniPC's config may bound them */
+                smin = s->sigma_min;
+            if (s->cls == SD_SCHED_UNIPC && s->sigma_max > 0)
+                smax = s->sigma_max;
+            karras(smin, smax, steps, sg);
             for (int i = 0; i < steps; i++)
                 t[i] = nearbyint(sigma_to_t(s, sg[i], log_sigmas));
         } else {
@@ -183,6 +189,8 @@ sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
         maxs = s->sigmas[i] > maxs ? s->sigmas[i] : maxs;
     }
     s->sigmas[steps] = s->final_sigma_zero ? 0.0f : train_sigma(s, 0);
+    if (!s->final_sigma_zero && s->cls == SD_SCHED_UNIPC && s->karras) /* UniPC ends on its last Karras sigma */
+        s->sigmas[steps] = (float)sg[steps - 1];
     if (s->cls == SD_SCHED_HEUN) { /* every step after the first twice: t0 t1 t1 t2 t2 ..., sigmas s0 s1 s1 ... 0 */
         for (int i = steps - 1; i >= 1; i--) {
             s->timesteps[2 * i] = s->timesteps[i];
@@ -196,7 +204,7 @@ sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
         s->n = 2 * steps - 1;
         s->heun_second = 0;
     }
-    if (s->cls != SD_SCHED_DPM) { /* the Euler family, LMS and Heun */
+    if (s->cls != SD_SCHED_DPM && s->cls != SD_SCHED_UNIPC) { /* the Euler family, LMS and Heun */
         maxs = s->sigmas[steps] > maxs ? s->sigmas[steps] : maxs;
         s->init_noise_sigma = s->spacing != SD_SPACING_LEADING ? maxs : sqrtf(maxs * maxs + 1.0f);
     }
@@ -233,7 +241,7 @@ static void init_step_index(sd_scheduler *s, float t)
 sd_status sd_scheduler_input_divisor(sd_scheduler *s, float t, float *divisor, sd_error *err)
 {
     (void)err;
-    if (s->cls == SD_SCHED_DDIM || s->cls == SD_SCHED_DPM || s->cls == SD_SCHED_LCM) {
+    if (s->cls == SD_SCHED_DDIM || s->cls == SD_SCHED_DPM || s->cls == SD_SCHED_LCM || s->cls == SD_SCHED_UNIPC) {
         *divisor = 1.0f;
         return SD_OK;
     }
@@ -577,6 +585,173 @@ static sd_status step_lcm(sd_scheduler *s, const float *mo, float t, float *x, s
     return SD_OK;
 }
 
+
+/* ---- UniPC ---- */
+
+/* A x = b for n <= 3 in float32, as LAPACK's sgetrf2 + sgetrs do it:
+ * partial pivoting, the column below a pivot scaled by its reciprocal */
+static void lapack_solve(int n, float A[3][3], float *b)
+{
+    int piv[3];
+    for (int k = 0; k < n; k++) {
+        int p = k;
+        for (int i = k + 1; i < n; i++)
+            if (fabsf(A[i][k]) > fabsf(A[p][k]))
+                p = i;
+        piv[k] = p;
+        if (p != k)
+            for (int j = 0; j < n; j++) {
+                float t = A[k][j];
+                A[k][j] = A[p][j];
+                A[p][j] = t;
+            }
+        float r = 1.0f / A[k][k];
+        for (int i = k + 1; i < n; i++)
+            A[i][k] = A[i][k] * r;
+        for (int i = k + 1; i < n; i++)
+            for (int j = k + 1; j < n; j++)
+                A[i][j] = A[i][j] + (-A[k][j]) * A[i][k];
+    }
+    for (int k = 0; k < n; k++)
+        if (piv[k] != k) {
+            float t = b[k];
+            b[k] = b[piv[k]];
+            b[piv[k]] = t;
+        }
+    for (int k = 0; k < n; k++)
+        if (b[k] != 0.0f)
+            for (int i = k + 1; i < n; i++)
+                b[i] = b[i] - b[k] * A[i][k];
+    for (int k = n - 1; k >= 0; k--)
+        if (b[k] != 0.0f) {
+            b[k] = b[k] / A[k][k];
+            for (int i = 0; i < k; i++)
+                b[i] = b[i] - b[k] * A[i][k];
+        }
+}
+
+/* The coefficients of a UniP / UniC update of this order: rks, b (the
+ * B(h)-scaled phi terms), h_phi_1 and B(h), as diffusers builds them */
+static void unipc_terms(const sd_scheduler *s, int order, float h, const float *rk_prev, float *R_b, float *h_phi_1,
+                        float *B_h, float R[3][3])
+{
+    float rks[3];
+    for (int i = 0; i < order - 1; i++)
+        rks[i] = rk_prev[i];
+    rks[order - 1] = 1.0f;
+    float hh = -h; /* predict_x0 */
+    *h_phi_1 = expm1f(hh);
+    float h_phi_k = *h_phi_1 / hh - 1.0f;
+    *B_h = s->bh1 ? hh : expm1f(hh);
+    int factorial = 1;
+    for (int i = 1; i <= order; i++) {
+        for (int j = 0; j < order; j++)
+            R[i - 1][j] = i == 1 ? 1.0f : i == 2 ? rks[j] : rks[j] * rks[j];
+        R_b[i - 1] = h_phi_k * (float)factorial / *B_h;
+        factorial *= i + 1;
+        h_phi_k = h_phi_k / hh - (float)(1.0 / factorial);
+    }
+}
+
+/* UniP (predictor) or UniC (corrector) of the given order: at step index
+ * `at`, the newest x0 prediction m0 and the older ones in outputs[] */
+static void unipc_update(sd_scheduler *s, int corrector, int order, const float *x, const float *model_t,
+                         const float *m0, float *out, size_t n)
+{
+    int at = s->step_index;
+    int t_i = corrector ? at : at + 1, s0_i = corrector ? at - 1 : at;
+    float a_t, s_t, a_s0, s_s0;
+    alpha_sigma(s->sigmas[t_i], &a_t, &s_t);
+    alpha_sigma(s->sigmas[s0_i], &a_s0, &s_s0);
+    float lambda_t = logf(a_t) - logf(s_t), lambda_s0 = logf(a_s0) - logf(s_s0);
+    float h = lambda_t - lambda_s0;
+    /* the older predictions: outputs[2] is the newest held, [1] before it */
+    const float *mi[2] = {NULL, NULL};
+    float rk[2];
+    for (int i = 1; i < order; i++) {
+        int si = corrector ? at - (i + 1) : at - i;
+        mi[i - 1] = s->outputs[2 - i];
+        rk[i - 1] = (lambda_of(s->sigmas[si]) - lambda_s0) / h;
+    }
+    float R[3][3], b[3], h_phi_1, B_h;
+    unipc_terms(s, order, h, rk, b, &h_phi_1, &B_h, R);
+    float rhos[3];
+    int nr = 0;
+    if (!corrector && order >= 2) {
+        if (order == 2) {
+            rhos[0] = 1.0f * 0.5f;
+        } else {
+            float R2[3][3] = {{R[0][0], R[0][1], 0}, {R[1][0], R[1][1], 0}, {0, 0, 0}};
+            rhos[0] = b[0], rhos[1] = b[1];
+            lapack_solve(2, R2, rhos);
+        }
+        nr = order - 1;
+    } else if (corrector) {
+        if (order == 1) {
+            rhos[0] = 1.0f * 0.5f;
+        } else {
+            for (int i = 0; i < order; i++)
+                rhos[i] = b[i];
+            lapack_solve(order, R, rhos);
+        }
+        nr = order - 1;
+    }
+    float c1 = s_t / s_s0, c2 = a_t * h_phi_1, c3 = a_t * B_h;
+    for (size_t k = 0; k < n; k++) {
+        float base = c1 * x[k] - c2 * m0[k];
+        float res = 0.0f;
+        for (int i = 0; i < nr; i++) {
+            float d1 = (mi[i][k] - m0[k]) / rk[i];
+            res = i == 0 ? rhos[0] * d1 : res + rhos[i] * d1;
+        }
+        if (corrector) {
+            float d1_t = model_t[k] - m0[k];
+            out[k] = base - c3 * ((nr ? res : 0.0f) + rhos[order - 1] * d1_t);
+        } else {
+            out[k] = nr ? base - c3 * res : base - c3 * 0.0f;
+        }
+    }
+}
+
+static sd_status step_unipc(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0_out, sd_error *err)
+{
+    /* outputs[0..2]: the x0 predictions, newest last; outputs[3]: last_sample */
+    if (s->out_len != n) {
+        sd_scheduler_free(s);
+        for (int k = 0; k < 4; k++)
+            if (!(s->outputs[k] = calloc(n, sizeof(float))))
+                return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        s->out_len = n;
+    }
+    int i = s->step_index;
+    float a, sg;
+    alpha_sigma(s->sigmas[i], &a, &sg);
+    float *conv = malloc(n * sizeof *conv);
+    if (!conv)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    for (size_t k = 0; k < n; k++)
+        conv[k] = s->v_prediction ? a * x[k] - sg * mo[k] : (x[k] - sg * mo[k]) / a;
+    if (x0_out)
+        memcpy(x0_out, conv, n * sizeof *conv);
+    /* UniC: correct this sample with the new prediction (not on the first step) */
+    if (i > 0 && s->have_last)
+        unipc_update(s, 1, s->this_order, s->outputs[3], conv, s->outputs[2], x, n);
+    float *oldest = s->outputs[0];
+    s->outputs[0] = s->outputs[1];
+    s->outputs[1] = s->outputs[2];
+    s->outputs[2] = oldest;
+    memcpy(s->outputs[2], conv, n * sizeof *conv);
+    free(conv);
+    int order = s->lower_order_final && s->n - i < s->solver_order ? s->n - i : s->solver_order;
+    s->this_order = order < s->lower_order_nums + 1 ? order : s->lower_order_nums + 1;
+    memcpy(s->outputs[3], x, n * sizeof *x);
+    s->have_last = 1;
+    unipc_update(s, 0, s->this_order, s->outputs[3], NULL, s->outputs[2], x, n);
+    if (s->lower_order_nums < s->solver_order)
+        s->lower_order_nums++;
+    return SD_OK;
+}
+
 static float ddim_alpha(const sd_scheduler *s, int t)
 {
     return t >= 0 ? s->alphas_cumprod[t] : s->final_alpha_cumprod;
@@ -626,6 +801,7 @@ sd_status sd_scheduler_step(sd_scheduler *s, const float *model_output, float t,
                    : s->cls == SD_SCHED_LMS     ? step_lms(s, model_output, sample, n, pred_x0, err)
                    : s->cls == SD_SCHED_HEUN    ? step_heun(s, model_output, sample, n, pred_x0, err)
                    : s->cls == SD_SCHED_LCM     ? step_lcm(s, model_output, t, sample, n, gen, pred_x0, err)
+                   : s->cls == SD_SCHED_UNIPC   ? step_unipc(s, model_output, sample, n, pred_x0, err)
                                                 : step_dpm(s, model_output, sample, n, gen, pred_x0, err);
     if (st == SD_OK)
         s->step_index++;
@@ -653,7 +829,7 @@ sd_status sd_scheduler_add_noise(const sd_scheduler *s, const float *x0, const f
     if (idx < 0)
         return sd_fail(err, SD_ERR_INVALID, "add_noise: timestep %g is not in the schedule", (double)t);
     float sigma = s->sigmas[idx];
-    if (s->cls == SD_SCHED_DPM) {
+    if (s->cls == SD_SCHED_DPM || s->cls == SD_SCHED_UNIPC) {
         float a, sg;
         alpha_sigma(sigma, &a, &sg);
         for (size_t k = 0; k < n; k++)
@@ -689,6 +865,9 @@ const char *sd_scheduler_label(const sd_scheduler *s, char *buf, size_t len)
         break;
     case SD_SCHED_LCM:
         snprintf(buf, len, "LCM");
+        break;
+    case SD_SCHED_UNIPC:
+        snprintf(buf, len, "UniPC%s", s->karras ? " Karras" : "");
         break;
     }
     return buf;

@@ -10,6 +10,8 @@
  *   - LMSDiscreteScheduler (order 4, Karras sigmas)
  *   - HeunDiscreteScheduler (order 2: two model evaluations a step, its
  *     timesteps interleaved, 2N - 1 of them)
+ *   - UniPCMultistepScheduler (predictor-corrector, bh1/bh2, orders 1-3,
+ *     the x0 form; its small linear systems solved as LAPACK does)
  *   - LCMScheduler (for LCM-LoRAs and LCM-distilled UNets: the
  *     distillation's timesteps, consistency boundary scalings, fresh noise
  *     between steps)
@@ -33,7 +35,7 @@
 #define SD_SCHED_MAX_STEPS 1000
 
 typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM, SD_SCHED_LMS, SD_SCHED_HEUN,
-               SD_SCHED_LCM } sd_sched_class;
+               SD_SCHED_LCM, SD_SCHED_UNIPC } sd_sched_class;
 typedef enum { SD_SPACING_LEADING, SD_SPACING_LINSPACE, SD_SPACING_TRAILING } sd_sched_spacing;
 
 typedef struct {
@@ -51,6 +53,10 @@ typedef struct {
     int sde;              /* algorithm_type "sde-dpmsolver++" (else "dpmsolver++") */
     int solver_heun;      /* solver_type "heun" (else "midpoint") */
     int lower_order_final, euler_at_final;
+    /* UniPC (solver_order, lower_order_final above) */
+    int bh1;           /* solver_type "bh1" (else "bh2") */
+    int this_order;    /* the predictor's order at the last step */
+    int have_last;     /* last_sample held (outputs[3]) */
     /* LCM */
     int original_steps;
     float timestep_scaling;

@@ -21,6 +21,8 @@ typedef enum {
     K_NULL_OR_NEG_INF, /* null: Python's -Infinity as we read it (no clipping) */
     K_INT,        /* an integer in [lo, hi] */
     K_STRING,     /* one of the '|'-separated values */
+    K_TRUE,       /* only true (the other form is not implemented) */
+    K_EMPTY_LIST, /* only [] or null */
 } key_kind;
 
 typedef struct {
@@ -93,6 +95,30 @@ static const key_rule heun_keys[] = {
     {"clip_sample_range", K_NUMBER, NULL, 0, 0},
     END,
 };
+static const key_rule unipc_keys[] = {
+    ZERO_SNR,
+    {"solver_order", K_INT, NULL, 1, 3},
+    {"thresholding", K_FALSE, NULL, 0, 0},
+    {"dynamic_thresholding_ratio", K_NUMBER, NULL, 0, 0},
+    {"sample_max_value", K_NUMBER, NULL, 0, 0},
+    {"predict_x0", K_TRUE, NULL, 0, 0},
+    {"solver_type", K_STRING, "bh1|bh2", 0, 0},
+    {"lower_order_final", K_BOOL, NULL, 0, 0},
+    {"disable_corrector", K_EMPTY_LIST, NULL, 0, 0},
+    {"solver_p", K_NULL, NULL, 0, 0},
+    {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
+    {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
+    {"use_beta_sigmas", K_FALSE, NULL, 0, 0},
+    {"use_flow_sigmas", K_FALSE, NULL, 0, 0},
+    {"flow_shift", K_NUMBER, NULL, 0, 0},
+    {"final_sigmas_type", K_STRING, "zero|sigma_min", 0, 0},
+    {"use_dynamic_shifting", K_FALSE, NULL, 0, 0},
+    {"time_shift_type", K_STRING, "exponential", 0, 0},
+    {"sigma_min", K_NULL_OR_NUMBER, NULL, 0, 0},
+    {"sigma_max", K_NULL_OR_NUMBER, NULL, 0, 0},
+    {"shift_terminal", K_NULL, NULL, 0, 0},
+    END,
+};
 static const key_rule lcm_keys[] = {
     ZERO_SNR,
     {"original_inference_steps", K_INT, NULL, 1, SD_SCHED_MAX_STEPS},
@@ -130,6 +156,7 @@ static const struct {
     {"LMSDiscreteScheduler", SD_SCHED_LMS, lms_keys, "linspace"},
     {"HeunDiscreteScheduler", SD_SCHED_HEUN, heun_keys, "linspace"},
     {"LCMScheduler", SD_SCHED_LCM, lcm_keys, "leading"},
+    {"UniPCMultistepScheduler", SD_SCHED_UNIPC, unipc_keys, "linspace"},
 };
 
 static const key_rule *find_rule(const key_rule *rules, const char *key)
@@ -188,6 +215,12 @@ static sd_status check_keys(const sd_json_doc *cfg, const char *cls, const key_r
         case K_STRING:
             ok = json_is_null(v) || (json_is_string(v) && in_set(r->values, json_string_value(v)));
             break;
+        case K_TRUE:
+            ok = json_is_true(v) || json_is_null(v);
+            break;
+        case K_EMPTY_LIST:
+            ok = json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0);
+            break;
         }
         if (ok)
             continue;
@@ -199,6 +232,8 @@ static sd_status check_keys(const sd_json_doc *cfg, const char *cls, const key_r
                            : r->kind == K_NUMBER         ? "a number"
                            : r->kind == K_NULL_OR_NUMBER ? "null or a positive number"
                            : r->kind == K_INT            ? "an integer in range"
+                           : r->kind == K_TRUE           ? "true (the other form is not implemented)"
+                           : r->kind == K_EMPTY_LIST     ? "[] (skipping corrector steps is not implemented)"
                                                          : r->values;
         sd_status st = sd_fail(err, SD_ERR_UNSUPPORTED, "%s: %s reads '%s' = %s; supported: %s", cfg->path, cls, key,
                                text ? text : "?", want);
@@ -270,7 +305,8 @@ static sd_status build_alphas(sd_scheduler *s, const sd_json_doc *cfg, sd_error 
     cumprod_alphas(betas, N, s->alphas_cumprod);
     /* close to 0 without being 0, so the first sigma is finite (DDIM keeps 0;
      * LMS has no zero-SNR) */
-    if (s->zero_snr && (s->cls == SD_SCHED_EULER || s->cls == SD_SCHED_EULER_A || s->cls == SD_SCHED_DPM))
+    if (s->zero_snr &&
+        (s->cls == SD_SCHED_EULER || s->cls == SD_SCHED_EULER_A || s->cls == SD_SCHED_DPM || s->cls == SD_SCHED_UNIPC))
         s->alphas_cumprod[N - 1] = 0x1p-24f;
     (void)err;
     return SD_OK;
@@ -290,7 +326,8 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
     if (ci < 0)
         return sd_fail(err, SD_ERR_UNSUPPORTED,
                        "%s: scheduler class '%s' is not supported (EulerDiscreteScheduler, "
-                       "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler; "
+                       "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, "
+                       "UniPCMultistepScheduler; "
                        "--scheduler picks "
                        "one)",
                        cfg->path, cls);
@@ -306,11 +343,16 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
     s->v_prediction = !strcmp(sd_json_string_or(cfg, "prediction_type", "epsilon"), "v_prediction");
     s->zero_snr = find_rule(classes[ci].keys, "rescale_betas_zero_snr") && flag_or(cfg, "rescale_betas_zero_snr", 0);
     int euler = s->cls == SD_SCHED_EULER, dpm = s->cls == SD_SCHED_DPM, lms = s->cls == SD_SCHED_LMS;
-    int heun = s->cls == SD_SCHED_HEUN;
-    s->karras = (euler || dpm || lms || heun) && flag_or(cfg, "use_karras_sigmas", 0);
-    if (euler) {
+    int heun = s->cls == SD_SCHED_HEUN, unipc = s->cls == SD_SCHED_UNIPC;
+    s->karras = (euler || dpm || lms || heun || unipc) && flag_or(cfg, "use_karras_sigmas", 0);
+    if (euler || unipc) {
         s->sigma_min = sd_json_double_or(cfg, "sigma_min", 0);
         s->sigma_max = sd_json_double_or(cfg, "sigma_max", 0);
+    }
+    if (unipc) {
+        s->solver_order = (int)sd_json_int_or(cfg, "solver_order", 2);
+        s->bh1 = !strcmp(sd_json_string_or(cfg, "solver_type", "bh2"), "bh1");
+        s->lower_order_final = flag_or(cfg, "lower_order_final", 1);
     }
     s->final_sigma_zero = lms || heun || !strcmp(sd_json_string_or(cfg, "final_sigmas_type", "zero"), "zero");
     if (dpm) {
