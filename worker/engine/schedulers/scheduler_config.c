@@ -45,12 +45,18 @@ static const key_rule common_keys[] = {
     END,
 };
 #define ZERO_SNR {"rescale_betas_zero_snr", K_BOOL, NULL, 0, 0}
+/* the sigma schedules several classes take: Karras, or the two we do not build */
+#define SIGMA_SCHEDULES                                                                                             \
+    {"use_karras_sigmas", K_BOOL, NULL, 0, 0}, {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},                     \
+    {"use_beta_sigmas", K_FALSE, NULL, 0, 0}
+/* dynamic thresholding, not built; its two numbers read only with it */
+#define THRESHOLDING                                                                                                \
+    {"thresholding", K_FALSE, NULL, 0, 0}, {"dynamic_thresholding_ratio", K_NUMBER, NULL, 0, 0},                   \
+    {"sample_max_value", K_NUMBER, NULL, 0, 0}
 static const key_rule euler_keys[] = {
     ZERO_SNR,
     {"interpolation_type", K_STRING, "linear", 0, 0},
-    {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
-    {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
-    {"use_beta_sigmas", K_FALSE, NULL, 0, 0},
+    SIGMA_SCHEDULES,
     {"sigma_min", K_NULL_OR_NUMBER, NULL, 0, 0},
     {"sigma_max", K_NULL_OR_NUMBER, NULL, 0, 0},
     {"timestep_type", K_STRING, "discrete", 0, 0},
@@ -59,9 +65,7 @@ static const key_rule euler_keys[] = {
 };
 static const key_rule euler_a_keys[] = {ZERO_SNR, END};
 static const key_rule lms_keys[] = {
-    {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
-    {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
-    {"use_beta_sigmas", K_FALSE, NULL, 0, 0},
+    SIGMA_SCHEDULES,
     END,
 };
 static const key_rule dpm_keys[] = {
@@ -74,9 +78,7 @@ static const key_rule dpm_keys[] = {
     {"solver_type", K_STRING, "midpoint|heun", 0, 0},
     {"lower_order_final", K_BOOL, NULL, 0, 0},
     {"euler_at_final", K_BOOL, NULL, 0, 0},
-    {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
-    {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
-    {"use_beta_sigmas", K_FALSE, NULL, 0, 0},
+    SIGMA_SCHEDULES,
     {"use_lu_lambdas", K_FALSE, NULL, 0, 0},
     {"use_flow_sigmas", K_FALSE, NULL, 0, 0},
     {"flow_shift", K_NUMBER, NULL, 0, 0}, /* read only with flow sigmas */
@@ -88,9 +90,7 @@ static const key_rule dpm_keys[] = {
     END,
 };
 static const key_rule heun_keys[] = {
-    {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
-    {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
-    {"use_beta_sigmas", K_FALSE, NULL, 0, 0},
+    SIGMA_SCHEDULES,
     {"clip_sample", K_BOOL, NULL, 0, 0},
     {"clip_sample_range", K_NUMBER, NULL, 0, 0},
     END,
@@ -98,17 +98,13 @@ static const key_rule heun_keys[] = {
 static const key_rule unipc_keys[] = {
     ZERO_SNR,
     {"solver_order", K_INT, NULL, 1, 3},
-    {"thresholding", K_FALSE, NULL, 0, 0},
-    {"dynamic_thresholding_ratio", K_NUMBER, NULL, 0, 0},
-    {"sample_max_value", K_NUMBER, NULL, 0, 0},
+    THRESHOLDING,
     {"predict_x0", K_TRUE, NULL, 0, 0},
     {"solver_type", K_STRING, "bh1|bh2", 0, 0},
     {"lower_order_final", K_BOOL, NULL, 0, 0},
     {"disable_corrector", K_EMPTY_LIST, NULL, 0, 0},
     {"solver_p", K_NULL, NULL, 0, 0},
-    {"use_karras_sigmas", K_BOOL, NULL, 0, 0},
-    {"use_exponential_sigmas", K_FALSE, NULL, 0, 0},
-    {"use_beta_sigmas", K_FALSE, NULL, 0, 0},
+    SIGMA_SCHEDULES,
     {"use_flow_sigmas", K_FALSE, NULL, 0, 0},
     {"flow_shift", K_NUMBER, NULL, 0, 0},
     {"final_sigmas_type", K_STRING, "zero|sigma_min", 0, 0},
@@ -125,9 +121,7 @@ static const key_rule lcm_keys[] = {
     {"clip_sample", K_BOOL, NULL, 0, 0},
     {"clip_sample_range", K_NUMBER, NULL, 0, 0},
     {"set_alpha_to_one", K_BOOL, NULL, 0, 0},
-    {"thresholding", K_FALSE, NULL, 0, 0},
-    {"dynamic_thresholding_ratio", K_NUMBER, NULL, 0, 0},
-    {"sample_max_value", K_NUMBER, NULL, 0, 0},
+    THRESHOLDING,
     {"timestep_scaling", K_NUMBER, NULL, 0, 0},
     END,
 };
