@@ -101,6 +101,10 @@ typedef struct {
     size_t nvirt;
     void **bufs;
     size_t nbufs;
+    /* for naming a missing parameter's key in the file (sd_weights_file_key) */
+    char orig_component[16];
+    int orig_refiner, orig_vae_file, orig_vae_levels, orig_has_unet;
+    int orig_unet[4]; /* levels, layers, down_attn, up_attn of the UNet's layout */
 } sd_weights;
 
 /* Opens a component's weights. variant NULL picks what exists, preferring the
@@ -122,6 +126,9 @@ void sd_weights_close(sd_weights *w);
  * it. */
 sd_status sd_weights_open_original(sd_weights *w, const char *path, const char *component, int refiner, int vae_file,
                                    const sd_json_doc *cfg, sd_error *err);
+/* For a file in the original layout, the key a diffusers parameter would
+ * have there (messages): 1 and out, else 0. */
+int sd_weights_file_key(const sd_weights *w, const char *name, char *out, size_t len);
 const sd_st_tensor *sd_weights_find(const sd_weights *w, const char *name);
 
 /* The weight file base name of a known network class, or NULL. */

@@ -320,3 +320,151 @@ sd_status sd_orig_openclip_name(const char *rest, sd_orig_target *t, int *n, con
     *n = 3;
     return SD_OK;
 }
+
+/* ---- diffusers names back to the original layout (messages) ---- */
+
+static int unet_back(const char *n, const sd_unet_layout *l, char *out, size_t len)
+{
+    static const char *const fixed[][2] = {
+        {"time_embedding.linear_1.", "time_embed.0."}, {"time_embedding.linear_2.", "time_embed.2."},
+        {"add_embedding.linear_1.", "label_emb.0.0."}, {"add_embedding.linear_2.", "label_emb.0.2."},
+        {"conv_norm_out.", "out.0."},                  {"conv_out.", "out.2."},
+        {"conv_in.", "input_blocks.0.0."},
+    };
+    static const char *const res[][2] = {
+        {"norm1.", "in_layers.0."}, {"conv1.", "in_layers.2."},  {"time_emb_proj.", "emb_layers.1."},
+        {"norm2.", "out_layers.0."}, {"conv2.", "out_layers.3."}, {"conv_shortcut.", "skip_connection."},
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (starts(n, fixed[i][0]))
+            return snprintf(out, len, "%s%s", fixed[i][1], n + strlen(fixed[i][0])) > 0;
+    int L = l->layers, i, j, used = 0;
+    char kind[16];
+    const char *rest;
+    char tail[256];
+    #define RESNET_TAIL(src)                                                                    \
+        do {                                                                                    \
+            snprintf(tail, sizeof tail, "%s", src);                                             \
+            for (size_t r = 0; r < sizeof res / sizeof res[0]; r++)                             \
+                if (starts(src, res[r][0])) {                                                   \
+                    snprintf(tail, sizeof tail, "%s%s", res[r][1], src + strlen(res[r][0]));    \
+                    break;                                                                      \
+                }                                                                               \
+        } while (0)
+    if (sscanf(n, "down_blocks.%d.%15[a-z].%d.%n", &i, kind, &j, &used) == 3 && used) {
+        rest = n + used;
+        if (!strcmp(kind, "resnets")) {
+            RESNET_TAIL(rest);
+            return snprintf(out, len, "input_blocks.%d.0.%s", 1 + i * (L + 1) + j, tail) > 0;
+        }
+        if (!strcmp(kind, "attentions"))
+            return snprintf(out, len, "input_blocks.%d.1.%s", 1 + i * (L + 1) + j, rest) > 0;
+        if (!strcmp(kind, "downsamplers") && starts(rest, "conv."))
+            return snprintf(out, len, "input_blocks.%d.0.op.%s", (i + 1) * (L + 1), rest + 5) > 0;
+        return 0;
+    }
+    if (sscanf(n, "mid_block.%15[a-z].%d.%n", kind, &j, &used) == 2 && used) {
+        rest = n + used;
+        if (!strcmp(kind, "attentions"))
+            return snprintf(out, len, "middle_block.1.%s", rest) > 0;
+        RESNET_TAIL(rest);
+        return snprintf(out, len, "middle_block.%d.%s", 2 * j, tail) > 0;
+    }
+    if (sscanf(n, "up_blocks.%d.%15[a-z].%d.%n", &i, kind, &j, &used) == 3 && used) {
+        rest = n + used;
+        if (!strcmp(kind, "resnets")) {
+            RESNET_TAIL(rest);
+            return snprintf(out, len, "output_blocks.%d.0.%s", i * (L + 1) + j, tail) > 0;
+        }
+        if (!strcmp(kind, "attentions"))
+            return snprintf(out, len, "output_blocks.%d.1.%s", i * (L + 1) + j, rest) > 0;
+        if (!strcmp(kind, "upsamplers"))
+            return snprintf(out, len, "output_blocks.%d.%d.%s", i * (L + 1) + L, (l->up_attn >> i & 1) ? 2 : 1, rest) > 0;
+    }
+    #undef RESNET_TAIL
+    return 0;
+}
+
+static int vae_back(const char *n, int levels, char *out, size_t len)
+{
+    const char *half = starts(n, "encoder.") ? "encoder" : starts(n, "decoder.") ? "decoder" : NULL;
+    if (!half)
+        return snprintf(out, len, "%s", n) > 0; /* quant_conv, post_quant_conv */
+    const char *p = n + strlen(half) + 1;
+    int i, j, used = 0, enc = half[0] == 'e';
+    char t[256];
+    if (starts(p, "conv_norm_out."))
+        return snprintf(out, len, "%s.norm_out.%s", half, p + strlen("conv_norm_out.")) > 0;
+    if (sscanf(p, "mid_block.resnets.%d.%n", &j, &used) == 1 && used) {
+        snprintf(t, sizeof t, "%s", p + used);
+        if (starts(t, "conv_shortcut."))
+            snprintf(t, sizeof t, "nin_shortcut.%s", p + used + strlen("conv_shortcut."));
+        return snprintf(out, len, "%s.mid.block_%d.%s", half, j + 1, t) > 0;
+    }
+    if (starts(p, "mid_block.attentions.0.")) {
+        static const char *const map[][2] = {
+            {"group_norm.", "norm."}, {"to_q.", "q."}, {"to_k.", "k."}, {"to_v.", "v."}, {"to_out.0.", "proj_out."}};
+        const char *a = p + strlen("mid_block.attentions.0.");
+        for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
+            if (starts(a, map[k][0]))
+                return snprintf(out, len, "%s.mid.attn_1.%s%s", half, map[k][1], a + strlen(map[k][0])) > 0;
+        return 0;
+    }
+    const char *blocks = enc ? "down_blocks." : "up_blocks.";
+    if (starts(p, blocks) && sscanf(p + strlen(blocks), "%d.%n", &i, &used) == 1 && used) {
+        const char *rest = p + strlen(blocks) + used;
+        int b = enc ? i : levels - 1 - i;
+        const char *lv = enc ? "down" : "up";
+        if (sscanf(rest, "resnets.%d.%n", &j, &used) == 1 && used) {
+            snprintf(t, sizeof t, "%s", rest + used);
+            if (starts(t, "conv_shortcut."))
+                snprintf(t, sizeof t, "nin_shortcut.%s", rest + used + strlen("conv_shortcut."));
+            return snprintf(out, len, "%s.%s.%d.block.%d.%s", half, lv, b, j, t) > 0;
+        }
+        if (starts(rest, enc ? "downsamplers.0." : "upsamplers.0."))
+            return snprintf(out, len, "%s.%s.%d.%ssample.%s", half, lv, b, lv, rest + strlen(enc ? "downsamplers.0." : "upsamplers.0.")) > 0;
+        return 0;
+    }
+    return snprintf(out, len, "%s", n) > 0; /* conv_in, conv_out */
+}
+
+int sd_orig_key_of(const char *component, const char *name, int refiner, int vae_file, const sd_unet_layout *ul,
+                   int vae_levels, char *out, size_t len)
+{
+    char body[320];
+    if (!strcmp(component, "unet")) {
+        if (!ul || !unet_back(name, ul, body, sizeof body))
+            return 0;
+        return snprintf(out, len, "model.diffusion_model.%s", body) > 0;
+    }
+    if (!strcmp(component, "vae")) {
+        if (!vae_back(name, vae_levels, body, sizeof body))
+            return 0;
+        return snprintf(out, len, "%s%s", vae_file ? "" : "first_stage_model.", body) > 0;
+    }
+    if (!strcmp(component, "text_encoder"))
+        return snprintf(out, len, "conditioner.embedders.0.transformer.%s", name) > 0;
+    /* OpenCLIP: the fused in_proj for q/k/v, the renamed layers */
+    const char *pre = refiner ? "conditioner.embedders.0.model." : "conditioner.embedders.1.model.";
+    int layer, used = 0;
+    if (!strcmp(name, "text_projection.weight"))
+        return snprintf(out, len, "%stext_projection", pre) > 0;
+    if (!strcmp(name, "text_model.embeddings.token_embedding.weight"))
+        return snprintf(out, len, "%stoken_embedding.weight", pre) > 0;
+    if (!strcmp(name, "text_model.embeddings.position_embedding.weight"))
+        return snprintf(out, len, "%spositional_embedding", pre) > 0;
+    if (starts(name, "text_model.final_layer_norm."))
+        return snprintf(out, len, "%sln_final.%s", pre, name + strlen("text_model.final_layer_norm.")) > 0;
+    if (sscanf(name, "text_model.encoder.layers.%d.%n", &layer, &used) == 1 && used) {
+        const char *t = name + used;
+        static const char *const map[][2] = {{"layer_norm1.", "ln_1."}, {"layer_norm2.", "ln_2."}, {"mlp.fc1.", "mlp.c_fc."},
+                                             {"mlp.fc2.", "mlp.c_proj."}, {"self_attn.out_proj.", "attn.out_proj."}};
+        for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
+            if (starts(t, map[k][0]))
+                return snprintf(out, len, "%stransformer.resblocks.%d.%s%s", pre, layer, map[k][1], t + strlen(map[k][0])) > 0;
+        if (starts(t, "self_attn.") && strstr(t, "_proj."))
+            return snprintf(out, len, "%stransformer.resblocks.%d.attn.in_proj_%s", pre, layer,
+                            ends(t, ".weight") ? "weight" : "bias") > 0;
+    }
+    return 0;
+}

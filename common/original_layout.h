@@ -17,6 +17,8 @@
 #ifndef SDXL_COMMON_ORIGINAL_LAYOUT_H
 #define SDXL_COMMON_ORIGINAL_LAYOUT_H
 
+#include <stddef.h>
+
 #include "error.h"
 #include "json_config.h"
 
@@ -59,6 +61,12 @@ sd_status sd_orig_unet_name(const char *rest, const sd_unet_layout *l, sd_orig_t
                             sd_error *err);
 sd_status sd_orig_vae_name(const char *rest, int levels, sd_orig_target *t, int *n, const char *key, sd_error *err);
 sd_status sd_orig_openclip_name(const char *rest, sd_orig_target *t, int *n, const char *key, sd_error *err);
+
+/* The other way, for messages: the original key a diffusers parameter of
+ * the component would have (prefix included; vae_file: no
+ * first_stage_model.), or 0 when there is none. */
+int sd_orig_key_of(const char *component, const char *name, int refiner, int vae_file, const sd_unet_layout *ul,
+                   int vae_levels, char *out, size_t len);
 
 /* A VAE file holds the original layout (with or without
  * first_stage_model.) or diffusers' names: 1 when key is original. */

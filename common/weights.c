@@ -270,6 +270,15 @@ sd_status sd_weights_open_original(sd_weights *w, const char *path, const char *
     if (!w->description)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     snprintf(w->description, dlen, vae_file ? "%s" : "%s (%s, original layout)", path, component);
+    snprintf(w->orig_component, sizeof w->orig_component, "%s", component);
+    w->orig_refiner = refiner;
+    w->orig_vae_file = vae_file;
+    w->orig_vae_levels = vae_levels;
+    if (is_unet) {
+        w->orig_has_unet = 1;
+        w->orig_unet[0] = ul.levels, w->orig_unet[1] = ul.layers;
+        w->orig_unet[2] = (int)ul.down_attn, w->orig_unet[3] = (int)ul.up_attn;
+    }
     sd_status st = add_file(w, path, err);
     const sd_st_file *f = st == SD_OK ? w->files[0] : NULL;
     /* a VAE file may hold diffusers' names already */
@@ -360,4 +369,13 @@ const sd_st_tensor *sd_weights_find(const sd_weights *w, const char *name)
             hi = mid;
     }
     return NULL;
+}
+
+int sd_weights_file_key(const sd_weights *w, const char *name, char *out, size_t len)
+{
+    if (!w->orig_component[0])
+        return 0;
+    sd_unet_layout ul = {w->orig_unet[0], w->orig_unet[1], (unsigned)w->orig_unet[2], (unsigned)w->orig_unet[3]};
+    return sd_orig_key_of(w->orig_component, name, w->orig_refiner, w->orig_vae_file, w->orig_has_unet ? &ul : NULL,
+                          w->orig_vae_levels, out, len);
 }

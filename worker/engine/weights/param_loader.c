@@ -136,6 +136,11 @@ static sd_status load(sd_param_loader *pl, const char *name, int ndim, const int
     if (idx < 0) {
         if (optional)
             return SD_OK;
+        /* a single file's own key, when it is one in the original layout */
+        char key[400];
+        if (sd_weights_file_key(pl->w, full, key, sizeof key))
+            return sd_fail(err, SD_ERR_MISSING, "%s: key '%s' is missing (diffusers' '%s')", pl->w->description, key,
+                           full);
         return sd_fail(err, SD_ERR_MISSING, "%s: tensor '%s' is missing", pl->w->description, full);
     }
     const sd_st_tensor *t = pl->w->tensors[idx];
