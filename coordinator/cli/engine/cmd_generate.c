@@ -21,7 +21,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: sdxl generate --model DIR --prompt TEXT --out FILE.png [options]\n\n"
+            "usage: sdxl generate --model DIR|FILE --prompt TEXT --out FILE.png [options]\n\n"
             "Generates images as diffusers' StableDiffusionXLPipeline does (same seed, same picture,\n"
             "up to backend rounding). Defaults are diffusers': 50 steps, guidance 5.0, the size the\n"
             "UNet was trained for (1024x1024 for SDXL), a random seed (printed).\n\n"
