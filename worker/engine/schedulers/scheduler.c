@@ -315,6 +315,18 @@ static sd_status step_euler_a(sd_scheduler *s, const float *mo, float *x, size_t
     return SD_OK;
 }
 
+sd_status sd_sched_ensure_outputs(sd_scheduler *s, size_t n, int count, sd_error *err)
+{
+    if (s->out_len == n)
+        return SD_OK;
+    sd_scheduler_free(s);
+    for (int k = 0; k < count; k++)
+        if (!(s->outputs[k] = calloc(n, sizeof(float))))
+            return sd_fail(err, SD_ERR_NOMEM, "out of memory: %d scheduler history buffers of %zu floats", count, n);
+    s->out_len = n;
+    return SD_OK;
+}
+
 /* alpha_t = 1 / sqrt(sigma^2 + 1), sigma_t = sigma * alpha_t */
 void sd_sched_alpha_sigma(float sigma, float *a, float *sg)
 {
@@ -392,13 +404,9 @@ static sd_status step_dpm(sd_scheduler *s, const float *mo, float *x, size_t n, 
     int i = s->step_index, len = s->n;
     int lower_final = i == len - 1 && (s->euler_at_final || (s->lower_order_final && len < 15) || s->final_sigma_zero);
     int lower_second = i == len - 2 && s->lower_order_final && len < 15;
-    if (s->out_len != n) {
-        sd_scheduler_free(s);
-        for (int k = 0; k < 3; k++)
-            if (!(s->outputs[k] = calloc(n, sizeof(float))))
-                return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-        s->out_len = n;
-    }
+    sd_status st = sd_sched_ensure_outputs(s, n, 3, err);
+    if (st != SD_OK)
+        return st;
     /* convert_model_output: the x0 prediction, into the newest slot */
     float *oldest = s->outputs[0];
     s->outputs[0] = s->outputs[1];

@@ -11,6 +11,10 @@ void sd_sched_alpha_sigma(float sigma, float *a, float *sg);
 /* log(alpha_t) - log(sigma_t) */
 float sd_sched_lambda_of(float sigma);
 /* n values of the item's generator (the batch's draw when one generator serves a batch); NULL after an error */
+/* The solver's history buffers: `count` arrays of n floats, zeroed whenever n
+ * changes (a new latent size restarts the history). */
+sd_status sd_sched_ensure_outputs(sd_scheduler *s, size_t n, int count, sd_error *err);
+
 float *sd_sched_noise_from(sd_torch_gen *gen, size_t n, sd_error *err);
 
 sd_status sd_sched_step_lms(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0, sd_error *err);

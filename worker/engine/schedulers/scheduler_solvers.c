@@ -59,13 +59,9 @@ static double lms_coefficient(const sd_scheduler *s, int order, int t, int cur)
 sd_status sd_sched_step_lms(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0, sd_error *err)
 {
     const int max_order = 4;
-    if (s->out_len != n) {
-        sd_scheduler_free(s);
-        for (int k = 0; k < max_order; k++)
-            if (!(s->outputs[k] = calloc(n, sizeof(float))))
-                return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-        s->out_len = n;
-    }
+    sd_status st = sd_sched_ensure_outputs(s, n, max_order, err);
+    if (st != SD_OK)
+        return st;
     float sigma = s->sigmas[s->step_index];
     /* the newest derivative goes last; the oldest drops past 4 */
     float *d = s->outputs[0];
@@ -100,13 +96,9 @@ sd_status sd_sched_step_lms(sd_scheduler *s, const float *mo, float *x, size_t n
 
 sd_status sd_sched_step_heun(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0, sd_error *err)
 {
-    if (s->out_len != n) {
-        sd_scheduler_free(s);
-        for (int k = 0; k < 2; k++)
-            if (!(s->outputs[k] = calloc(n, sizeof(float))))
-                return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-        s->out_len = n;
-    }
+    sd_status st = sd_sched_ensure_outputs(s, n, 2, err);
+    if (st != SD_OK)
+        return st;
     int first = !s->heun_second, i = s->step_index;
     float sigma = first ? s->sigmas[i] : s->sigmas[i - 1], sigma_next = first ? s->sigmas[i + 1] : s->sigmas[i];
     float sigma_hat = sigma * (0.0f + 1.0f), sigma_input = first ? sigma_hat : sigma_next;
@@ -301,13 +293,9 @@ static void unipc_update(sd_scheduler *s, int corrector, int order, const float 
 sd_status sd_sched_step_unipc(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0_out, sd_error *err)
 {
     /* outputs[0..2]: the x0 predictions, newest last; outputs[3]: last_sample */
-    if (s->out_len != n) {
-        sd_scheduler_free(s);
-        for (int k = 0; k < 4; k++)
-            if (!(s->outputs[k] = calloc(n, sizeof(float))))
-                return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-        s->out_len = n;
-    }
+    sd_status st = sd_sched_ensure_outputs(s, n, 4, err);
+    if (st != SD_OK)
+        return st;
     int i = s->step_index;
     float a, sg;
     sd_sched_alpha_sigma(s->sigmas[i], &a, &sg);
