@@ -8,13 +8,20 @@ ok() { pass=$((pass + 1)); echo "  ok   $1"; }
 # a failing check shows its diagnostics: the first 60 lines
 bad() { fail=$((fail + 1)); echo "  FAIL $1"; [ -n "${2:-}" ] && echo "$2" | head -60 | sed 's/^/       /'; }
 finish() { echo "$NAME: $pass passed, $fail failed"; [ "$fail" = 0 ]; exit; }
+# What a script starts goes in PIDS; at exit, however it exits, each is
+# stopped by its PID (SIGNAL, TERM unless told), waited for, and ROOT removed.
+stop_on_exit() { # root [signal]
+    PIDS=()
+    STOP_ROOT=$1 STOP_SIGNAL=${2:-TERM}
+    trap 'for p in "${PIDS[@]}"; do kill -"$STOP_SIGNAL" "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$STOP_ROOT"' EXIT
+}
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # A local cluster for a test, under ROOT: a coordinator (its --http on a free
 # port) and one worker of each role with the tiny model, ids PREFIX-ROLE, each
 # with its own --http too. Sets ep (the coordinator), ch (its http port),
-# TARGETS (every http address, space-separated); its processes go in PIDS,
-# which the caller's cleanup stops.
+# TARGETS (every http address, space-separated); its processes go in PIDS
+# (stop_on_exit stops them).
 local_cluster() { # root prefix
     local root=$1 prefix=$2 role wp
     export OMP_NUM_THREADS=1

@@ -13,8 +13,7 @@ BIN=build/bin
 NAME=metrics_overhead
 . tests/script_util.sh
 ROOT=$(mktemp -d /tmp/sdxl-mo-XXXXXX)
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$ROOT"' EXIT
+stop_on_exit "$ROOT"
 for i in $(seq "$ITEMS"); do echo "prompt $i"; done >"$ROOT/prompts.txt"
 run() { # with-http(0|1) dir -> mean unet seconds per item
     local d=$ROOT/$2 role scraper=""

@@ -11,13 +11,7 @@ M=build/models/sdxl-tiny-random
 NAME=deploy
 . tests/script_util.sh
 ROOT=$(mktemp -d /tmp/sdxl-deploy-XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
+stop_on_exit "$ROOT" KILL
 
 # the units as shipped, their binaries pointed at this build's
 for unit in sdxl-coordinator.service sdxl-worker@.service; do

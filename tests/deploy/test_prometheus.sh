@@ -24,13 +24,7 @@ if out=$(cd "$ROOT/conf" && promtool check rules rules.yml 2>&1 && promtool test
     ! grep -qi "warning" <<<"$out"; then
     ok "deploy/prometheus: promtool check rules, test rules (an alert and a recording) and check config of both layouts"
 else bad "deploy/prometheus" "$out"; fi
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
+stop_on_exit "$ROOT"
 local_cluster "$ROOT" p
 targets="'${TARGETS// /\', \'}'"
 pp=$(port)

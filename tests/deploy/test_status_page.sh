@@ -11,13 +11,7 @@ NAME=status_page
 . tests/script_util.sh
 deploy/bootstrap.sh browser >/dev/null || { bad "bootstrap browser (chromium)"; finish; }
 ROOT=$(mktemp -d /tmp/sdxl-page-XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$ROOT"
-}
-trap cleanup EXIT
+stop_on_exit "$ROOT"
 local_cluster "$ROOT" page
 hp=$ch
 printf 'a cat\na dog\na fox\n' >"$ROOT/prompts.txt"
