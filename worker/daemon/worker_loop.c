@@ -313,7 +313,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
             int64_t shape[1] = {(int64_t)len};
             snprintf(name, sizeof name, "image_%d", k);
             st = sd_msg_add_tensor(res, name, SD_DTYPE_U8, 1, shape, bytes, err);
-            sd_image_meta_json(out_info, &g, img.width, img.height, &w->p);
+            sd_image_meta_json(out_info, &meta, &g, img.width, img.height, &w->p);
         } else {
             free(bytes);
         }

@@ -93,7 +93,8 @@ void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int
     m->n = 0;
     sd_error err;
     char label[64] = "?";
-    if (sd_pipeline_sampler(p, g, label, sizeof label, m->sched, sizeof m->sched, &err) != SD_OK)
+    m->sched_ran = sd_pipeline_sampler(p, g, label, sizeof label, m->sched, sizeof m->sched, &err) == SD_OK;
+    if (!m->sched_ran)
         snprintf(m->sched, sizeof m->sched, "%s", sd_sched_kind_name((sd_sched_kind)g->scheduler));
     for (int i = 0; i < sd_gen_params_count && m->n < SD_IMAGE_META_MAX - 8; i++) {
         const sd_gen_params_spec *s = &sd_gen_params_table[i];
@@ -109,7 +110,9 @@ void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int
             add(m, s->key, m->buf[m->n]);
         }
     }
-    if (sd_pipeline_truncation(p, g, m->truncated, sizeof m->truncated, &err) == SD_OK && m->truncated[0])
+    if (sd_pipeline_truncation(p, g, m->truncated, sizeof m->truncated, &err) != SD_OK)
+        m->truncated[0] = '\0';
+    if (m->truncated[0])
         add(m, "prompt_truncated", m->truncated);
     snprintf(m->buf[m->n], sizeof m->buf[m->n], "%dx%d", width, height);
     add(m, "size", m->buf[m->n]);
@@ -130,23 +133,20 @@ void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int
     add(m, "software", "sdxl");
 }
 
-void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const sd_pipeline *p)
+void sd_image_meta_json(json_t *info, const sd_image_meta *m, const sd_gen_params *g, int width, int height,
+                        const sd_pipeline *p)
 {
-    sd_error err;
-    char label[64], desc[256];
-    int have = sd_pipeline_sampler(p, g, label, sizeof label, desc, sizeof desc, &err) == SD_OK;
     for (int i = 0; i < sd_gen_params_count; i++) {
         const sd_gen_params_spec *s = &sd_gen_params_table[i];
         if (!relevant(s, g, p))
             continue;
-        if (s->type == SD_GEN_PARAMS_TYPE_SCHEDULER && have)
-            json_object_set_new(info, s->key, json_string(desc));
+        if (s->type == SD_GEN_PARAMS_TYPE_SCHEDULER && m->sched_ran)
+            json_object_set_new(info, s->key, json_string(m->sched));
         else
             json_object_set_new(info, s->key, sd_gen_params_to_json(g, s));
     }
-    char cut[2048];
-    if (sd_pipeline_truncation(p, g, cut, sizeof cut, &err) == SD_OK && cut[0])
-        json_object_set_new(info, "prompt_truncated", json_string(cut));
+    if (m->truncated[0])
+        json_object_set_new(info, "prompt_truncated", json_string(m->truncated));
     json_object_set_new(info, "width", json_integer(width));
     json_object_set_new(info, "height", json_integer(height));
     json_object_set_new(info, "model", json_string(p->identity));

@@ -21,6 +21,7 @@ typedef struct {
     char params[4096]; /* A1111's "parameters" text */
     char truncated[2048]; /* what CLIP's 77 tokens cut from the prompts */
     char batch[64];
+    int sched_ran; /* whether sched describes the scheduler built for the run */
     sd_image_text text[SD_IMAGE_META_MAX];
     int n;
 } sd_image_meta;
@@ -33,8 +34,11 @@ typedef struct {
  * importers and Civitai read) and "software". The prompts and notes are
  * borrowed. */
 void sd_image_meta_fill(sd_image_meta *m, const sd_gen_params *g, int width, int height, const sd_pipeline *p);
-/* The same record as JSON fields of info (width and height apart). */
-void sd_image_meta_json(json_t *info, const sd_gen_params *g, int width, int height, const sd_pipeline *p);
+/* The same record as JSON fields of info (width and height apart), from m
+ * as sd_image_meta_fill left it for the same g, size and p: the scheduler
+ * is built and the prompts tokenized once per image, not once per form. */
+void sd_image_meta_json(json_t *info, const sd_image_meta *m, const sd_gen_params *g, int width, int height,
+                        const sd_pipeline *p);
 /* Encodes rgb with the metadata as fmt (a job item's format). */
 sd_status sd_image_meta_encode(const sd_image_meta *m, sd_image_format fmt, const uint8_t *rgb, int width, int height,
                                uint8_t **out, size_t *len, sd_error *err);
