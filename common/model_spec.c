@@ -168,14 +168,22 @@ static sd_status one_identity(const char *path, const char *config, const char *
     return st;
 }
 
-sd_status sd_model_spec_identity(const sd_model_spec *spec, char *out, size_t len, sd_error *err)
+/* The content hash of each of spec's LoRA files, in order: read once per
+ * load, for the identity and the notes both (a LoRA can be hundreds of MB). */
+static sd_status lora_hashes(const sd_model_spec *spec, char hashes[][17], sd_error *err)
+{
+    for (int i = 0; i < spec->nloras; i++)
+        SD_TRY(sd_file_content_hash(spec->loras[i].path, hashes[i], err));
+    return SD_OK;
+}
+
+static sd_status identity_of(const sd_model_spec *spec, char hashes[][17], char *out, size_t len, sd_error *err)
 {
     char base[40], rid[40] = "";
     SD_TRY(one_identity(spec->model, spec->model_config, spec->vae, spec, base, sizeof base, err));
     for (int i = 0; i < spec->nloras; i++) {
-        char h[17], text[64];
-        SD_TRY(sd_file_content_hash(spec->loras[i].path, h, err));
-        snprintf(text, sizeof text, "lora %s %.9g", h, (double)spec->loras[i].scale);
+        char text[64];
+        snprintf(text, sizeof text, "lora %s %.9g", hashes[i], (double)spec->loras[i].scale);
         sd_identity_mix_text(base, sizeof base, text);
     }
     if (spec->refiner) {
@@ -187,9 +195,19 @@ sd_status sd_model_spec_identity(const sd_model_spec *spec, char *out, size_t le
     return SD_OK;
 }
 
-sd_status sd_model_spec_notes(const sd_model_spec *spec, char *vae, size_t vae_len, char *loras, size_t loras_len,
-                              sd_error *err)
+sd_status sd_model_spec_identity(const sd_model_spec *spec, char *out, size_t len, sd_error *err)
 {
+    char hashes[SD_MAX_LORAS][17];
+    SD_TRY(lora_hashes(spec, hashes, err));
+    return identity_of(spec, hashes, out, len, err);
+}
+
+sd_status sd_model_spec_describe(const sd_model_spec *spec, char *identity, size_t identity_len, char *vae,
+                                 size_t vae_len, char *loras, size_t loras_len, sd_error *err)
+{
+    char hashes[SD_MAX_LORAS][17];
+    SD_TRY(lora_hashes(spec, hashes, err));
+    SD_TRY(identity_of(spec, hashes, identity, identity_len, err));
     vae[0] = loras[0] = 0;
     if (spec->vae) {
         if (sd_path_is_dir(spec->vae)) {
@@ -201,11 +219,9 @@ sd_status sd_model_spec_notes(const sd_model_spec *spec, char *vae, size_t vae_l
         }
     }
     for (int i = 0; i < spec->nloras; i++) {
-        char h[17];
-        SD_TRY(sd_file_content_hash(spec->loras[i].path, h, err));
         size_t at = strlen(loras);
-        snprintf(loras + at, loras_len - at, "%s%s#%s:%g", at ? "," : "", sd_path_basename(spec->loras[i].path), h,
-                 (double)spec->loras[i].scale);
+        snprintf(loras + at, loras_len - at, "%s%s#%s:%g", at ? "," : "", sd_path_basename(spec->loras[i].path),
+                 hashes[i], (double)spec->loras[i].scale);
     }
     return SD_OK;
 }

@@ -45,10 +45,11 @@ void sd_model_spec_key(const sd_model_spec *spec, char *out, size_t len);
  * of the refiner when there is one. */
 sd_status sd_model_spec_identity(const sd_model_spec *spec, char *out, size_t len, sd_error *err);
 
-/* What image metadata records of --vae and --lora: file names with content
- * hashes, "name#hash" and "name#hash:scale,..." ("" when none). */
-sd_status sd_model_spec_notes(const sd_model_spec *spec, char *vae, size_t vae_len, char *loras, size_t loras_len,
-                              sd_error *err);
+/* The identity as above, and what image metadata records of --vae and
+ * --lora: file names with content hashes, "name#hash" and
+ * "name#hash:scale,..." ("" when none); each file is hashed once. */
+sd_status sd_model_spec_describe(const sd_model_spec *spec, char *identity, size_t identity_len, char *vae,
+                                 size_t vae_len, char *loras, size_t loras_len, sd_error *err);
 
 /* --vae PATH as the component that replaces m's VAE: an AutoencoderKL
  * folder, or a single file (original layout or diffusers' names) whose

@@ -219,9 +219,8 @@ sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, c
     for (int i = 0; i < nl; i++)
         sd_lora_close(&loras[i]);
     if (st == SD_OK)
-        st = sd_model_spec_identity(spec, p->identity, sizeof p->identity, err);
-    if (st == SD_OK)
-        st = sd_model_spec_notes(spec, p->vae_note, sizeof p->vae_note, p->lora_note, sizeof p->lora_note, err);
+        st = sd_model_spec_describe(spec, p->identity, sizeof p->identity, p->vae_note, sizeof p->vae_note,
+                                    p->lora_note, sizeof p->lora_note, err);
     if (st != SD_OK)
         sd_pipeline_free(p);
     return st;
