@@ -108,6 +108,37 @@ static sd_status modules_load(component_modules *cm, const sd_model_folder *m, c
     return st;
 }
 
+struct sd_lora_index {
+    component_modules cms[3];
+    int ncm; /* those loaded (all 3 unless it failed part way) */
+};
+
+sd_status sd_lora_index_open(sd_lora_index **out, const sd_model_folder *m, const char *variant, sd_error *err)
+{
+    static const char *const names[3] = {"unet", "text_encoder", "text_encoder_2"};
+    sd_lora_index *idx = calloc(1, sizeof *idx);
+    if (!idx)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_status st = SD_OK;
+    for (int i = 0; i < 3 && st == SD_OK; i++, idx->ncm++)
+        st = modules_load(&idx->cms[i], m, names[i], variant, err);
+    if (st != SD_OK) {
+        sd_lora_index_free(idx);
+        return st;
+    }
+    *out = idx;
+    return SD_OK;
+}
+
+void sd_lora_index_free(sd_lora_index *idx)
+{
+    if (!idx)
+        return;
+    for (int i = 0; i < idx->ncm; i++)
+        modules_free(&idx->cms[i]);
+    free(idx);
+}
+
 /* kohya's names of the UNet in the original layout (input_blocks_4_1_...):
  * the structural numbers and the resnet layer names put back in dotted
  * form, translated as a single-file key, then underscored again */
@@ -281,8 +312,7 @@ static int cmp_module(const void *a, const void *b)
     return strcmp(((const file_module *)a)->module, ((const file_module *)b)->module);
 }
 
-sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_model_folder *m, const char *variant,
-                       sd_error *err)
+sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_lora_index *idx, sd_error *err)
 {
     memset(l, 0, sizeof *l);
     l->scale = scale;
@@ -301,6 +331,8 @@ sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_model
         st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
     /* group the tensors by module (names are sorted: a module's parts are
      * not always adjacent, so look up by name) */
+    sd_strmap by_module;
+    sd_strmap_init(&by_module);
     for (size_t i = 0; i < f->n && st == SD_OK; i++) {
         const sd_st_tensor *t = &f->tensors[i];
         size_t ml;
@@ -312,12 +344,11 @@ sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_model
                          path, t->name);
             break;
         }
-        size_t k = 0;
-        while (k < nfm && !(strlen(fms[k].module) == ml && !strncmp(fms[k].module, t->name, ml)))
-            k++;
-        if (k == nfm) {
+        int32_t k;
+        if (!sd_strmap_get(&by_module, t->name, ml, &k)) {
+            k = (int32_t)nfm;
             fms[nfm].module = strndup(t->name, ml);
-            if (!fms[nfm++].module) {
+            if (!fms[nfm++].module || sd_strmap_put(&by_module, t->name, ml, k)) {
                 st = sd_fail(err, SD_ERR_NOMEM, "out of memory");
                 break;
             }
@@ -327,12 +358,8 @@ sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_model
     }
     if (st == SD_OK && nfm == 0)
         st = sd_fail(err, SD_ERR_FORMAT, "%s: no LoRA tensors", path);
+    sd_strmap_free(&by_module);
     qsort(fms, nfm, sizeof *fms, cmp_module);
-    component_modules cms[3];
-    const char *names[3] = {"unet", "text_encoder", "text_encoder_2"};
-    int ncm = 0;
-    for (int i = 0; i < 3 && st == SD_OK; i++, ncm++)
-        st = modules_load(&cms[i], m, names[i], variant, err);
     if (st == SD_OK) {
         l->d = calloc(nfm, sizeof *l->d);
         if (!l->d)
@@ -343,7 +370,7 @@ sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_model
         if (st != SD_OK)
             break;
         sd_lora_delta *d = &l->d[l->n];
-        st = resolve(cms, ncm, path, fms[i].module, d->component, d->target, sizeof d->target, err);
+        st = resolve(idx->cms, idx->ncm, path, fms[i].module, d->component, d->target, sizeof d->target, err);
         if (st != SD_OK)
             break;
         d->up = fms[i].up;
@@ -359,8 +386,6 @@ sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_model
         d->scale = scale * alpha / rank;
         l->n++;
     }
-    for (int i = 0; i < ncm; i++)
-        modules_free(&cms[i]);
     for (size_t i = 0; i < nfm; i++)
         free(fms[i].module);
     free(fms);

@@ -37,10 +37,14 @@ typedef struct {
     size_t n;
 } sd_lora;
 
-/* Opens path and resolves every module against m's components (their
- * weights' names; headers only). */
-sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_model_folder *m, const char *variant,
-                       sd_error *err);
+/* The names of m's weights that LoRA modules resolve against (its UNet and
+ * both text encoders; headers only), read once for all the LoRAs of a load. */
+typedef struct sd_lora_index sd_lora_index;
+sd_status sd_lora_index_open(sd_lora_index **out, const sd_model_folder *m, const char *variant, sd_error *err);
+void sd_lora_index_free(sd_lora_index *idx);
+
+/* Opens path and resolves every module against idx. */
+sd_status sd_lora_open(sd_lora *l, const char *path, float scale, const sd_lora_index *idx, sd_error *err);
 void sd_lora_close(sd_lora *l);
 
 /* The deltas of LoRAs for one component, sorted by target, for the loader. */

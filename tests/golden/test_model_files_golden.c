@@ -298,12 +298,14 @@ Test(model_files, lora_resolves_every_module_of_both_namings)
     sd_error err = {0};
     cr_assert_eq(sd_model_open(&m, tiny, &err), SD_OK, "%s", err.msg);
     json_t *all = cases();
+    sd_lora_index *idx;
+    cr_assert_eq(sd_lora_index_open(&idx, &m, NULL, &err), SD_OK, "%s", err.msg);
     const char *names[2] = {"lora_kohya", "lora_peft"};
     for (int i = 0; i < 2; i++) {
         char path[256];
         snprintf(path, sizeof path, DATA "%s.safetensors", names[i]);
         sd_lora l;
-        cr_assert_eq(sd_lora_open(&l, path, 1.0f, &m, NULL, &err), SD_OK, "%s", err.msg);
+        cr_assert_eq(sd_lora_open(&l, path, 1.0f, idx, &err), SD_OK, "%s", err.msg);
         /* as many modules as diffusers merged (counted by the script) */
         cr_assert_eq((long long)l.n, json_integer_value(json_object_get(json_object_get(all, names[i]), "modules")));
         int te1 = 0, te2 = 0, conv = 0;
@@ -317,6 +319,7 @@ Test(model_files, lora_resolves_every_module_of_both_namings)
             cr_assert(te2 > 0 && conv > 0, "kohya: lora_te2_ and 3x3 convs expected");
         sd_lora_close(&l);
     }
+    sd_lora_index_free(idx);
     sd_model_close(&m);
     free(tiny);
 }
@@ -350,9 +353,12 @@ Test(model_files, lora_key_matching_no_layer_is_an_error_naming_it)
     sd_model_folder m;
     sd_error err = {0};
     cr_assert_eq(sd_model_open(&m, tiny, &err), SD_OK, "%s", err.msg);
+    sd_lora_index *idx;
+    cr_assert_eq(sd_lora_index_open(&idx, &m, NULL, &err), SD_OK, "%s", err.msg);
     sd_lora l;
-    cr_assert_eq(sd_lora_open(&l, bad, 1.0f, &m, NULL, &err), SD_ERR_FORMAT);
+    cr_assert_eq(sd_lora_open(&l, bad, 1.0f, idx, &err), SD_ERR_FORMAT);
     cr_assert(strstr(err.msg, "lora_unet_down_blocks_7_attentions_0_proj_in"), "%s", err.msg);
+    sd_lora_index_free(idx);
     sd_model_close(&m);
     tu_rmrf(dir);
     free(bad), free(tiny), free(dir);

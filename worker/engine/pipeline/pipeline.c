@@ -194,13 +194,17 @@ sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, c
     sd_lora_deltas deltas[3];
     memset(deltas, 0, sizeof deltas);
     int nl = 0;
+    sd_lora_index *lora_index = NULL;
+    if (st == SD_OK && spec->nloras && (st = sd_lora_index_open(&lora_index, &p->base, spec->variant, err)) != SD_OK)
+        sd_error_prefix(err, st, "--lora: ");
     for (; st == SD_OK && nl < spec->nloras; nl++) {
-        st = sd_lora_open(&loras[nl], spec->loras[nl].path, spec->loras[nl].scale, &p->base, spec->variant, err);
+        st = sd_lora_open(&loras[nl], spec->loras[nl].path, spec->loras[nl].scale, lora_index, err);
         if (st != SD_OK) {
             sd_error_prefix(err, st, "--lora: ");
             break;
         }
     }
+    sd_lora_index_free(lora_index);
     /* the LoRAs apply to the base model (diffusers' load_lora_weights on
      * its pipeline); the loader merges them as it reads each weight */
     static const char *const lora_comps[3] = {"unet", "text_encoder", "text_encoder_2"};
