@@ -22,6 +22,36 @@ static sd_status unmapped(const char *key, const char *why, sd_error *err)
     return sd_fail(err, SD_ERR_FORMAT, "key '%s' maps to no diffusers parameter (%s)", key, why);
 }
 
+/* Renames between the layouts, one table for both directions: each row is
+ * {original prefix, diffusers prefix}. */
+static const char *const UNET_FIXED[][2] = {
+    {"time_embed.0.", "time_embedding.linear_1."}, {"time_embed.2.", "time_embedding.linear_2."},
+    {"label_emb.0.0.", "add_embedding.linear_1."}, {"label_emb.0.2.", "add_embedding.linear_2."},
+    {"out.0.", "conv_norm_out."},                  {"out.2.", "conv_out."},
+    {"input_blocks.0.0.", "conv_in."},
+};
+static const char *const UNET_RESNET[][2] = {
+    {"in_layers.0.", "norm1."},       {"in_layers.2.", "conv1."}, {"emb_layers.1.", "time_emb_proj."},
+    {"out_layers.0.", "norm2."},      {"out_layers.3.", "conv2."}, {"skip_connection.", "conv_shortcut."},
+};
+static const char *const VAE_MID_ATTN[][2] = {
+    {"norm.", "group_norm."}, {"q.", "to_q."}, {"k.", "to_k."}, {"v.", "to_v."}, {"proj_out.", "to_out.0."}};
+static const char *const OPENCLIP_LAYER[][2] = {
+    {"ln_1.", "layer_norm1."},      {"ln_2.", "layer_norm2."},    {"mlp.c_fc.", "mlp.fc1."},
+    {"mlp.c_proj.", "mlp.fc2."},    {"attn.out_proj.", "self_attn.out_proj."},
+};
+#define RENAME_ROW(table, from, s) rename_row(table, sizeof table / sizeof table[0], from, s)
+
+/* The row of map whose side `from` (0: original, 1: diffusers) prefixes s,
+ * or -1. */
+static int rename_row(const char *const map[][2], size_t rows, int from, const char *s)
+{
+    for (size_t i = 0; i < rows; i++)
+        if (starts(s, map[i][from]))
+            return (int)i;
+    return -1;
+}
+
 static sd_status target(sd_orig_target *t, int *n, sd_orig_transform how, const char *key, sd_error *err,
                         const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
@@ -119,16 +149,11 @@ const char *sd_orig_component(const char *key, int refiner, const char **rest)
 
 static sd_status unet_resnet(char *out, size_t cap, const char *tail, const char *key, sd_error *err)
 {
-    static const char *const map[][2] = {
-        {"in_layers.0.", "norm1."},       {"in_layers.2.", "conv1."}, {"emb_layers.1.", "time_emb_proj."},
-        {"out_layers.0.", "norm2."},      {"out_layers.3.", "conv2."}, {"skip_connection.", "conv_shortcut."},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (starts(tail, map[i][0])) {
-            snprintf(out, cap, "%s%s", map[i][1], tail + strlen(map[i][0]));
-            return SD_OK;
-        }
-    return unmapped(key, "not a resnet parameter", err);
+    int r = RENAME_ROW(UNET_RESNET, 0, tail);
+    if (r < 0)
+        return unmapped(key, "not a resnet parameter", err);
+    snprintf(out, cap, "%s%s", UNET_RESNET[r][1], tail + strlen(UNET_RESNET[r][0]));
+    return SD_OK;
 }
 
 /* "K.S.tail" -> K, S and tail */
@@ -151,15 +176,9 @@ static int block_index(const char *s, int *k, int *sub, const char **tail)
 sd_status sd_orig_unet_name(const char *rest, const sd_unet_layout *l, sd_orig_target *t, int *n, const char *key,
                             sd_error *err)
 {
-    static const char *const fixed[][2] = {
-        {"time_embed.0.", "time_embedding.linear_1."}, {"time_embed.2.", "time_embedding.linear_2."},
-        {"label_emb.0.0.", "add_embedding.linear_1."}, {"label_emb.0.2.", "add_embedding.linear_2."},
-        {"out.0.", "conv_norm_out."},                  {"out.2.", "conv_out."},
-        {"input_blocks.0.0.", "conv_in."},
-    };
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-        if (starts(rest, fixed[i][0]))
-            return target(t, n, SD_ORIG_AS_IS, key, err, "%s%s", fixed[i][1], rest + strlen(fixed[i][0]));
+    int r = RENAME_ROW(UNET_FIXED, 0, rest);
+    if (r >= 0)
+        return target(t, n, SD_ORIG_AS_IS, key, err, "%s%s", UNET_FIXED[r][1], rest + strlen(UNET_FIXED[r][0]));
     int k, s, L = l->layers;
     const char *tail;
     char res[200];
@@ -237,17 +256,14 @@ sd_status sd_orig_vae_name(const char *rest, int levels, sd_orig_target *t, int 
         return target(t, n, SD_ORIG_AS_IS, key, err, "%s.mid_block.resnets.%d.%s", half, p[10] - '1', res);
     }
     if (starts(p, "mid.attn_1.")) {
-        static const char *const map[][2] = {
-            {"norm.", "group_norm."}, {"q.", "to_q."}, {"k.", "to_k."}, {"v.", "to_v."}, {"proj_out.", "to_out.0."}};
         const char *a = p + strlen("mid.attn_1.");
-        for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-            if (starts(a, map[i][0])) {
-                const char *leaf = a + strlen(map[i][0]);
-                /* the original stores these projections as 1x1 convs */
-                sd_orig_transform how = i > 0 && !strcmp(leaf, "weight") ? SD_ORIG_SQUEEZE : SD_ORIG_AS_IS;
-                return target(t, n, how, key, err, "%s.mid_block.attentions.0.%s%s", half, map[i][1], leaf);
-            }
-        return unmapped(key, "not a mid-block attention parameter", err);
+        int r = RENAME_ROW(VAE_MID_ATTN, 0, a);
+        if (r < 0)
+            return unmapped(key, "not a mid-block attention parameter", err);
+        const char *leaf = a + strlen(VAE_MID_ATTN[r][0]);
+        /* the original stores the projections (all but the norm) as 1x1 convs */
+        sd_orig_transform how = r > 0 && !strcmp(leaf, "weight") ? SD_ORIG_SQUEEZE : SD_ORIG_AS_IS;
+        return target(t, n, how, key, err, "%s.mid_block.attentions.0.%s%s", half, VAE_MID_ATTN[r][1], leaf);
     }
     int enc = half[0] == 'e';
     const char *lv = enc ? "down." : "up.";
@@ -300,14 +316,10 @@ sd_status sd_orig_openclip_name(const char *rest, sd_orig_target *t, int *n, con
     if (end == p || *end != '.' || layer < 0)
         return unmapped(key, "bad layer index", err);
     const char *tail = end + 1;
-    static const char *const map[][2] = {
-        {"ln_1.", "layer_norm1."},      {"ln_2.", "layer_norm2."},    {"mlp.c_fc.", "mlp.fc1."},
-        {"mlp.c_proj.", "mlp.fc2."},    {"attn.out_proj.", "self_attn.out_proj."},
-    };
-    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
-        if (starts(tail, map[i][0]))
-            return target(t, n, SD_ORIG_AS_IS, key, err, "text_model.encoder.layers.%ld.%s%s", layer, map[i][1],
-                          tail + strlen(map[i][0]));
+    int r = RENAME_ROW(OPENCLIP_LAYER, 0, tail);
+    if (r >= 0)
+        return target(t, n, SD_ORIG_AS_IS, key, err, "text_model.encoder.layers.%ld.%s%s", layer,
+                      OPENCLIP_LAYER[r][1], tail + strlen(OPENCLIP_LAYER[r][0]));
     const char *leaf = !strcmp(tail, "attn.in_proj_weight") ? "weight" : !strcmp(tail, "attn.in_proj_bias") ? "bias" : NULL;
     if (!leaf)
         return unmapped(key, "not an OpenCLIP text layer", err);
@@ -323,38 +335,29 @@ sd_status sd_orig_openclip_name(const char *rest, sd_orig_target *t, int *n, con
 
 /* ---- diffusers names back to the original layout (messages) ---- */
 
+/* a resnet parameter's tail in the original's names (as is when unknown) */
+static void resnet_back(const char *src, char *tail, size_t cap)
+{
+    int r = RENAME_ROW(UNET_RESNET, 1, src);
+    if (r < 0)
+        snprintf(tail, cap, "%s", src);
+    else
+        snprintf(tail, cap, "%s%s", UNET_RESNET[r][0], src + strlen(UNET_RESNET[r][1]));
+}
+
 static int unet_back(const char *n, const sd_unet_layout *l, char *out, size_t len)
 {
-    static const char *const fixed[][2] = {
-        {"time_embedding.linear_1.", "time_embed.0."}, {"time_embedding.linear_2.", "time_embed.2."},
-        {"add_embedding.linear_1.", "label_emb.0.0."}, {"add_embedding.linear_2.", "label_emb.0.2."},
-        {"conv_norm_out.", "out.0."},                  {"conv_out.", "out.2."},
-        {"conv_in.", "input_blocks.0.0."},
-    };
-    static const char *const res[][2] = {
-        {"norm1.", "in_layers.0."}, {"conv1.", "in_layers.2."},  {"time_emb_proj.", "emb_layers.1."},
-        {"norm2.", "out_layers.0."}, {"conv2.", "out_layers.3."}, {"conv_shortcut.", "skip_connection."},
-    };
-    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-        if (starts(n, fixed[i][0]))
-            return snprintf(out, len, "%s%s", fixed[i][1], n + strlen(fixed[i][0])) > 0;
+    int r = RENAME_ROW(UNET_FIXED, 1, n);
+    if (r >= 0)
+        return snprintf(out, len, "%s%s", UNET_FIXED[r][0], n + strlen(UNET_FIXED[r][1])) > 0;
     int L = l->layers, i, j, used = 0;
     char kind[16];
     const char *rest;
     char tail[256];
-    #define RESNET_TAIL(src)                                                                    \
-        do {                                                                                    \
-            snprintf(tail, sizeof tail, "%s", src);                                             \
-            for (size_t r = 0; r < sizeof res / sizeof res[0]; r++)                             \
-                if (starts(src, res[r][0])) {                                                   \
-                    snprintf(tail, sizeof tail, "%s%s", res[r][1], src + strlen(res[r][0]));    \
-                    break;                                                                      \
-                }                                                                               \
-        } while (0)
     if (sscanf(n, "down_blocks.%d.%15[a-z].%d.%n", &i, kind, &j, &used) == 3 && used) {
         rest = n + used;
         if (!strcmp(kind, "resnets")) {
-            RESNET_TAIL(rest);
+            resnet_back(rest, tail, sizeof tail);
             return snprintf(out, len, "input_blocks.%d.0.%s", 1 + i * (L + 1) + j, tail) > 0;
         }
         if (!strcmp(kind, "attentions"))
@@ -367,13 +370,13 @@ static int unet_back(const char *n, const sd_unet_layout *l, char *out, size_t l
         rest = n + used;
         if (!strcmp(kind, "attentions"))
             return snprintf(out, len, "middle_block.1.%s", rest) > 0;
-        RESNET_TAIL(rest);
+        resnet_back(rest, tail, sizeof tail);
         return snprintf(out, len, "middle_block.%d.%s", 2 * j, tail) > 0;
     }
     if (sscanf(n, "up_blocks.%d.%15[a-z].%d.%n", &i, kind, &j, &used) == 3 && used) {
         rest = n + used;
         if (!strcmp(kind, "resnets")) {
-            RESNET_TAIL(rest);
+            resnet_back(rest, tail, sizeof tail);
             return snprintf(out, len, "output_blocks.%d.0.%s", i * (L + 1) + j, tail) > 0;
         }
         if (!strcmp(kind, "attentions"))
@@ -381,7 +384,6 @@ static int unet_back(const char *n, const sd_unet_layout *l, char *out, size_t l
         if (!strcmp(kind, "upsamplers"))
             return snprintf(out, len, "output_blocks.%d.%d.%s", i * (L + 1) + L, (l->up_attn >> i & 1) ? 2 : 1, rest) > 0;
     }
-    #undef RESNET_TAIL
     return 0;
 }
 
@@ -402,13 +404,10 @@ static int vae_back(const char *n, int levels, char *out, size_t len)
         return snprintf(out, len, "%s.mid.block_%d.%s", half, j + 1, t) > 0;
     }
     if (starts(p, "mid_block.attentions.0.")) {
-        static const char *const map[][2] = {
-            {"group_norm.", "norm."}, {"to_q.", "q."}, {"to_k.", "k."}, {"to_v.", "v."}, {"to_out.0.", "proj_out."}};
         const char *a = p + strlen("mid_block.attentions.0.");
-        for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
-            if (starts(a, map[k][0]))
-                return snprintf(out, len, "%s.mid.attn_1.%s%s", half, map[k][1], a + strlen(map[k][0])) > 0;
-        return 0;
+        int r = RENAME_ROW(VAE_MID_ATTN, 1, a);
+        return r >= 0 && snprintf(out, len, "%s.mid.attn_1.%s%s", half, VAE_MID_ATTN[r][0],
+                                  a + strlen(VAE_MID_ATTN[r][1])) > 0;
     }
     const char *blocks = enc ? "down_blocks." : "up_blocks.";
     if (starts(p, blocks) && sscanf(p + strlen(blocks), "%d.%n", &i, &used) == 1 && used) {
@@ -457,11 +456,10 @@ int sd_orig_key_of(const char *component, const char *name, int refiner, int vae
         return snprintf(out, len, "%sln_final.%s", pre, name + strlen("text_model.final_layer_norm.")) > 0;
     if (sscanf(name, "text_model.encoder.layers.%d.%n", &layer, &used) == 1 && used) {
         const char *t = name + used;
-        static const char *const map[][2] = {{"layer_norm1.", "ln_1."}, {"layer_norm2.", "ln_2."}, {"mlp.fc1.", "mlp.c_fc."},
-                                             {"mlp.fc2.", "mlp.c_proj."}, {"self_attn.out_proj.", "attn.out_proj."}};
-        for (size_t k = 0; k < sizeof map / sizeof map[0]; k++)
-            if (starts(t, map[k][0]))
-                return snprintf(out, len, "%stransformer.resblocks.%d.%s%s", pre, layer, map[k][1], t + strlen(map[k][0])) > 0;
+        int r = RENAME_ROW(OPENCLIP_LAYER, 1, t);
+        if (r >= 0)
+            return snprintf(out, len, "%stransformer.resblocks.%d.%s%s", pre, layer, OPENCLIP_LAYER[r][0],
+                            t + strlen(OPENCLIP_LAYER[r][1])) > 0;
         if (starts(t, "self_attn.") && strstr(t, "_proj."))
             return snprintf(out, len, "%stransformer.resblocks.%d.attn.in_proj_%s", pre, layer,
                             ends(t, ".weight") ? "weight" : "bias") > 0;
