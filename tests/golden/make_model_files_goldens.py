@@ -330,8 +330,12 @@ def main():
     rpipe = StableDiffusionXLImg2ImgPipeline.from_single_file(rpath, config=TINY_REF, torch_dtype=torch.float32)
     check_same_weights(rpipe, TINY_REF)
     init = init_image(os.path.join(OUT, "init_image.png"))
-    ref_kw = dict(prompt="a red fox in the snow", num_inference_steps=5, guidance_scale=6.0, strength=0.6,
-                  aesthetic_score=7.0, negative_aesthetic_score=2.0)
+    # prompt_2 / negative_prompt_2 given on purpose: without tokenizer one the
+    # refiner's encode_prompt zips [prompt, prompt_2] with [tokenizer_2], so
+    # encoder 2 reads prompt and negative_prompt and never the _2 texts
+    ref_kw = dict(prompt="a red fox in the snow", prompt_2="an oil painting of a harbour", negative_prompt="blurry",
+                  negative_prompt_2="sharp, vivid colours", num_inference_steps=5, guidance_scale=6.0,
+                  strength=0.6, aesthetic_score=7.0, negative_aesthetic_score=2.0)
     lat, img = gen(rpipe, 5, image=init, **ref_kw)
     folder_pipe = StableDiffusionXLImg2ImgPipeline.from_pretrained(TINY_REF, torch_dtype=torch.float32)
     lat2, _ = gen(folder_pipe, 5, image=init, **ref_kw)

@@ -125,6 +125,8 @@ static void set_params(sd_gen_params *g, json_t *c)
     sd_gen_params_init(g);
     g->prompt = json_string_value(json_object_get(c, "prompt"));
     g->negative_prompt = json_string_value(json_object_get(c, "negative_prompt"));
+    g->prompt_2 = json_string_value(json_object_get(c, "prompt_2"));
+    g->negative_prompt_2 = json_string_value(json_object_get(c, "negative_prompt_2"));
     g->steps = (int)json_integer_value(json_object_get(c, "num_inference_steps"));
     g->guidance = (float)json_number_value(json_object_get(c, "guidance_scale"));
     g->seed = (uint64_t)json_integer_value(json_object_get(c, "seed"));

@@ -340,8 +340,10 @@ static sd_status encode_pair(sd_clip_tokenizer *t1, sd_clip_text *e1, sd_clip_to
     sd_status st = SD_OK;
     if (e1)
         st = encode_one(t1, e1, text1, 0, skip, &h1, &S1, &D1, NULL, NULL, err);
+    /* without encoder 1 (the refiner) diffusers zips [prompt, prompt_2] with
+     * [tokenizer_2]: encoder 2 then reads the first prompt, never prompt_2 */
     if (st == SD_OK)
-        st = encode_one(t2, e2, text2, 1, skip, &h2, &S2, &D2, pooled, P, err);
+        st = encode_one(t2, e2, e1 ? text2 : text1, 1, skip, &h2, &S2, &D2, pooled, P, err);
     if (st == SD_OK && e1 && S1 != S2)
         st = sd_fail(err, SD_ERR_INVALID, "the two tokenizers give %d and %d tokens", S1, S2);
     if (st == SD_OK) {
