@@ -28,8 +28,9 @@ typedef struct {
                             const sd_tensor *beta, int groups, float eps, int silu, sd_error *err);
     sd_status (*layer_norm)(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *gamma,
                             const sd_tensor *beta, float eps, sd_error *err);
+    /* key_mask: NULL, or [B, Sk] in the backend dtype (attend where > 0) */
     sd_status (*attention)(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
-                           int heads, int causal, sd_error *err);
+                           const sd_tensor *key_mask, int heads, int causal, sd_error *err);
     sd_status (*act)(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_act act, sd_error *err);
     sd_status (*geglu)(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_error *err);
     sd_status (*upsample_nearest)(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_error *err);

@@ -336,7 +336,16 @@ sd_status sd_op_layer_norm(sd_tensor *y, const sd_tensor *x, const sd_tensor *ga
 sd_status sd_op_attention(sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v, int heads,
                           int causal, sd_error *err)
 {
+    return sd_op_attention_masked(o, q, k, v, NULL, heads, causal, err);
+}
+
+sd_status sd_op_attention_masked(sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
+                                 const sd_tensor *key_mask, int heads, int causal, sd_error *err)
+{
     CHECK_BE("attention", o, q, k, v);
+    if (key_mask && (key_mask->be != o->be || key_mask->ndim != 2 || key_mask->shape[0] != k->shape[0] ||
+                     key_mask->shape[1] != k->shape[1]))
+        return shape_error(err, "attention", "the key mask must be [B, Sk] on the same backend", key_mask, k);
     if (q->ndim != 3 || k->ndim != 3 || v->ndim != 3 || !same_shape(o, q))
         return shape_error(err, "attention", "q, k, v, o must be [B, S, H*D] with o shaped as q", q, o);
     if (k->shape[0] != q->shape[0] || !same_shape(k, v) || k->shape[2] != q->shape[2])
@@ -347,7 +356,7 @@ sd_status sd_op_attention(sd_tensor *o, const sd_tensor *q, const sd_tensor *k, 
     if (causal && k->shape[1] != q->shape[1])
         return shape_error(err, "attention", "causal attention needs Sq == Sk", q, k);
     flop_count += 4ull * (unsigned long long)(q->shape[0] * q->shape[1] * k->shape[1] * q->shape[2]);
-    return o->be->vt->attention(o->be, o, q, k, v, heads, causal, err);
+    return o->be->vt->attention(o->be, o, q, k, v, key_mask, heads, causal, err);
 }
 
 sd_status sd_op_act(sd_tensor *y, const sd_tensor *x, sd_act act, sd_error *err)

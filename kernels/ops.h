@@ -127,6 +127,11 @@ sd_status sd_op_layer_norm(sd_tensor *y, const sd_tensor *x, const sd_tensor *ga
  * softmax(q k^T / sqrt(D)) v per head; causal masks key j > query i. */
 sd_status sd_op_attention(sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v, int heads,
                           int causal, sd_error *err);
+/* The same with a key mask [B, Sk] (transformers' attention_mask): key j of
+ * batch b is attended only where key_mask[b, j] > 0; a query with no key
+ * left gets zeros. compel's down-weighting masks tokens of CLIP's input. */
+sd_status sd_op_attention_masked(sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
+                                 const sd_tensor *key_mask, int heads, int causal, sd_error *err);
 /* y = act(x), same shape; y may be x. */
 sd_status sd_op_act(sd_tensor *y, const sd_tensor *x, sd_act act, sd_error *err);
 /* x [M, 2N] -> y [M, N] = x[:, :N] * gelu(x[:, N:]) (diffusers' GEGLU). */

@@ -1,6 +1,7 @@
 /* cpu_attention.c - multi-head attention of the CPU backend: per batch and
  * head, scores = q k^T / sqrt(D) in blocks of queries (so a 16384-token VAE
- * attention needs 64 MiB, not 1 GiB), softmax in fp32, then scores v. */
+ * attention needs 64 MiB, not 1 GiB), softmax in fp32 over the keys the
+ * causal rule and the key mask leave, then scores v. */
 #include <float.h>
 #include <stdlib.h>
 
@@ -10,7 +11,7 @@
 #define ATTN_MAX_SCORE_FLOATS (16u << 20)
 
 sd_status sd_cpu_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k,
-                           const sd_tensor *v, int heads, int causal, sd_error *err)
+                           const sd_tensor *v, const sd_tensor *key_mask, int heads, int causal, sd_error *err)
 {
     (void)be;
     int64_t B = q->shape[0], Sq = q->shape[1], Sk = k->shape[1], HD = q->shape[2];
@@ -27,7 +28,9 @@ sd_status sd_cpu_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, con
     float scale = 1.0f / sqrtf((float)D);
     const float *Q = CF32(q), *K = CF32(k), *V = CF32(v);
     float *O = F32(o);
+    const float *mask = key_mask ? CF32(key_mask) : NULL;
     for (int64_t n = 0; n < B; n++) {
+        const float *keep = mask ? mask + n * Sk : NULL;
         for (int h = 0; h < heads; h++) {
             const float *qh = Q + n * Sq * HD + h * D;
             const float *kh = K + n * Sk * HD + h * D;
@@ -42,13 +45,14 @@ sd_status sd_cpu_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, con
                     int64_t limit = causal ? q0 + r + 1 : Sk;
                     float mx = -FLT_MAX;
                     for (int64_t j = 0; j < limit; j++)
-                        mx = s[j] > mx ? s[j] : mx;
+                        if (!keep || keep[j] > 0.0f)
+                            mx = s[j] > mx ? s[j] : mx;
                     float sum = 0;
                     for (int64_t j = 0; j < limit; j++) {
-                        s[j] = expf(s[j] - mx);
+                        s[j] = !keep || keep[j] > 0.0f ? expf(s[j] - mx) : 0.0f;
                         sum += s[j];
                     }
-                    float inv = 1.0f / sum;
+                    float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
                     for (int64_t j = 0; j < limit; j++)
                         s[j] *= inv;
                     for (int64_t j = limit; j < Sk; j++)

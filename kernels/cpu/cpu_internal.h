@@ -32,6 +32,6 @@ sd_status sd_cpu_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, co
 sd_status sd_cpu_layer_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *gamma,
                             const sd_tensor *beta, float eps, sd_error *err);
 sd_status sd_cpu_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k,
-                           const sd_tensor *v, int heads, int causal, sd_error *err);
+                           const sd_tensor *v, const sd_tensor *key_mask, int heads, int causal, sd_error *err);
 
 #endif

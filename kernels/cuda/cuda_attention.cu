@@ -187,15 +187,17 @@ __global__ void __launch_bounds__(FA_WARPS * 32)
  * value rows are staged in shared memory tiles of GA_TK keys and shared by
  * the block's warps, so each is read from global memory once per block.
  * Each lane holds D/32 values of q and of the output; scores reduce across
- * the warp; the softmax is online, in fp32. */
+ * the warp; the softmax is online, in fp32. Keys whose Mask[b, key] is
+ * not > 0 are skipped (Mask NULL: none), so a masked key costs nothing and
+ * a query left with no key writes zeros (l == 0). */
 #define GA_MAXR 16
 #define GA_WARPS 8
 #define GA_TK 32
 
 template <typename T>
 __global__ void __launch_bounds__(GA_WARPS * 32)
-    attention_tiled_kernel(T *O, const T *Q, const T *K, const T *V, int Sq, int Sk, int H, int D, int HD,
-                           float scale, int causal)
+    attention_tiled_kernel(T *O, const T *Q, const T *K, const T *V, const T *Mask, int Sq, int Sk, int H, int D,
+                           int HD, float scale, int causal)
 {
     extern __shared__ __align__(16) unsigned char smem[];
     T *sK = (T *)smem, *sV = sK + GA_TK * D;
@@ -230,6 +232,9 @@ __global__ void __launch_bounds__(GA_WARPS * 32)
         for (int j = 0; j < jmax; j++) {
             if (causal && k0 + j > i)
                 break;
+            /* warp-uniform: every lane reads the same mask entry */
+            if (Mask && !(ld_f(&Mask[(size_t)b * Sk + k0 + j]) > 0.0f))
+                continue;
             const T *k = sK + j * D, *v = sV + j * D;
             float s = 0.0f;
             for (int r = 0; r < GA_MAXR; r++) {
@@ -275,15 +280,16 @@ template <typename T> static sd_status flash64(sd_backend *be, T *o, const T *q,
     return SD_OK;
 }
 
-template <typename T> static sd_status generic(sd_backend *be, T *o, const T *q, const T *k, const T *v, int B,
-                                               int Sq, int Sk, int H, int D, int HD, int causal, sd_error *err)
+template <typename T> static sd_status generic(sd_backend *be, T *o, const T *q, const T *k, const T *v,
+                                               const T *mask, int B, int Sq, int Sk, int H, int D, int HD, int causal,
+                                               sd_error *err)
 {
     size_t smem = (size_t)2 * GA_TK * D * sizeof(T);
     SD_CUDA_TRY(cudaFuncSetAttribute(attention_tiled_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem),
                 err, "attention: shared memory opt-in");
     dim3 grid((unsigned)((Sq + GA_WARPS - 1) / GA_WARPS), (unsigned)(B * H));
-    attention_tiled_kernel<T><<<grid, GA_WARPS * 32, smem, cuda_st(be)->stream>>>(o, q, k, v, Sq, Sk, H, D, HD,
-                                                                                 1.0f / sqrtf((float)D), causal);
+    attention_tiled_kernel<T><<<grid, GA_WARPS * 32, smem, cuda_st(be)->stream>>>(o, q, k, v, mask, Sq, Sk, H, D,
+                                                                                 HD, 1.0f / sqrtf((float)D), causal);
     SD_CUDA_LAUNCH_CHECK(err, "attention (tiled, any head size)");
     return SD_OK;
 }
@@ -374,28 +380,33 @@ static sd_status chunked(sd_backend *be, T *o, const T *q, const T *k, const T *
 }
 
 /* The path for the shapes, in element type T: flash for 64-wide heads,
- * chunked GEMMs for wide heads (the VAE's 512), the generic kernel else. */
+ * chunked GEMMs for wide heads (the VAE's 512), the generic kernel else and
+ * for every masked attention (only CLIP's 77 tokens under compel's
+ * down-weighting take it: too small for the fast paths to matter). */
 template <typename T>
 static sd_status attend(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
-                        int B, int Sq, int Sk, int heads, int D, int HD, int causal, sd_error *err)
+                        const sd_tensor *key_mask, int B, int Sq, int Sk, int heads, int D, int HD, int causal,
+                        sd_error *err)
 {
     T *O = (T *)o->data;
     const T *Q = (const T *)q->data, *K = (const T *)k->data, *V = (const T *)v->data;
+    if (key_mask)
+        return generic(be, O, Q, K, V, (const T *)key_mask->data, B, Sq, Sk, heads, D, HD, causal, err);
     if (D == FA_D && HD % 8 == 0)
         return flash64(be, O, Q, K, V, B, Sq, Sk, heads, HD, causal, err);
     if (D >= 256 && D % 8 == 0 && HD % 8 == 0)
         return chunked(be, O, Q, K, V, B, Sq, Sk, heads, D, HD, causal, err);
-    return generic(be, O, Q, K, V, B, Sq, Sk, heads, D, HD, causal, err);
+    return generic(be, O, Q, K, V, (const T *)NULL, B, Sq, Sk, heads, D, HD, causal, err);
 }
 
 sd_status cuda_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
-                         int heads, int causal, sd_error *err)
+                         const sd_tensor *key_mask, int heads, int causal, sd_error *err)
 {
     int B = (int)q->shape[0], Sq = (int)q->shape[1], Sk = (int)k->shape[1], HD = (int)q->shape[2];
     int D = HD / heads;
     if (D > 32 * GA_MAXR)
         return sd_fail(err, SD_ERR_UNSUPPORTED, "attention: head size %d is over %d", D, 32 * GA_MAXR);
-    sd_status st = CUDA_DISPATCH(be, attend, be, o, q, k, v, B, Sq, Sk, heads, D, HD, causal, err);
+    sd_status st = CUDA_DISPATCH(be, attend, be, o, q, k, v, key_mask, B, Sq, Sk, heads, D, HD, causal, err);
     if (st != SD_OK)
         st = sd_error_prefix(err, st, "attention q[%d,%d,%d] k[%d,%d,%d] heads %d: ", B, Sq, HD, B, Sk, HD, heads);
     return st;

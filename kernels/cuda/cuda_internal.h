@@ -82,7 +82,7 @@ sd_status cuda_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd
 sd_status cuda_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *w, const sd_tensor *b,
                       int stride, int pt, int pb, int pl, int pr, sd_error *err);
 sd_status cuda_attention(sd_backend *be, sd_tensor *o, const sd_tensor *q, const sd_tensor *k, const sd_tensor *v,
-                         int heads, int causal, sd_error *err);
+                         const sd_tensor *key_mask, int heads, int causal, sd_error *err);
 sd_status cuda_group_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *gamma,
                           const sd_tensor *beta, int groups, float eps, int silu, sd_error *err);
 sd_status cuda_layer_norm(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd_tensor *gamma,

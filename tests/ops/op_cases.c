@@ -29,6 +29,10 @@ static sd_status f_attn(sd_tensor *y, sd_tensor **in, const op_params *p, sd_err
 {
     return sd_op_attention(y, in[0], in[1], in[2], p->i[0], p->i[1], err);
 }
+static sd_status f_attn_masked(sd_tensor *y, sd_tensor **in, const op_params *p, sd_error *err)
+{
+    return sd_op_attention_masked(y, in[0], in[1], in[2], in[3], p->i[0], p->i[1], err);
+}
 static sd_status f_act(sd_tensor *y, sd_tensor **in, const op_params *p, sd_error *err)
 {
     return sd_op_act(y, in[0], (sd_act)p->i[0], err);
@@ -131,6 +135,9 @@ const op_case op_cases_sdxl[] = {
      {{1, 0}, 0}, 4.0 * 8192 * 8192 * 512, 0, NULL},
     {"attention self 2x1024 20h d64", 3, {3, 3, 3}, {S4(2, 1024, 1280, 0), S4(2, 1024, 1280, 0), S4(2, 1024, 1280, 0)},
      {1, 1, 1}, 3, S4(2, 1024, 1280, 0), f_attn, {{20, 0}, 0}, 4.0 * 2 * 1024 * 1024 * 1280, 0, NULL},
+    {"attention causal CLIP 77 20h key-masked", 4, {3, 3, 3, 2},
+     {S4(2, 77, 1280, 0), S4(2, 77, 1280, 0), S4(2, 77, 1280, 0), S4(2, 77, 0, 0)}, {1, 1, 1, 1}, 3,
+     S4(2, 77, 1280, 0), f_attn_masked, {{20, 1}, 0}, 0, 1, NULL},
     {"attention tiny d12 causal", 3, {3, 3, 3}, {S4(2, 77, 48, 0), S4(2, 77, 48, 0), S4(2, 77, 48, 0)}, {1, 1, 1}, 3,
      S4(2, 77, 48, 0), f_attn, {{4, 1}, 0}, 0, 0, NULL},
     {"silu 2x320x128x128", 1, {4}, {S4(2, 320, 128, 128)}, {3}, 4, S4(2, 320, 128, 128), f_act, {{SD_ACT_SILU}, 0}, 0, 0, NULL},
@@ -192,6 +199,10 @@ const op_case op_cases_small[] = {
      S4(2, 7, 16, 0), f_attn, {{2, 0}, 0}, 0, 0, ref_attention},
     {"attention causal", 3, {3, 3, 3}, {S4(2, 6, 12, 0), S4(2, 6, 12, 0), S4(2, 6, 12, 0)}, {1, 1, 1}, 3,
      S4(2, 6, 12, 0), f_attn, {{2, 1}, 0}, 0, 0, ref_attention},
+    {"attention causal key-masked", 4, {3, 3, 3, 2}, {S4(2, 8, 12, 0), S4(2, 8, 12, 0), S4(2, 8, 12, 0), S4(2, 8, 0, 0)},
+     {1, 1, 1, 1}, 3, S4(2, 8, 12, 0), f_attn_masked, {{2, 1}, 0}, 0, 0, ref_attention},
+    {"attention cross key-masked", 4, {3, 3, 3, 2}, {S4(2, 5, 16, 0), S4(2, 9, 16, 0), S4(2, 9, 16, 0), S4(2, 9, 0, 0)},
+     {1, 1, 1, 1}, 3, S4(2, 5, 16, 0), f_attn_masked, {{2, 0}, 0}, 0, 0, ref_attention},
     {"silu", 1, {4}, {S4(2, 3, 4, 5)}, {3}, 4, S4(2, 3, 4, 5), f_act, {{SD_ACT_SILU}, 0}, 0, 0, ref_act},
     {"gelu", 1, {2}, {S4(7, 9, 0, 0)}, {3}, 2, S4(7, 9, 0, 0), f_act, {{SD_ACT_GELU}, 0}, 0, 0, ref_act},
     {"quick_gelu", 1, {2}, {S4(7, 9, 0, 0)}, {3}, 2, S4(7, 9, 0, 0), f_act, {{SD_ACT_QUICK_GELU}, 0}, 0, 0, ref_act},

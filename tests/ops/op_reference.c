@@ -118,18 +118,20 @@ void ref_attention(float *y, float *const *in, const op_case *c)
                     double s = 0;
                     for (int64_t d = 0; d < D; d++)
                         s += (double)q[d] * k[d];
-                    p[j] = causal && j > i ? -INFINITY : s / sqrt((double)D);
+                    /* a 4th input is the key mask: attend where > 0 */
+                    int dropped = (causal && j > i) || (c->nin == 4 && !(in[3][b * Sk + j] > 0.0f));
+                    p[j] = dropped ? -INFINITY : s / sqrt((double)D);
                     if (p[j] > mx)
                         mx = p[j];
                 }
                 for (int64_t j = 0; j < Sk; j++) {
-                    p[j] = exp(p[j] - mx);
+                    p[j] = p[j] == -INFINITY ? 0.0 : exp(p[j] - mx);
                     sum += p[j];
                 }
                 for (int64_t d = 0; d < D; d++) {
                     double o = 0;
                     for (int64_t j = 0; j < Sk; j++)
-                        o += p[j] / sum * in[2][(b * Sk + j) * HD + h * D + d];
+                        o += sum > 0 ? p[j] / sum * in[2][(b * Sk + j) * HD + h * D + d] : 0.0;
                     y[(b * Sq + i) * HD + h * D + d] = (float)o;
                 }
             }

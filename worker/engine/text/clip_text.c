@@ -118,13 +118,14 @@ sd_status sd_clip_text_load(sd_clip_text **out, sd_backend *be, const sd_compone
 
 /* One pre-LN encoder layer, in place on x. */
 static sd_status layer_forward(const clip_layer *L, const sd_clip_config *c, sd_tensor *x, sd_tensor *h,
-                               sd_tensor *q, sd_tensor *k, sd_tensor *v, sd_tensor *a, sd_tensor *f, sd_error *err)
+                               sd_tensor *q, sd_tensor *k, sd_tensor *v, sd_tensor *a, sd_tensor *f,
+                               const sd_tensor *mask, sd_error *err)
 {
     SD_TRY(sd_op_layer_norm(h, x, L->ln1_w, L->ln1_b, c->eps, err));
     SD_TRY(sd_op_linear(q, h, L->q_w, L->q_b, SD_ACT_NONE, err));
     SD_TRY(sd_op_linear(k, h, L->k_w, L->k_b, SD_ACT_NONE, err));
     SD_TRY(sd_op_linear(v, h, L->v_w, L->v_b, SD_ACT_NONE, err));
-    SD_TRY(sd_op_attention(a, q, k, v, c->heads, 1, err));
+    SD_TRY(sd_op_attention_masked(a, q, k, v, mask, c->heads, 1, err));
     SD_TRY(sd_op_linear(h, a, L->o_w, L->o_b, SD_ACT_NONE, err));
     SD_TRY(sd_op_add(x, x, h, err));
     SD_TRY(sd_op_layer_norm(h, x, L->ln2_w, L->ln2_b, c->eps, err));
@@ -152,7 +153,7 @@ sd_status sd_clip_text_forward(sd_clip_text *m, const int64_t *ids, int B, int S
     int run_layers = need_last ? c->layers : c->layers - 1;
     sd_backend *be = m->be;
     int64_t D = c->hidden;
-    sd_tensor x = {0}, h = {0}, q = {0}, k = {0}, v = {0}, a = {0}, f = {0}, last = {0}, pooled = {0};
+    sd_tensor x = {0}, h = {0}, q = {0}, k = {0}, v = {0}, a = {0}, f = {0}, last = {0}, pooled = {0}, mask = {0};
     int64_t seq[3] = {B, S, D}, ff[3] = {B, S, c->intermediate};
     sd_status st = SD_OK;
     sd_tensor *seqs[] = {&x, &h, &q, &k, &v, &a};
@@ -160,6 +161,10 @@ sd_status sd_clip_text_forward(sd_clip_text *m, const int64_t *ids, int B, int S
         st = sd_tensor_alloc(be, seqs[i], 3, seq, err);
     if (st == SD_OK)
         st = sd_tensor_alloc(be, &f, 3, ff, err);
+    if (st == SD_OK && out->attention_mask) {
+        int64_t ms[2] = {B, S};
+        st = sd_tensor_from_host(be, &mask, out->attention_mask, SD_DTYPE_F32, 2, ms, 0, err);
+    }
     if (st == SD_OK)
         st = sd_op_embedding(&x, ids, m->tok_emb, m->pos_emb, err);
     if (st == SD_OK && out->hidden_states)
@@ -172,7 +177,7 @@ sd_status sd_clip_text_forward(sd_clip_text *m, const int64_t *ids, int B, int S
     if (st == SD_OK && out->penultimate && want == -1)
         st = alloc_copy(be, out->penultimate, &x, err);
     for (int i = 0; i < run_layers && st == SD_OK; i++) {
-        st = layer_forward(&m->layers[i], c, &x, &h, &q, &k, &v, &a, &f, err);
+        st = layer_forward(&m->layers[i], c, &x, &h, &q, &k, &v, &a, &f, out->attention_mask ? &mask : NULL, err);
         if (st == SD_OK && out->hidden_states)
             st = alloc_copy(be, &out->hidden_states[i + 1], &x, err);
         if (st == SD_OK && out->penultimate && i == want)
@@ -214,6 +219,7 @@ sd_status sd_clip_text_forward(sd_clip_text *m, const int64_t *ids, int B, int S
     for (int i = 0; i < 6; i++)
         sd_tensor_free(seqs[i]);
     sd_tensor_free(&f);
+    sd_tensor_free(&mask);
     if (st == SD_OK && out->last_hidden)
         *out->last_hidden = last;
     else

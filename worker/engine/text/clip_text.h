@@ -26,6 +26,7 @@ typedef struct {
     sd_tensor *hidden_states; /* array of layers + 1: embeddings, then each layer's output */
     sd_tensor *penultimate;   /* hidden_states[-(2 + skip)], what SDXL conditions on */
     int skip;                 /* diffusers' clip_skip (0: hidden_states[-2]) */
+    const float *attention_mask; /* NULL, or B x S on the host: 0 hides that token from every other (compel) */
     sd_tensor *last_hidden;   /* final_layer_norm(last layer) */
     sd_tensor *pooled;        /* last_hidden at the eos position (legacy argmax of ids) */
     sd_tensor *text_embeds;   /* text_projection(pooled); WithProjection only */
