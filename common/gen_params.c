@@ -132,6 +132,11 @@ const sd_gen_params_spec sd_gen_params_table[] = {
      "img2img: how much of --init-image is noised away"},
     {"--clip-skip", "clip_skip", SD_GEN_PARAMS_TYPE_INT, F(clip_skip), 0, 0, 64, 0, 0, 0, GEN | JOB, 1, "N", "0",
      "diffusers' clip_skip: both text encoders' layer N before the penultimate (A1111's \"Clip skip\" is N + 1)"},
+    {"--long-prompts", "long_prompts", SD_GEN_PARAMS_TYPE_SWITCH, F(long_prompts), 0, 0, 1, 0, 0, 0, GEN | JOB, 1, "",
+     "off",
+     "encode prompts past 77 tokens in 75-token chunks and weight words in compel's syntax (word+, word-, "
+     "(words)1.3, \"words\"0.8, word.attend(1.2)), as compel's CompelForSDXL does; off: CLIP's 77 tokens, the "
+     "rest dropped with a warning, parentheses read as text"},
     {"--watermark", "watermark", SD_GEN_PARAMS_TYPE_INT, F(watermark), 0, 0, 1, 0, 0, 0, GEN | JOB, 0, "0|1", "1",
      "diffusers' invisible watermark (dwtDct, 48 bits) on images 256 px wide or more, as with the seed's "
      "invisible-watermark installed; 0 (or --no-watermark) leaves it out"},
@@ -326,6 +331,14 @@ sd_status sd_gen_params_set_json(sd_gen_params *g, const sd_gen_params_spec *s, 
     case SD_GEN_PARAMS_TYPE_SIZE:
     case SD_GEN_PARAMS_TYPE_OFFSET:
         return pair_value(s, v, name, g, err);
+    case SD_GEN_PARAMS_TYPE_SWITCH:
+        if (json_is_boolean(v))
+            *FIELD(g, s->offset, int) = json_is_true(v);
+        else if (json_is_integer(v) && (json_integer_value(v) == 0 || json_integer_value(v) == 1))
+            *FIELD(g, s->offset, int) = (int)json_integer_value(v);
+        else
+            return sd_fail(err, SD_ERR_INVALID, "%s: must be true or false", name);
+        return SD_OK;
     }
     return sd_fail(err, SD_ERR_INVALID, "%s: unknown parameter type", name);
 }
@@ -376,6 +389,9 @@ sd_status sd_gen_params_flag_to_json(const sd_gen_params_spec *s, const char *te
         v = json_pack("[i,i]", a, b);
         break;
     }
+    case SD_GEN_PARAMS_TYPE_SWITCH: /* the flag alone: on */
+        v = json_true();
+        break;
     }
     sd_gen_params scratch;
     sd_gen_params_init(&scratch);
@@ -447,6 +463,8 @@ json_t *sd_gen_params_to_json(const sd_gen_params *g, const sd_gen_params_spec *
     case SD_GEN_PARAMS_TYPE_SIZE:
     case SD_GEN_PARAMS_TYPE_OFFSET:
         return json_pack("[i,i]", *FIELD(g, s->offset, const int), *FIELD(g, s->offset2, const int));
+    case SD_GEN_PARAMS_TYPE_SWITCH:
+        return json_boolean(*FIELD(g, s->offset, const int));
     }
     return json_null();
 }
@@ -483,6 +501,9 @@ void sd_gen_params_to_text(const sd_gen_params *g, const sd_gen_params_spec *s, 
         snprintf(buf, len, s->type == SD_GEN_PARAMS_TYPE_SIZE ? "%dx%d" : "%d,%d", *FIELD(g, s->offset, const int),
                  *FIELD(g, s->offset2, const int));
         return;
+    case SD_GEN_PARAMS_TYPE_SWITCH:
+        snprintf(buf, len, "%s", *FIELD(g, s->offset, const int) ? "on" : "off");
+        return;
     }
     snprintf(buf, len, "?");
 }
@@ -494,7 +515,7 @@ void sd_gen_params_print_help(FILE *out, int scope)
         if (!(s->scope & scope))
             continue;
         char left[64];
-        snprintf(left, sizeof left, "%s %s", s->flag, s->metavar);
+        snprintf(left, sizeof left, "%s%s%s", s->flag, s->metavar[0] ? " " : "", s->metavar);
         fprintf(out, "  %-32s %s (default: %s)\n", left, s->help, s->deflt);
     }
 }

@@ -92,6 +92,7 @@ typedef struct {
     float strength;
     float eta; /* DDIM's eta (0: deterministic) */
     int clip_skip; /* diffusers' clip_skip: condition on hidden_states[-(2 + N)] (0: none) */
+    int long_prompts; /* 1: prompts past 77 tokens and weights in compel's syntax (worker/engine/text/long_prompt.h) */
     /* sdxl generate --batch N --one-generator: item batch_i of batch_n drawn
      * from one generator seeded with seed, as diffusers' num_images_per_prompt
      * (batch_n 0: the item has a generator of its own) */
@@ -125,6 +126,7 @@ typedef enum {
     SD_GEN_PARAMS_TYPE_FORMAT,    /* png, webp or jpeg */
     SD_GEN_PARAMS_TYPE_SIZE,      /* WxH: flag "1024x1024", JSON [w, h]; both in [min, max] */
     SD_GEN_PARAMS_TYPE_OFFSET,    /* Y,X: flag "0,0", JSON [y, x]; both in [min, max] */
+    SD_GEN_PARAMS_TYPE_SWITCH,    /* on or off: a flag without a value turns it on; JSON true/false (or 1/0) */
 } sd_gen_params_type;
 
 /* Where a parameter is taken. */

@@ -11,6 +11,7 @@
 #include "common/fsutil.h"
 #include "common/json_config.h"
 #include "common/model_folder.h"
+#include "worker/engine/pipeline/pipeline.h"
 
 const char *tu_testdata(void)
 {
@@ -208,4 +209,64 @@ void tu_upload(sd_backend *be, sd_tensor *t, const sd_st_file *g, const char *na
     int64_t one = 1;
     cr_assert_eq(sd_tensor_from_host(be, t, s->data, SD_DTYPE_F32, ndim, s->ndim ? s->shape : &one, 0, &err), SD_OK,
                  "%s: %s", name, err.msg);
+}
+
+/* runs the whole pipeline; returns the final latents and image */
+sd_status tu_generate(const sd_model_spec *ms, const sd_gen_params *g, float **lat_out, uint8_t **rgb_out,
+                          sd_error *err)
+{
+    sd_backend *be = tu_cpu();
+    sd_pipeline p;
+    sd_status st = sd_pipeline_load(&p, be, NULL, ms, SD_STAGE_ALL, err);
+    if (st != SD_OK) {
+        sd_backend_free(be);
+        return st;
+    }
+    sd_text_result t = {0};
+    sd_latent_result lat = {0};
+    sd_image_result img = {0};
+    st = sd_stage_text(&p, g, &t, err);
+    if (st == SD_OK)
+        st = sd_stage_unet(&p, g, &t, NULL, &lat, err);
+    if (st == SD_OK)
+        st = sd_stage_final(&p, g, &t, &lat, NULL, &img, err);
+    if (st == SD_OK) {
+        size_t n = (size_t)(lat.shape[1] * lat.shape[2] * lat.shape[3]);
+        *lat_out = malloc(n * sizeof(float));
+        memcpy(*lat_out, lat.latents, n * sizeof(float));
+        *rgb_out = malloc((size_t)img.width * img.height * 3);
+        memcpy(*rgb_out, img.rgb, (size_t)img.width * img.height * 3);
+    }
+    sd_text_result_free(&t);
+    sd_image_result_free(&img);
+    sd_latent_result_free(&lat);
+    sd_pipeline_free(&p);
+    sd_backend_free(be);
+    return st;
+}
+
+void tu_expect_generated(const sd_model_spec *ms, const sd_gen_params *g, const char *golden_file, const char *name)
+{
+    sd_error err = {0};
+    float *lat;
+    uint8_t *rgb;
+    cr_assert_eq(tu_generate(ms, g, &lat, &rgb, &err), SD_OK, "%s: %s", name, err.msg);
+    sd_st_file *gf;
+    cr_assert_eq(sd_st_open(&gf, golden_file, &err), SD_OK, "%s", err.msg);
+    char key[96];
+    snprintf(key, sizeof key, "%s_latents", name);
+    const sd_st_tensor *gl = tu_tensor(gf, key, SD_DTYPE_F32);
+    tu_expect_close_host(lat, sd_st_numel(gl), gf, key, 1e-4);
+    snprintf(key, sizeof key, "%s_image", name);
+    const sd_st_tensor *gi = tu_tensor(gf, key, SD_DTYPE_U8);
+    const uint8_t *r = gi->data;
+    int worst = 0;
+    for (size_t i = 0; i < sd_st_numel(gi); i++) {
+        int d = abs((int)rgb[i] - (int)r[i]);
+        worst = d > worst ? d : worst;
+    }
+    cr_assert_leq(worst, 1, "%s: image differs from diffusers' by %d levels", name, worst);
+    free(lat);
+    free(rgb);
+    sd_st_close(gf);
 }

@@ -51,3 +51,14 @@ sd_backend *tu_cpu(void);
 sd_unet *tu_load_unet(sd_backend *be, const char *model, const char *variant);
 /* Uploads a golden F32 tensor to the backend. */
 void tu_upload(sd_backend *be, sd_tensor *t, const sd_st_file *g, const char *name);
+
+#include "common/gen_params.h"
+#include "common/model_spec.h"
+/* Runs the whole pipeline of ms on the CPU: the final latents [C*h*w] and
+ * the 8-bit image [h*w*3] (malloc'd). */
+sd_status tu_generate(const sd_model_spec *ms, const sd_gen_params *g, float **lat_out, uint8_t **rgb_out,
+                      sd_error *err);
+/* tu_generate, then expects golden_file's <name>_latents within relative L2
+ * 1e-4 and <name>_image within 1 level: the bounds of every pipeline golden
+ * (float32 on a CPU both sides; only summation order differs). */
+void tu_expect_generated(const sd_model_spec *ms, const sd_gen_params *g, const char *golden_file, const char *name);

@@ -202,6 +202,15 @@ long_prompt() {
     grep -q "truncated because CLIP can only handle sequences up to 77 tokens: .*zebra" <<<"$o" && png_text_has $T/long.png "prompt_truncated="
 }
 check "generate warns about a prompt over 77 tokens naming what was dropped, and records it" long_prompt
+long_prompts_flag() { # the whole prompt encoded: no warning, recorded; compel's weights change the image
+    local p="a photograph of a lighthouse on a rocky cliff at dusk with waves crashing below and seagulls circling overhead while the last light of the sun paints the clouds in orange pink and purple and a small fishing boat returns to the harbour with its lantern glowing warmly against the deep blue water and distant mountains, painted in the style of the old masters zebra"
+    local o
+    o=$(tiny --prompt "$p" --long-prompts --out $T/lp1.png 2>&1 >/dev/null) || return 1
+    ! grep -q truncated <<<"$o" && png_text_has $T/lp1.png "long_prompts=on" && ! png_text_has $T/lp1.png "prompt_truncated=" &&
+        tiny --prompt "$p (zebra)1.5" --long-prompts --out $T/lp2.png >/dev/null && ! cmp -s $T/lp1.png $T/lp2.png
+}
+check "generate --long-prompts encodes past 77 tokens without a warning and records it" long_prompts_flag
+check "generate --long-prompts refuses compel's .blend() naming it" out_has ".blend() is not supported" tiny --prompt '("a cat", "a dog").blend(1, 1)' --long-prompts --out $T/a.png
 watermark_on_by_default() {
     tiny --prompt x --width 256 --height 256 --out $T/wm.png >/dev/null &&
         tiny --prompt x --width 256 --height 256 --no-watermark --out $T/nowm.png >/dev/null &&
@@ -262,8 +271,10 @@ printf '{"prompt":"a"}\n{"prompt":"b","steps":"ten"}\n' >"$J/bad-type.jsonl"
 printf '{"prompt":"a","stpes":4}\n' >"$J/unknown.jsonl"
 printf '{"prompt":"a","seed":-5}\n' >"$J/range.jsonl"
 printf '{"prompt":"a","scheduler":"foo"}\n' >"$J/sched.jsonl"
+printf '{"prompt":"a","long_prompts":"yes"}\n' >"$J/long.jsonl"
 check "submit refuses a JSONL field of the wrong type, naming line and key" out_has "bad-type.jsonl:2: key 'steps'" $BIN/sdxl submit "$J/bad-type.jsonl" --out "$J/o"
 check "submit refuses an unknown JSONL key, naming it" out_has "unknown key 'stpes'" $BIN/sdxl submit "$J/unknown.jsonl" --out "$J/o"
+check "submit refuses long_prompts that is not a boolean, naming the key" out_has "key 'long_prompts': must be true or false" $BIN/sdxl submit "$J/long.jsonl" --out "$J/o"
 check "submit refuses a negative seed" expect_rc 2 $BIN/sdxl submit "$J/range.jsonl" --out "$J/o"
 check "submit refuses an unknown scheduler naming the key" out_has "key 'scheduler'" $BIN/sdxl submit "$J/sched.jsonl" --out "$J/o"
 printf 'a cat\nhalf a pro\0mpt\n' >"$J/nul.txt"

@@ -841,9 +841,10 @@ scenario_full_disk() {
 
 # the scenarios of which model a job runs on (pinned models, items' own LoRAs and VAEs)
 . tests/cluster/scenarios_models.sh
+. tests/cluster/scenarios_prompts.sh
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents health_probes top simulated coordinator_restarts job_lifecycle shard_kills full_disk item_models}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents health_probes top simulated coordinator_restarts job_lifecycle shard_kills full_disk item_models long_prompts}"; do
     for one in $s; do "scenario_$one"; done
 done
 finish

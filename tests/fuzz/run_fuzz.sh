@@ -8,6 +8,7 @@
 #   json_config  UNet/VAE/CLIP/scheduler configs (Python's -Infinity too)
 #   tensor_blob  stored stage results         image        PNG/JPEG init images
 #   tokenizer    prompts (the real vocabulary) job_spec    SUBMIT specs and JSONL items
+#   prompt_weights  compel's prompt syntax (--long-prompts)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-60}
@@ -28,6 +29,7 @@ src[image]="$base common/image_io.c"
 src[tokenizer]="$base common/hashmap.c worker/engine/text/clip_tokenizer.c worker/engine/text/clip_vocab.c
   worker/engine/text/clip_vocab_blob.S"
 src[job_spec]="$base common/gen_params.c common/image_io.c common/parse_number.c common/job_spec.c common/hashmap.c"
+src[prompt_weights]="$base worker/engine/text/prompt_weights.c"
 libs[safetensors]="-ljansson"
 libs[proto]="-ljansson -lmsgpackc -lzmq"
 libs[json_config]="-ljansson -lpng -ljpeg -lwebp -lm"
@@ -35,8 +37,9 @@ libs[tensor_blob]="-ljansson -lmsgpackc -lzmq"
 libs[image]="-ljansson -lpng -ljpeg -lwebp"
 libs[tokenizer]="-ljansson -lutf8proc"
 libs[job_spec]="-ljansson -lpng -ljpeg -lwebp -lm"
+libs[prompt_weights]="-ljansson -lm"
 status=0
-all="safetensors proto json_config tensor_blob image tokenizer job_spec"
+all="safetensors proto json_config tensor_blob image tokenizer job_spec prompt_weights"
 for target in ${TARGETS:-$all}; do
     case " $all " in *" $target "*) ;; *) echo "fuzz: unknown target '$target' (targets: $all)" >&2; exit 2 ;; esac
     bin="$out/fuzz_$target"

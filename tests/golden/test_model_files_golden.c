@@ -138,64 +138,9 @@ static void set_params(sd_gen_params *g, json_t *c)
         g->negative_aesthetic_score = (float)json_number_value(json_object_get(c, "negative_aesthetic_score"));
 }
 
-/* runs the whole pipeline; returns the final latents and image */
-static sd_status generate(const sd_model_spec *ms, const sd_gen_params *g, float **lat_out, uint8_t **rgb_out,
-                          sd_error *err)
-{
-    sd_backend *be = tu_cpu();
-    sd_pipeline p;
-    sd_status st = sd_pipeline_load(&p, be, NULL, ms, SD_STAGE_ALL, err);
-    if (st != SD_OK) {
-        sd_backend_free(be);
-        return st;
-    }
-    sd_text_result t = {0};
-    sd_latent_result lat = {0};
-    sd_image_result img = {0};
-    st = sd_stage_text(&p, g, &t, err);
-    if (st == SD_OK)
-        st = sd_stage_unet(&p, g, &t, NULL, &lat, err);
-    if (st == SD_OK)
-        st = sd_stage_final(&p, g, &t, &lat, NULL, &img, err);
-    if (st == SD_OK) {
-        size_t n = (size_t)(lat.shape[1] * lat.shape[2] * lat.shape[3]);
-        *lat_out = malloc(n * sizeof(float));
-        memcpy(*lat_out, lat.latents, n * sizeof(float));
-        *rgb_out = malloc((size_t)img.width * img.height * 3);
-        memcpy(*rgb_out, img.rgb, (size_t)img.width * img.height * 3);
-    }
-    sd_text_result_free(&t);
-    sd_image_result_free(&img);
-    sd_latent_result_free(&lat);
-    sd_pipeline_free(&p);
-    sd_backend_free(be);
-    return st;
-}
-
 static void expect_golden(const sd_model_spec *ms, const sd_gen_params *g, const char *name)
 {
-    sd_error err = {0};
-    float *lat;
-    uint8_t *rgb;
-    cr_assert_eq(generate(ms, g, &lat, &rgb, &err), SD_OK, "%s: %s", name, err.msg);
-    sd_st_file *gf;
-    cr_assert_eq(sd_st_open(&gf, DATA "goldens.safetensors", &err), SD_OK, "%s", err.msg);
-    char key[96];
-    snprintf(key, sizeof key, "%s_latents", name);
-    const sd_st_tensor *gl = tu_tensor(gf, key, SD_DTYPE_F32);
-    tu_expect_close_host(lat, sd_st_numel(gl), gf, key, 1e-4);
-    snprintf(key, sizeof key, "%s_image", name);
-    const sd_st_tensor *gi = tu_tensor(gf, key, SD_DTYPE_U8);
-    const uint8_t *r = gi->data;
-    int worst = 0;
-    for (size_t i = 0; i < sd_st_numel(gi); i++) {
-        int d = abs((int)rgb[i] - (int)r[i]);
-        worst = d > worst ? d : worst;
-    }
-    cr_assert_leq(worst, 1, "%s: image differs from diffusers' by %d levels", name, worst);
-    free(lat);
-    free(rgb);
-    sd_st_close(gf);
+    tu_expect_generated(ms, g, DATA "goldens.safetensors", name);
 }
 
 static float *load_init(int *w, int *h)
@@ -241,8 +186,8 @@ Test(model_files, single_file_fp16_equals_the_folders_fp16_variant)
     sd_error err = {0};
     float *la, *lb;
     uint8_t *ra, *rb;
-    cr_assert_eq(generate(&a, &g, &la, &ra, &err), SD_OK, "%s", err.msg);
-    cr_assert_eq(generate(&b, &g, &lb, &rb, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(tu_generate(&a, &g, &la, &ra, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(tu_generate(&b, &g, &lb, &rb, &err), SD_OK, "%s", err.msg);
     cr_assert_eq(memcmp(la, lb, 256 * sizeof(float)), 0, "fp16 single file and fp16 folder differ");
     cr_assert_eq(memcmp(ra, rb, 64 * 64 * 3), 0);
     free(la), free(lb), free(ra), free(rb);
@@ -267,7 +212,7 @@ Test(model_files, refiner_alone_single_file_and_folder)
     sd_error err = {0};
     float *lat;
     uint8_t *rgb;
-    cr_assert_eq(generate(&folder, &t2i, &lat, &rgb, &err), SD_ERR_INVALID);
+    cr_assert_eq(tu_generate(&folder, &t2i, &lat, &rgb, &err), SD_ERR_INVALID);
     cr_assert(strstr(err.msg, "--init-image"), "%s", err.msg);
     free((void *)g.init_image);
     tu_rmrf(dir);
@@ -404,7 +349,7 @@ Test(model_files, single_file_key_errors_name_the_key)
         sd_model_spec ms = {.model = bad, .model_config = tiny};
         float *lat;
         uint8_t *rgb;
-        cr_assert_neq(generate(&ms, &g, &lat, &rgb, &err), SD_OK, "mode %d loaded", mode);
+        cr_assert_neq(tu_generate(&ms, &g, &lat, &rgb, &err), SD_OK, "mode %d loaded", mode);
         /* a missing tensor is named by the file's own key (and diffusers') */
         const char *want = mode == 0 ? drop : extras[mode - 1];
         cr_assert(strstr(err.msg, want), "mode %d: '%s' does not name %s", mode, err.msg, want);

@@ -106,7 +106,7 @@ static void load(sd_pipeline *p, sd_backend *be, int with_refiner)
 
 static void check_text(const sd_text_result *t, const sd_st_file *g, int refiner)
 {
-    size_t ne = (size_t)t->S * (size_t)(refiner ? t->rD : t->D), np = (size_t)(refiner ? t->rP : t->P);
+    size_t ne = (size_t)(refiner ? t->rS : t->S) * (size_t)(refiner ? t->rD : t->D), np = (size_t)(refiner ? t->rP : t->P);
     const float *e = refiner ? t->r_embeds : t->embeds, *pl = refiner ? t->r_pooled : t->pooled;
     cr_assert_eq(t->cfg, 1);
     tu_expect_close_host(e, ne, g, "negative_prompt_embeds", 1e-4);

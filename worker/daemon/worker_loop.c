@@ -201,7 +201,7 @@ static sd_status text_from_msg(const sd_msg *m, int k, sd_text_result *t, sd_err
         if (!rp || re->ndim != 3)
             return sd_fail(err, SD_ERR_FORMAT, "task: bad refiner conditioning of item %d", k);
         t->cfg = re->shape[0] == 2;
-        t->S = (int)re->shape[1];
+        t->rS = (int)re->shape[1];
         t->rD = (int)re->shape[2];
         t->rP = (int)rp->shape[1];
         t->r_embeds = (float *)re->data;
@@ -262,7 +262,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
         if (st == SD_OK)
             st = add_f32(res, "pool", k, 2, ps, kept_copy(kp, t.pooled, (size_t)ps[0] * ps[1]), err);
         if (st == SD_OK && t.r_embeds) {
-            int64_t rs[3] = {1 + t.cfg, t.S, t.rD}, rps[2] = {1 + t.cfg, t.rP};
+            int64_t rs[3] = {1 + t.cfg, t.rS, t.rD}, rps[2] = {1 + t.cfg, t.rP};
             st = add_f32(res, "remb", k, 3, rs, kept_copy(kp, t.r_embeds, (size_t)rs[0] * rs[1] * rs[2]), err);
             if (st == SD_OK)
                 st = add_f32(res, "rpool", k, 2, rps, kept_copy(kp, t.r_pooled, (size_t)rps[0] * rps[1]), err);
@@ -282,7 +282,7 @@ static sd_status run_item(worker *w, const sd_msg *task, int k, json_t *item, sd
         json_object_set_new(out_info, "refiner_pending", json_boolean(lat.refiner_pending));
         /* the refiner's conditioning travels on to the final stage */
         if (st == SD_OK && t.r_embeds) {
-            int64_t rs[3] = {1 + t.cfg, t.S, t.rD}, rps[2] = {1 + t.cfg, t.rP};
+            int64_t rs[3] = {1 + t.cfg, t.rS, t.rD}, rps[2] = {1 + t.cfg, t.rP};
             st = add_f32(res, "remb", k, 3, rs, t.r_embeds, err);
             if (st == SD_OK)
                 st = add_f32(res, "rpool", k, 2, rps, t.r_pooled, err);

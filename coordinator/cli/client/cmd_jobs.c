@@ -260,6 +260,10 @@ int cmd_submit(int argc, char **argv)
             json_object_set_new(defaults, "watermark", json_integer(0));
             continue;
         }
+        if ((spec = sd_gen_params_by_flag(a)) && spec->type == SD_GEN_PARAMS_TYPE_SWITCH) { /* on, job-wide */
+            json_object_set_new(defaults, spec->key, json_true());
+            continue;
+        }
         const char *v = sd_flag_value("sdxl submit", argc, argv, &i);
         if (!v) {
             json_decref(defaults);

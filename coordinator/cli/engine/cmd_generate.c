@@ -128,6 +128,13 @@ int cmd_generate(int argc, char **argv)
         } else if (!strcmp(a, "--one-generator")) {
             one_generator = 1;
             continue;
+        } else if ((spec = sd_gen_params_by_flag(a)) && spec->type == SD_GEN_PARAMS_TYPE_SWITCH) {
+            sd_error perr = {0};
+            if (sd_gen_params_set_flag(&g, spec, NULL, &perr) != SD_OK) {
+                cli_errorf("generate", "%s", perr.msg);
+                return 2;
+            }
+            continue;
         }
         const char *val = sd_flag_value("sdxl generate", argc, argv, &i);
         if (!val)

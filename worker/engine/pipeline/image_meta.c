@@ -43,6 +43,8 @@ static int relevant(const sd_gen_params_spec *s, const sd_gen_params *g, const s
         return g->eta != 0.0f;
     if (!strcmp(k, "clip_skip"))
         return g->clip_skip != 0;
+    if (!strcmp(k, "long_prompts"))
+        return g->long_prompts != 0;
     return 1;
 }
 

@@ -78,7 +78,8 @@ typedef struct {
     int S, D, P;    /* sequence length, embedding width, pooled width */
     float *embeds;  /* [1 + cfg, S, D] */
     float *pooled;  /* [1 + cfg, P] */
-    int rD, rP;     /* refiner conditioning (when a refiner is loaded) */
+    int rS, rD, rP; /* refiner conditioning (when a refiner is loaded); rS differs from S
+                     * only with --long-prompts (its own chunk count) */
     float *r_embeds, *r_pooled;
 } sd_text_result;
 

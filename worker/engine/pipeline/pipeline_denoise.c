@@ -360,7 +360,7 @@ static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     gen.batch_n = g->batch_n;
     gen.batch_i = g->batch_i;
     denoise_job j = {p->runet, &s, s.timesteps + s.n - count, count, text->r_embeds, text->r_pooled, 1 + text->cfg,
-                     text->S, text->rD, text->rP, all, nids, g->guidance, g->guidance_rescale, "refiner", NULL};
+                     text->rS, text->rD, text->rP, all, nids, g->guidance, g->guidance_rescale, "refiner", NULL};
     sd_status st = count > 0 ? denoise(p, &j, lat, shape, &gen, hooks, err) : SD_OK;
     sd_scheduler_free(&s);
     return st;

@@ -39,6 +39,9 @@ struct sd_clip_tokenizer {
     size_t cps_cap;
     int32_t *sym;
     size_t sym_cap;
+    /* id -> index into vocab.entries (-1: no entry), built on first use */
+    int32_t *by_id;
+    int32_t n_ids;
 };
 
 /* ---- byte <-> unicode table of GPT-2 / CLIP ---- */
@@ -321,6 +324,7 @@ void sd_clip_tokenizer_free(sd_clip_tokenizer *t)
     free(t->cps);
     free(t->cps2);
     free(t->sym);
+    free(t->by_id);
     free(t);
 }
 
@@ -726,6 +730,28 @@ sd_status sd_clip_tokenize(sd_clip_tokenizer *t, const char *text, int64_t *ids,
     return SD_OK;
 }
 
+const char *sd_clip_token_text(sd_clip_tokenizer *t, int32_t id, size_t *len)
+{
+    if (!t->by_id) {
+        int32_t top = -1;
+        for (size_t e = 0; e < t->vocab.n; e++)
+            top = t->vocab.entries[e].value > top ? t->vocab.entries[e].value : top;
+        t->by_id = malloc((size_t)(top + 1) * sizeof *t->by_id);
+        if (!t->by_id)
+            return NULL;
+        t->n_ids = top + 1;
+        for (int32_t i = 0; i < t->n_ids; i++)
+            t->by_id[i] = -1;
+        for (size_t e = 0; e < t->vocab.n; e++)
+            t->by_id[t->vocab.entries[e].value] = (int32_t)e;
+    }
+    if (id < 0 || id >= t->n_ids || t->by_id[id] < 0)
+        return NULL;
+    const struct sd_strmap_entry *e = &t->vocab.entries[t->by_id[id]];
+    *len = e->key_len;
+    return t->vocab.arena + e->key_off;
+}
+
 /* The text of the tokens past what fits (max_length - 2), as transformers'
  * CLIPTokenizer decodes them: the tokens' byte-level characters joined,
  * mapped back to bytes, "</w>" read as a space, trimmed. */
@@ -746,13 +772,8 @@ sd_status sd_clip_dropped_text(sd_clip_tokenizer *t, const char *text, char *out
     bytes_to_unicode(table);
     size_t o = 0;
     for (int i = body; i < n && o + 1 < len; i++) {
-        const char *tok = NULL;
         size_t tl = 0;
-        for (size_t e = 0; e < t->vocab.n && !tok; e++)
-            if (t->vocab.entries[e].value == tmp[i]) {
-                tok = t->vocab.arena + t->vocab.entries[e].key_off;
-                tl = t->vocab.entries[e].key_len;
-            }
+        const char *tok = sd_clip_token_text(t, tmp[i], &tl);
         for (size_t p = 0; tok && p < tl && o + 1 < len;) {
             utf8proc_int32_t cp;
             utf8proc_ssize_t step = utf8proc_iterate((const utf8proc_uint8_t *)tok + p, (utf8proc_ssize_t)(tl - p), &cp);

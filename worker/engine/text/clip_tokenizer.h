@@ -41,6 +41,12 @@ sd_status sd_clip_tokenize(sd_clip_tokenizer *t, const char *text, int64_t *ids,
 sd_status sd_clip_dropped_text(sd_clip_tokenizer *t, const char *text, char *out, size_t len, int *dropped,
                                sd_error *err);
 
+/* The vocabulary's spelling of token id (byte-level characters, "</w>"
+ * ending a word), as transformers' convert_ids_to_tokens gives it; not
+ * NUL-terminated (*len bytes). NULL for an id without an entry, or out of
+ * memory on the first call (it builds the id -> token table). */
+const char *sd_clip_token_text(sd_clip_tokenizer *t, int32_t id, size_t *len);
+
 /* Tokens of text without bos/eos/padding/truncation. Writes at most cap ids
  * and returns the total count in *n. */
 sd_status sd_clip_encode(sd_clip_tokenizer *t, const char *text, int32_t *ids, int cap, int *n,
