@@ -31,6 +31,8 @@ static const sd_sched_kind_info sched_kinds[SD_SCHED_KIND_COUNT] = {
     {"lcm", "LCM", "LCMScheduler", -1, -1, 0},
     {"unipc", "UniPC", "UniPCMultistepScheduler", 0, -1, 0},
     {"unipc_karras", "UniPC Karras", "UniPCMultistepScheduler", 1, -1, 0},
+    {"dpmpp_sde", "DPM++ SDE", "DPMSolverSDEScheduler", 0, -1, 0},
+    {"dpmpp_sde_karras", "DPM++ SDE Karras", "DPMSolverSDEScheduler", 1, -1, 0},
     {EULER, NULL, EULER, -1, -1, 0},
     {"EulerAncestralDiscreteScheduler", NULL, "EulerAncestralDiscreteScheduler", -1, -1, 0},
     {DPM, NULL, DPM, -1, -1, 0},
@@ -39,6 +41,7 @@ static const sd_sched_kind_info sched_kinds[SD_SCHED_KIND_COUNT] = {
     {"HeunDiscreteScheduler", NULL, "HeunDiscreteScheduler", -1, -1, 0},
     {"LCMScheduler", NULL, "LCMScheduler", -1, -1, 0},
     {"UniPCMultistepScheduler", NULL, "UniPCMultistepScheduler", -1, -1, 0},
+    {"DPMSolverSDEScheduler", NULL, "DPMSolverSDEScheduler", -1, -1, 0},
 };
 #undef EULER
 #undef DPM
@@ -71,7 +74,8 @@ const char *sd_sched_kind_class(sd_sched_kind k)
 const char *sd_sched_kind_names(void)
 {
     return "euler, euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, dpmpp_2m_sde, dpmpp_2m_sde_karras, dpmpp_3m, "
-           "dpmpp_3m_karras, dpmpp_3m_sde, dpmpp_3m_sde_karras, ddim, lms, lms_karras, heun, lcm, unipc, unipc_karras";
+           "dpmpp_3m_karras, dpmpp_3m_sde, dpmpp_3m_sde_karras, dpmpp_sde, dpmpp_sde_karras, ddim, lms, lms_karras, heun, "
+           "lcm, unipc, unipc_karras";
 }
 
 static const char *const format_names[] = {"png", "webp", "jpeg"};
@@ -105,9 +109,11 @@ const sd_gen_params_spec sd_gen_params_table[] = {
     {"--scheduler", "scheduler", SD_GEN_PARAMS_TYPE_SCHEDULER, F(scheduler), 0, 0, 0, 0, 0, 0, GEN | JOB, 1, "NAME",
      "the model's",
      "euler, euler_karras, euler_a, dpmpp_2m, dpmpp_2m_karras, dpmpp_2m_sde, dpmpp_2m_sde_karras, dpmpp_3m, "
-     "dpmpp_3m_karras, dpmpp_3m_sde, dpmpp_3m_sde_karras, ddim, lms, lms_karras, heun, lcm (for LCM-LoRAs), unipc, unipc_karras; A1111's names (\"DPM++ 2M Karras\") too, or a "
+     "dpmpp_3m_karras, dpmpp_3m_sde, dpmpp_3m_sde_karras, dpmpp_sde, dpmpp_sde_karras (Brownian noise seeded with "
+     "the image's seed), ddim, lms, lms_karras, heun, lcm (for LCM-LoRAs), unipc, unipc_karras; A1111's names (\"DPM++ 2M Karras\") too, or a "
      "diffusers class with the model's settings (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, "
-     "DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, UniPCMultistepScheduler)"},
+     "DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, UniPCMultistepScheduler, "
+     "DPMSolverSDEScheduler)"},
     {"--high-noise-frac", "high_noise_frac", SD_GEN_PARAMS_TYPE_FLOAT, F(high_noise_frac), 0, 0, 1, 1, 1, 0, GEN | JOB,
      1, "F", "0.8", "with a refiner: the base denoises until this fraction"},
     {"--aesthetic-score", "aesthetic_score", SD_GEN_PARAMS_TYPE_FLOAT, F(aesthetic_score), 0, -BIG, BIG, 0, 0, 0,

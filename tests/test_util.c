@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "common/fsutil.h"
+#include "common/image_io.h"
 #include "common/json_config.h"
 #include "common/model_folder.h"
 #include "worker/engine/pipeline/pipeline.h"
@@ -269,4 +270,18 @@ void tu_expect_generated(const sd_model_spec *ms, const sd_gen_params *g, const 
     free(lat);
     free(rgb);
     sd_st_close(gf);
+}
+
+float *tu_load_image_f(const char *path, int *w, int *h)
+{
+    uint8_t *rgb;
+    sd_error err = {0};
+    cr_assert_eq(sd_image_read(path, &rgb, w, h, &err), SD_OK, "%s", err.msg);
+    size_t n = (size_t)*w * *h;
+    float *f = malloc(n * 3 * sizeof *f);
+    for (int c = 0; c < 3; c++)
+        for (size_t k = 0; k < n; k++)
+            f[(size_t)c * n + k] = (float)rgb[k * 3 + c] / 255.0f * 2.0f - 1.0f;
+    free(rgb);
+    return f;
 }

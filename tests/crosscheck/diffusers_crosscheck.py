@@ -276,6 +276,10 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
         extra["num_images_per_prompt"] = nbatch
         ours += ["--batch", str(nbatch), "--one-generator"]
     gen = torch.Generator("cpu").manual_seed(seed)
+    if pipe.scheduler.__class__.__name__ == "DPMSolverSDEScheduler" and pipe.scheduler.config.noise_sampler_seed is None:
+        # diffusers seeds DPM++ SDE's Brownian tree from torch's global
+        # generator unless told; we seed it with the image's seed
+        pipe.scheduler.noise_sampler_seed = seed
     with torch.no_grad():
         if init is not None:  # img2img with the base's own components, as diffusers documents it
             i2i = StableDiffusionXLImg2ImgPipeline(**pipe.components,

@@ -23,7 +23,8 @@ src[proto]="$base proto/message.c"
 src[json_config]="$base common/json_config.c common/model_folder.c common/safetensors.c common/torch_rng.c common/torch_rng_normal16.c
   common/gen_params.c common/image_io.c common/parse_number.c worker/engine/unet/unet_config.c
   worker/engine/vae/vae_config.c worker/engine/text/clip_config.c worker/engine/schedulers/scheduler.c
-  worker/engine/schedulers/scheduler_config.c worker/engine/schedulers/scheduler_solvers.c"
+  worker/engine/schedulers/scheduler_config.c worker/engine/schedulers/scheduler_solvers.c
+  worker/engine/schedulers/brownian_tree.c"
 src[tensor_blob]="$base proto/message.c proto/tensor_blob.c"
 src[image]="$base common/image_io.c"
 src[tokenizer]="$base common/hashmap.c worker/engine/text/clip_tokenizer.c worker/engine/text/clip_vocab.c

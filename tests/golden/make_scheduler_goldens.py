@@ -17,8 +17,11 @@ import os
 
 import diffusers
 import torch
-from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, EulerAncestralDiscreteScheduler, EulerDiscreteScheduler,
-                       HeunDiscreteScheduler, LCMScheduler, LMSDiscreteScheduler, UniPCMultistepScheduler)
+import numpy as np
+import torchsde
+from diffusers import (DDIMScheduler, DPMSolverMultistepScheduler, DPMSolverSDEScheduler, EulerAncestralDiscreteScheduler,
+                       EulerDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, LMSDiscreteScheduler,
+                       UniPCMultistepScheduler)
 from safetensors.torch import save_file
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -28,9 +31,9 @@ OUT = os.path.join(ROOT, "tests", "golden", "data", "schedulers")
 TINY = json.load(open(os.path.join(TESTDATA, "sdxl-tiny", "scheduler", "scheduler_config.json")))
 REAL = json.load(open(os.path.join(TESTDATA, "real-sdxl", "base", "scheduler", "scheduler_config.json")))
 
-EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM, UNIPC = (EulerDiscreteScheduler, EulerAncestralDiscreteScheduler,
-                                                    DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler,
-                                                    HeunDiscreteScheduler, LCMScheduler, UniPCMultistepScheduler)
+EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM, UNIPC, DPMSDE = (
+    EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler,
+    LMSDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, UniPCMultistepScheduler, DPMSolverSDEScheduler)
 # our --scheduler names: the class and the overrides each stands for (common/gen_params.c)
 KINDS = {
     "euler": (EULER, dict(use_karras_sigmas=False)),
@@ -51,7 +54,14 @@ KINDS = {
     "lcm": (LCM, {}),
     "unipc": (UNIPC, dict(use_karras_sigmas=False)),
     "unipc_karras": (UNIPC, dict(use_karras_sigmas=True)),
+    "dpmpp_sde": (DPMSDE, dict(use_karras_sigmas=False)),
+    "dpmpp_sde_karras": (DPMSDE, dict(use_karras_sigmas=True)),
 }
+# DPM++ SDE draws its noise from a Brownian tree seeded with noise_sampler_seed
+# (None in diffusers' default: a seed from torch's global generator); the
+# steps here set it to 2024, as the other samplers' generator, unless the
+# case's config names one
+SDE_SEED = 2024
 
 
 def with_keys(base, cls=None, **keys):
@@ -101,6 +111,11 @@ CASES.update({
     # (Karras with sigma_min repeats the last sigma, h = 0; zero without lower-order final divides by
     # rk = 0: both NaN in diffusers)
     "unipc_karras_order3": (with_keys(TINY, UNIPC, use_karras_sigmas=True, solver_order=3), None, 0.0),
+    "real_dpmpp_sde_karras": (REAL, "dpmpp_sde_karras", 0.0),
+    "dpm_sde_v_trailing_seed99": (with_keys(TINY, DPMSDE, prediction_type="v_prediction", timestep_spacing="trailing",
+                                            noise_sampler_seed=99), None, 0.0),
+    "dpm_sde_karras_leading": (with_keys(TINY, DPMSDE, use_karras_sigmas=True, timestep_spacing="leading",
+                                         steps_offset=1), None, 0.0),
     "lcm_v_zero_snr_orig_40": (with_keys(TINY, LCM, prediction_type="v_prediction", rescale_betas_zero_snr=True,
                                          original_inference_steps=40, timestep_scaling=8.0), None, 0.0),
 })
@@ -110,7 +125,7 @@ def build(cfg, kind):
     if kind:
         cls, over = KINDS[kind]
         return cls.from_config(cfg, **over)
-    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM, UNIPC)}[cfg["_class_name"]].from_config(cfg)
+    return {c.__name__: c for c in (EULER, EULER_A, DPM, DDIM, LMS, HEUN, LCM, UNIPC, DPMSDE)}[cfg["_class_name"]].from_config(cfg)
 
 
 def main():
@@ -127,6 +142,8 @@ def main():
             t[f"n{steps}_init_noise_sigma"] = torch.tensor([float(s.init_noise_sigma)])
         s = build(cfg, kind)
         s.set_timesteps(10)
+        if isinstance(s, DPMSDE) and s.noise_sampler_seed is None:
+            s.noise_sampler_seed = SDE_SEED
         g = torch.Generator().manual_seed(7)
         x = torch.randn((1, 4, 6, 5), generator=g) * s.init_noise_sigma
         t["initial_sample"] = x.clone()
@@ -135,7 +152,7 @@ def main():
             mo = torch.randn(x.shape, generator=g)
             scaled = s.scale_model_input(x, ts)
             # the pipelines pass a generator (and eta) only to a step that takes them
-            kw = {"generator": noise_gen} if not isinstance(s, (LMS, HEUN, UNIPC)) else {}
+            kw = {"generator": noise_gen} if not isinstance(s, (LMS, HEUN, UNIPC, DPMSDE)) else {}
             if isinstance(s, DDIM):
                 kw["eta"] = eta
             x = s.step(mo, ts, x, **kw).prev_sample
@@ -157,7 +174,36 @@ def main():
                   metadata={"diffusers": diffusers.__version__, "torch": torch.__version__})
         index[name] = {"config": cfg, "kind": kind, "eta": eta, "class": type(build(cfg, kind)).__name__}
     json.dump(index, open(os.path.join(OUT, "cases.json"), "w"), indent=1, sort_keys=True)
+    brownian()
     print(f"{len(index)} cases")
+
+
+def brownian():
+    """brownian.safetensors: numpy's SeedSequence words and torchsde's
+    BrownianInterval as diffusers' BatchedBrownianTree builds it, queried
+    as DPM++ SDE queries it (both directions, overlapping, repeated)."""
+    t = {}
+    entropies = [0, 5, 2024, 2**32 + 7, 2**64 - 1]
+    keys = [(), (0, 0), (1, 1), (5, 3), (2**33 + 1, 34)]
+    for i, e in enumerate(entropies):
+        for j, k in enumerate(keys):
+            words = np.random.SeedSequence(entropy=e, spawn_key=k, pool_size=24).generate_state(4)
+            t[f"seedseq_{i}_{j}"] = torch.tensor(words.astype(np.int64))
+    t["seedseq_entropy"] = torch.tensor([e & (2**63 - 1) for e in entropies], dtype=torch.int64)
+    lo, hi = torch.tensor(0.0291675), torch.tensor(14.614642)  # float32, as the scheduler's sigmas
+    tree = torchsde.BrownianInterval(t0=float(lo), t1=float(hi), size=(2, 3, 4), dtype=torch.float32, entropy=12345,
+                                     tol=1e-6, pool_size=24, halfway_tree=True)
+    queries = [(14.614642, 6.1), (6.1, 2.5), (2.5, 6.1), (0.0291675, 14.614642), (1.0000004, 1.0000013),
+               (0.5, 0.25), (0.03, 0.02), (3.3, 3.3)]
+    q = []
+    for i, (a, b) in enumerate(queries):
+        a, b = float(torch.tensor(a)), float(torch.tensor(b))  # float32 values, as the sampler passes them
+        lo_, hi_ = min(a, b), max(a, b)
+        t[f"tree_{i}"] = tree(lo_, hi_).contiguous()
+        q.append([lo_, hi_])
+    t["tree_queries"] = torch.tensor(q, dtype=torch.float64)
+    save_file(t, os.path.join(OUT, "brownian.safetensors"),
+              metadata={"torchsde": torchsde.__version__, "numpy": np.__version__})
 
 
 if __name__ == "__main__":

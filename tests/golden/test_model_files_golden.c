@@ -143,19 +143,6 @@ static void expect_golden(const sd_model_spec *ms, const sd_gen_params *g, const
     tu_expect_generated(ms, g, DATA "goldens.safetensors", name);
 }
 
-static float *load_init(int *w, int *h)
-{
-    uint8_t *rgb;
-    sd_error err = {0};
-    cr_assert_eq(sd_image_read(DATA "init_image.png", &rgb, w, h, &err), SD_OK, "%s", err.msg);
-    size_t n = (size_t)*w * *h;
-    float *f = malloc(n * 3 * sizeof *f);
-    for (int c = 0; c < 3; c++)
-        for (size_t k = 0; k < n; k++)
-            f[(size_t)c * n + k] = (float)rgb[k * 3 + c] / 255.0f * 2.0f - 1.0f;
-    free(rgb);
-    return f;
-}
 
 Test(model_files, single_file_base_equals_diffusers_from_single_file)
 {
@@ -202,7 +189,7 @@ Test(model_files, refiner_alone_single_file_and_folder)
     build_single_file(DATA "refiner_single_file_recipe.json", ref, file, SD_DTYPE_F32);
     sd_gen_params g;
     set_params(&g, json_object_get(cases(), "refiner_alone"));
-    g.init_image = load_init(&g.init_w, &g.init_h);
+    g.init_image = tu_load_image_f(DATA "init_image.png", &g.init_w, &g.init_h);
     sd_model_spec folder = {.model = ref}, single = {.model = file, .model_config = ref};
     expect_golden(&folder, &g, "refiner_alone");
     expect_golden(&single, &g, "refiner_alone");

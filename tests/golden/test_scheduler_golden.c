@@ -16,6 +16,7 @@
 
 #include "common/json_config.h"
 #include "tests/test_util.h"
+#include "worker/engine/schedulers/brownian_tree.h"
 #include "worker/engine/schedulers/scheduler.h"
 
 static void expect_close_arr(const float *got, const sd_st_tensor *ref, const char *what)
@@ -137,7 +138,9 @@ Test(scheduler_golden, names_and_errors)
     cr_assert_eq(sd_sched_kind_parse("dpmpp_2m_karras", &k), 0);
     cr_assert_eq(k, SD_SCHED_KIND_DPMPP_2M_KARRAS);
     cr_assert_eq(sd_sched_kind_parse("EulerAncestralDiscreteScheduler", &k), 0);
-    cr_assert_eq(sd_sched_kind_parse("dpmpp_sde_karras", &k), -1);
+    cr_assert_eq(sd_sched_kind_parse("DPM++ SDE Karras", &k), 0);
+    cr_assert_eq(k, SD_SCHED_KIND_DPMPP_SDE_KARRAS);
+    cr_assert_eq(sd_sched_kind_parse("dpmpp_4m", &k), -1);
     sd_scheduler s;
     init_sched(&s, SD_SCHED_KIND_EULER);
     sd_error err = {0};
@@ -252,6 +255,7 @@ static void run_case(const char *name, json_t *c)
     }
     sd_scheduler s;
     cr_assert_eq(sd_scheduler_init(&s, &d, (int)kind, eta, &err), SD_OK, "%s", err.msg);
+    sd_scheduler_set_noise_seed(&s, 2024); /* DPM++ SDE's tree, unless the config names a seed */
     cr_assert_eq(sd_scheduler_set_timesteps(&s, 10, &err), SD_OK);
     const sd_st_tensor *x0t = tu_tensor(g, "initial_sample", SD_DTYPE_F32);
     size_t n = (size_t)sd_st_numel(x0t);
@@ -344,4 +348,48 @@ Test(scheduler_golden, unsupported_config_values_are_refused_naming_the_key)
     cr_assert(strstr(err.msg, "--eta"), "%s", err.msg);
     sd_json_free(&d);
     free(p);
+}
+
+/* DPM++ SDE's noise source on its own (brownian.safetensors): numpy's
+ * SeedSequence words exactly, and torchsde's BrownianInterval queried both
+ * ways, across splits, repeated, clamped at the ends and empty; float32
+ * arithmetic in torch's order, so within 1e-6 of each value */
+Test(scheduler_golden, brownian_tree_equals_torchsde)
+{
+    sd_st_file *g;
+    sd_error err = {0};
+    cr_assert_eq(sd_st_open(&g, "tests/golden/data/schedulers/brownian.safetensors", &err), SD_OK, "%s", err.msg);
+    const int64_t *ent = tu_tensor(g, "seedseq_entropy", SD_DTYPE_I64)->data;
+    const uint64_t entropies[5] = {0, 5, 2024, (1ull << 32) + 7, UINT64_MAX};
+    const uint64_t keys[5][2] = {{0, 0}, {0, 0}, {1, 1}, {5, 3}, {(1ull << 33) + 1, 34}};
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq((uint64_t)ent[i], entropies[i] & 0x7fffffffffffffffull);
+        for (int j = 0; j < 5; j++) {
+            char key[32];
+            snprintf(key, sizeof key, "seedseq_%d_%d", i, j);
+            const int64_t *want = tu_tensor(g, key, SD_DTYPE_I64)->data;
+            uint32_t got[4];
+            sd_numpy_seed_sequence(entropies[i], keys[j], j ? 2 : 0, 24, got, 4);
+            for (int w = 0; w < 4; w++)
+                cr_expect_eq((int64_t)got[w], want[w], "%s word %d: %u, numpy %lld", key, w, got[w], (long long)want[w]);
+        }
+    }
+    sd_brownian_tree *tree;
+    cr_assert_eq(sd_brownian_tree_create(&tree, (double)0.0291675f, (double)14.614642f, 12345, 24, 0, 0, &err), SD_OK,
+                 "%s", err.msg);
+    const sd_st_tensor *qt = tu_tensor(g, "tree_queries", SD_DTYPE_F64);
+    const double *q = qt->data;
+    int nq = (int)(sd_st_numel(qt) / 2);
+    for (int i = 0; i < nq; i++) {
+        float w[24];
+        cr_assert_eq(sd_brownian_tree_increment(tree, q[2 * i], q[2 * i + 1], w, &err), SD_OK, "%s", err.msg);
+        char key[32];
+        snprintf(key, sizeof key, "tree_%d", i);
+        const float *want = tu_tensor(g, key, SD_DTYPE_F32)->data;
+        for (int k = 0; k < 24; k++)
+            cr_expect(fabsf(w[k] - want[k]) <= 1e-6f * fmaxf(1.0f, fabsf(want[k])),
+                      "%s [%g, %g] [%d]: %.9g, torchsde %.9g", key, q[2 * i], q[2 * i + 1], k, w[k], want[k]);
+    }
+    sd_brownian_tree_free(tree);
+    sd_st_close(g);
 }

@@ -208,6 +208,7 @@ static int cutoff_of(const sd_scheduler *s, float frac)
 static sd_status make_scheduler(const sd_json_doc *cfg, const sd_gen_params *g, sd_scheduler *s, sd_error *err)
 {
     SD_TRY(sd_scheduler_init(s, cfg, g->scheduler, g->eta, err));
+    sd_scheduler_set_noise_seed(s, g->seed); /* DPM++ SDE's Brownian tree */
     sd_status st = sd_scheduler_set_timesteps(s, g->steps, err);
     if (st != SD_OK)
         sd_scheduler_free(s);

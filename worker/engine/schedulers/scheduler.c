@@ -4,6 +4,7 @@
  * is torch's sqrt), or numpy's float64 where diffusers builds its tables
  * with numpy. */
 #include "worker/engine/schedulers/scheduler.h"
+#include "worker/engine/schedulers/brownian_tree.h"
 #include "worker/engine/schedulers/scheduler_internal.h"
 
 #include <math.h>
@@ -20,11 +21,20 @@ void sd_scheduler_free(sd_scheduler *s)
     s->out_len = 0;
     s->nderiv = 0;
     s->have_last = 0;
+    sd_brownian_tree_free(s->tree);
+    s->tree = NULL;
+    s->sde_second = 0;
 }
 
 int sd_scheduler_order(const sd_scheduler *s)
 {
-    return s->cls == SD_SCHED_HEUN ? 2 : 1;
+    return s->cls == SD_SCHED_HEUN || s->cls == SD_SCHED_DPM_SDE ? 2 : 1;
+}
+
+void sd_scheduler_set_noise_seed(sd_scheduler *s, uint64_t seed)
+{
+    if (!s->noise_seed_fixed)
+        s->noise_seed = seed;
 }
 
 /* sqrt((1 - ac) / ac) in float32, as diffusers builds its sigma table */
@@ -119,6 +129,40 @@ static void dpm_timesteps(const sd_scheduler *s, int steps, double *t)
     }
 }
 
+/* DPMSolverSDEScheduler.set_timesteps: the Euler family's spacings in
+ * float64 (no float32 step), Karras or interpolated sigmas, then each step
+ * after the first twice with the second visit at the log-sigma midpoint's
+ * timestep: t0 m0 t1 m1 ... t(N-1), sigmas s0 s1 s1 ... s(N-1) s(N-1) 0 */
+static sd_status sde_timesteps(sd_scheduler *s, int steps, double *t, double *sg, const double *log_sigmas)
+{
+    spaced_timesteps(s, steps, t);
+    for (int i = 0; i < steps; i++)
+        sg[i] = interp_sigma(s, t[i]);
+    if (s->karras) {
+        karras(sg[steps - 1], sg[0], steps, sg);
+        for (int i = 0; i < steps; i++)
+            t[i] = sigma_to_t(s, sg[i], log_sigmas);
+    }
+    float maxs = 0.0f;
+    s->timesteps[0] = (float)t[0];
+    s->sigmas[0] = (float)sg[0];
+    for (int i = 1; i < steps; i++) {
+        /* _second_order_timesteps, in float64 from the float64 sigmas */
+        double ta = -log(sg[i - 1]), tb = -log(sg[i]);
+        double mid = exp(-(ta + (tb - ta) * 0.5));
+        s->timesteps[2 * i - 1] = (float)sigma_to_t(s, mid, log_sigmas);
+        s->timesteps[2 * i] = (float)t[i];
+        s->sigmas[2 * i - 1] = s->sigmas[2 * i] = (float)sg[i];
+    }
+    s->sigmas[2 * steps - 1] = 0.0f;
+    for (int i = 0; i < 2 * steps; i++)
+        maxs = s->sigmas[i] > maxs ? s->sigmas[i] : maxs;
+    s->n = 2 * steps - 1;
+    s->sde_second = 0;
+    s->init_noise_sigma = s->spacing != SD_SPACING_LEADING ? maxs : sqrtf(maxs * maxs + 1.0f);
+    return SD_OK;
+}
+
 sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
 {
     if (steps < 1 || steps > s->num_train)
@@ -169,6 +213,8 @@ sd_status sd_scheduler_set_timesteps(sd_scheduler *s, int steps, sd_error *err)
                 sg[i] = interp_sigma(s, t[i]);
         }
         s->init_noise_sigma = 1.0f;
+    } else if (s->cls == SD_SCHED_DPM_SDE) {
+        return sde_timesteps(s, steps, t, sg, log_sigmas);
     } else {
         spaced_timesteps(s, steps, t);
         for (int i = 0; i < steps; i++) {
@@ -246,9 +292,9 @@ sd_status sd_scheduler_input_divisor(sd_scheduler *s, float t, float *divisor, s
         *divisor = 1.0f;
         return SD_OK;
     }
-    /* the Euler family and LMS */
+    /* the Euler family and LMS; DPM++ SDE's second half at its midpoint */
     init_step_index(s, t);
-    float sigma = s->sigmas[s->step_index];
+    float sigma = s->cls == SD_SCHED_DPM_SDE && s->sde_second ? s->mid_point_sigma : s->sigmas[s->step_index];
     *divisor = sqrtf(sigma * sigma + 1.0f);
     return SD_OK;
 }
@@ -483,6 +529,7 @@ sd_status sd_scheduler_step(sd_scheduler *s, const float *model_output, float t,
                    : s->cls == SD_SCHED_HEUN    ? sd_sched_step_heun(s, model_output, sample, n, pred_x0, err)
                    : s->cls == SD_SCHED_LCM     ? sd_sched_step_lcm(s, model_output, t, sample, n, gen, pred_x0, err)
                    : s->cls == SD_SCHED_UNIPC   ? sd_sched_step_unipc(s, model_output, sample, n, pred_x0, err)
+                   : s->cls == SD_SCHED_DPM_SDE ? sd_sched_step_dpm_sde(s, model_output, sample, n, gen, pred_x0, err)
                                                 : step_dpm(s, model_output, sample, n, gen, pred_x0, err);
     if (st == SD_OK)
         s->step_index++;
@@ -549,6 +596,9 @@ const char *sd_scheduler_label(const sd_scheduler *s, char *buf, size_t len)
         break;
     case SD_SCHED_UNIPC:
         snprintf(buf, len, "UniPC%s", s->karras ? " Karras" : "");
+        break;
+    case SD_SCHED_DPM_SDE:
+        snprintf(buf, len, "DPM++ SDE%s", s->karras ? " Karras" : "");
         break;
     }
     return buf;

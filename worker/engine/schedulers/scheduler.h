@@ -10,6 +10,9 @@
  *   - LMSDiscreteScheduler (order 4, Karras sigmas)
  *   - HeunDiscreteScheduler (order 2: two model evaluations a step, its
  *     timesteps interleaved, 2N - 1 of them)
+ *   - DPMSolverSDEScheduler (DPM++ SDE: order 2 as Heun, a midpoint in log
+ *     sigma, noise from a Brownian tree seeded with noise_sampler_seed;
+ *     brownian_tree.h)
  *   - UniPCMultistepScheduler (predictor-corrector, bh1/bh2, orders 1-3,
  *     the x0 form; its small linear systems solved as LAPACK does)
  *   - LCMScheduler (for LCM-LoRAs and LCM-distilled UNets: the
@@ -35,7 +38,7 @@
 #define SD_SCHED_MAX_STEPS 1000
 
 typedef enum { SD_SCHED_EULER, SD_SCHED_EULER_A, SD_SCHED_DPM, SD_SCHED_DDIM, SD_SCHED_LMS, SD_SCHED_HEUN,
-               SD_SCHED_LCM, SD_SCHED_UNIPC } sd_sched_class;
+               SD_SCHED_LCM, SD_SCHED_UNIPC, SD_SCHED_DPM_SDE } sd_sched_class;
 typedef enum { SD_SPACING_LEADING, SD_SPACING_LINSPACE, SD_SPACING_TRAILING } sd_sched_spacing;
 
 typedef struct {
@@ -80,6 +83,13 @@ typedef struct {
     /* Heun: the first-order half's derivative, dt and sample (outputs[0..1]) */
     int heun_second;
     float heun_dt;
+    /* DPM++ SDE: the first half's sample (outputs[0]) and midpoint sigma,
+     * its noise's Brownian tree (made at the first step) and seed */
+    int sde_second;
+    float mid_point_sigma;
+    struct sd_brownian_tree *tree;
+    uint64_t noise_seed;
+    int noise_seed_fixed; /* the config's noise_sampler_seed, which the pipeline's seed does not replace */
     size_t out_len;
     int lower_order_nums;
     /* what ran, for the image metadata: "DPMSolverMultistepScheduler(...)" */
@@ -115,7 +125,13 @@ sd_status sd_scheduler_add_noise(const sd_scheduler *s, const float *x0, const f
 /* The sampler's name as A1111 and ComfyUI users know it ("DPM++ 2M SDE
  * Karras", "Euler a"), whatever picked it (a name or the folder's config). */
 const char *sd_scheduler_label(const sd_scheduler *s, char *buf, size_t len);
-/* scheduler.order (2 for Heun, 1 for the others) */
+/* The Brownian tree's seed of DPM++ SDE (diffusers' noise_sampler_seed):
+ * the pipeline gives each item's seed, as A1111 and ComfyUI seed their
+ * Brownian noise; a noise_sampler_seed in the config stays. diffusers
+ * itself leaves it None and draws one from torch's global generator, so its
+ * images are the same only with noise_sampler_seed set to the seed. */
+void sd_scheduler_set_noise_seed(sd_scheduler *s, uint64_t seed);
+/* scheduler.order (2 for Heun and DPM++ SDE, 1 for the others) */
 int sd_scheduler_order(const sd_scheduler *s);
 
 #endif

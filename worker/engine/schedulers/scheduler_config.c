@@ -95,6 +95,11 @@ static const key_rule heun_keys[] = {
     {"clip_sample_range", K_NUMBER, NULL, 0, 0},
     END,
 };
+static const key_rule dpm_sde_keys[] = {
+    SIGMA_SCHEDULES,
+    {"noise_sampler_seed", K_INT, NULL, 0, 0x7fffffffffffffffLL},
+    END,
+};
 static const key_rule unipc_keys[] = {
     ZERO_SNR,
     {"solver_order", K_INT, NULL, 1, 3},
@@ -151,6 +156,7 @@ static const struct {
     {"HeunDiscreteScheduler", SD_SCHED_HEUN, heun_keys, "linspace"},
     {"LCMScheduler", SD_SCHED_LCM, lcm_keys, "leading"},
     {"UniPCMultistepScheduler", SD_SCHED_UNIPC, unipc_keys, "linspace"},
+    {"DPMSolverSDEScheduler", SD_SCHED_DPM_SDE, dpm_sde_keys, "linspace"},
 };
 
 static const key_rule *find_rule(const key_rule *rules, const char *key)
@@ -321,7 +327,7 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
         return sd_fail(err, SD_ERR_UNSUPPORTED,
                        "%s: scheduler class '%s' is not supported (EulerDiscreteScheduler, "
                        "EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, DDIMScheduler, LMSDiscreteScheduler, HeunDiscreteScheduler, LCMScheduler, "
-                       "UniPCMultistepScheduler; "
+                       "UniPCMultistepScheduler, DPMSolverSDEScheduler; "
                        "--scheduler picks "
                        "one)",
                        cfg->path, cls);
@@ -337,8 +343,12 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
     s->v_prediction = !strcmp(sd_json_string_or(cfg, "prediction_type", "epsilon"), "v_prediction");
     s->zero_snr = find_rule(classes[ci].keys, "rescale_betas_zero_snr") && flag_or(cfg, "rescale_betas_zero_snr", 0);
     int euler = s->cls == SD_SCHED_EULER, dpm = s->cls == SD_SCHED_DPM, lms = s->cls == SD_SCHED_LMS;
-    int heun = s->cls == SD_SCHED_HEUN, unipc = s->cls == SD_SCHED_UNIPC;
-    s->karras = (euler || dpm || lms || heun || unipc) && flag_or(cfg, "use_karras_sigmas", 0);
+    int heun = s->cls == SD_SCHED_HEUN, unipc = s->cls == SD_SCHED_UNIPC, sde = s->cls == SD_SCHED_DPM_SDE;
+    s->karras = (euler || dpm || lms || heun || unipc || sde) && flag_or(cfg, "use_karras_sigmas", 0);
+    if (sde && json_is_integer(json_object_get(cfg->root, "noise_sampler_seed"))) {
+        s->noise_seed = (uint64_t)json_integer_value(json_object_get(cfg->root, "noise_sampler_seed"));
+        s->noise_seed_fixed = 1;
+    }
     if (euler || unipc) {
         s->sigma_min = sd_json_double_or(cfg, "sigma_min", 0);
         s->sigma_max = sd_json_double_or(cfg, "sigma_max", 0);
@@ -348,7 +358,7 @@ sd_status sd_scheduler_init(sd_scheduler *s, const sd_json_doc *cfg, int kind, f
         s->bh1 = !strcmp(sd_json_string_or(cfg, "solver_type", "bh2"), "bh1");
         s->lower_order_final = flag_or(cfg, "lower_order_final", 1);
     }
-    s->final_sigma_zero = lms || heun || !strcmp(sd_json_string_or(cfg, "final_sigmas_type", "zero"), "zero");
+    s->final_sigma_zero = lms || heun || sde || !strcmp(sd_json_string_or(cfg, "final_sigmas_type", "zero"), "zero");
     if (dpm) {
         s->solver_order = (int)sd_json_int_or(cfg, "solver_order", 2);
         s->sde = !strcmp(sd_json_string_or(cfg, "algorithm_type", "dpmsolver++"), "sde-dpmsolver++");

@@ -21,6 +21,8 @@ sd_status sd_sched_step_lms(sd_scheduler *s, const float *mo, float *x, size_t n
 sd_status sd_sched_step_heun(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0, sd_error *err);
 sd_status sd_sched_step_lcm(sd_scheduler *s, const float *mo, float t, float *x, size_t n, sd_torch_gen *gen,
                             float *x0, sd_error *err);
+sd_status sd_sched_step_dpm_sde(sd_scheduler *s, const float *mo, float *x, size_t n, sd_torch_gen *gen, float *x0,
+                                sd_error *err);
 sd_status sd_sched_step_unipc(sd_scheduler *s, const float *mo, float *x, size_t n, float *x0, sd_error *err);
 
 #endif

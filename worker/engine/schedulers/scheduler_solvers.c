@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "worker/engine/schedulers/scheduler.h"
+#include "worker/engine/schedulers/brownian_tree.h"
 #include "worker/engine/schedulers/scheduler_internal.h"
 
 /* ---- LMS ---- */
@@ -91,6 +92,102 @@ sd_status sd_sched_step_lms(sd_scheduler *s, const float *mo, float *x, size_t n
     return SD_OK;
 }
 
+
+/* ---- DPM++ SDE (DPMSolverSDEScheduler.step) ----
+ * Two halves a step: the first from sigma to the log-sigma midpoint, the
+ * second from sigma to sigma_next using the midpoint's model output, each an
+ * ancestral step whose noise is the Brownian increment between its two
+ * sigmas over sqrt of their distance. 0-d float32 tensor arithmetic as
+ * torch does it; sigma_next 0 ends with an Euler step. */
+
+static float t_of(float sigma) /* t_fn: sigma.log().neg() */
+{
+    return -logf(sigma);
+}
+
+static float sigma_of(float t) /* sigma_fn: t.neg().exp() */
+{
+    return expf(-t);
+}
+
+/* BrownianTreeNoiseSampler(sigma, sigma_next): the tree's increment between
+ * them (sorted, the sign put back) over sqrt(|sigma_next - sigma|) */
+static sd_status brownian_noise(sd_scheduler *s, float sigma, float sigma_next, float *noise, sd_error *err)
+{
+    int swap = sigma_next < sigma;
+    float lo = swap ? sigma_next : sigma, hi = swap ? sigma : sigma_next;
+    SD_TRY(sd_brownian_tree_increment(s->tree, (double)lo, (double)hi, noise, err));
+    float sign = swap ? -1.0f : 1.0f, div = sqrtf(fabsf(sigma_next - sigma));
+    for (size_t k = 0; k < s->out_len; k++)
+        noise[k] = noise[k] * sign / div;
+    return SD_OK;
+}
+
+sd_status sd_sched_step_dpm_sde(sd_scheduler *s, const float *mo, float *x, size_t n, sd_torch_gen *gen, float *x0,
+                                sd_error *err)
+{
+    SD_TRY(sd_sched_ensure_outputs(s, n, 1, err));
+    if (!s->tree) { /* over (the smallest sigma above 0, the largest), as diffusers builds it at the first step */
+        float lo = INFINITY, hi = -INFINITY;
+        for (int i = 0; i <= s->n; i++) {
+            if (s->sigmas[i] > 0.0f && s->sigmas[i] < lo)
+                lo = s->sigmas[i];
+            hi = s->sigmas[i] > hi ? s->sigmas[i] : hi;
+        }
+        SD_TRY(sd_brownian_tree_create(&s->tree, (double)lo, (double)hi, s->noise_seed, n, gen ? gen->batch_n : 0,
+                                       gen ? gen->batch_i : 0, err));
+    }
+    int first = !s->sde_second, i = s->step_index;
+    float sigma = first ? s->sigmas[i] : s->sigmas[i - 1], sigma_next = first ? s->sigmas[i + 1] : s->sigmas[i];
+    float t = t_of(sigma), t_next = t_of(sigma_next);
+    float t_proposed = t + (t_next - t) * 0.5f;
+    float sigma_input = first ? sigma : sigma_of(t_proposed);
+    /* the predicted x0: epsilon, or v (model_output * (-s / sqrt(s^2 + 1)) + sample / (s^2 + 1)) */
+    float sq = sigma_input * sigma_input + 1.0f, v_a = -sigma_input / sqrtf(sq);
+#define SDE_X0(k) (s->v_prediction ? mo[k] * v_a + x[k] / sq : x[k] - sigma_input * mo[k])
+    if (sigma_next == 0.0f) {
+        float dt = sigma_next - sigma;
+        for (size_t k = 0; k < n; k++) {
+            float pred = SDE_X0(k);
+            if (x0)
+                x0[k] = pred;
+            float d = (x[k] - pred) / sigma;
+            x[k] = x[k] + d * dt;
+        }
+        return SD_OK;
+    }
+    if (first)
+        t_next = t_proposed;
+    float *base = s->outputs[0]; /* the first half's input sample */
+    float sigma_from = sigma_of(t), sigma_to = sigma_of(t_next);
+    float from2 = sigma_from * sigma_from, to2 = sigma_to * sigma_to;
+    float up = sqrtf(to2 * (from2 - to2) / from2);
+    float sigma_up = up < sigma_to ? up : sigma_to; /* Python's min(sigma_to, up) */
+    float sigma_down = sqrtf(to2 - sigma_up * sigma_up);
+    float ancestral_t = t_of(sigma_down);
+    float c_sample = sigma_of(ancestral_t) / sigma_of(t), c_pred = expm1f(t - ancestral_t);
+    float *noise = malloc(n * sizeof *noise);
+    if (!noise)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    sd_status st = brownian_noise(s, sigma_of(t), sigma_of(t_next), noise, err);
+    for (size_t k = 0; st == SD_OK && k < n; k++) {
+        float pred = SDE_X0(k);
+        if (x0)
+            x0[k] = pred;
+        float from = first ? x[k] : base[k];
+        if (first)
+            base[k] = x[k];
+        float prev = c_sample * from - c_pred * pred;
+        x[k] = prev + noise[k] * 1.0f * sigma_up;
+    }
+#undef SDE_X0
+    free(noise);
+    if (st == SD_OK) {
+        s->sde_second = first;
+        s->mid_point_sigma = first ? sigma_of(t_next) : 0.0f;
+    }
+    return st;
+}
 
 /* ---- Heun ---- */
 
