@@ -164,14 +164,16 @@ static int time_ids(const sd_gen_params *g, int W, int H, int aesthetics, int im
     float noh = g->neg_original_h ? (float)g->neg_original_h : oh, now = g->neg_original_w ? (float)g->neg_original_w : ow;
     float nth = g->neg_target_h ? (float)g->neg_target_h : th, ntw = g->neg_target_w ? (float)g->neg_target_w : tw;
     float ct = (float)g->crop_top, cl = (float)g->crop_left, nct = (float)g->neg_crop_top, ncl = (float)g->neg_crop_left;
-    /* diffusers' num_images_per_prompt: the ids are cat([negative, positive])
-     * repeated N times, rows alternating, while the UNet's batch is all N
-     * unconditional rows then all N conditional ones; so item i's
-     * unconditional pass takes row i's ids and its conditional pass row
-     * N + i's: the negative ids on even rows, the positive on odd (a
-     * mismatch in diffusers, followed here so the batch gives its images) */
+    /* diffusers' num_images_per_prompt in the text-to-image pipeline: the
+     * ids are cat([negative, positive]) repeated N times, rows alternating,
+     * while the UNet's batch is all N unconditional rows then all N
+     * conditional ones; so item i's unconditional pass takes row i's ids
+     * and its conditional pass row N + i's: the negative ids on even rows,
+     * the positive on odd (a mismatch in diffusers, followed here so the
+     * batch gives its images). The image-to-image pipeline (img2img, the
+     * refiner) repeats each row before joining them: no mismatch there. */
     int swap_uncond = 0, swap_cond = 0;
-    if (cfg && g->batch_n > 1) {
+    if (cfg && g->batch_n > 1 && !img2img) {
         swap_uncond = g->batch_i % 2 == 1;
         swap_cond = (g->batch_n + g->batch_i) % 2 == 0;
     }
