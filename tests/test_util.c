@@ -285,3 +285,49 @@ float *tu_load_image_f(const char *path, int *w, int *h)
     free(rgb);
     return f;
 }
+
+/* diffusers' (height, width) pair of key into *h, *w, when present */
+static void hw_pair(json_t *c, const char *key, int *h, int *w)
+{
+    json_t *v = json_object_get(c, key);
+    if (json_is_array(v) && json_array_size(v) == 2) {
+        *h = (int)json_integer_value(json_array_get(v, 0));
+        *w = (int)json_integer_value(json_array_get(v, 1));
+    }
+}
+
+void tu_params_from_case(sd_gen_params *g, json_t *c)
+{
+    sd_gen_params_init(g);
+    g->prompt = json_string_value(json_object_get(c, "prompt"));
+    g->prompt_2 = json_string_value(json_object_get(c, "prompt_2"));
+    g->negative_prompt = json_string_value(json_object_get(c, "negative_prompt"));
+    g->negative_prompt_2 = json_string_value(json_object_get(c, "negative_prompt_2"));
+    json_t *v;
+    if ((v = json_object_get(c, "num_inference_steps")))
+        g->steps = (int)json_integer_value(v);
+    if ((v = json_object_get(c, "guidance_scale")))
+        g->guidance = (float)json_number_value(v);
+    if ((v = json_object_get(c, "seed")))
+        g->seed = (uint64_t)json_integer_value(v);
+    if ((v = json_object_get(c, "strength")))
+        g->strength = (float)json_number_value(v);
+    if ((v = json_object_get(c, "aesthetic_score")))
+        g->aesthetic_score = (float)json_number_value(v);
+    if ((v = json_object_get(c, "negative_aesthetic_score")))
+        g->negative_aesthetic_score = (float)json_number_value(v);
+    if ((v = json_object_get(c, "width")))
+        g->width = (int)json_integer_value(v);
+    if ((v = json_object_get(c, "height")))
+        g->height = (int)json_integer_value(v);
+    hw_pair(c, "original_size", &g->original_h, &g->original_w);
+    hw_pair(c, "negative_original_size", &g->neg_original_h, &g->neg_original_w);
+    hw_pair(c, "negative_crops_coords_top_left", &g->neg_crop_top, &g->neg_crop_left);
+    hw_pair(c, "negative_target_size", &g->neg_target_h, &g->neg_target_w);
+    const char *sched = json_string_value(json_object_get(c, "scheduler"));
+    if (sched) {
+        sd_sched_kind k;
+        cr_assert_eq(sd_sched_kind_parse(sched, &k), 0, "scheduler '%s'", sched);
+        g->scheduler = (int)k;
+    }
+}

@@ -62,6 +62,13 @@ sd_status tu_generate(const sd_model_spec *ms, const sd_gen_params *g, float **l
  * 1e-4 and <name>_image within 1 level: the bounds of every pipeline golden
  * (float32 on a CPU both sides; only summation order differs). */
 void tu_expect_generated(const sd_model_spec *ms, const sd_gen_params *g, const char *golden_file, const char *name);
+#include <jansson.h>
+/* g from a golden case's diffusers keyword arguments (prompt, prompt_2,
+ * negative_prompt(_2), num_inference_steps, guidance_scale, seed, strength,
+ * aesthetic scores, width, height, (height, width) micro-conditioning
+ * pairs, our scheduler name), the rest at the defaults; strings borrowed
+ * from c. */
+void tu_params_from_case(sd_gen_params *g, json_t *c);
 /* A PNG or JPEG as the pipeline's init image: [3, h, w] in [-1, 1]
  * (malloc'd); fails the test if it cannot be read. */
 float *tu_load_image_f(const char *path, int *w, int *h);

@@ -111,11 +111,7 @@ static void free_tiny(void)
 
 static void params_of(sd_gen_params *g, json_t *c)
 {
-    sd_gen_params_init(g);
-    g->prompt = json_string_value(json_object_get(c, "prompt"));
-    g->prompt_2 = json_string_value(json_object_get(c, "prompt_2"));
-    g->negative_prompt = json_string_value(json_object_get(c, "negative_prompt"));
-    g->negative_prompt_2 = json_string_value(json_object_get(c, "negative_prompt_2"));
+    tu_params_from_case(g, c);
     g->long_prompts = 1;
 }
 
@@ -175,11 +171,6 @@ Test(compel, image_from_compel_embeddings_equals_diffusers, .timeout = 300)
     cr_assert(c);
     sd_gen_params g;
     params_of(&g, c);
-    g.steps = (int)json_integer_value(json_object_get(c, "num_inference_steps"));
-    g.guidance = (float)json_number_value(json_object_get(c, "guidance_scale"));
-    g.width = (int)json_integer_value(json_object_get(c, "width"));
-    g.height = (int)json_integer_value(json_object_get(c, "height"));
-    g.seed = (uint64_t)json_integer_value(json_object_get(c, "seed"));
     char *tiny = tu_data_path("sdxl-tiny");
     sd_model_spec ms = {.model = tiny};
     tu_expect_generated(&ms, &g, DATA "goldens.safetensors", "generated");

@@ -120,23 +120,6 @@ static void build_single_file(const char *recipe_path, const char *folder, const
     json_decref(recipe);
 }
 
-static void set_params(sd_gen_params *g, json_t *c)
-{
-    sd_gen_params_init(g);
-    g->prompt = json_string_value(json_object_get(c, "prompt"));
-    g->negative_prompt = json_string_value(json_object_get(c, "negative_prompt"));
-    g->prompt_2 = json_string_value(json_object_get(c, "prompt_2"));
-    g->negative_prompt_2 = json_string_value(json_object_get(c, "negative_prompt_2"));
-    g->steps = (int)json_integer_value(json_object_get(c, "num_inference_steps"));
-    g->guidance = (float)json_number_value(json_object_get(c, "guidance_scale"));
-    g->seed = (uint64_t)json_integer_value(json_object_get(c, "seed"));
-    if (json_object_get(c, "strength"))
-        g->strength = (float)json_number_value(json_object_get(c, "strength"));
-    if (json_object_get(c, "aesthetic_score"))
-        g->aesthetic_score = (float)json_number_value(json_object_get(c, "aesthetic_score"));
-    if (json_object_get(c, "negative_aesthetic_score"))
-        g->negative_aesthetic_score = (float)json_number_value(json_object_get(c, "negative_aesthetic_score"));
-}
 
 static void expect_golden(const sd_model_spec *ms, const sd_gen_params *g, const char *name)
 {
@@ -151,7 +134,7 @@ Test(model_files, single_file_base_equals_diffusers_from_single_file)
     build_single_file(DATA "base_single_file_recipe.json", tiny, file, SD_DTYPE_F32);
     json_t *c = json_object_get(cases(), "single_file");
     sd_gen_params g;
-    set_params(&g, c);
+    tu_params_from_case(&g, c);
     sd_model_spec ms = {.model = file, .model_config = tiny};
     expect_golden(&ms, &g, "single_file");
     tu_rmrf(dir);
@@ -168,7 +151,7 @@ Test(model_files, single_file_fp16_equals_the_folders_fp16_variant)
     char *file = sd_path_join(dir, "sdxl-tiny-sgm.fp16.safetensors");
     build_single_file(DATA "base_single_file_recipe.json", tiny, file, SD_DTYPE_F16);
     sd_gen_params g;
-    set_params(&g, json_object_get(cases(), "single_file"));
+    tu_params_from_case(&g, json_object_get(cases(), "single_file"));
     sd_model_spec a = {.model = file, .model_config = tiny}, b = {.model = tiny, .variant = "fp16"};
     sd_error err = {0};
     float *la, *lb;
@@ -188,7 +171,7 @@ Test(model_files, refiner_alone_single_file_and_folder)
     char *file = sd_path_join(dir, "sdxl-tiny-refiner-sgm.safetensors");
     build_single_file(DATA "refiner_single_file_recipe.json", ref, file, SD_DTYPE_F32);
     sd_gen_params g;
-    set_params(&g, json_object_get(cases(), "refiner_alone"));
+    tu_params_from_case(&g, json_object_get(cases(), "refiner_alone"));
     g.init_image = tu_load_image_f(DATA "init_image.png", &g.init_w, &g.init_h);
     sd_model_spec folder = {.model = ref}, single = {.model = file, .model_config = ref};
     expect_golden(&folder, &g, "refiner_alone");
@@ -214,7 +197,7 @@ Test(model_files, lora_kohya_and_peft_equal_diffusers_fuse_lora)
     for (int i = 0; i < 2; i++) {
         json_t *c = json_object_get(all, names[i]);
         sd_gen_params g;
-        set_params(&g, c);
+        tu_params_from_case(&g, c);
         sd_model_spec ms = {.model = tiny};
         char arg[256];
         snprintf(arg, sizeof arg, DATA "%s.safetensors:%g", names[i], json_number_value(json_object_get(c, "scale")));
@@ -302,7 +285,7 @@ Test(model_files, vae_folder_and_original_file_equal_diffusers)
 {
     char *tiny = tu_data_path("sdxl-tiny");
     sd_gen_params g;
-    set_params(&g, json_object_get(cases(), "vae_swap"));
+    tu_params_from_case(&g, json_object_get(cases(), "vae_swap"));
     sd_model_spec folder = {.model = tiny, .vae = DATA "vae_fp16fix_like"};
     sd_model_spec file = {.model = tiny, .vae = DATA "vae_original.safetensors"};
     expect_golden(&folder, &g, "vae_swap");
@@ -332,7 +315,7 @@ Test(model_files, single_file_key_errors_name_the_key)
         cr_assert_eq(sd_st_writer_save(w, bad, &err), SD_OK, "%s", err.msg);
         sd_st_writer_free(w);
         sd_gen_params g;
-        set_params(&g, json_object_get(cases(), "single_file"));
+        tu_params_from_case(&g, json_object_get(cases(), "single_file"));
         sd_model_spec ms = {.model = bad, .model_config = tiny};
         float *lat;
         uint8_t *rgb;

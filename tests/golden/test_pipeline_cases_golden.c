@@ -17,15 +17,6 @@
 
 #define DATA "tests/golden/data/pipeline/"
 
-static void pair(json_t *c, const char *key, int *h, int *w)
-{
-    json_t *v = json_object_get(c, key);
-    if (json_is_array(v)) { /* diffusers' (height, width) */
-        *h = (int)json_integer_value(json_array_get(v, 0));
-        *w = (int)json_integer_value(json_array_get(v, 1));
-    }
-}
-
 static void run_case(const char *name)
 {
     json_error_t je;
@@ -34,32 +25,11 @@ static void run_case(const char *name)
     json_t *c = json_object_get(all, name);
     cr_assert(c, "case %s", name);
     sd_gen_params g;
-    sd_gen_params_init(&g);
-    g.prompt = json_string_value(json_object_get(c, "prompt"));
-    g.negative_prompt = json_string_value(json_object_get(c, "negative_prompt"));
-    g.steps = (int)json_integer_value(json_object_get(c, "num_inference_steps"));
-    g.guidance = (float)json_number_value(json_object_get(c, "guidance_scale"));
-    g.seed = (uint64_t)json_integer_value(json_object_get(c, "seed"));
-    if (json_object_get(c, "strength"))
-        g.strength = (float)json_number_value(json_object_get(c, "strength"));
-    const char *sched = json_string_value(json_object_get(c, "scheduler"));
-    if (sched) {
-        sd_sched_kind k;
-        cr_assert_eq(sd_sched_kind_parse(sched, &k), 0, "%s", sched);
-        g.scheduler = (int)k;
-    }
-    pair(c, "original_size", &g.original_h, &g.original_w);
-    pair(c, "negative_original_size", &g.neg_original_h, &g.neg_original_w);
-    pair(c, "negative_crops_coords_top_left", &g.neg_crop_top, &g.neg_crop_left);
-    pair(c, "negative_target_size", &g.neg_target_h, &g.neg_target_w);
+    tu_params_from_case(&g, c);
     float *init = NULL;
     if (json_is_true(json_object_get(c, "img2img")))
         init = tu_load_image_f("tests/golden/data/model_files/init_image.png", &g.init_w, &g.init_h);
     g.init_image = init;
-    if (json_object_get(c, "width")) {
-        g.width = (int)json_integer_value(json_object_get(c, "width"));
-        g.height = (int)json_integer_value(json_object_get(c, "height"));
-    }
     int n = json_object_get(c, "num_images_per_prompt") ? (int)json_integer_value(json_object_get(c, "num_images_per_prompt")) : 1;
     char *tiny = tu_data_path("sdxl-tiny");
     sd_model_spec ms = {.model = tiny};
