@@ -211,6 +211,12 @@ long_prompts_flag() { # the whole prompt encoded: no warning, recorded; compel's
 }
 check "generate --long-prompts encodes past 77 tokens without a warning and records it" long_prompts_flag
 check "generate --long-prompts refuses compel's .blend() naming it" out_has ".blend() is not supported" tiny --prompt '("a cat", "a dog").blend(1, 1)' --long-prompts --out $T/a.png
+huge_prompt() { # 5,000 tokens: refused with its length, not gigabytes of conditioning
+    local p
+    p=$(python3 -c 'print("fox " * 5000)')
+    tiny --prompt "$p" --long-prompts --out $T/huge.png 2>&1 | grep -q "the prompt is 5000 tokens in 67 chunks; at most 64"
+}
+check "generate --long-prompts refuses a prompt past 64 chunks, naming its length" huge_prompt
 watermark_on_by_default() {
     tiny --prompt x --width 256 --height 256 --out $T/wm.png >/dev/null &&
         tiny --prompt x --width 256 --height 256 --no-watermark --out $T/nowm.png >/dev/null &&

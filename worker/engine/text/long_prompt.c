@@ -13,6 +13,10 @@
 #include "worker/engine/text/prompt_weights.h"
 
 #define CHUNK 77 /* CLIP's positions: bos + 75 tokens + eos */
+/* compel takes any length; past this a prompt is surely a mistake (a file
+ * pasted as a prompt) and its encoder batch and conditioning would run to
+ * gigabytes, so it is refused, naming its length */
+#define MAX_CHUNKS 64
 
 typedef struct {
     int64_t *ids;
@@ -244,6 +248,11 @@ static sd_status encode_fragments(encoder *e, const sd_prompt_fragments *f, int3
             st = seq_push(&flat, frag_ids[k][i], (float)f->items[k].weight, err);
     if (st == SD_OK)
         st = chunk_and_pad(e->tok, &flat, &seq, err);
+    if (st == SD_OK && seq.n / CHUNK > MAX_CHUNKS)
+        st = sd_fail(err, SD_ERR_INVALID,
+                     "--long-prompts: the prompt is %d tokens in %d chunks; at most %d chunks (about %d tokens) are "
+                     "encoded",
+                     flat.n, seq.n / CHUNK, MAX_CHUNKS, MAX_CHUNKS * (CHUNK - 2));
     if (st == SD_OK)
         st = weighted(e, &seq, NULL, &base, err);
     size_t n = (size_t)seq.n * (size_t)e->D;

@@ -14,6 +14,7 @@
  *   - A fragment of weight w < 1 also blends the whole result towards the
  *     encoding with that fragment masked out of attention (its tokens
  *     hidden from every other), by tan((1 - w) * pi / 2) against 1.
+ * Prompts of more than 64 chunks (about 4,800 tokens) are refused.
  * The pooled embedding is not made here: compel takes it from the prompt's
  * raw text, truncated to 77 tokens, as diffusers does without compel. */
 #ifndef SDXL_WORKER_LONG_PROMPT_H
