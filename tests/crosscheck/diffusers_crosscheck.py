@@ -229,8 +229,9 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
     if sched.startswith("folder:"):
         pipe.scheduler.save_pretrained(os.path.join(d, "scheduler"))
     # optional inputs, each drawn on or off: second prompts, guidance
-    # rescale, micro-conditioning (our refiner stage applies the rescale too;
-    # the rest reach the base pipeline only)
+    # rescale, micro-conditioning (our refiner stage takes the rescale and the
+    # micro-conditioning too, so the refiner call below gets them; prompt_2
+    # reaches the base only: diffusers' refiner never reads it)
     extra, ours = {}, []
     if rng.random() < 0.3:
         extra["prompt_2"] = "oil painting, muted colours"
@@ -297,7 +298,8 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
             lat = refiner(prompt=prompt, negative_prompt=neg or None, image=lat, num_inference_steps=steps,
                           denoising_start=frac, guidance_scale=cfg, generator=torch.Generator("cpu").manual_seed(seed),
                           guidance_rescale=extra.get("guidance_rescale", 0.0), output_type="latent",
-                          **{k: extra[k] for k in ("clip_skip", "eta") if k in extra}).images
+                          **{k: extra[k] for k in ("clip_skip", "eta", "original_size", "crops_coords_top_left",
+                                                   "target_size") if k in extra}).images
             decoder = refiner.vae
         vc = decoder.config
         if vc.get("latents_mean") is not None and vc.get("latents_std") is not None:  # as the pipelines do
