@@ -207,8 +207,38 @@ def model_files(rng, pipe, d):
     return pipe, ours, desc
 
 
+def long_prompt(rng):
+    """A prompt of 80 to 200 tokens in compel's syntax: sentences, commas,
+    up and down weights, sometimes a weighted group across a chunk end."""
+    words = []
+    while len(words) < rng.randrange(90, 170):
+        p = rng.choice(PROMPTS)
+        form = rng.random()
+        if form < 0.2:
+            p = f"({p}){rng.choice(['1.3', '0.7', '0.5', '1.1'])}"
+        elif form < 0.35:
+            p = p.split(" ", 1)[0] + rng.choice(["+", "++", "-"]) + " " + p.split(" ", 1)[-1]
+        words += (p + rng.choice([".", ",", ""])).split()
+    return " ".join(words)
+
+
+def compel_embeds(pipe, prompt, prompt_2, neg, neg_2, force_zeros):
+    """CompelForSDXL's conditioning, as a diffusers user passes a long or
+    weighted prompt; no negative prompt on a model without
+    force_zeros_for_empty_prompt is "" through compel (diffusers alone would
+    fail on a longer prompt), which is what --long-prompts does."""
+    from compel import CompelForSDXL
+    negative = neg if neg else (None if force_zeros else "")
+    lc = CompelForSDXL(pipe, device="cpu")(prompt, style_prompt=prompt_2, negative_prompt=negative,
+                                            negative_style_prompt=neg_2 if negative is not None else None)
+    kw = dict(prompt_embeds=lc.embeds, pooled_prompt_embeds=lc.pooled_embeds)
+    if lc.negative_embeds is not None:
+        kw.update(negative_prompt_embeds=lc.negative_embeds, negative_pooled_prompt_embeds=lc.negative_pooled_embeds)
+    return kw
+
+
 def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, with_files=False, with_watermark=False,
-             with_batch=False):
+             with_batch=False, with_long=False):
     d = tempfile.mkdtemp(prefix=f"sdxl-cross{k}-")
     pipe = random_model(rng, d)
     pipe.set_progress_bar_config(disable=True)
@@ -276,6 +306,16 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
     if nbatch > 1:  # diffusers' num_images_per_prompt from one generator = our --batch N --one-generator
         extra["num_images_per_prompt"] = nbatch
         ours += ["--batch", str(nbatch), "--one-generator"]
+    text_kw = dict(prompt=prompt, negative_prompt=neg or None)
+    if with_long and not refiner and rng.random() < 0.7:  # compel's conditioning = our --long-prompts
+        prompt = long_prompt(rng)
+        if "clip_skip" in extra:  # diffusers ignores clip_skip given embeddings; compel has none
+            del extra["clip_skip"]
+            i = ours.index("--clip-skip")
+            del ours[i:i + 2]
+        text_kw = compel_embeds(pipe, prompt, extra.pop("prompt_2", None), neg, extra.pop("negative_prompt_2", None),
+                                pipe.config.force_zeros_for_empty_prompt)
+        ours.append("--long-prompts")
     gen = torch.Generator("cpu").manual_seed(seed)
     if pipe.scheduler.__class__.__name__ == "DPMSolverSDEScheduler" and pipe.scheduler.config.noise_sampler_seed is None:
         # diffusers seeds DPM++ SDE's Brownian tree from torch's global
@@ -287,11 +327,11 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
                                                    force_zeros_for_empty_prompt=pipe.config.force_zeros_for_empty_prompt)
             i2i.set_progress_bar_config(disable=True)
             extra.pop("target_size", None)  # img2img takes the image's size
-            lat = i2i(prompt=prompt, negative_prompt=neg or None, image=init, strength=strength,
+            lat = i2i(**text_kw, image=init, strength=strength,
                       num_inference_steps=steps, guidance_scale=cfg, generator=gen, output_type="latent",
                       denoising_end=frac, **extra).images
         else:
-            lat = pipe(prompt=prompt, negative_prompt=neg or None, width=w, height=h, num_inference_steps=steps,
+            lat = pipe(**text_kw, width=w, height=h, num_inference_steps=steps,
                        guidance_scale=cfg, generator=gen, output_type="latent", denoising_end=frac, **extra).images
         decoder = pipe.vae
         if refiner:  # ensemble of experts; our refiner stage starts a generator of the same seed
@@ -325,7 +365,7 @@ def run_case(k, rng, sdxl, keep, all_schedulers, with_refiner, with_img2img, wit
         cmd += ["--negative-prompt", neg]
     r = subprocess.run(cmd, capture_output=True, text=True)
     cfgs = {c: json.load(open(os.path.join(d, c, "config.json"))) for c in ("unet", "vae")}
-    desc = (f"case {k}: {sched}{f' + refiner from {frac}' if refiner else ''}{' ' + ' '.join(sorted(extra)) if extra else ''}{f' img2img strength {strength}' if init else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
+    desc = (f"case {k}: {sched}{' long prompt' if '--long-prompts' in ours else ''}{f' + refiner from {frac}' if refiner else ''}{' ' + ' '.join(sorted(extra)) if extra else ''}{f' img2img strength {strength}' if init else ''}, {w}x{h}, {steps} steps, cfg {cfg}, seed {seed}, unet {cfgs['unet']['block_out_channels']} "
             f"heads {cfgs['unet']['attention_head_dim']} depth {cfgs['unet']['transformer_layers_per_block']} "
             f"linear {cfgs['unet']['use_linear_projection']}, vae {cfgs['vae']['block_out_channels']}"
             f"{' with latent stats' if cfgs['vae'].get('latents_mean') else ''}"
@@ -389,11 +429,15 @@ def main():
     ap.add_argument("--batch", action="store_true",
                     help="draw num_images_per_prompt 2 or 3 from one generator (our --batch N --one-generator)")
     ap.add_argument("--watermark", action="store_true", help="draw sizes of 256 px and more: diffusers' watermark on")
+    ap.add_argument("--long-prompts", action="store_true",
+                    help="draw prompts of 80-200 tokens in compel's syntax, encoded by compel's CompelForSDXL for "
+                         "diffusers and by --long-prompts for us (needs compel from PyPI)")
     ap.add_argument("--model-files", action="store_true",
                     help="draw a single-file checkpoint, a kohya LoRA and another VAE (folder or file) on each case")
     a = ap.parse_args()
     rng = random.Random(a.seed)
-    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img, a.model_files, a.watermark, a.batch)
+    results = [run_case(k, rng, a.sdxl, a.keep, a.schedulers, a.refiner, a.img2img, a.model_files, a.watermark, a.batch,
+                        a.long_prompts)
                for k in range(a.cases)]
     if a.dataset:
         results.append(dataset_check())
