@@ -112,7 +112,6 @@ struct sd_brownian_tree {
     float *slots;          /* CACHE x len */
     int slot_node[CACHE];
     unsigned long long slot_used[CACHE], clock;
-    float *noise;          /* scratch: one randn draw */
 };
 
 /* Python's round(x, 6): the decimal rounding of x's exact value, read back */
@@ -266,32 +265,50 @@ static float *take_slot(sd_brownian_tree *t, int i)
 }
 
 /* node i's increment into out: the Brownian bridge of its parent's, from
- * the nearest ancestor known, in torch's float32 order of operations */
-static void increment(sd_brownian_tree *t, int i, float *out)
+ * the nearest ancestor known, in torch's float32 order of operations. The
+ * chain's noise draws (one full-size randn per node, most of the cost) are
+ * independent of each other and made in parallel; the bridges then run in
+ * order, so the values are the same however many threads draw. */
+static sd_status increment(sd_brownian_tree *t, int i, float *out, sd_error *err)
 {
-    if (i == 0) {
-        memcpy(out, t->top, t->len * sizeof *out);
-        return;
+    int chain[64], k = 0; /* i, its parent, ... up to a node known */
+    const float *known = NULL;
+    for (int at = i;; at = t->v[at].parent) {
+        if (at == 0) {
+            known = t->top;
+            break;
+        }
+        if ((known = slot_of(t, at)))
+            break;
+        if (k == (int)(sizeof chain / sizeof chain[0]))
+            return sd_fail(err, SD_ERR_INVALID, "Brownian tree: deeper than %d levels", k);
+        chain[k++] = at;
     }
-    const float *have = slot_of(t, i);
-    if (have) {
-        memcpy(out, have, t->len * sizeof *out);
-        return;
+    memcpy(out, known, t->len * sizeof *out);
+    if (k == 0)
+        return SD_OK;
+    float *noise = malloc((size_t)k * t->len * sizeof *noise);
+    if (!noise)
+        return sd_fail(err, SD_ERR_NOMEM, "out of memory for a Brownian tree's noise");
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int c = 0; c < k; c++)
+        randn_seeded(t, t->v[t->v[chain[c]].parent].w_seed, noise + (size_t)c * t->len);
+    for (int c = k - 1; c >= 0; c--) { /* from the known ancestor's child down to i */
+        const node *nd = &t->v[chain[c]], *p = &t->v[nd->parent];
+        double h_reciprocal = 1.0 / (p->end - p->start);
+        double left_diff = p->midway - p->start, right_diff = p->end - p->midway;
+        float a = (float)left_diff, b = (float)h_reciprocal;
+        float sd = (float)sqrt(left_diff * right_diff * h_reciprocal);
+        const float *z = noise + (size_t)c * t->len;
+        for (size_t j = 0; j < t->len; j++) {
+            float mean = a * out[j] * b;
+            float left = mean + sd * z[j];
+            out[j] = nd->is_left ? left : out[j] - left;
+        }
+        memcpy(take_slot(t, chain[c]), out, t->len * sizeof *out);
     }
-    node *nd = &t->v[i];
-    increment(t, nd->parent, out); /* the parent's W, in place */
-    const node *p = &t->v[nd->parent];
-    double h_reciprocal = 1.0 / (p->end - p->start);
-    double left_diff = p->midway - p->start, right_diff = p->end - p->midway;
-    float a = (float)left_diff, b = (float)h_reciprocal;
-    float sd = (float)sqrt(left_diff * right_diff * h_reciprocal);
-    randn_seeded(t, p->w_seed, t->noise);
-    for (size_t k = 0; k < t->len; k++) {
-        float mean = a * out[k] * b;
-        float left = mean + sd * t->noise[k];
-        out[k] = nd->is_left ? left : out[k] - left;
-    }
-    memcpy(take_slot(t, i), out, t->len * sizeof *out);
+    free(noise);
+    return SD_OK;
 }
 
 sd_status sd_brownian_tree_create(sd_brownian_tree **out, double t0, double t1, uint64_t entropy, size_t n,
@@ -310,9 +327,8 @@ sd_status sd_brownian_tree_create(sd_brownian_tree **out, double t0, double t1, 
     for (int s = 0; s < CACHE; s++)
         t->slot_node[s] = -1;
     t->top = malloc(n * sizeof *t->top);
-    t->noise = malloc(n * sizeof *t->noise);
     t->slots = malloc((size_t)CACHE * n * sizeof *t->slots);
-    if (!t->top || !t->noise || !t->slots || add_node(t, t0, t1, -1, 0) != 0) {
+    if (!t->top || !t->slots || add_node(t, t0, t1, -1, 0) != 0) {
         sd_brownian_tree_free(t);
         return sd_fail(err, SD_ERR_NOMEM, "out of memory for a Brownian tree of %zu values", n);
     }
@@ -332,7 +348,6 @@ void sd_brownian_tree_free(sd_brownian_tree *t)
         return;
     free(t->v);
     free(t->top);
-    free(t->noise);
     free(t->slots);
     free(t);
 }
@@ -362,13 +377,13 @@ sd_status sd_brownian_tree_increment(sd_brownian_tree *t, double ta, double tb, 
         free(parts.items);
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     }
-    increment(t, parts.items[0], w);
-    for (int k = 1; k < parts.n; k++) {
-        increment(t, parts.items[k], wi);
-        for (size_t j = 0; j < t->len; j++)
+    sd_status st = increment(t, parts.items[0], w, err);
+    for (int k = 1; k < parts.n && st == SD_OK; k++) {
+        st = increment(t, parts.items[k], wi, err);
+        for (size_t j = 0; st == SD_OK && j < t->len; j++)
             w[j] = w[j] + wi[j];
     }
     free(wi);
     free(parts.items);
-    return SD_OK;
+    return st;
 }
