@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/fuzz/fuzz_text.h"
 #include "common/job_spec.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -18,11 +19,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *spec = json_loadb((const char *)data, size, JSON_ALLOW_NUL | JSON_DISABLE_EOF_CHECK, &je);
     if (spec)
         sd_job_spec_validate(spec, &err);
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     for (char *line = text, *next; line; line = next) {
         next = strchr(line, '\n');
         if (next)

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/fuzz/fuzz_text.h"
 #include "common/json_config.h"
 #include "worker/engine/schedulers/scheduler.h"
 #include "worker/engine/text/clip_text.h"
@@ -16,11 +17,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     json_error_t je;
     sd_json_doc d = {sd_json_loads_python(text, size, JSON_REJECT_DUPLICATES, &je), "fuzz/config.json"};
     free(text);

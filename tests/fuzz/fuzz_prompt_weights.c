@@ -5,17 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/fuzz/fuzz_text.h"
 #include "worker/engine/text/prompt_weights.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     sd_prompt_fragments f;
     sd_error err;
     if (sd_prompt_parse_compel(text, &f, &err) == SD_OK) {

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tests/fuzz/fuzz_text.h"
 #include "worker/engine/text/clip_tokenizer.h"
 #include "worker/engine/text/clip_vocab.h"
 
@@ -34,11 +35,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     int64_t ids[77];
     int n = 0;
     sd_error err;

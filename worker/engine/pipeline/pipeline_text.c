@@ -20,10 +20,10 @@ void sd_text_result_free(sd_text_result *t)
     memset(t, 0, sizeof *t);
 }
 
-/* penultimate hidden states (and the pooled projection for encoder 2) of one
- * text, on the host */
-static sd_status encode_one(sd_clip_tokenizer *tok, sd_clip_text *te, const char *text, int want_pooled, int skip,
-                            float **hidden, int *S, int *D, float **pooled, int *P, sd_error *err)
+/* penultimate hidden states (hidden NULL: not wanted) and the pooled
+ * projection (pooled NULL: not wanted; encoder 2) of one text, on the host */
+static sd_status encode_one(sd_clip_tokenizer *tok, sd_clip_text *te, const char *text, int skip, float **hidden,
+                            int *S, int *D, float **pooled, int *P, sd_error *err)
 {
     int64_t ids[CHUNK];
     int L = sd_clip_tokenizer_max_length(tok);
@@ -31,15 +31,15 @@ static sd_status encode_one(sd_clip_tokenizer *tok, sd_clip_text *te, const char
         return sd_fail(err, SD_ERR_UNSUPPORTED, "tokenizer max length %d (77 supported)", L);
     SD_TRY(sd_clip_tokenize(tok, text, ids, NULL, err));
     sd_tensor pen = {0}, emb = {0};
-    sd_clip_outputs o = {.penultimate = &pen, .text_embeds = want_pooled ? &emb : NULL, .skip = skip};
+    sd_clip_outputs o = {.penultimate = hidden ? &pen : NULL, .text_embeds = pooled ? &emb : NULL, .skip = skip};
     sd_status st = sd_clip_text_forward(te, ids, 1, L, &o, err);
-    if (st == SD_OK) {
+    if (st == SD_OK && hidden) {
         *S = (int)pen.shape[1];
         *D = (int)pen.shape[2];
         *hidden = malloc((size_t)sd_tensor_numel(&pen) * sizeof(float));
         st = *hidden ? sd_tensor_to_host_f32(&pen, *hidden, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
     }
-    if (st == SD_OK && want_pooled) {
+    if (st == SD_OK && pooled) {
         *P = (int)emb.shape[1];
         *pooled = malloc((size_t)*P * sizeof(float));
         st = *pooled ? sd_tensor_to_host_f32(&emb, *pooled, err) : sd_fail(err, SD_ERR_NOMEM, "out of memory");
@@ -110,7 +110,7 @@ static sd_status empty_pair(const encoders *x, int skip, float **out, int *D, sd
 static sd_status encode_pair(const encoders *x, const char *text1, const char *text2, int skip, float **embeds,
                              int *S, int *D, float **pooled, int *P, sd_error *err)
 {
-    float *h1 = NULL, *h2 = NULL, *unused = NULL;
+    float *h1 = NULL, *h2 = NULL;
     int S1 = 0, D1 = 0, S2 = 0, D2 = 0, chunks;
     /* without encoder 1 (the refiner) diffusers zips [prompt, prompt_2] with
      * [tokenizer_2]: encoder 2 then reads the first prompt, never prompt_2 */
@@ -118,17 +118,16 @@ static sd_status encode_pair(const encoders *x, const char *text1, const char *t
     sd_status st = SD_OK;
     if (!x->long_prompts) {
         if (x->e1)
-            st = encode_one(x->t1, x->e1, text1, 0, skip, &h1, &S1, &D1, NULL, NULL, err);
+            st = encode_one(x->t1, x->e1, text1, skip, &h1, &S1, &D1, NULL, NULL, err);
         if (st == SD_OK)
-            st = encode_one(x->t2, x->e2, for2, 1, skip, &h2, &S2, &D2, pooled, P, err);
+            st = encode_one(x->t2, x->e2, for2, skip, &h2, &S2, &D2, pooled, P, err);
     } else {
         if (x->e1 && (st = sd_long_prompt_encode(x->t1, x->e1, text1, skip, &h1, &chunks, &D1, err)) == SD_OK)
             S1 = chunks * CHUNK;
         if (st == SD_OK && (st = sd_long_prompt_encode(x->t2, x->e2, for2, skip, &h2, &chunks, &D2, err)) == SD_OK)
             S2 = chunks * CHUNK;
-        int s_unused, d_unused;
-        if (st == SD_OK)
-            st = encode_one(x->t2, x->e2, for2, 1, skip, &unused, &s_unused, &d_unused, pooled, P, err);
+        if (st == SD_OK) /* the pooled projection alone, of the raw text */
+            st = encode_one(x->t2, x->e2, for2, skip, NULL, NULL, NULL, pooled, P, err);
         float *pad = NULL;
         int pd;
         if (st == SD_OK && x->e1 && S1 != S2) {
@@ -149,7 +148,6 @@ static sd_status encode_pair(const encoders *x, const char *text1, const char *t
     }
     free(h1);
     free(h2);
-    free(unused);
     return st;
 }
 

@@ -71,9 +71,7 @@ static const key_rule lms_keys[] = {
 static const key_rule dpm_keys[] = {
     ZERO_SNR,
     {"solver_order", K_INT, NULL, 1, 3},
-    {"thresholding", K_FALSE, NULL, 0, 0},
-    {"dynamic_thresholding_ratio", K_NUMBER, NULL, 0, 0}, /* read only with thresholding */
-    {"sample_max_value", K_NUMBER, NULL, 0, 0},
+    THRESHOLDING,
     {"algorithm_type", K_STRING, "dpmsolver++|sde-dpmsolver++", 0, 0},
     {"solver_type", K_STRING, "midpoint|heun", 0, 0},
     {"lower_order_final", K_BOOL, NULL, 0, 0},
@@ -134,10 +132,8 @@ static const key_rule ddim_keys[] = {
     ZERO_SNR,
     {"clip_sample", K_BOOL, NULL, 0, 0},
     {"set_alpha_to_one", K_BOOL, NULL, 0, 0},
-    {"thresholding", K_FALSE, NULL, 0, 0},
-    {"dynamic_thresholding_ratio", K_NUMBER, NULL, 0, 0},
+    THRESHOLDING,
     {"clip_sample_range", K_NUMBER, NULL, 0, 0},
-    {"sample_max_value", K_NUMBER, NULL, 0, 0},
     END,
 };
 #undef END

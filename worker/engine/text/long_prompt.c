@@ -33,12 +33,17 @@ typedef struct {
 
 static sd_status seq_push(token_seq *s, int64_t id, float w, sd_error *err)
 {
+    int cap = s->cap;
     if (sd_grow((void **)&s->ids, &s->cap, s->n, sizeof *s->ids, 128))
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    float *nw = realloc(s->weights, (size_t)s->cap * sizeof *nw);
-    if (!nw)
-        return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    s->weights = nw;
+    if (s->cap != cap) { /* the weights follow the ids' capacity */
+        float *nw = realloc(s->weights, (size_t)s->cap * sizeof *nw);
+        if (!nw) {
+            s->cap = cap; /* ids grew, weights did not: the next push grows both again */
+            return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+        }
+        s->weights = nw;
+    }
     s->ids[s->n] = id;
     s->weights[s->n++] = w;
     return SD_OK;
