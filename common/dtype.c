@@ -47,6 +47,11 @@ int sd_dtype_parse_user(const char *name, sd_dtype *out)
     return -1;
 }
 
+const char *sd_dtype_user_name(sd_dtype dt)
+{
+    return dt == SD_DTYPE_F32 ? "f32" : dt == SD_DTYPE_F16 ? "f16" : dt == SD_DTYPE_BF16 ? "bf16" : sd_dtype_name(dt);
+}
+
 int sd_dtype_is_float(sd_dtype dt)
 {
     return dt == SD_DTYPE_F64 || dt == SD_DTYPE_F32 || dt == SD_DTYPE_F16 || dt == SD_DTYPE_BF16;

@@ -34,6 +34,8 @@ const char *sd_dtype_name(sd_dtype dt);
 int sd_dtype_parse(const char *name, sd_dtype *out);
 /* Parses a user-facing name: f32 f16 bf16 (also the safetensors spellings). */
 int sd_dtype_parse_user(const char *name, sd_dtype *out);
+/* The user-facing spelling --dtype takes (f32 f16 bf16; others as safetensors). */
+const char *sd_dtype_user_name(sd_dtype dt);
 int sd_dtype_is_float(sd_dtype dt);
 
 /* the IEEE bits of a float and back (memcpy: no aliasing questions) */

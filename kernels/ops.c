@@ -35,9 +35,9 @@ sd_status sd_backend_create(sd_backend **out, const char *device, sd_dtype compu
     if (d.kind == SD_DEVICE_KIND_CPU)
         return sd_cpu_backend_create(out, err);
 #ifdef SDXL_HAVE_CUDA
-    if (compute_dtype != SD_DTYPE_F16 && compute_dtype != SD_DTYPE_BF16)
-        return sd_fail(err, SD_ERR_INVALID, "device '%s': the CUDA backend computes in f16 or bf16, not %s", device,
-                       sd_dtype_name(compute_dtype));
+    if (compute_dtype != SD_DTYPE_F16 && compute_dtype != SD_DTYPE_BF16 && compute_dtype != SD_DTYPE_F32)
+        return sd_fail(err, SD_ERR_INVALID, "device '%s': the CUDA backend computes in f16, bf16 or f32, not %s",
+                       device, sd_dtype_user_name(compute_dtype));
     return sd_cuda_backend_create(out, d.index, compute_dtype, err);
 #else
     (void)compute_dtype;

@@ -3,9 +3,11 @@
 // flash-attention kernel on the tensor cores (mma.sync m16n8k16, scores,
 // softmax and accumulators in registers, fp32). Wide heads (the VAE's 512)
 // go through cuBLASLt products on bounded blocks of queries. Other head
-// sizes (the tiny test models) run a scalar online-softmax kernel, one warp
-// per query, keys staged in shared memory.
+// sizes (the tiny test models) and fp32 run a scalar online-softmax kernel,
+// one warp per query, keys staged in shared memory.
 #include <stdio.h>
+
+#include <type_traits>
 
 #include "kernels/cuda/cuda_internal.h"
 
@@ -392,8 +394,12 @@ static sd_status attend(sd_backend *be, sd_tensor *o, const sd_tensor *q, const 
     const T *Q = (const T *)q->data, *K = (const T *)k->data, *V = (const T *)v->data;
     if (key_mask)
         return generic(be, O, Q, K, V, (const T *)key_mask->data, B, Sq, Sk, heads, D, HD, causal, err);
-    if (D == FA_D && HD % 8 == 0)
-        return flash64(be, O, Q, K, V, B, Sq, Sk, heads, HD, causal, err);
+    /* the tensor-core kernel takes 16-bit inputs; f32 (the upcast VAE,
+     * --dtype f32) takes the scalar kernel at head size 64 */
+    if constexpr (!std::is_same<T, float>::value) {
+        if (D == FA_D && HD % 8 == 0)
+            return flash64(be, O, Q, K, V, B, Sq, Sk, heads, HD, causal, err);
+    }
     if (D >= 256 && D % 8 == 0 && HD % 8 == 0)
         return chunked(be, O, Q, K, V, B, Sq, Sk, heads, D, HD, causal, err);
     return generic(be, O, Q, K, V, (const T *)NULL, B, Sq, Sk, heads, D, HD, causal, err);

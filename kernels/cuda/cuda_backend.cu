@@ -1,7 +1,7 @@
 // cuda_backend.cu - the CUDA backend: device and stream, cuBLASLt handle,
 // the caching allocator, transfers, and the vtable over the kernels in the
-// other cuda_*.cu files. Weights and activations are fp16 or bf16; every
-// kernel accumulates in fp32.
+// other cuda_*.cu files. Weights and activations are fp16, bf16 or fp32;
+// every kernel accumulates in fp32.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -278,7 +278,7 @@ extern "C" sd_status sd_cuda_backend_create(sd_backend **out, int device, sd_dty
     be->dtype = dtype;
     be->impl = s;
     s->device = device;
-    snprintf(be->name, sizeof be->name, "cuda:%d (%s)", device, dtype == SD_DTYPE_BF16 ? "bf16" : "f16");
+    snprintf(be->name, sizeof be->name, "cuda:%d (%s)", device, sd_dtype_user_name(dtype));
     sd_status st = SD_OK;
     cudaError_t e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking);
     if (e != cudaSuccess)

@@ -2,15 +2,21 @@
 // linear layers (bias fused as the matmul epilogue) and convolutions as
 // im2col + one strided-batched GEMM per call (the column buffer comes from
 // the caching allocator; an implicit-GEMM kernel that skips it is the next
-// step for the 3x3 convolutions). fp16/bf16 in, fp32 accumulation.
+// step for the 3x3 convolutions). fp16/bf16 in on the tensor cores, fp32
+// accumulation; fp32 in (the upcast VAE) as plain fp32 GEMMs: CUBLAS_COMPUTE_32F
+// never rounds inputs to TF32, so the products are what diffusers' fp32 VAE
+// computes on the CPU.
 #include <stdio.h>
 #include <string.h>
 
 #include "kernels/cuda/cuda_internal.h"
 
+/* the most a convolution's column buffer takes (see cuda_conv2d) */
+#define COL_BYTES ((size_t)256 << 20)
+
 static cudaDataType_t cuda_dt(sd_dtype d)
 {
-    return d == SD_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    return d == SD_DTYPE_F32 ? CUDA_R_32F : d == SD_DTYPE_BF16 ? CUDA_R_16BF : CUDA_R_16F;
 }
 
 #define LT_TRY(call, what)                                                                          \
@@ -157,21 +163,21 @@ sd_status cuda_linear(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd
     return SD_OK;
 }
 
-/* col[(c*kh + i)*kw + j][p] for one image, p over the output pixels: one
- * thread per (channel, output pixel) computes its coordinates once and writes
- * the kh*kw taps, each write coalesced across neighbouring pixels. */
+/* col[(c*kh + i)*kw + j][q] for one image and the np output pixels from p0
+ * on (q = p - p0): one thread per (channel, output pixel) computes its
+ * coordinates once and writes the kh*kw taps, each write coalesced across
+ * neighbouring pixels. */
 template <typename T>
 __global__ void im2col_kernel(T *__restrict__ col, const T *__restrict__ x, int C, int H, int W, int kh, int kw,
-                              int stride, int pt, int pl, int OH, int OW)
+                              int stride, int pt, int pl, int OW, int p0, int np)
 {
-    int P = OH * OW;
-    int64_t total = (int64_t)C * P;
+    int64_t total = (int64_t)C * np;
     for (int64_t idx = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; idx < total;
          idx += (int64_t)gridDim.x * blockDim.x) {
-        int p = (int)(idx % P), c = (int)(idx / P);
-        int oh = p / OW, ow = p - oh * OW;
+        int q = (int)(idx % np), c = (int)(idx / np);
+        int p = p0 + q, oh = p / OW, ow = p - oh * OW;
         const T *xc = x + (int64_t)c * H * W;
-        T *dst = col + (int64_t)c * kh * kw * P + p;
+        T *dst = col + (int64_t)c * kh * kw * np + q;
         for (int i = 0; i < kh; i++) {
             int ih = oh * stride - pt + i;
             for (int j = 0; j < kw; j++) {
@@ -179,7 +185,7 @@ __global__ void im2col_kernel(T *__restrict__ col, const T *__restrict__ x, int 
                 T v = from_f<T>(0.0f);
                 if (ih >= 0 && ih < H && iw >= 0 && iw < W)
                     v = xc[ih * W + iw];
-                dst[(int64_t)(i * kw + j) * P] = v;
+                dst[(int64_t)(i * kw + j) * np] = v;
             }
         }
     }
@@ -196,18 +202,28 @@ template <typename T> __global__ void add_bias_nc_kernel(T *y, const T *bias, in
     }
 }
 
-sd_status cuda_add_bias_nc(sd_backend *be, sd_tensor *y, const sd_tensor *bias, sd_error *err)
+template <typename T> static sd_status add_bias_nc_t(sd_backend *be, sd_tensor *y, const sd_tensor *bias, sd_error *err)
 {
     int64_t C = y->shape[1], P = sd_tensor_numel(y) / (y->shape[0] * C), planes = y->shape[0] * C;
-    cudaStream_t s = cuda_st(be)->stream;
-    dim3 grid = cuda_plane_grid(P, planes);
-    if (be->dtype == SD_DTYPE_BF16)
-        add_bias_nc_kernel<<<grid, 256, 0, s>>>((__nv_bfloat16 *)y->data, (const __nv_bfloat16 *)bias->data, (int)C,
-                                                (int)P, (int)planes);
-    else
-        add_bias_nc_kernel<<<grid, 256, 0, s>>>((__half *)y->data, (const __half *)bias->data, (int)C, (int)P,
-                                                (int)planes);
+    add_bias_nc_kernel<T><<<cuda_plane_grid(P, planes), 256, 0, cuda_st(be)->stream>>>(
+        (T *)y->data, (const T *)bias->data, (int)C, (int)P, (int)planes);
     SD_CUDA_LAUNCH_CHECK(err, "conv bias");
+    return SD_OK;
+}
+
+sd_status cuda_add_bias_nc(sd_backend *be, sd_tensor *y, const sd_tensor *bias, sd_error *err)
+{
+    return CUDA_DISPATCH(be, add_bias_nc_t, be, y, bias, err);
+}
+
+/* the column buffer of one image, in the backend's element type */
+template <typename T>
+static sd_status im2col_t(sd_backend *be, void *col, const void *x, int C, int H, int W, int kh, int kw, int stride,
+                          int pt, int pl, int OW, int p0, int np, sd_error *err)
+{
+    im2col_kernel<T><<<cuda_blocks((size_t)C * np), 256, 0, cuda_st(be)->stream>>>(
+        (T *)col, (const T *)x, C, H, W, kh, kw, stride, pt, pl, OW, p0, np);
+    SD_CUDA_LAUNCH_CHECK(err, "im2col");
     return SD_OK;
 }
 
@@ -232,28 +248,28 @@ sd_status cuda_conv2d(sd_backend *be, sd_tensor *y, const sd_tensor *x, const sd
                            (char *)y->data + n * O * P * (int64_t)es, P, 0, 1, NULL, 1.0f, 0, err);
     } else {
         /* one image at a time: the weights are shared, and cuBLASLt's batch
-         * strides cannot broadcast them */
+         * strides cannot broadcast them; and within an image, bands of
+         * output pixels whose column buffer fits COL_BYTES (the VAE's last
+         * level at 1024x1024 would need K x P = 1152 x 1M values, 4.5 GiB in
+         * f32); bands are multiples of 256 pixels, so every band's output
+         * keeps the 16-byte alignment cuBLASLt prefers */
+        int64_t np = (int64_t)(COL_BYTES / ((size_t)K * es)) / 256 * 256;
+        np = np < 256 ? 256 : np > P ? P : np;
         void *col = NULL;
-        st = cuda_scratch(be, (size_t)(K * P) * es, &col, err);
+        st = cuda_scratch(be, (size_t)(K * np) * es, &col, err);
         for (int64_t n = 0; n < B && st == SD_OK; n++) {
             const char *xb = (const char *)x->data + n * C * H * W * (int64_t)es;
             char *yb = (char *)y->data + n * O * P * (int64_t)es;
-            size_t total = (size_t)(C * P);
-            cudaStream_t s = cuda_st(be)->stream;
-            if (be->dtype == SD_DTYPE_BF16)
-                im2col_kernel<<<cuda_blocks(total), 256, 0, s>>>((__nv_bfloat16 *)col, (const __nv_bfloat16 *)xb,
-                                                                (int)C, (int)H, (int)W, (int)kh, (int)kw, stride, pt,
-                                                                pl, (int)OH, (int)OW);
-            else
-                im2col_kernel<<<cuda_blocks(total), 256, 0, s>>>((__half *)col, (const __half *)xb, (int)C, (int)H,
-                                                                (int)W, (int)kh, (int)kw, stride, pt, pl, (int)OH,
-                                                                (int)OW);
-            cudaError_t e = cudaGetLastError();
-            if (e != cudaSuccess)
-                st = sd_fail(err, SD_ERR_BACKEND, "cuda: im2col: %s", cudaGetErrorString(e));
-            /* Y[n] (O x P) = W (O x K) col (K x P)  ->  col-major Y^T = col^T W^T */
-            if (st == SD_OK)
-                st = cuda_lt_matmul(be, 0, 0, P, O, K, col, P, 0, w->data, K, 0, yb, P, 0, 1, NULL, 1.0f, 0, err);
+            for (int64_t p0 = 0; p0 < P && st == SD_OK; p0 += np) {
+                int64_t nb = P - p0 < np ? P - p0 : np;
+                st = CUDA_DISPATCH(be, im2col_t, be, col, xb, (int)C, (int)H, (int)W, (int)kh, (int)kw, stride, pt,
+                                   pl, (int)OW, (int)p0, (int)nb, err);
+                /* Y[n][:, band] (O x nb, row stride P) = W (O x K) col (K x nb):
+                 * col-major Y^T band (nb x O, ld P) = col^T W^T */
+                if (st == SD_OK)
+                    st = cuda_lt_matmul(be, 0, 0, nb, O, K, col, nb, 0, w->data, K, 0, yb + p0 * (int64_t)es, P, 0, 1,
+                                        NULL, 1.0f, 0, err);
+            }
         }
         if (col)
             cuda_scratch_free(be, col);

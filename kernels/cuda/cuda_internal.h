@@ -1,5 +1,5 @@
 /* cuda_internal.h - shared pieces of the CUDA backend: its state, the
- * element types (fp16 / bf16 storage, fp32 arithmetic), and the launchers
+ * element types (fp16 / bf16 / fp32 storage, fp32 arithmetic), and the launchers
  * each .cu file provides. Private to kernels/cuda/. */
 #ifndef SDXL_KERNELS_CUDA_INTERNAL_H
 #define SDXL_KERNELS_CUDA_INTERNAL_H
@@ -45,8 +45,10 @@ static inline cuda_state *cuda_st(sd_backend *be)
 template <typename T> __device__ __forceinline__ T from_f(float x);
 template <> __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
 template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
 __device__ __forceinline__ float ld_f(const __half *p) { return __half2float(*p); }
 __device__ __forceinline__ float ld_f(const __nv_bfloat16 *p) { return __bfloat162float(*p); }
+__device__ __forceinline__ float ld_f(const float *p) { return *p; }
 
 /* Scratch memory from the caching allocator. */
 sd_status cuda_scratch(sd_backend *be, size_t bytes, void **ptr, sd_error *err);
@@ -105,8 +107,11 @@ sd_status cuda_copy(sd_backend *be, sd_tensor *y, const sd_tensor *x, sd_error *
 /* y[b, c, :] += bias[c] for a [B, C, P] tensor (conv bias) */
 sd_status cuda_add_bias_nc(sd_backend *be, sd_tensor *y, const sd_tensor *bias, sd_error *err);
 
-/* Dispatches a templated launch on the backend dtype. */
-#define CUDA_DISPATCH(be, FN, ...)                                                    \
-    ((be)->dtype == SD_DTYPE_BF16 ? FN<__nv_bfloat16>(__VA_ARGS__) : FN<__half>(__VA_ARGS__))
+/* Dispatches a templated launch on the backend dtype. f32 serves the VAE
+ * where diffusers upcasts it (force_upcast) and --dtype f32. */
+#define CUDA_DISPATCH(be, FN, ...)                                                                        \
+    ((be)->dtype == SD_DTYPE_F32    ? FN<float>(__VA_ARGS__)                                              \
+     : (be)->dtype == SD_DTYPE_BF16 ? FN<__nv_bfloat16>(__VA_ARGS__)                                      \
+                                    : FN<__half>(__VA_ARGS__))
 
 #endif
