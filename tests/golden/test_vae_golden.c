@@ -14,7 +14,7 @@
 
 #define TOL 1e-4
 
-static sd_vae *load_vae(sd_backend *be)
+static sd_vae *load_vae_parts(sd_backend *be, int parts)
 {
     char *dir = tu_data_path("sdxl-tiny");
     sd_model_folder m;
@@ -23,16 +23,19 @@ static sd_vae *load_vae(sd_backend *be)
     const sd_component *c;
     cr_assert_eq(sd_model_require(&m, "vae", &c, &err), SD_OK, "%s", err.msg);
     sd_vae *v;
-    cr_assert_eq(sd_vae_load(&v, be, c, NULL, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_vae_load_parts(&v, be, c, NULL, parts, &err), SD_OK, "%s", err.msg);
     sd_model_close(&m);
     free(dir);
     return v;
 }
 
-Test(vae_golden, decode)
+
+/* decode with a VAE loaded whole or as its decoder alone (the final stage
+ * of a worker): the same numbers */
+static void check_decode(int parts)
 {
     sd_backend *be = tu_cpu();
-    sd_vae *v = load_vae(be);
+    sd_vae *v = load_vae_parts(be, parts);
     sd_st_file *g = tu_golden("vae.safetensors");
     sd_tensor z, img = {0};
     tu_upload(be, &z, g, "latents");
@@ -47,10 +50,22 @@ Test(vae_golden, decode)
     sd_backend_free(be);
 }
 
-Test(vae_golden, encode)
+Test(vae_golden, decode)
+{
+    check_decode(SD_VAE_BOTH);
+}
+
+Test(vae_golden, decode_with_the_decoder_alone)
+{
+    check_decode(SD_VAE_DECODER);
+}
+
+/* the encoder's moments against diffusers, from a VAE loaded whole or as its
+ * encoder alone (a UNet worker's img2img) */
+static void check_encode(int parts)
 {
     sd_backend *be = tu_cpu();
-    sd_vae *v = load_vae(be);
+    sd_vae *v = load_vae_parts(be, parts);
     sd_st_file *g = tu_golden("vae.safetensors");
     sd_tensor img, mom = {0};
     tu_upload(be, &img, g, "image");
@@ -74,6 +89,91 @@ Test(vae_golden, encode)
     sd_st_close(g);
     sd_vae_free(v);
     sd_backend_free(be);
+}
+
+Test(vae_golden, encode)
+{
+    check_encode(SD_VAE_BOTH);
+}
+
+Test(vae_golden, encode_with_the_encoder_alone)
+{
+    check_encode(SD_VAE_ENCODER);
+}
+
+/* A half not loaded is an error naming it, never a crash on absent weights;
+ * and no part at all is refused at load. */
+Test(vae_golden, a_half_not_loaded_is_an_error)
+{
+    sd_backend *be = tu_cpu();
+    sd_error err = {0};
+    sd_st_file *g = tu_golden("vae.safetensors");
+    sd_tensor z, img, out = {0};
+    tu_upload(be, &z, g, "latents");
+    tu_upload(be, &img, g, "image");
+    sd_vae *enc = load_vae_parts(be, SD_VAE_ENCODER), *dec = load_vae_parts(be, SD_VAE_DECODER);
+    cr_assert_eq(sd_vae_decode(enc, &z, &out, &err), SD_ERR_INVALID);
+    cr_assert(strstr(err.msg, "without its decoder"), "%s", err.msg);
+    cr_assert_eq(sd_vae_encode(dec, &img, &out, &err), SD_ERR_INVALID);
+    cr_assert(strstr(err.msg, "without its encoder"), "%s", err.msg);
+    char *dir = tu_data_path("sdxl-tiny");
+    sd_model_folder m;
+    const sd_component *c;
+    cr_assert_eq(sd_model_open(&m, dir, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_model_require(&m, "vae", &c, &err), SD_OK, "%s", err.msg);
+    sd_vae *none = NULL;
+    cr_assert_eq(sd_vae_load_parts(&none, be, c, NULL, 0, &err), SD_ERR_INVALID);
+    cr_assert_null(none);
+    sd_model_close(&m);
+    free(dir);
+    sd_vae_free(enc);
+    sd_vae_free(dec);
+    sd_tensor_free(&z);
+    sd_tensor_free(&img);
+    sd_st_close(g);
+    sd_backend_free(be);
+}
+
+/* A tensor of neither half is still an error when one half is loaded: the
+ * half left out is only counted, by its own prefixes. */
+Test(vae_golden, a_stray_tensor_fails_a_half_load)
+{
+    char *src = tu_data_path("sdxl-tiny/vae"), *dst = tu_tmpdir(), path[4096];
+    snprintf(path, sizeof path, "%s/model_index.json", dst);
+    const char *index = "{\"_class_name\": \"StableDiffusionXLPipeline\", \"vae\": [\"diffusers\", \"AutoencoderKL\"]}";
+    tu_write(path, index, strlen(index));
+    snprintf(path, sizeof path, "%s/vae", dst);
+    cr_assert_eq(mkdir(path, 0755), 0);
+    tu_copy(src, path, "config.json");
+    sd_error err = {0};
+    snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", src);
+    sd_st_file *f = NULL;
+    cr_assert_eq(sd_st_open(&f, path, &err), SD_OK, "%s", err.msg);
+    sd_st_writer *w = sd_st_writer_new();
+    for (size_t i = 0; i < f->n; i++) {
+        const sd_st_tensor *t = &f->tensors[i];
+        cr_assert_eq(sd_st_writer_add(w, t->name, t->dtype, t->ndim, t->shape, t->data, &err), SD_OK, "%s", err.msg);
+    }
+    float extra[2] = {1, 2};
+    cr_assert_eq(sd_st_writer_add(w, "decoder_extra.weight", SD_DTYPE_F32, 1, (int64_t[]){2}, extra, &err), SD_OK);
+    snprintf(path, sizeof path, "%s/vae/diffusion_pytorch_model.safetensors", dst);
+    cr_assert_eq(sd_st_writer_save(w, path, &err), SD_OK, "%s", err.msg);
+    sd_st_writer_free(w);
+    sd_st_close(f);
+    sd_model_folder m;
+    const sd_component *c;
+    cr_assert_eq(sd_model_open(&m, dst, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(sd_model_require(&m, "vae", &c, &err), SD_OK, "%s", err.msg);
+    sd_backend *be = tu_cpu();
+    sd_vae *v = NULL;
+    cr_assert_eq(sd_vae_load_parts(&v, be, c, NULL, SD_VAE_ENCODER, &err), SD_ERR_FORMAT);
+    cr_assert(strstr(err.msg, "decoder_extra.weight"), "%s", err.msg);
+    cr_assert_null(v);
+    sd_model_close(&m);
+    sd_backend_free(be);
+    tu_rmrf(dst);
+    free(dst);
+    free(src);
 }
 
 /* sdxl-tiny's VAE config with `extra` keys merged in, in a folder of its own */

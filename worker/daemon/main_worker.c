@@ -16,7 +16,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: sdxl-worker --coordinator ENDPOINT --role text|unet|final --model DIR|FILE [--config DIR]\n"
             "                   [--refiner DIR|FILE [--refiner-config DIR]] [--vae DIR|FILE] [--lora FILE[:SCALE]]...\n"
-            "                   [--device cpu|cuda:N] [--dtype f16|bf16] [--capacity N] [--variant fp16]\n"
+            "                   [--device cpu|cuda:N] [--dtype f16|bf16|f32] [--capacity N] [--variant fp16]\n"
             "                   [--id NAME] [--heartbeat-ms N] [--hold N] [--spool DIR] [--http HOST:PORT]\n"
             "                   [--cfg-split batch | --cfg-split nccl --cfg-peer ENDPOINT --cfg-rank 0|1]\n"
             "                   [--curve-server-key F --curve-secret F --curve-public F]\n"
@@ -135,7 +135,7 @@ int main(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--dtype")) {
             if (sd_dtype_parse_user(v, &o.dtype) != 0) {
-                fprintf(stderr, "sdxl-worker: --dtype must be f16 or bf16 (f32 on the CPU), not '%s'\n", v);
+                fprintf(stderr, "sdxl-worker: --dtype must be f16, bf16 or f32 (f32 only on the CPU), not '%s'\n", v);
                 return 2;
             }
         }

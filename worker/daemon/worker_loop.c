@@ -586,7 +586,7 @@ sd_status sd_worker_run(const sd_worker_opts *o, sd_error *err)
     double t_load = sd_now_s();
     w->stages = stages;
     if (st == SD_OK)
-        st = sd_pipeline_load(&w->p, w->sb.be, w->sb.vae_be, &o->spec, stages, err);
+        st = sd_pipeline_load(&w->p, w->sb.be, w->sb.f32_be, &o->spec, stages, err);
     if (st == SD_OK)
         sd_model_spec_key(&o->spec, w->cur_key, sizeof w->cur_key);
     w->m.load_s = sd_now_s() - t_load;

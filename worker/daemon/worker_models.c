@@ -63,7 +63,7 @@ sd_status worker_select_model(worker *w, const sd_gen_params *g, sd_error *err)
     wlog(w, "loading the model an item asks for (%s)", key);
     double t0 = sd_now_s();
     sd_pipeline np;
-    sd_status st = sd_pipeline_load(&np, w->sb.be, w->sb.vae_be, &spec, w->stages, err);
+    sd_status st = sd_pipeline_load(&np, w->sb.be, w->sb.f32_be, &spec, w->stages, err);
     if (st != SD_OK)
         return sd_error_prefix(err, st, "the item's model: ");
     w->m.load_s += sd_now_s() - t0;

@@ -32,7 +32,8 @@ static void usage(FILE *out)
             "              decoder output in [-1,1] space\n"
             "  vae-encode  in: image [B,3,H,W] in [-1,1]; out: mean and std of the latent distribution\n\n"
             "  --device    cpu (default) or cuda:N\n"
-            "  --dtype     compute precision: f32 on the CPU; f16 (default) or bf16 on CUDA\n"
+            "  --dtype     compute precision: f32 on the CPU; f16 (default), bf16 or f32 on CUDA, the VAE in\n"
+            "              f32 where the pipeline would upcast it (force_upcast: decode under f16, encode)\n"
             "  --variant   read NAME.VARIANT.safetensors weights (default: what exists, plain first)\n");
 }
 
@@ -212,14 +213,20 @@ static sd_status eval_unet(const eval_args *a, sd_backend *be, const sd_model_fo
     return st;
 }
 
-static sd_status eval_vae(const eval_args *a, sd_backend *be, const sd_model_folder *m, const sd_st_file *in,
-                          sd_st_writer *w, int encode, sd_error *err)
+/* be, f32_be: the stage's backends; the VAE runs on the one the pipeline
+ * would pick for its force_upcast (stage_backends.h) */
+static sd_status eval_vae(const eval_args *a, sd_backend *be, sd_backend *f32_be, const sd_model_folder *m,
+                          const sd_st_file *in, sd_st_writer *w, int encode, sd_error *err)
 {
     const sd_component *c;
     SD_TRY(sd_model_require(m, "vae", &c, err));
+    sd_vae_config vcfg;
+    memset(&vcfg, 0, sizeof vcfg);
+    SD_TRY(sd_vae_config_load(&vcfg, c, err));
+    be = sd_stage_vae_backend(be, f32_be, vcfg.force_upcast, encode);
     sd_vae *v = NULL;
     sd_tensor x = {0}, y = {0};
-    sd_status st = sd_vae_load(&v, be, c, a->variant, err);
+    sd_status st = sd_vae_load_parts(&v, be, c, a->variant, encode ? SD_VAE_ENCODER : SD_VAE_DECODER, err);
     if (st == SD_OK && encode)
         st = input_tensor(be, in, "image", 4, &x, err);
     if (st == SD_OK && !encode) {
@@ -314,13 +321,12 @@ int cmd_eval(int argc, char **argv)
     }
     sd_error err = {0};
     sd_stage_backends sb;
-    int stages = kind == 0 ? SD_STAGE_TEXT : kind == 1 ? SD_STAGE_UNET : SD_STAGE_FINAL;
+    int stages = kind == 0 ? SD_STAGE_TEXT : kind == 1 || kind == 3 ? SD_STAGE_UNET : SD_STAGE_FINAL;
     if (sd_stage_backends_open(&sb, a.device, a.dtype, stages, &err) != SD_OK) {
         cli_errorf("eval", "%s", err.msg);
         return err.code == SD_ERR_INVALID ? 2 : 1;
     }
-    /* the network's backend, as the pipeline would run it */
-    sd_backend *be = kind >= 2 ? sd_stage_backends_vae(&sb) : sb.be;
+    sd_backend *be = sb.be;
     sd_model_folder m;
     memset(&m, 0, sizeof m);
     sd_st_file *in = NULL;
@@ -335,7 +341,7 @@ int cmd_eval(int argc, char **argv)
         else if (kind == 1)
             st = eval_unet(&a, be, &m, in, w, &err);
         else
-            st = eval_vae(&a, be, &m, in, w, kind == 3, &err);
+            st = eval_vae(&a, be, sb.f32_be, &m, in, w, kind == 3, &err);
     }
     double t1 = sd_now_s();
     if (st == SD_OK)

@@ -41,7 +41,8 @@ static void usage(FILE *out)
             "                                   diffusers' num_images_per_prompt=N (the same images as it gives)\n"
             "  --variant fp16                   read *.fp16.safetensors weights\n"
             "  --device cpu|cuda|cuda:N         (cpu)\n"
-            "  --dtype f16|bf16                 compute dtype on CUDA (f16; a VAE with force_upcast runs in bf16)\n"
+            "  --dtype f16|bf16|f32             compute dtype on CUDA (f16); the VAE runs in f32 where diffusers\n"
+            "                                   upcasts it (force_upcast: decoding under f16, img2img encoding)\n"
             "  --save-latents FILE              noise, initial, step_000.., refiner_step_000.., final (safetensors)\n"
             "  --quiet                          no progress bar\n"
             "  --no-watermark                   leave out diffusers' invisible watermark (--watermark 0)\n"
@@ -167,7 +168,7 @@ int cmd_generate(int argc, char **argv)
             init = val;
         } else if (!strcmp(a, "--dtype")) {
             if (sd_dtype_parse_user(val, &dtype) != 0) {
-                cli_errorf("generate", "--dtype: f16 or bf16, not '%s'", val);
+                cli_errorf("generate", "--dtype: f16, bf16 or f32, not '%s'", val);
                 return 2;
             }
         } else if (!strcmp(a, "--batch")) {
@@ -230,7 +231,7 @@ int cmd_generate(int argc, char **argv)
     sd_status st = sd_stage_backends_open(&sb, device, dtype, SD_STAGE_ALL, &err);
     sd_backend *be = sb.be;
     if (st == SD_OK)
-        st = sd_pipeline_load(&p, sb.be, sb.vae_be, &ms, SD_STAGE_ALL, &err);
+        st = sd_pipeline_load(&p, sb.be, sb.f32_be, &ms, SD_STAGE_ALL, &err);
     if (st == SD_OK)
         st = sd_pipeline_check_params(&p, &g, &err);
     if (st != SD_OK) {

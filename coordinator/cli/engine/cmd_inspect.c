@@ -17,8 +17,8 @@ static void usage(FILE *out)
                  "Stability's layout (sd_xl_base_1.0.safetensors): class, weight file, dtypes, tensor\n"
                  "count, parameter count and bytes; the config numbers that matter; and an estimate of\n"
                  "GPU memory per stage (text, unet, final) at the default size, with weights in fp16 and\n"
-                 "the VAE in bf16 (where its config says force_upcast diffusers decodes in fp32; our CUDA\n"
-                 "kernels have no fp32 path, and bf16 has fp32's range) or fp16 (force_upcast false).\n"
+                 "the VAE in fp32 where its config says force_upcast (as diffusers decodes it under fp16)\n"
+                 "or fp16 (force_upcast false).\n"
                  "  --config DIR  the diffusers folder whose configs a single file uses (default: the\n"
                  "                real SDXL base's or refiner's, built in, chosen by the file's tensors)\n"
                  "  --variant V   read NAME.V.safetensors weights (default: what exists, plain first)\n"
@@ -110,7 +110,7 @@ static unsigned long long unet_activation_estimate(const sd_json_doc *cfg)
     return total + largest * 2;
 }
 
-static unsigned long long vae_decode_activation_estimate(const sd_json_doc *cfg)
+static unsigned long long vae_decode_activation_estimate(const sd_json_doc *cfg, int bytes)
 {
     long long blocks[8];
     int nb = 0;
@@ -118,8 +118,11 @@ static unsigned long long vae_decode_activation_estimate(const sd_json_doc *cfg)
         return 0;
     long long side = sd_json_int_or(cfg, "sample_size", 1024);
     /* the decoder's last level runs at full size with block_out_channels[0]
-     * channels; a resnet holds about three such maps at once, in fp32 */
-    return 3ull * 4 * (unsigned long long)(blocks[0] * side * side);
+     * channels; a resnet holds about three such maps at once, and a
+     * convolution's column buffer its 256 MiB cap (kernels/cuda/cuda_gemm.cu) */
+    unsigned long long map = (unsigned long long)bytes * (unsigned long long)(blocks[0] * side * side);
+    unsigned long long col = 9 * map < (256ull << 20) ? 9 * map : (256ull << 20);
+    return 3 * map + col;
 }
 
 static void print_bytes(unsigned long long b)
@@ -183,7 +186,7 @@ static void print_text(json_t *root)
     }
     json_t *mem = json_object_get(root, "memory_estimate");
     if (mem) {
-        printf("\nmemory estimate per stage (weights in fp16, VAE fp32; activations at %s):\n",
+        printf("\nmemory estimate per stage (weights in fp16, VAE fp32 where force_upcast; activations at %s):\n",
                json_string_value(json_object_get(mem, "at")));
         const char *key;
         json_t *v;
@@ -291,12 +294,14 @@ int cmd_inspect(int argc, char **argv)
                 unet_act = unet_activation_estimate(&cfg);
                 unet_side = sd_json_int_or(&cfg, "sample_size", 128);
             } else if (!strcmp(c->class_name, "AutoencoderKL")) {
-                vae_w += s.params * 2;
+                /* an fp16 pipeline decodes a force_upcast VAE in fp32 */
+                int vae_bytes = sd_json_bool_or(&cfg, "force_upcast", 1) ? 4 : 2;
+                vae_w += s.params * (unsigned long long)vae_bytes;
                 long long blocks[8];
                 int nb = 0;
                 if (sd_json_int_list(&cfg, "block_out_channels", blocks, 8, &nb, NULL) == SD_OK)
                     vae_scale = 1ll << (nb - 1);
-                vae_act = vae_decode_activation_estimate(&cfg);
+                vae_act = vae_decode_activation_estimate(&cfg, vae_bytes);
             }
             sd_weights_close(&w);
         }

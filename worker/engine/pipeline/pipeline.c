@@ -13,6 +13,7 @@
 #include "common/fsutil.h"
 #include "common/lora.h"
 #include "common/model_identity.h"
+#include "worker/engine/pipeline/stage_backends.h"
 #include "worker/engine/text/clip_vocab.h"
 #include "worker/engine/unet/unet_step.h"
 
@@ -28,6 +29,8 @@ void sd_pipeline_free(sd_pipeline *p)
     sd_unet_step_free(p->unet_steps[1]);
     sd_unet_free(p->unet);
     sd_unet_free(p->runet);
+    if (p->vae_enc != p->vae)
+        sd_vae_free(p->vae_enc);
     sd_vae_free(p->vae);
     sd_vae_free(p->rvae);
     sd_vae_swap_free(&p->vae_swap);
@@ -95,19 +98,30 @@ static sd_status vae_component(const sd_pipeline *p, const sd_model_folder *m, c
     return sd_model_require(m, "vae", c, err);
 }
 
-/* diffusers upcasts the VAE to float32 only where its config says
- * force_upcast (SDXL's own VAE overflows in fp16); a VAE saying
- * force_upcast: false (the fp16-fix VAE) decodes in the compute dtype. On
- * CUDA the upcast backend is bf16 (stage_backends.h): the CUDA kernels have
- * no fp32 path yet. */
-static sd_status load_vae(sd_pipeline *p, const sd_component *c, const char *variant, sd_vae **out, sd_error *err)
+/* A VAE on the backends diffusers would run it on (stage_backends.h,
+ * sd_vae_upcasts): the decoder for the final stage, the encoder for the
+ * UNet stage (img2img), each in f32 or the compute dtype by the VAE's
+ * force_upcast. One load serves both where both run on the same backend;
+ * else *enc is a second load of the encoder alone. */
+static sd_status load_vae(sd_pipeline *p, const sd_component *c, const char *variant, int stages, sd_vae **dec,
+                          sd_vae **enc, sd_error *err)
 {
     sd_vae_config cfg;
     memset(&cfg, 0, sizeof cfg);
     SD_TRY(sd_vae_config_load(&cfg, c, err));
-    if (!cfg.force_upcast)
-        p->vae_be = p->be;
-    return sd_vae_load(out, p->vae_be, c, variant, err);
+    int want_dec = (stages & SD_STAGE_FINAL) != 0, want_enc = enc && (stages & SD_STAGE_UNET);
+    sd_backend *dec_be = sd_stage_vae_backend(p->be, p->f32_be, cfg.force_upcast, 0);
+    sd_backend *enc_be = sd_stage_vae_backend(p->be, p->f32_be, cfg.force_upcast, 1);
+    if (want_dec && want_enc && dec_be == enc_be) {
+        SD_TRY(sd_vae_load_parts(dec, dec_be, c, variant, SD_VAE_BOTH, err));
+        *enc = *dec;
+        return SD_OK;
+    }
+    if (want_dec)
+        SD_TRY(sd_vae_load_parts(dec, dec_be, c, variant, SD_VAE_DECODER, err));
+    if (want_enc)
+        SD_TRY(sd_vae_load_parts(enc, enc_be, c, variant, SD_VAE_ENCODER, err));
+    return SD_OK;
 }
 
 static sd_status load_all(sd_pipeline *p, const char *variant, int stages, sd_error *err)
@@ -140,11 +154,11 @@ static sd_status load_all(sd_pipeline *p, const char *variant, int stages, sd_er
     SD_TRY(sd_model_require(&p->base, "unet", &c, err));
     if (stages & SD_STAGE_UNET)
         SD_TRY(sd_unet_load(&p->unet, p->be, c, variant, err));
-    /* the VAE is loaded by every stage that needs its scale factor or decoder
-     * (unet: latent size and img2img encoding; final: decoding) */
+    /* the VAE is loaded by every stage that needs its scale factor or one of
+     * its halves (unet: latent size and img2img encoding; final: decoding) */
     if (stages & (SD_STAGE_UNET | SD_STAGE_FINAL)) {
         SD_TRY(vae_component(p, &p->base, &c, err));
-        SD_TRY(load_vae(p, c, variant, &p->vae, err));
+        SD_TRY(load_vae(p, c, variant, stages, &p->vae, &p->vae_enc, err));
     }
     if ((stages & SD_STAGE_FINAL) && p->has_refiner) {
         SD_TRY(sd_model_require(&p->refiner, "unet", &c, err));
@@ -152,18 +166,18 @@ static sd_status load_all(sd_pipeline *p, const char *variant, int stages, sd_er
         const sd_component *rv = sd_model_find(&p->refiner, "vae");
         if (p->has_vae_swap || (rv && rv->present)) {
             SD_TRY(vae_component(p, &p->refiner, &c, err));
-            SD_TRY(load_vae(p, c, variant, &p->rvae, err));
+            SD_TRY(load_vae(p, c, variant, SD_STAGE_FINAL, &p->rvae, NULL, err));
         }
     }
     return SD_OK;
 }
 
-sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, const sd_model_spec *spec, int stages,
+sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *f32_be, const sd_model_spec *spec, int stages,
                            sd_error *err)
 {
     memset(p, 0, sizeof *p);
     p->be = be;
-    p->vae_be = vae_be ? vae_be : be;
+    p->f32_be = f32_be;
     const char *graph = getenv("SDXL_CUDA_GRAPH");
     p->unet_graph = graph && !strcmp(graph, "1");
     sd_status st = sd_model_open_path(&p->base, spec->model, spec->model_config, err);
@@ -245,9 +259,15 @@ static void unet_sample_size(const sd_pipeline *p, int *ss)
         *ss = cfg.sample_size;
 }
 
+const sd_vae *sd_pipeline_base_vae(const sd_pipeline *p)
+{
+    return p->vae ? p->vae : p->vae_enc;
+}
+
 void sd_pipeline_size(const sd_pipeline *p, const sd_gen_params *g, int *width, int *height)
 {
-    int ss, f = p->vae ? sd_vae_scale_factor(p->vae) : 8;
+    const sd_vae *v = sd_pipeline_base_vae(p);
+    int ss, f = v ? sd_vae_scale_factor(v) : 8;
     unet_sample_size(p, &ss);
     if (g->init_image) {
         *width = g->width ? g->width : g->init_w;
@@ -260,7 +280,8 @@ void sd_pipeline_size(const sd_pipeline *p, const sd_gen_params *g, int *width, 
 
 sd_status sd_pipeline_check_params(const sd_pipeline *p, const sd_gen_params *g, sd_error *err)
 {
-    int W, H, f = p->vae ? sd_vae_scale_factor(p->vae) : 8;
+    const sd_vae *v = sd_pipeline_base_vae(p);
+    int W, H, f = v ? sd_vae_scale_factor(v) : 8;
     sd_pipeline_size(p, g, &W, &H);
     if (W < f || H < f || W % f || H % f || W > 8192 || H > 8192)
         return sd_fail(err, SD_ERR_INVALID, "--width/--height: %dx%d must be multiples of %d between %d and 8192", W, H,

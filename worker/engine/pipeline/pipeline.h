@@ -28,13 +28,16 @@
  * the stages wanted; the cluster's workers each load one stage. */
 typedef struct {
     sd_backend *be;      /* UNet / text compute */
-    sd_backend *vae_be;  /* the VAE's (bf16 on CUDA when force_upcast; may equal be) */
+    sd_backend *f32_be;  /* the upcast VAE's (stage_backends.h); NULL when be is f32 */
     sd_model_folder base, refiner;
     int has_refiner;
     sd_clip_tokenizer *tok1, *tok2, *rtok2;
     sd_clip_text *te1, *te2, *rte2;
     sd_unet *unet, *runet;
-    sd_vae *vae;
+    /* the base's VAE: vae decodes (final stage), vae_enc encodes init images
+     * (UNet stage); the same object when one backend serves both, NULL where
+     * the process does not run that stage */
+    sd_vae *vae, *vae_enc;
     /* the refiner's VAE: it decodes when a refiner is loaded, as the refiner
      * pipeline outputs the image in diffusers' ensemble of experts (NULL: a
      * refiner folder without a VAE; the base's decodes) */
@@ -66,8 +69,13 @@ typedef struct {
 /* the stages a process runs (bits) */
 typedef enum { SD_STAGE_TEXT = 1, SD_STAGE_UNET = 2, SD_STAGE_FINAL = 4, SD_STAGE_ALL = 7 } sd_stage;
 
-sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *vae_be, const sd_model_spec *spec, int stages,
+/* f32_be: the backend the VAE upcasts to (sd_stage_backends' f32_be; NULL
+ * when be computes in f32). */
+sd_status sd_pipeline_load(sd_pipeline *p, sd_backend *be, sd_backend *f32_be, const sd_model_spec *spec, int stages,
                            sd_error *err);
+/* The base's VAE, for its config and scale factor: whichever half this
+ * process loaded (NULL when it runs neither the UNet nor the final stage). */
+const sd_vae *sd_pipeline_base_vae(const sd_pipeline *p);
 void sd_pipeline_free(sd_pipeline *p);
 /* The output size the pipeline will use for these params. */
 void sd_pipeline_size(const sd_pipeline *p, const sd_gen_params *g, int *width, int *height);

@@ -237,8 +237,10 @@ static sd_status encode_init_image(sd_pipeline *p, const sd_gen_params *g, const
     int64_t ishape[4] = {1, 3, g->init_h, g->init_w};
     sd_tensor img = {0}, mom = {0};
     size_t n = (size_t)(shape[1] * shape[2] * shape[3]);
-    SD_TRY(sd_tensor_from_host(p->vae_be, &img, g->init_image, SD_DTYPE_F32, 4, ishape, 0, err));
-    sd_status st = sd_vae_encode(p->vae, &img, &mom, err);
+    if (!p->vae_enc)
+        return sd_fail(err, SD_ERR_INVALID, "--init-image: the VAE's encoder is not loaded");
+    SD_TRY(sd_tensor_from_host(sd_vae_backend(p->vae_enc), &img, g->init_image, SD_DTYPE_F32, 4, ishape, 0, err));
+    sd_status st = sd_vae_encode(p->vae_enc, &img, &mom, err);
     sd_tensor_free(&img);
     float *m = malloc(2 * n * sizeof *m), *mean = malloc(n * sizeof *m), *std = malloc(n * sizeof *m),
           *noise = malloc(n * sizeof *m);
@@ -255,7 +257,7 @@ static sd_status encode_init_image(sd_pipeline *p, const sd_gen_params *g, const
         sd_torch_randn(gen, noise, n);
         for (size_t k = 0; k < n; k++)
             latents[k] = mean[k] + std[k] * noise[k];
-        sd_vae_latents_from_encoder(sd_vae_get_config(p->vae), latents, 1, shape[2] * shape[3]);
+        sd_vae_latents_from_encoder(sd_vae_get_config(p->vae_enc), latents, 1, shape[2] * shape[3]);
         if (add_noise) {
             sd_torch_randn_item(gen, noise, n);
             st = sd_scheduler_add_noise(s, latents, noise, t0, latents, n, err);
@@ -273,10 +275,10 @@ sd_status sd_stage_unet(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
                         const sd_gen_hooks *hooks, sd_latent_result *out, sd_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (!p->unet || !p->vae)
+    if (!p->unet || !sd_pipeline_base_vae(p))
         return sd_fail(err, SD_ERR_INVALID, "unet stage: the base UNet is not loaded");
     SD_TRY(sd_pipeline_check_params(p, g, err));
-    int W, H, f = sd_vae_scale_factor(p->vae);
+    int W, H, f = sd_vae_scale_factor(sd_pipeline_base_vae(p));
     sd_pipeline_size(p, g, &W, &H);
     int64_t shape[4] = {1, sd_unet_get_config(p->unet)->in_channels, H / f, W / f};
     size_t n = (size_t)(shape[1] * shape[2] * shape[3]);
@@ -352,7 +354,7 @@ static sd_status refine(sd_pipeline *p, const sd_gen_params *g, const sd_text_re
     if (sd_scheduler_order(&s) == 2 && count % 2 == 0 && count < s.n)
         count++;
     /* the refiner pipeline's size: the latents times its VAE's factor */
-    int f = sd_vae_scale_factor(p->rvae ? p->rvae : p->vae);
+    int f = sd_vae_scale_factor(p->rvae ? p->rvae : sd_pipeline_base_vae(p));
     int H = (int)shape[2] * f, W = (int)shape[3] * f;
     float all[12];
     int nids = time_ids(g, W, H, p->r_aesthetics, 1, text->cfg, all);
@@ -394,7 +396,7 @@ sd_status sd_stage_final(sd_pipeline *p, const sd_gen_params *g, const sd_text_r
                                    latres->shape[2] * latres->shape[3]);
     sd_tensor z = {0}, img = {0};
     if (st == SD_OK)
-        st = sd_tensor_from_host(p->vae_be, &z, lat, SD_DTYPE_F32, 4, latres->shape, 0, err);
+        st = sd_tensor_from_host(sd_vae_backend(decoder), &z, lat, SD_DTYPE_F32, 4, latres->shape, 0, err);
     if (st == SD_OK)
         st = sd_vae_decode(decoder, &z, &img, err);
     sd_tensor_free(&z);

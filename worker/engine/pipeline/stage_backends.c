@@ -16,30 +16,37 @@ sd_status sd_stage_backends_open(sd_stage_backends *sb, const char *device, sd_d
     if (dtype == SD_DTYPE_COUNT)
         dtype = cpu ? SD_DTYPE_F32 : SD_DTYPE_F16;
     if (cpu && dtype != SD_DTYPE_F32)
-        return sd_fail(err, SD_ERR_INVALID, "--dtype %s: the CPU backend computes in f32 only", sd_dtype_name(dtype));
-    if (!cpu && dtype != SD_DTYPE_F16 && dtype != SD_DTYPE_BF16)
-        return sd_fail(err, SD_ERR_INVALID, "--dtype %s: the CUDA backend computes in f16 or bf16",
-                       sd_dtype_name(dtype));
+        return sd_fail(err, SD_ERR_INVALID, "--dtype %s: the CPU backend computes in f32 only", sd_dtype_user_name(dtype));
+    if (!cpu && dtype != SD_DTYPE_F16 && dtype != SD_DTYPE_BF16 && dtype != SD_DTYPE_F32)
+        return sd_fail(err, SD_ERR_INVALID, "--dtype %s: the CUDA backend computes in f16, bf16 or f32",
+                       sd_dtype_user_name(dtype));
     sb->dtype = dtype;
     SD_TRY(sd_backend_create(&sb->be, device, dtype, err));
-    if (!cpu && dtype == SD_DTYPE_F16 && (stages & SD_STAGE_FINAL)) {
-        sd_status st = sd_backend_create(&sb->vae_be, device, SD_DTYPE_BF16, err);
+    if (dtype != SD_DTYPE_F32 && (stages & (SD_STAGE_UNET | SD_STAGE_FINAL))) {
+        sd_status st = sd_backend_create(&sb->f32_be, device, SD_DTYPE_F32, err);
         if (st != SD_OK) {
             sd_stage_backends_close(sb);
-            return st;
+            return sd_error_prefix(err, st, "the f32 VAE backend: ");
         }
     }
     return SD_OK;
 }
 
-sd_backend *sd_stage_backends_vae(const sd_stage_backends *sb)
+int sd_vae_upcasts(sd_dtype compute, int force_upcast, int encode)
 {
-    return sb->vae_be ? sb->vae_be : sb->be;
+    if (compute == SD_DTYPE_F32 || !force_upcast)
+        return 0;
+    return encode || compute == SD_DTYPE_F16;
+}
+
+sd_backend *sd_stage_vae_backend(sd_backend *be, sd_backend *f32_be, int force_upcast, int encode)
+{
+    return f32_be && sd_vae_upcasts(sd_backend_dtype(be), force_upcast, encode) ? f32_be : be;
 }
 
 void sd_stage_backends_close(sd_stage_backends *sb)
 {
-    sd_backend_free(sb->vae_be);
+    sd_backend_free(sb->f32_be);
     sd_backend_free(sb->be);
     memset(sb, 0, sizeof *sb);
 }

@@ -28,6 +28,7 @@ typedef struct {
 struct sd_vae {
     sd_vae_config cfg;
     sd_backend *be;
+    int parts; /* SD_VAE_ENCODER | SD_VAE_DECODER: what was loaded */
     sd_param_set params;
     sd_tensor *enc_in_w, *enc_in_b, *enc_norm_w, *enc_norm_b, *enc_out_w, *enc_out_b, *quant_w, *quant_b;
     sd_tensor *pq_w, *pq_b, *dec_in_w, *dec_in_b, *dec_norm_w, *dec_norm_b, *dec_out_w, *dec_out_b;
@@ -88,7 +89,7 @@ static sd_status load_mid(vae_mid *m, sd_param_loader *pl, const char *prefix, i
     return sd_resnet_load(&m->res[1], pl, p, ch, ch, 0, c->groups, VAE_EPS, err);
 }
 
-static sd_status load_all(sd_vae *v, sd_param_loader *pl, sd_error *err)
+static sd_status load_encoder(sd_vae *v, sd_param_loader *pl, sd_error *err)
 {
     const sd_vae_config *c = &v->cfg;
     int n = c->levels, top = c->block_out[n - 1], L = c->latent_channels;
@@ -118,6 +119,15 @@ static sd_status load_all(sd_vae *v, sd_param_loader *pl, sd_error *err)
     SD_TRY(load_conv(pl, "encoder.conv_out", 2 * L, top, 3, &v->enc_out_w, &v->enc_out_b, err));
     if (c->quant_conv)
         SD_TRY(load_conv(pl, "quant_conv", 2 * L, 2 * L, 1, &v->quant_w, &v->quant_b, err));
+    return SD_OK;
+}
+
+static sd_status load_decoder(sd_vae *v, sd_param_loader *pl, sd_error *err)
+{
+    const sd_vae_config *c = &v->cfg;
+    int n = c->levels, top = c->block_out[n - 1], L = c->latent_channels;
+    char p[160];
+    sd_param_prefix(pl, "%s", "");
     if (c->post_quant_conv)
         SD_TRY(load_conv(pl, "post_quant_conv", L, L, 1, &v->pq_w, &v->pq_b, err));
     SD_TRY(load_conv(pl, "decoder.conv_in", top, L, 3, &v->dec_in_w, &v->dec_in_b, err));
@@ -140,18 +150,40 @@ static sd_status load_all(sd_vae *v, sd_param_loader *pl, sd_error *err)
     }
     sd_param_prefix(pl, "%s", "");
     SD_TRY(load_norm(pl, "decoder.conv_norm_out", c->block_out[0], &v->dec_norm_w, &v->dec_norm_b, err));
-    SD_TRY(load_conv(pl, "decoder.conv_out", c->out_channels, c->block_out[0], 3, &v->dec_out_w, &v->dec_out_b,
-                     err));
+    return load_conv(pl, "decoder.conv_out", c->out_channels, c->block_out[0], 3, &v->dec_out_w, &v->dec_out_b,
+                     err);
+}
+
+/* The parts asked for; the other part's tensors are counted as present but
+ * not loaded, so a stray tensor anywhere is still an error. */
+static sd_status load_all(sd_vae *v, sd_param_loader *pl, sd_error *err)
+{
+    if (v->parts & SD_VAE_ENCODER)
+        SD_TRY(load_encoder(v, pl, err));
+    else {
+        sd_param_skip_prefix(pl, "encoder.");
+        sd_param_skip_prefix(pl, "quant_conv.");
+    }
+    if (v->parts & SD_VAE_DECODER)
+        SD_TRY(load_decoder(v, pl, err));
+    else {
+        sd_param_skip_prefix(pl, "decoder.");
+        sd_param_skip_prefix(pl, "post_quant_conv.");
+    }
     return sd_param_check_all_used(pl, NULL, err);
 }
 
-sd_status sd_vae_load(sd_vae **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err)
+sd_status sd_vae_load_parts(sd_vae **out, sd_backend *be, const sd_component *c, const char *variant, int parts,
+                           sd_error *err)
 {
     *out = NULL;
+    if (!(parts & SD_VAE_BOTH) || (parts & ~SD_VAE_BOTH))
+        return sd_fail(err, SD_ERR_INVALID, "component '%s': no VAE part to load (parts %d)", c->name, parts);
     sd_vae *v = calloc(1, sizeof *v);
     if (!v)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
     v->be = be;
+    v->parts = parts;
     sd_status st = sd_vae_config_load(&v->cfg, c, err);
     sd_param_loader pl;
     if (st == SD_OK) {
@@ -167,6 +199,16 @@ sd_status sd_vae_load(sd_vae **out, sd_backend *be, const sd_component *c, const
     }
     *out = v;
     return SD_OK;
+}
+
+sd_status sd_vae_load(sd_vae **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err)
+{
+    return sd_vae_load_parts(out, be, c, variant, SD_VAE_BOTH, err);
+}
+
+sd_backend *sd_vae_backend(const sd_vae *v)
+{
+    return v->be;
 }
 
 /* ---- forward ---- */
@@ -237,6 +279,8 @@ sd_status sd_vae_decode(sd_vae *v, const sd_tensor *z, sd_tensor *image, sd_erro
 {
     if (z->ndim != 4 || z->shape[1] != v->cfg.latent_channels)
         return sd_fail(err, SD_ERR_INVALID, "vae decode: latents must be [B, %d, h, w]", v->cfg.latent_channels);
+    if (!(v->parts & SD_VAE_DECODER))
+        return sd_fail(err, SD_ERR_INVALID, "vae decode: this VAE was loaded without its decoder");
     memset(image, 0, sizeof *image);
     sd_status st = decode(v, z, image, err);
     if (st != SD_OK)
@@ -275,6 +319,8 @@ sd_status sd_vae_encode(sd_vae *v, const sd_tensor *image, sd_tensor *moments, s
 {
     if (image->ndim != 4 || image->shape[1] != v->cfg.in_channels)
         return sd_fail(err, SD_ERR_INVALID, "vae encode: image must be [B, %d, H, W]", v->cfg.in_channels);
+    if (!(v->parts & SD_VAE_ENCODER))
+        return sd_fail(err, SD_ERR_INVALID, "vae encode: this VAE was loaded without its encoder");
     int f = sd_vae_scale_factor(v);
     if (image->shape[2] % f || image->shape[3] % f)
         return sd_fail(err, SD_ERR_INVALID, "vae encode: image size %lldx%lld is not a multiple of %d",
@@ -309,6 +355,7 @@ sd_status sd_vae_list_params(const sd_component *c, sd_param_list *list, sd_erro
     sd_vae *m = calloc(1, sizeof *m);
     if (!m)
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
+    m->parts = SD_VAE_BOTH;
     sd_status st = sd_vae_config_load(&m->cfg, c, err);
     if (st == SD_OK) {
         sd_param_loader pl;

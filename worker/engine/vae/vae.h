@@ -28,7 +28,18 @@ typedef struct sd_vae sd_vae;
 sd_status sd_vae_config_load(sd_vae_config *cfg, const sd_component *c, sd_error *err);
 /* The same from a parsed config.json (cfg zeroed by the caller). */
 sd_status sd_vae_config_parse(sd_vae_config *cfg, const sd_json_doc *d, sd_error *err);
+/* the halves a process runs: img2img encodes, the final stage decodes */
+enum { SD_VAE_ENCODER = 1, SD_VAE_DECODER = 2, SD_VAE_BOTH = 3 };
+
+/* Loads both halves. */
 sd_status sd_vae_load(sd_vae **out, sd_backend *be, const sd_component *c, const char *variant, sd_error *err);
+/* Loads the parts asked for (SD_VAE_* bits); the others' tensors are only
+ * checked to be the model's, and encoding or decoding with a part not
+ * loaded is an error. */
+sd_status sd_vae_load_parts(sd_vae **out, sd_backend *be, const sd_component *c, const char *variant, int parts,
+                           sd_error *err);
+/* The backend its weights live on (tensors it takes must be there). */
+sd_backend *sd_vae_backend(const sd_vae *v);
 void sd_vae_free(sd_vae *v);
 const sd_vae_config *sd_vae_get_config(const sd_vae *v);
 /* The image-to-latent scale: 2^(levels-1) (8 for SDXL). */

@@ -204,6 +204,16 @@ sd_status sd_param_get_opt(sd_param_loader *pl, const char *name, int ndim, cons
     return load(pl, name, ndim, shape, out, 1, err);
 }
 
+void sd_param_skip_prefix(sd_param_loader *pl, const char *prefix)
+{
+    if (pl->record)
+        return;
+    size_t lp = strlen(prefix);
+    for (size_t i = 0; i < pl->w->n; i++)
+        if (!strncmp(pl->w->tensors[i]->name, prefix, lp))
+            pl->used[i] = 1;
+}
+
 sd_status sd_param_check_all_used(sd_param_loader *pl, const char *const *ignore, sd_error *err)
 {
     if (pl->record)

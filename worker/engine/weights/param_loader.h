@@ -68,6 +68,10 @@ sd_status sd_param_get(sd_param_loader *pl, const char *name, int ndim, const in
 /* Loads prefix+name if present (out set to NULL otherwise). */
 sd_status sd_param_get_opt(sd_param_loader *pl, const char *name, int ndim, const int64_t *shape,
                             sd_tensor **out, sd_error *err);
+/* Counts every tensor whose name starts with prefix as asked for without
+ * loading it: a part of the model this process never runs (the VAE's
+ * decoder on a UNet worker). */
+void sd_param_skip_prefix(sd_param_loader *pl, const char *prefix);
 /* Fails naming the first tensor never asked for, ignoring names matching
  * any of the ignore suffixes (e.g. "position_ids"). */
 sd_status sd_param_check_all_used(sd_param_loader *pl, const char *const *ignore, sd_error *err);
