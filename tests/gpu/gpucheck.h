@@ -1,6 +1,6 @@
 /* gpucheck.h - the GPU machine's checks and timings (sdxl-gpucheck):
  *   ops      every op of ops.h on the CUDA backend against the CPU backend at
- *            SDXL shapes, fp16 and bf16, fresh random inputs, outputs poisoned
+ *            SDXL shapes, fp16, bf16 and fp32, fresh random inputs, outputs poisoned
  *   goldens  the tiny models of ../shared/testdata on the GPU against diffusers
  *   bench    full-size SDXL UNet step, VAE decode, text encoders, vs the floor
  * Each prints a table and returns the number of failures. */

@@ -9,7 +9,7 @@
 #                                (SDXL_GPUCHECK_DEVICE=cpu) with small sizes, so device minutes
 #                                go to measuring, not to typos.
 #   tests/gpu/run.sh             (on the GPU machine, from the repository root, .gpu carried):
-#                                1. every op on the GPU vs the CPU backend (f16, bf16)
+#                                1. every op on the GPU vs the CPU backend (f16, bf16, f32)
 #                                2. the tiny goldens on the GPU
 #                                3. a full-size random sdxl-base: UNet step at 1024x1024 batch 2,
 #                                   VAE decode, text encoders, each vs the floor measured here
@@ -42,8 +42,10 @@ prepare() {
             mkdir -p "$G/testdata/$m/$c"
             cp "$td/$m/$c"/*.json "$G/testdata/$m/$c/" 2>/dev/null || true
             cp "$td/$m/$c"/*.txt "$G/testdata/$m/$c/" 2>/dev/null || true # the tokenizers' merges
-            # fp16 weights only: they halve the bundle, and the GPU computes in 16 bits anyway
+            # fp16 weights (they halve the bundle), and sdxl-tiny's fp32 ones too: the fp32
+            # goldens (the upcast VAE, --dtype f32) are checked at 1e-4, past fp16's rounding
             cp "$td/$m/$c"/*.fp16.safetensors "$G/testdata/$m/$c/" 2>/dev/null || true
+            [ "$m" = sdxl-tiny ] && { cp "$td/$m/$c"/*[!6].safetensors "$G/testdata/$m/$c/" 2>/dev/null || true; }
         done
     done
     cp "$td"/golden/{text_encoders,unet_base,unet_refiner,vae,e2e_base_cfg5_4steps}.safetensors "$G/testdata/golden/"
@@ -56,6 +58,9 @@ prepare() {
     else
         echo "   (no diffusers source at $repo: the peer timing will be skipped)"
     fi
+    # binaries and libraries travel as one xz archive (31 MiB -> 8), unpacked by unpack_bins:
+    # room for sdxl-tiny's fp32 weights within the limit
+    tar -C "$G" -cf - bin lib | xz -T0 -6 >"$G/binlib.tar.xz" && rm -rf "$G/bin" "$G/lib"
     local size
     size=$(du -sm "$G" | cut -f1)
     echo "   bundle: ${size} MiB (limit 64 MiB for everything that travels)"
@@ -70,6 +75,10 @@ find_cuda_libs() {
         [ -e "$d/libcublasLt.so.13" ] && { echo "$d"; return 0; }
     done
     ldconfig -p 2>/dev/null | awk '/libcublasLt.so.13/ {print $NF; exit}' | xargs -r dirname
+}
+
+unpack_bins() {
+    [ -x "$G/bin/sdxl-gpucheck" ] || tar -C "$G" -xJf "$G/binlib.tar.xz"
 }
 
 if [ "$mode" = prepare ]; then prepare; exit $?; fi
@@ -94,6 +103,7 @@ step() { # name, timeout, command...
 
 if [ "$mode" = dry ]; then
     prepare || exit 1
+    unpack_bins || exit 1
     export SDXL_GPUCHECK_DEVICE=cpu
     ldd "$BIN/sdxl-gpucheck" | grep "not found" | grep -v cublasLt && { echo "unresolved libraries"; exit 1; }
     step ops 600 "$BIN/sdxl-gpucheck" ops --quick
@@ -109,7 +119,8 @@ if [ "$mode" = dry ]; then
 fi
 
 # ---- on the GPU machine ----
-[ -x "$BIN/sdxl-gpucheck" ] || { echo "no $BIN: run tests/gpu/run.sh --prepare here and carry .gpu"; exit 1; }
+[ -f "$G/binlib.tar.xz" ] || [ -x "$BIN/sdxl-gpucheck" ] || { echo "no $G: run tests/gpu/run.sh --prepare here and carry .gpu"; exit 1; }
+unpack_bins || { echo "cannot unpack $G/binlib.tar.xz"; exit 1; }
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUTDIR/gpu.txt"
 cl=$(find_cuda_libs)
 [ -n "$cl" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$cl"
@@ -131,9 +142,13 @@ step e2e 150 bash -c "for i in 1 2; do $BIN/sdxl generate --model $MODEL --devic
 step e2e_graph 100 bash -c "SDXL_CUDA_GRAPH=1 $BIN/sdxl generate --model $MODEL --device cuda:0 --steps 30 --seed 0 \
     --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/e2e_graph.png && cmp /tmp/e2e.png /tmp/e2e_graph.png &&
     echo 'graph image: byte-equal to the eager one'"
+# (fp16 with the VAE upcast to fp32, then everything in fp32: within 1 level of diffusers' fp32)
 step e2e_tiny 60 bash -c "$BIN/sdxl generate --model $G/testdata/sdxl-tiny --device cuda:0 --steps 4 --seed 0 \
     --width 64 --height 64 --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/tiny.png &&
-    python3 $G/compare_png.py /tmp/tiny.png $G/testdata/golden/e2e_base_cfg5_4steps.safetensors"
+    python3 $G/compare_png.py /tmp/tiny.png $G/testdata/golden/e2e_base_cfg5_4steps.safetensors &&
+    $BIN/sdxl generate --model $G/testdata/sdxl-tiny --device cuda:0 --dtype f32 --steps 4 --seed 0 \
+    --width 64 --height 64 --prompt 'a photo of an astronaut riding a horse on mars' --out /tmp/tiny32.png &&
+    python3 $G/compare_png.py /tmp/tiny32.png $G/testdata/golden/e2e_base_cfg5_4steps.safetensors 1"
 
 # the NCCL CFG split: two GPUs -> a pair against batch mode; one GPU -> a clear refusal
 ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
@@ -154,7 +169,8 @@ grep -E "sdxl generate: item|max difference|graph image" "$OUTDIR/e2e.log" "$OUT
 grep -E "^cfg pair|^pair job" "$OUTDIR/cfg_pair.log" 2>/dev/null
 if [ -f "$OUTDIR/peer.json" ]; then
     ours_unet=$(awk '/UNet step/ {print $(NF-4)}' "$OUTDIR/bench.log")
-    ours_vae=$(awk '/VAE decode/ {print $(NF-4)}' "$OUTDIR/bench.log")
+    # diffusers decodes SDXL's VAE in fp32 under fp16 (force_upcast), as ours does
+    ours_vae=$(awk '/VAE decode, batch 1, fp32/ {print $(NF-4)}' "$OUTDIR/bench.log")
     python3 - "$OUTDIR/peer.json" "$ours_unet" "$ours_vae" <<'PY'
 import json, sys
 p = json.load(open(sys.argv[1]))

@@ -114,6 +114,11 @@ const op_case op_cases_sdxl[] = {
      {1, 0.04f, 0.1f}, 4, S4(2, 1280, 32, 32), f_conv, {{1, 0, 0}, 0}, 2.0 * 2 * 1280 * 1024 * 640, 0, NULL},
     {"conv VAE down pad(0,1,0,1) 128", 3, {4, 4, 1}, {S4(1, 128, 256, 256), S4(128, 128, 3, 3), S4(128, 0, 0, 0)},
      {1, 0.03f, 0.1f}, 4, S4(1, 128, 128, 128), f_conv_vae, {{0}, 0}, 2.0 * 128 * 16384 * 1152, 0, NULL},
+    /* the CUDA backend cuts this one's column buffer (1152 x 262144 values)
+     * into bands of output pixels (cuda_gemm.cu: 3 bands in 16 bits, 5 in
+     * fp32, the last one partial) */
+    {"conv3x3 VAE 128 at 512x512 banded", 3, {4, 4, 1}, {S4(1, 128, 512, 512), S4(128, 128, 3, 3), S4(128, 0, 0, 0)},
+     {1, 0.03f, 0.1f}, 4, S4(1, 128, 512, 512), f_conv, {{1, 1, 1}, 0}, 2.0 * 128 * 262144 * 1152, 0, NULL},
     {"conv3x3 tiny 4->16 at 8x12", 3, {4, 4, 1}, {S4(2, 4, 8, 12), S4(16, 4, 3, 3), S4(16, 0, 0, 0)},
      {1, 0.2f, 0.1f}, 4, S4(2, 16, 8, 12), f_conv, {{1, 1, 1}, 0}, 0, 0, NULL},
     {"group_norm+silu 320 at 128x128", 3, {4, 1, 1}, {S4(2, 320, 128, 128), S4(320, 0, 0, 0), S4(320, 0, 0, 0)},
