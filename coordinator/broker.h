@@ -17,6 +17,11 @@ typedef struct {
     int max_attempts;      /* 3: failures of the item's own (a worker's FAIL) */
     int max_losses;        /* 10: work lost through no fault of the item (dead, stalled, restarted workers) */
     int hold_grace_ms;     /* a held UNet result waits this long for its gone holder to come back (300000) */
+    /* a job's items done with the text or unet stage and not yet done with
+     * the next are at most this many plus the next stage's capacity; past
+     * that the stage waits (256): what text workers hold in memory and unet
+     * workers spool stays bounded when the next stage is slow or down */
+    int max_ahead;
     const char *http;      /* HOST:PORT for /healthz and /readyz (proto/http_probe.h), or NULL */
     int live_timeout_s;    /* /healthz fails when the loop has not turned for this long (60) */
     const char *curve_secret_file; /* server secret key (z85), enables CURVE */

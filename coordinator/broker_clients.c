@@ -43,6 +43,22 @@ static void annotate_job(broker *b, json_t *st)
         snprintf(msg, sizeof msg, "cancelling: %lld items still to mark cancelled", left);
         json_object_set_new(st, "waiting", json_string(msg));
     }
+    /* held back by --max-ahead: the next stage is behind (or has no worker) */
+    if (state && !strcmp(state, "running") && !json_object_get(st, "waiting")) {
+        long long enc = json_integer_value(json_object_get(st, "encoded")),
+                  den = json_integer_value(json_object_get(st, "denoised")),
+                  pend = json_integer_value(json_object_get(st, "pending"));
+        long long cap_u = broker_stage_capacity(b, "unet"), cap_f = broker_stage_capacity(b, "final");
+        char msg[200] = "";
+        if (den > 0 && den >= b->o->max_ahead + cap_f)
+            snprintf(msg, sizeof msg, "the unet stage waits: %lld latents wait for the final stage (--max-ahead %d "
+                     "plus its capacity %lld)", den, b->o->max_ahead, cap_f);
+        else if (pend > 0 && enc >= b->o->max_ahead + cap_u)
+            snprintf(msg, sizeof msg, "the text stage waits: %lld items wait for the unet stage (--max-ahead %d "
+                     "plus its capacity %lld)", enc, b->o->max_ahead, cap_u);
+        if (msg[0])
+            json_object_set_new(st, "waiting", json_string(msg));
+    }
     if (state && !strcmp(state, "running") && model && model[0]) {
         int served = 0;
         for (int i = 0; i < b->workers_hw && !served; i++)

@@ -1,5 +1,6 @@
 /* broker_dispatch.c - what each worker gets next: waiting items of its
  * stage, as many as its credit allows, batched by batching.c's rules. */
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -179,6 +180,35 @@ static void dispatch_one(broker *b, int wi, round_t *r)
         free(blobs[k]);
 }
 
+/* How many more of a job's items stage s (0 text, 1 unet) may start: the
+ * job's items done with it and waiting for or at the next stage, plus those
+ * at s now (they will be), stay within --max-ahead plus the next stage's
+ * capacity. Without it a slow or dead final stage lets the unet workers
+ * spool a whole job's latents (256 KB an item at 1024x1024: 256 GB for a
+ * million), and text workers drop held conditioning to be made again. The
+ * final stage has no next: no bound. */
+long long broker_stage_capacity(broker *b, const char *role)
+{
+    long long cap = 0;
+    for (int i = 0; i < b->workers_hw; i++)
+        if (b->workers[i].used && !strcmp(b->workers[i].role, role))
+            cap += b->workers[i].capacity;
+    return cap;
+}
+
+static int ahead_room(broker *b, int s, const char *job, const flights *fl)
+{
+    static const char *const next[2] = {"unet", "final"};
+    if (s >= 2)
+        return INT_MAX;
+    long long cap = broker_stage_capacity(b, next[s]), at_s = 0;
+    for (int i = 0; i < fl->n; i++)
+        at_s += !strcmp(fl->f[i].job, job);
+    long long ahead = store_job_count(b->store, job, s == 0 ? STORE_ITEM_STATE_ENCODED : STORE_ITEM_STATE_DENOISED);
+    long long room = (long long)b->o->max_ahead + cap - ahead - at_s;
+    return room < 0 ? 0 : room > INT_MAX ? INT_MAX : (int)room;
+}
+
 /* Candidates whose input a worker holds: where it serves now (a holder
  * that restarted has a new port). One whose holder is gone is not offered:
  * text conditioning is made again at once (it was only in memory); latents
@@ -228,8 +258,7 @@ void broker_dispatch(broker *b)
         flights fl = flights_of(b, stages[s]);
         r.want = broker_input_state(stages[s]);
         r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, want, want + fl.n, in_flight, &fl);
-        free(fl.f);
-        int paused = 0;
+        int paused = 0, room = INT_MAX;
         sources_resolve(b, &r);
         for (int i = 0; i < r.n; i++) {
             r.cand[i].job = r.refs[i].job;
@@ -242,9 +271,14 @@ void broker_dispatch(broker *b)
                 r.cand[i].job_identity = store_job_identity(b->store, r.refs[i].job, r.ids[i], sizeof r.ids[i]);
                 /* a job whose outputs cannot be written now gets no final work */
                 paused = r.want == STORE_ITEM_STATE_DENOISED && broker_job_paused(b, r.refs[i].job);
+                room = ahead_room(b, s, r.refs[i].job, &fl);
             }
             r.cand[i].in_flight |= paused;
+            /* past the job's room the rest wait for the next stage to catch up */
+            if (!r.cand[i].in_flight && room-- <= 0)
+                r.cand[i].in_flight = 1;
         }
+        free(fl.f);
         for (int i = 0; i < b->workers_hw && r.n; i++)
             if (b->workers[i].used && !strcmp(b->workers[i].role, stages[s]))
                 dispatch_one(b, i, &r);

@@ -146,6 +146,9 @@ sd_status broker_send(broker *b, const unsigned char *route, size_t rl, const sd
 void broker_reply_error(broker *b, const unsigned char *route, size_t rl, const char *reason);
 /* the item state a stage (= a worker role) takes its work from */
 store_item_state broker_input_state(const char *stage);
+/* The capacity of the workers registered in a role: what a stage can hold
+ * in flight at once (the --max-ahead room is counted over it). */
+long long broker_stage_capacity(broker *b, const char *role);
 /* Items of a task go back to waiting. charge: the failure was the item's own
  * (a worker's FAIL): an attempt counts against it; else the work was lost
  * (a dead, stalled or restarted worker) and only the loss rule applies. */

@@ -12,6 +12,7 @@ static void usage(FILE *out)
 {
     fprintf(out, "usage: sdxl-coordinator --bind ENDPOINT --state DIR [--heartbeat-ms N] [--max-attempts N]\n"
                  "                        [--max-losses N] [--progress-timeout-ms N] [--hold-grace-ms N]\n"
+                 "                        [--max-ahead N]\n"
                  "                        [--curve-secret FILE --allow FILE] [--http HOST:PORT]\n\n"
                  "The cluster's broker: workers (sdxl-worker) and clients (sdxl submit/status/...) connect to\n"
                  "ENDPOINT (e.g. tcp://127.0.0.1:5555). Jobs and items live in DIR/coordinator.sqlite, so a\n"
@@ -27,6 +28,10 @@ static void usage(FILE *out)
                  "  --hold-grace-ms N  a UNet result waits this long for its holder (a unet worker keeps its\n"
                  "                     latents, on disk too, until the image is written) to register again\n"
                  "                     after it died, before the item is made again from its prompt (300000)\n"
+                 "  --max-ahead N      a job's items done with the text or unet stage and waiting for the\n"
+                 "                     next are at most N plus the next stage's capacity; past that the\n"
+                 "                     stage waits, so unet workers' spools and text workers' memory stay\n"
+                 "                     bounded while the next stage is slow or down (256)\n"
                  "  --fault shard:N    test hook: die at step N (1-4) of writing a shard: its temp file\n"
                  "                     created, written, renamed, its first staged file removed\n"
                  "  --http HOST:PORT   answer health probes over HTTP: /healthz (alive: the loop turns),\n"
@@ -40,7 +45,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
-    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .max_losses = 10, .hold_grace_ms = 300000, .live_timeout_s = 60, .stop = &sd_stop_requested};
+    sd_broker_opts o = {.heartbeat_ms = 1000, .progress_timeout_ms = 120000, .max_attempts = 3, .max_losses = 10, .hold_grace_ms = 300000, .max_ahead = 256, .live_timeout_s = 60, .stop = &sd_stop_requested};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -73,6 +78,9 @@ int main(int argc, char **argv)
                 return 2;
         } else if (!strcmp(a, "--hold-grace-ms")) {
             if (sd_parse_int_flag("sdxl-coordinator", a, v, 0, 86400000, &o.hold_grace_ms))
+                return 2;
+        } else if (!strcmp(a, "--max-ahead")) {
+            if (sd_parse_int_flag("sdxl-coordinator", a, v, 1, 100000000, &o.max_ahead))
                 return 2;
         } else if (!strcmp(a, "--fault")) {
             int n;

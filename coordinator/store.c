@@ -420,6 +420,19 @@ json_t *store_job_status(sd_store *s, const char *job_id)
     return r;
 }
 
+long long store_job_count(sd_store *s, const char *job_id, store_item_state state)
+{
+    sqlite3_stmt *q;
+    long long n = 0;
+    store_prepare(s, "SELECT n FROM job_counts WHERE job=? AND state=?", &q);
+    sqlite3_bind_text(q, 1, job_id, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(q, 2, (int)state);
+    if (sqlite3_step(q) == SQLITE_ROW)
+        n = sqlite3_column_int64(q, 0);
+    store_done(s, q);
+    return n;
+}
+
 json_t *store_jobs_list(sd_store *s)
 {
     json_t *a = json_array();

@@ -52,6 +52,8 @@ sd_status store_job_end_submit(sd_store *s, const char *job_id, int *again, sd_e
 /* JSON: {id, state, total, received, pending, encoded, denoised, done, failed, cancelled, failures, ...}, read
  * from counts kept with every change (no recount, whatever the job's size) */
 json_t *store_job_status(sd_store *s, const char *job_id);
+/* How many of a job's items are in state, from the same counts. */
+long long store_job_count(sd_store *s, const char *job_id, store_item_state state);
 json_t *store_jobs_list(sd_store *s);
 /* spec of a job (new reference) or NULL */
 json_t *store_job_spec(sd_store *s, const char *job_id);

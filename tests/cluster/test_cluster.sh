@@ -463,6 +463,42 @@ scenario_held_latents() {
     kill $COORD
 }
 
+# --max-ahead: with no final worker, the unet worker stops once the job has
+# N latents spooled (not the whole job), the text worker once N plus the
+# unet stage's capacity are encoded; a final worker then drains it all.
+job_count() { # state job ep
+    $BIN/sdxl status "$2" --json --coordinator "$3" | python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+}
+scenario_bounded_ahead() {
+    local d=$ROOT/ahead ep="tcp://127.0.0.1:$(port)"
+    mkdir -p "$d"
+    prompts "$d/prompts.txt"
+    start_coordinator "$d" "$ep" --max-ahead 3
+    start_worker "$d" "$ep" text t1
+    start_worker "$d" "$ep" unet u1
+    local job out encoded denoised spooled
+    job=$(submit "$d" "$ep" --layout files --steps 2)
+    out=$(wait_state denoised 3 "$job" "$ep")
+    sleep 3 # time for 2 more tiny UNet runs, were they allowed
+    encoded=$(job_count encoded "$job" "$ep")
+    denoised=$(job_count denoised "$job" "$ep")
+    spooled=$(find "$d/spool-u1" -type f | wc -l)
+    local human
+    human=$($BIN/sdxl status "$job" --coordinator "$ep" 2>&1)
+    # at most 3 + the unet stage's capacity (1) encoded; exactly 3 latents
+    if [ -z "$out" ] && [ "$denoised" = 3 ] && [ "$spooled" = 3 ] && [ "$encoded" -le 4 ] && [ "$encoded" -ge 1 ] &&
+        grep -q "the unet stage waits: 3 latents wait for the final stage (--max-ahead 3 plus its capacity 0)" <<<"$human"; then
+        ok "--max-ahead 3 and no final worker: 3 latents spooled, $encoded items encoded, the other 20 wait their turn; status says why"
+    else bad "bounded look-ahead" "$out; $denoised denoised, $spooled spooled, $encoded encoded; status: $human"; fi
+    start_worker "$d" "$ep" final f1
+    out=$(timeout 180 $BIN/sdxl wait "$job" --coordinator "$ep" 2>&1)
+    local rc=$?
+    if [ $rc = 0 ] && [ "$(ls "$d/out"/*.png | wc -l)" = 24 ] && [ "$(find "$d/spool-u1" -type f | wc -l)" = 0 ]; then
+        ok "a final worker arrives: the job drains to 24 images, the spool empties"
+    else bad "bounded look-ahead: drain" "wait rc $rc: $out; $(tail -n 5 "$d/coordinator.log")"; fi
+    kill $COORD
+}
+
 # Health probes (--http): what Kubernetes' httpGet probes and an operator's
 # curl see. /readyz: the coordinator once it serves, a worker once its model
 # is loaded and it is registered (not while its coordinator is gone);
@@ -844,7 +880,7 @@ scenario_full_disk() {
 . tests/cluster/scenarios_prompts.sh
 
 # all scenarios, or the ones named on the command line (e.g. cfg_pair curve)
-for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents health_probes top simulated coordinator_restarts job_lifecycle shard_kills full_disk item_models long_prompts}"; do
+for s in "${@:-basic cfg_pair pinned_model killed_worker restarted_coordinator stopped_worker stalled_worker curve curve_proxy large_job held_outputs held_latents bounded_ahead health_probes top simulated coordinator_restarts job_lifecycle shard_kills full_disk item_models long_prompts}"; do
     for one in $s; do "scenario_$one"; done
 done
 finish

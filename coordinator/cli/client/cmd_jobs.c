@@ -391,6 +391,12 @@ static void print_job_row(json_t *j)
            (long long)(json_integer_value(json_object_get(j, "pending")) + json_integer_value(json_object_get(j, "encoded")) +
                        json_integer_value(json_object_get(j, "denoised"))),
            (long long)json_integer_value(json_object_get(j, "total")));
+    /* why it does not move, under its row (as `sdxl wait` says it) */
+    const char *why = json_string_value(json_object_get(j, "paused"));
+    if (why)
+        printf("  paused: %s\n", why);
+    if ((why = json_string_value(json_object_get(j, "waiting"))))
+        printf("  waiting: %s\n", why);
 }
 
 /* The start every client command shares: its arguments, then a connection.
