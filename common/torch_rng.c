@@ -110,20 +110,65 @@ void sd_torch_randn_scalar(sd_torch_gen *g, float *out, size_t n)
     randn(g, out, n, sd_torch_normal16_scalar);
 }
 
+/* Advances the generator by k draws of sd_torch_gen_u32 without computing
+ * them (the state is still regenerated every 624). */
+static void skip_u32(sd_torch_gen *g, size_t k)
+{
+    while (k > 0) {
+        size_t run = (size_t)g->left - 1; /* draws before the next regeneration */
+        if (run == 0) {                   /* this draw regenerates, then takes state[0] */
+            next_state(g);
+            g->next = 1;
+            k--;
+            continue;
+        }
+        size_t t = k < run ? k : run;
+        g->left -= (int)t;
+        g->next += (int)t;
+        k -= t;
+    }
+}
+
+/* Item batch_i's slice of randn([batch_n * n]) without the rest: randn
+ * draws all its uniforms first, turns each 16-block from the start into
+ * normals, then (total % 16) redraws the last 16 positions; so the slice
+ * needs only its own blocks' uniforms and the tail, the rest is skipped.
+ * O(n) memory and Box-Muller work instead of the batch's. */
 void sd_torch_randn_item(sd_torch_gen *g, float *out, size_t n)
 {
     if (g->batch_n <= 1) {
         sd_torch_randn(g, out, n);
         return;
     }
-    size_t total = (size_t)g->batch_n * n;
-    float *all = malloc(total * sizeof *all);
-    if (!all) { /* cannot happen for latent sizes; keep the stream in step regardless */
-        for (int k = 0; k < g->batch_n; k++)
-            sd_torch_randn(g, out, n);
+    size_t total = (size_t)g->batch_n * n, a = (size_t)g->batch_i * n, b = a + n;
+    if (total < 16) { /* the scalar path, with its cached second value */
+        float all[16];
+        sd_torch_randn(g, all, total);
+        memcpy(out, all + a, n * sizeof *out);
         return;
     }
-    sd_torch_randn(g, all, total);
-    memcpy(out, all + (size_t)g->batch_i * n, n * sizeof *out);
-    free(all);
+    size_t rem = total % 16, lim = rem ? total - 16 : total; /* first-pass values kept below lim */
+    size_t hi = b < lim ? b : lim, drawn = 0;
+    if (a < hi) {
+        size_t b0 = a / 16 * 16, b1 = (hi + 15) / 16 * 16; /* whole blocks, within the first pass */
+        skip_u32(g, b0);
+        for (size_t j = b0; j < b1; j += 16) {
+            float blk[16];
+            for (int k = 0; k < 16; k++)
+                blk[k] = uniform_f32(g);
+            sd_torch_normal16(blk);
+            for (size_t p = j > a ? j : a; p < j + 16 && p < hi; p++)
+                out[p - a] = blk[p - j];
+        }
+        drawn = b1;
+    }
+    skip_u32(g, total - drawn);
+    if (rem) {
+        float tail[16];
+        for (int k = 0; k < 16; k++)
+            tail[k] = uniform_f32(g);
+        sd_torch_normal16(tail);
+        for (size_t p = a > total - 16 ? a : total - 16; p < b; p++)
+            out[p - a] = tail[p - (total - 16)];
+    }
 }

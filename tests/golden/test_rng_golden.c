@@ -111,3 +111,42 @@ Test(rng_golden, scalar_step_equals_dispatched_step)
         cr_assert_eq(memcmp(a, b, sizeof a), 0, "block %d differs", block);
     }
 }
+
+/* One item's slice of a batch draw (sd_torch_randn_item, the --one-generator
+ * batches) is the slice of the whole draw (the definition: torch.randn of
+ * [N, ...] with one generator), bit for bit, and leaves the generator where
+ * the whole draw leaves it: every batch size, item, size around the 16-wide
+ * blocks and the redrawn tail, from generators part-way through their
+ * 624-word state (the skip crosses regenerations). */
+Test(rng_golden, batch_item_slice_equals_the_whole_draw)
+{
+    const int ns[] = {1, 3, 5, 7, 8, 15, 16, 17, 31, 33, 100, 624, 1000, 1301};
+    const int batches[] = {2, 3, 4, 7};
+    const int pre[] = {0, 1, 623, 700};
+    float *all = malloc(7 * 1301 * sizeof *all), *got = malloc(1301 * sizeof *got);
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
+        for (size_t bi = 0; bi < sizeof batches / sizeof *batches; bi++)
+            for (size_t pi = 0; pi < sizeof pre / sizeof *pre; pi++) {
+                int n = ns[a], N = batches[bi];
+                for (int i = 0; i < N; i++) {
+                    sd_torch_gen ref, g;
+                    sd_torch_gen_seed(&ref, 1000u + (unsigned)a * 7 + (unsigned)pi);
+                    for (int k = 0; k < pre[pi]; k++)
+                        sd_torch_gen_u32(&ref);
+                    g = ref;
+                    g.batch_n = N;
+                    g.batch_i = i;
+                    sd_torch_randn(&ref, all, (size_t)N * n);
+                    sd_torch_randn_item(&g, got, (size_t)n);
+                    cr_assert_eq(memcmp(got, all + (size_t)i * n, (size_t)n * sizeof *got), 0,
+                                 "n %d, batch %d, item %d, %d words drawn before: the slice differs", n, N, i,
+                                 pre[pi]);
+                    /* the same place in the stream after: the next draws agree */
+                    cr_assert_eq(sd_torch_gen_u32(&g), sd_torch_gen_u32(&ref), "n %d, batch %d, item %d: stream", n,
+                                 N, i);
+                    cr_assert_eq(g.has_cached_normal, ref.has_cached_normal);
+                }
+            }
+    free(all);
+    free(got);
+}
