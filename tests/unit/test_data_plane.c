@@ -2,7 +2,8 @@
  * over real ZeroMQ sockets on loopback: text conditioning is forgotten once
  * fetched; latents are kept until released, and a server started again on
  * the same spool (a restarted unet worker) serves them; a spool's leftover
- * temp files go at start. And the marker that lets a final worker write into
+ * temp files go at start; a spool that cannot be written holds in memory.
+ * And the marker that lets a final worker write into
  * a job's folder (common/output_item.h). */
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -49,7 +50,7 @@ Test(data_plane, text_conditioning_is_forgotten_once_fetched)
     char ep[128];
     sd_error err = {0};
     start(&s, ctx, 0, NULL, 4, ep, sizeof ep);
-    cr_assert_eq(sd_data_server_hold(s, "job/1", "abc", 3, &err), SD_OK);
+    cr_assert_eq(sd_data_server_hold(s, "job/1", "abc", 3, NULL, &err), SD_OK);
     void *blob = NULL;
     size_t len = 0;
     cr_assert_eq(fetch(ctx, ep, "job/1", &blob, &len), SD_OK);
@@ -60,7 +61,7 @@ Test(data_plane, text_conditioning_is_forgotten_once_fetched)
     for (int i = 0; i < 5; i++) {
         char key[16];
         snprintf(key, sizeof key, "job/%d", 10 + i);
-        cr_assert_eq(sd_data_server_hold(s, key, "x", 1, &err), SD_OK);
+        cr_assert_eq(sd_data_server_hold(s, key, "x", 1, NULL, &err), SD_OK);
     }
     cr_assert_eq(fetch(ctx, ep, "job/10", &blob, &len), SD_ERR_MISSING);
     cr_assert_eq(fetch(ctx, ep, "job/14", &blob, &len), SD_OK);
@@ -82,7 +83,7 @@ Test(data_plane, latents_are_kept_until_released_and_survive_a_restart)
         char key[16], val[16];
         snprintf(key, sizeof key, "job/%d", i);
         snprintf(val, sizeof val, "lat%d", i);
-        cr_assert_eq(sd_data_server_hold(s, key, val, strlen(val), &err), SD_OK, "%s", err.msg);
+        cr_assert_eq(sd_data_server_hold(s, key, val, strlen(val), NULL, &err), SD_OK, "%s", err.msg);
     }
     void *blob = NULL;
     size_t len = 0;
@@ -134,6 +135,41 @@ Test(data_plane, the_marker_says_whether_a_folder_is_the_coordinators)
     cr_assert(!sd_output_marker_matches(out, "job-1", other), "another token (another coordinator's folder)");
     cr_assert_eq(sd_output_item_write(out, 1, 7, "png", "img", 3, "{}", 1, &err), SD_OK, "%s", err.msg);
     cr_assert(sd_output_item_exists(out, 1, 7, "png") && !sd_output_item_exists(out, 0, 7, "png"));
+    tu_rmrf(dir);
+    free(dir);
+}
+
+/* A spool that cannot be written (here its folder replaced by a file: a full
+ * or failing disk alike) does not fail the hold: the latents are held in
+ * memory, served from there, and the caller is told why they are not
+ * spooled; once the folder is back they are spooled again. */
+Test(data_plane, a_failing_spool_holds_in_memory)
+{
+    void *ctx = zmq_ctx_new();
+    char *dir = tu_tmpdir(), spool[512], ep[128];
+    snprintf(spool, sizeof spool, "%s/spool", dir);
+    sd_data_server *s;
+    sd_error err = {0}, serr = {0};
+    start(&s, ctx, 1, spool, 4, ep, sizeof ep);
+    cr_assert_eq(rmdir(spool), 0);
+    tu_write(spool, "not a folder", 12);
+    cr_assert_eq(sd_data_server_hold(s, "job/1", "lat1", 4, &serr, &err), SD_OK, "%s", err.msg);
+    cr_assert_neq(serr.code, SD_OK, "the caller learns the spool failed");
+    cr_assert(strstr(serr.msg, "job/1") && strstr(serr.msg, "held in memory only"), "%s", serr.msg);
+    void *blob = NULL;
+    size_t len = 0;
+    cr_assert_eq(fetch(ctx, ep, "job/1", &blob, &len), SD_OK, "served from memory");
+    cr_assert(len == 4 && !memcmp(blob, "lat1", 4));
+    free(blob);
+    cr_assert_eq(unlink(spool), 0);
+    cr_assert_eq(sd_mkdirs(spool, &err), SD_OK);
+    cr_assert_eq(sd_data_server_hold(s, "job/2", "lat2", 4, &serr, &err), SD_OK, "%s", err.msg);
+    cr_assert_eq(serr.code, SD_OK, "%s", serr.msg);
+    char path[600];
+    snprintf(path, sizeof path, "%s/job.2", spool);
+    cr_assert(sd_path_exists(path), "spooled again once the folder is back");
+    sd_data_server_stop(s);
+    ctx_end(ctx);
     tu_rmrf(dir);
     free(dir);
 }

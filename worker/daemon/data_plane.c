@@ -108,10 +108,14 @@ static int spool_read(sd_data_server *s, const char *key, void **blob, size_t *l
     return 1;
 }
 
-sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *err)
+sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *spool_err,
+                              sd_error *err)
 {
-    if (s->spool)
-        SD_TRY(spool_write(s, key, blob, len, err));
+    sd_error serr = {0};
+    if (s->spool && spool_write(s, key, blob, len, &serr) != SD_OK)
+        sd_error_prefix(&serr, serr.code, "%s: held in memory only: ", key);
+    if (spool_err)
+        *spool_err = serr;
     char *k = strdup(key);
     void *b = malloc(len ? len : 1);
     if (!k || !b) {

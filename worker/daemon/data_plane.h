@@ -51,8 +51,14 @@ typedef struct {
 sd_status sd_data_server_start(sd_data_server **out, void *ctx, const sd_data_server_opts *o, char *endpoint_out,
                                size_t len, sd_error *err);
 /* Holds a copy of blob under key (replacing any), dropping the oldest past
- * capacity from memory (a spooled one stays on disk). */
-sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *err);
+ * capacity from memory (a spooled one stays on disk). A spool that cannot
+ * be written (a full or failing disk) does not fail the hold: the blob is
+ * held in memory only, and spool_err (if not NULL) says why (its code
+ * SD_OK when spooled or there is no spool). Losing the spool only loses the
+ * output's survival of a restart (it is made again then, never charged),
+ * while failing the hold would charge the item an attempt for the disk. */
+sd_status sd_data_server_hold(sd_data_server *s, const char *key, const void *blob, size_t len, sd_error *spool_err,
+                              sd_error *err);
 /* Bytes served to fetchers so far (the metrics). Thread-safe. */
 unsigned long long sd_data_server_served_bytes(sd_data_server *s);
 /* Forgets key (memory and spool): its consumer's result is safe. */

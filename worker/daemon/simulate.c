@@ -265,7 +265,7 @@ static void sim_finish(sim *s, sim_worker *w)
             char key[96];
             sd_data_key(key, sizeof key, json_string_value(json_object_get(w->task.hdr, "job")),
                         json_integer_value(json_object_get(it, "idx")));
-            st = blob ? sd_data_server_hold(s->data[w->role], key, blob, len, &err)
+            st = blob ? sd_data_server_hold(s->data[w->role], key, blob, len, NULL, &err)
                       : sd_fail(&err, SD_ERR_NOMEM, "out of memory");
             if (w->role == 1)
                 json_object_set_new(info, "refiner_pending", json_false());

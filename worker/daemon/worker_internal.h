@@ -53,6 +53,7 @@ typedef struct {
     void *ctx;
     sd_data_server *data;  /* a text or unet worker's held outputs (data_plane.h), or NULL */
     char spool[PATH_MAX];  /* a unet worker's spool folder ("" none) */
+    int spool_failing;     /* its last write failed: said once, and again when it works */
     char data_ep[128];     /* where it serves them */
     int froze;         /* the freeze fault hook has fired (it fires once) */
     sd_direct_out direct; /* a final worker: may it write the job's images (write_outputs) */

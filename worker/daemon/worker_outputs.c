@@ -80,9 +80,18 @@ sd_status worker_hold_outputs(worker *w, const sd_msg *task, sd_msg *res, json_t
         char key[96];
         SD_TRY(sd_blob_pack_item(res, (int)k, &blob, &len, err));
         sd_data_key(key, sizeof key, job ? job : "", json_integer_value(json_object_get(it, "idx")));
-        sd_status st = sd_data_server_hold(w->data, key, blob, len, err);
+        sd_error spool_err = {0};
+        sd_status st = sd_data_server_hold(w->data, key, blob, len, &spool_err, err);
         free(blob);
         SD_TRY(st);
+        /* said when the spool starts failing and when it works again, not
+         * for every item of a full disk */
+        if (spool_err.code != SD_OK && !w->spool_failing)
+            wlog(w, "spool %s cannot be written: outputs held in memory only until it can (%s)", w->spool,
+                 spool_err.msg);
+        else if (spool_err.code == SD_OK && w->spool_failing)
+            wlog(w, "spool %s written again", w->spool);
+        w->spool_failing = spool_err.code != SD_OK;
         json_object_set_new(json_object_get(it, "info"), "held", json_true());
     }
     return sd_result_lean(res, err);
