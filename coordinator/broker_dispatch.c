@@ -38,9 +38,17 @@ static int flight_cmp(const void *a, const void *b)
     return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+/* what a round's scan of the store consults: the stage's items in flight
+ * (skipped) and each job's --max-ahead room (its cap) */
+typedef struct {
+    broker *b;
+    int stage; /* 0 text, 1 unet, 2 final */
+    const flights *fl;
+} round_scan;
+
 static int in_flight(void *user, const char *job, int idx)
 {
-    const flights *fl = user;
+    const flights *fl = ((const round_scan *)user)->fl;
     flight key = {job, idx};
     return fl->n && bsearch(&key, fl->f, (size_t)fl->n, sizeof key, flight_cmp) != NULL;
 }
@@ -209,6 +217,12 @@ static int ahead_room(broker *b, int s, const char *job, const flights *fl)
     return room < 0 ? 0 : room > INT_MAX ? INT_MAX : (int)room;
 }
 
+static int job_room(void *user, const char *job)
+{
+    const round_scan *rs = user;
+    return ahead_room(rs->b, rs->stage, job, rs->fl);
+}
+
 /* Candidates whose input a worker holds: where it serves now (a holder
  * that restarted has a new port). One whose holder is gone is not offered:
  * text conditioning is made again at once (it was only in memory); latents
@@ -257,8 +271,13 @@ void broker_dispatch(broker *b)
          * flight skipped in the store's scan */
         flights fl = flights_of(b, stages[s]);
         r.want = broker_input_state(stages[s]);
-        r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, want, want + fl.n, in_flight, &fl);
-        int paused = 0, room = INT_MAX;
+        /* a job past its room is not even read: the idle workers of a stage
+         * that waits for the next would otherwise have every turn parse
+         * candidates only to pass them over */
+        round_scan rs = {b, s, &fl};
+        r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, want, want + fl.n, in_flight, job_room, &rs);
+        free(fl.f);
+        int paused = 0;
         sources_resolve(b, &r);
         for (int i = 0; i < r.n; i++) {
             r.cand[i].job = r.refs[i].job;
@@ -271,14 +290,9 @@ void broker_dispatch(broker *b)
                 r.cand[i].job_identity = store_job_identity(b->store, r.refs[i].job, r.ids[i], sizeof r.ids[i]);
                 /* a job whose outputs cannot be written now gets no final work */
                 paused = r.want == STORE_ITEM_STATE_DENOISED && broker_job_paused(b, r.refs[i].job);
-                room = ahead_room(b, s, r.refs[i].job, &fl);
             }
             r.cand[i].in_flight |= paused;
-            /* past the job's room the rest wait for the next stage to catch up */
-            if (!r.cand[i].in_flight && room-- <= 0)
-                r.cand[i].in_flight = 1;
         }
-        free(fl.f);
         for (int i = 0; i < b->workers_hw && r.n; i++)
             if (b->workers[i].used && !strcmp(b->workers[i].role, stages[s]))
                 dispatch_one(b, i, &r);

@@ -527,7 +527,8 @@ sd_status store_cancel_some(sd_store *s, int max, int *moved, sd_error *err)
 }
 
 int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int per_job, int scan,
-                        int (*skip)(void *user, const char *job, int idx), void *user)
+                        int (*skip)(void *user, const char *job, int idx), int (*room)(void *user, const char *job),
+                        void *user)
 {
     /* job by job, oldest first: each a seek into the (state, job, idx)
      * index, never a sort of every waiting item of a 10^7-item job */
@@ -536,13 +537,17 @@ int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out
     sqlite3_stmt *q;
     store_prepare(s, "SELECT idx, params, info FROM items WHERE state=? AND job=? ORDER BY idx LIMIT ?", &q);
     for (int j = 0; j < nj && n < max; j++) {
+        int cap = room ? room(user, jobs[j]) : per_job;
+        cap = cap < per_job ? cap : per_job;
+        if (cap <= 0)
+            continue;
         json_t *spec = NULL;
         sqlite3_reset(q);
         sqlite3_bind_int(q, 1, (int)state);
         sqlite3_bind_text(q, 2, jobs[j], -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(q, 3, scan > per_job ? scan : per_job);
         int taken = 0;
-        while (n < max && taken < per_job && sqlite3_step(q) == SQLITE_ROW) {
+        while (n < max && taken < cap && sqlite3_step(q) == SQLITE_ROW) {
             if (skip && skip(user, jobs[j], sqlite3_column_int(q, 0)))
                 continue;
             if (!spec)

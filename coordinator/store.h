@@ -77,7 +77,8 @@ sd_status store_job_set_state(sd_store *s, const char *job_id, store_job_state s
  * the next one), with job, idx, the parameters a worker gets (the job's
  * defaults merged with the item's own) and the info. skip(user, job, idx),
  * when given, passes over an item (one in flight); up to scan rows of each
- * job are read for that. */
+ * job are read for that. room(user, job), when given, caps how many of the
+ * job's items are taken (0: the job is not read at all). */
 typedef struct {
     char job[40];
     int idx;
@@ -85,7 +86,8 @@ typedef struct {
     json_t *info;   /* new reference: its accumulated info (an object, {} when none) */
 } store_item_ref;
 int store_items_waiting(sd_store *s, store_item_state state, store_item_ref *out, int max, int per_job, int scan,
-                        int (*skip)(void *user, const char *job, int idx), void *user);
+                        int (*skip)(void *user, const char *job, int idx), int (*room)(void *user, const char *job),
+                        void *user);
 void store_item_refs_free(store_item_ref *r, int n);
 
 /* Stage results: the blob replaces the item's intermediate and advances it. */

@@ -66,7 +66,7 @@ Test(store, items_move_through_the_stages_and_survive_a_restart)
     cr_assert_eq(count(s, "job-a", "pending"), 3);
 
     store_item_ref refs[8];
-    int n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 8, 8, 8, NULL, NULL);
+    int n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 8, 8, 8, NULL, NULL, NULL);
     cr_assert_eq(n, 3);
     cr_assert_eq(refs[0].idx, 0);
     cr_assert_eq(json_integer_value(json_object_get(refs[2].params, "seed")), 2);
@@ -74,7 +74,7 @@ Test(store, items_move_through_the_stages_and_survive_a_restart)
     /* per job: a second job's items come in too, not hidden behind the first's */
     json_t *spec_b = spec_of(2);
     cr_assert_eq(create_job(s, "job-b", spec_b, &existed, &err), SD_OK, "%s", err.msg);
-    n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 8, 1, 1, NULL, NULL);
+    n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 8, 1, 1, NULL, NULL, NULL);
     cr_assert_eq(n, 2, "one of each job");
     cr_assert(strcmp(refs[0].job, refs[1].job) != 0);
     store_item_refs_free(refs, n);
@@ -159,7 +159,7 @@ Test(store, cancel_stops_waiting_items_and_keeps_done_ones)
     cr_assert_eq(store_item_state_of(s, "job-c", 0), STORE_ITEM_STATE_DONE);
     cr_assert_eq(store_item_state_of(s, "job-c", 1), STORE_ITEM_STATE_CANCELLED);
     store_item_ref refs[4];
-    cr_assert_eq(store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 4, 4, 4, NULL, NULL), 0);
+    cr_assert_eq(store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 4, 4, 4, NULL, NULL, NULL), 0);
     json_t *st = store_job_status(s, "job-c");
     cr_assert_str_eq(json_string_value(json_object_get(st, "state")), store_job_state_name(STORE_JOB_STATE_CANCELLED));
     json_decref(st);
@@ -294,6 +294,13 @@ static json_t *items_from(int first, int n)
     return a;
 }
 
+/* the room the test sets, for every job */
+static int room_of(void *user, const char *job)
+{
+    (void)job;
+    return *(const int *)user;
+}
+
 static int even_in_flight(void *user, const char *job, int idx)
 {
     (void)user;
@@ -343,17 +350,25 @@ Test(store, a_job_arrives_in_pieces_in_order_and_ends_only_when_whole)
     cr_assert_eq(again, 1, "a second end is the job submitted again");
     /* a worker gets the job's defaults with the item's own keys */
     store_item_ref refs[16];
-    int n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 16, 16, 16, NULL, NULL);
+    int n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 16, 16, 16, NULL, NULL, NULL);
     cr_assert_eq(n, 10);
     cr_assert_eq(json_integer_value(json_object_get(refs[9].params, "steps")), 7);
     cr_assert_eq(json_integer_value(json_object_get(refs[9].params, "seed")), 9);
     store_item_refs_free(refs, n);
     /* items in flight are passed over, the scan reading on past them */
-    n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 3, 3, 13, even_in_flight, NULL);
+    n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 3, 3, 13, even_in_flight, NULL, NULL);
     cr_assert_eq(n, 3);
     cr_assert(refs[0].idx == 1 && refs[1].idx == 3 && refs[2].idx == 5, "got %d %d %d", refs[0].idx, refs[1].idx,
               refs[2].idx);
     store_item_refs_free(refs, n);
+    /* a job's room caps what is read of it; none: not read at all */
+    int room = 2;
+    n = store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 16, 16, 16, NULL, room_of, &room);
+    cr_assert_eq(n, 2, "room for 2: %d taken", n);
+    cr_assert(refs[0].idx == 0 && refs[1].idx == 1);
+    store_item_refs_free(refs, n);
+    room = 0;
+    cr_assert_eq(store_items_waiting(s, STORE_ITEM_STATE_PENDING, refs, 16, 16, 16, NULL, room_of, &room), 0);
     json_decref(a);
     json_decref(gap);
     json_decref(over);
