@@ -195,6 +195,30 @@ static void dispatch_one(broker *b, int wi, round_t *r)
  * spool a whole job's latents (256 KB an item at 1024x1024: 256 GB for a
  * million), and text workers drop held conditioning to be made again. The
  * final stage has no next: no bound. */
+/* Over every job: what the text workers can still hold in memory (their
+ * --hold, summed) less the conditioning they hold now (items encoded and not
+ * yet fetched by a unet task) and will hold (items at the text stage, fl).
+ * Past it a text worker drops the oldest, whose unet task then finds it
+ * gone: a loss charged to the item, and after --max-losses of them a failed
+ * item, for what is only the coordinator outrunning the holders (several
+ * jobs at once could, each within its --max-ahead). LLONG_MAX when no text
+ * worker said its hold. */
+static long long text_hold_room(broker *b, const flights *fl)
+{
+    long long hold = 0, fetched = 0, items[6], running, ended;
+    for (int i = 0; i < b->workers_hw; i++)
+        if (b->workers[i].used && !strcmp(b->workers[i].role, "text"))
+            hold += b->workers[i].hold;
+    if (hold == 0)
+        return LLONG_MAX;
+    for (int i = 0; i < b->tasks_hw; i++) /* a unet task has fetched (or is fetching) its conditioning */
+        if (b->tasks[i].used && !strcmp(b->tasks[i].stage, "unet"))
+            fetched += b->tasks[i].n;
+    store_state_totals(b->store, items, &running, &ended);
+    long long held = items[STORE_ITEM_STATE_ENCODED] - fetched;
+    return hold - (held > 0 ? held : 0) - fl->n;
+}
+
 long long broker_stage_capacity(broker *b, const char *role)
 {
     long long cap = 0;
@@ -214,6 +238,10 @@ static int ahead_room(broker *b, int s, const char *job, const flights *fl)
         at_s += !strcmp(fl->f[i].job, job);
     long long ahead = store_job_count(b->store, job, s == 0 ? STORE_ITEM_STATE_ENCODED : STORE_ITEM_STATE_DENOISED);
     long long room = (long long)b->o->max_ahead + cap - ahead - at_s;
+    if (s == 0) {
+        long long held = text_hold_room(b, fl);
+        room = held < room ? held : room;
+    }
     return room < 0 ? 0 : room > INT_MAX ? INT_MAX : (int)room;
 }
 

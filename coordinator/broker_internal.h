@@ -35,6 +35,7 @@ typedef struct {
     char session[40]; /* the worker process's random id: a REGISTER with the same one is the same process */
     char devices[64]; /* what it computes on, as it registered ("cpu", "cuda:0 (NVIDIA H200)") */
     int capacity, inflight;
+    int hold; /* outputs it keeps in memory (--hold; 0: not said) */
     double last_seen, registered, busy_s;
     unsigned long long done;
     json_t *release; /* keys of held outputs it may forget (their images are written), sent each turn; or NULL */

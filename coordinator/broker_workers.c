@@ -254,6 +254,10 @@ void broker_handle_worker(broker *b, const sd_msg *m, const unsigned char *route
                                                     ? data
                                                     : "");
         w->capacity = (int)cap;
+        json_t *hold_n = json_object_get(m->hdr, "hold");
+        w->hold = json_is_integer(hold_n) && json_integer_value(hold_n) > 0 && json_integer_value(hold_n) < (1 << 30)
+                      ? (int)json_integer_value(hold_n)
+                      : 0;
         w->last_seen = w->registered = sd_now_s();
         broker_log("worker %s registered: role %s, capacity %d, model %s", id, role, w->capacity, identity);
         adopt_orphans(b, (int)(w - b->workers), holding);

@@ -498,6 +498,29 @@ scenario_bounded_ahead() {
         ok "a final worker arrives: the job drains to 24 images, the spool empties"
     else bad "bounded look-ahead: drain" "wait rc $rc: $out; $(tail -n 5 "$d/coordinator.log")"; fi
     kill $COORD
+    # two jobs at once, each within its --max-ahead, never make a text worker
+    # hold more than its --hold: none of its conditioning is dropped, so no
+    # unet task finds it gone and no item is charged a loss for it
+    local e=$d/hold ep2="tcp://127.0.0.1:$(port)" j1 j2 sum
+    mkdir -p "$e/a" "$e/b"
+    prompts "$e/a/prompts.txt"
+    prompts "$e/b/prompts.txt"
+    start_coordinator "$e" "$ep2"
+    start_worker "$e" "$ep2" text t1 --hold 3
+    j1=$(submit "$e/a" "$ep2" --layout files --steps 2)
+    j2=$(submit "$e/b" "$ep2" --layout files --steps 2 --seed 5)
+    sleep 3
+    sum=$(($(job_count encoded "$j1" "$ep2") + $(job_count encoded "$j2" "$ep2")))
+    start_worker "$e" "$ep2" unet u1
+    start_worker "$e" "$ep2" final f1
+    out=$(timeout 180 $BIN/sdxl wait "$j1" --coordinator "$ep2" 2>&1 && timeout 180 $BIN/sdxl wait "$j2" --coordinator "$ep2" 2>&1)
+    rc=$?
+    local losses
+    losses=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select sum(losses) from items").fetchone()[0])' "$e/state/coordinator.sqlite")
+    if [ "$sum" -le 3 ] && [ "$sum" -ge 1 ] && [ $rc = 0 ] && [ "$losses" = 0 ]; then
+        ok "two jobs and a text worker holding 3: $sum encoded at once, then both complete with no loss charged"
+    else bad "look-ahead within the text workers' hold" "$sum encoded, wait rc $rc: $out; $losses losses"; fi
+    kill $COORD
 }
 
 # Health probes (--http): what Kubernetes' httpGet probes and an operator's

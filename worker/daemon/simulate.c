@@ -118,8 +118,10 @@ static void sim_register(sim *s, sim_worker *w)
                                             "cfg_split", "batch", "session", s->session));
     if (w->outbox_task)
         json_object_set_new(m.hdr, "holding", json_integer(w->outbox_task));
-    if (w->role < 2)
+    if (w->role < 2) { /* its share of the role's data server, as a real worker's --hold */
         json_object_set_new(m.hdr, "data", json_string(s->data_ep[w->role]));
+        json_object_set_new(m.hdr, "hold", json_integer(s->o->hold));
+    }
     sim_send(w, &m);
     sd_msg_free(&m);
     w->last_register = sd_now_s();

@@ -66,8 +66,12 @@ static void send_register(worker *w)
                           w->pair ? sd_cfg_pair_transport(w->pair) : "batch", "session", w->session);
     if (w->outbox_task) /* the task whose result is not yet confirmed */
         json_object_set_new(f, "holding", json_integer(w->outbox_task));
-    if (w->data)
+    if (w->data) {
         json_object_set_new(f, "data", json_string(w->data_ep));
+        /* how many outputs it keeps in memory: the coordinator does not let
+         * text workers make more than they can hold */
+        json_object_set_new(f, "hold", json_integer(w->o->hold));
+    }
     send_simple(w, "REGISTER", f);
     w->last_heard = w->last_register = sd_now_s();
 }
