@@ -39,11 +39,14 @@ static int flight_cmp(const void *a, const void *b)
 }
 
 /* what a round's scan of the store consults: the stage's items in flight
- * (skipped) and each job's --max-ahead room (its cap) */
+ * (skipped) and each job's --max-ahead room (its cap), from the round's
+ * constants: --max-ahead plus the next stage's capacity, and the room left
+ * over every job (the text workers' hold) */
 typedef struct {
     broker *b;
-    int stage; /* 0 text, 1 unet, 2 final */
+    int stage; /* 0 text, 1 unet, 2 final (no room: in_flight only) */
     const flights *fl;
+    long long ahead, all_jobs;
 } round_scan;
 
 static int in_flight(void *user, const char *job, int idx)
@@ -188,13 +191,6 @@ static void dispatch_one(broker *b, int wi, round_t *r)
         free(blobs[k]);
 }
 
-/* How many more of a job's items stage s (0 text, 1 unet) may start: the
- * job's items done with it and waiting for or at the next stage, plus those
- * at s now (they will be), stay within --max-ahead plus the next stage's
- * capacity. Without it a slow or dead final stage lets the unet workers
- * spool a whole job's latents (256 KB an item at 1024x1024: 256 GB for a
- * million), and text workers drop held conditioning to be made again. The
- * final stage has no next: no bound. */
 /* Over every job: what the text workers can still hold in memory (their
  * --hold, summed) less the conditioning they hold now (items encoded and not
  * yet fetched by a unet task) and will hold (items at the text stage, fl).
@@ -228,27 +224,34 @@ long long broker_stage_capacity(broker *b, const char *role)
     return cap;
 }
 
-static int ahead_room(broker *b, int s, const char *job, const flights *fl)
+/* The round's constants of stage s (0 text, 1 unet; the final stage has no
+ * next, so no bound and no scan callback). */
+static round_scan round_scan_of(broker *b, int s, const flights *fl)
 {
     static const char *const next[2] = {"unet", "final"};
-    if (s >= 2)
-        return INT_MAX;
-    long long cap = broker_stage_capacity(b, next[s]), at_s = 0;
-    for (int i = 0; i < fl->n; i++)
-        at_s += !strcmp(fl->f[i].job, job);
-    long long ahead = store_job_count(b->store, job, s == 0 ? STORE_ITEM_STATE_ENCODED : STORE_ITEM_STATE_DENOISED);
-    long long room = (long long)b->o->max_ahead + cap - ahead - at_s;
-    if (s == 0) {
-        long long held = text_hold_room(b, fl);
-        room = held < room ? held : room;
-    }
-    return room < 0 ? 0 : room > INT_MAX ? INT_MAX : (int)room;
+    round_scan rs = {b, s, fl, (long long)b->o->max_ahead + broker_stage_capacity(b, next[s]), LLONG_MAX};
+    if (s == 0)
+        rs.all_jobs = text_hold_room(b, fl);
+    return rs;
 }
 
+/* How many more of a job's items the stage may start: the job's items done
+ * with it and waiting for or at the next stage, plus those at the stage now
+ * (they will be), stay within --max-ahead plus the next stage's capacity,
+ * and within the room left over every job. Without it a slow or dead final
+ * stage lets the unet workers spool a whole job's latents (256 KB an item
+ * at 1024x1024: 256 GB for a million). */
 static int job_room(void *user, const char *job)
 {
     const round_scan *rs = user;
-    return ahead_room(rs->b, rs->stage, job, rs->fl);
+    long long at_s = 0;
+    for (int i = 0; i < rs->fl->n; i++)
+        at_s += !strcmp(rs->fl->f[i].job, job);
+    long long done = store_job_count(rs->b->store, job, rs->stage == 0 ? STORE_ITEM_STATE_ENCODED
+                                                                       : STORE_ITEM_STATE_DENOISED);
+    long long room = rs->ahead - done - at_s;
+    room = rs->all_jobs < room ? rs->all_jobs : room;
+    return room < 0 ? 0 : room > INT_MAX ? INT_MAX : (int)room;
 }
 
 /* Candidates whose input a worker holds: where it serves now (a holder
@@ -302,8 +305,9 @@ void broker_dispatch(broker *b)
         /* a job past its room is not even read: the idle workers of a stage
          * that waits for the next would otherwise have every turn parse
          * candidates only to pass them over */
-        round_scan rs = {b, s, &fl};
-        r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, want, want + fl.n, in_flight, job_room, &rs);
+        round_scan rs = s < 2 ? round_scan_of(b, s, &fl) : (round_scan){b, s, &fl, 0, 0};
+        r.n = store_items_waiting(b->store, r.want, r.refs, ROUND_ITEMS, want, want + fl.n, in_flight,
+                                  s < 2 ? job_room : NULL, &rs);
         free(fl.f);
         int paused = 0;
         sources_resolve(b, &r);

@@ -296,6 +296,21 @@ static void hw_pair(json_t *c, const char *key, int *h, int *w)
     }
 }
 
+/* key into *out, when present (else *out keeps its default) */
+static void opt_int(json_t *c, const char *key, int *out)
+{
+    json_t *v = json_object_get(c, key);
+    if (v)
+        *out = (int)json_integer_value(v);
+}
+
+static void opt_float(json_t *c, const char *key, float *out)
+{
+    json_t *v = json_object_get(c, key);
+    if (v)
+        *out = (float)json_number_value(v);
+}
+
 void tu_params_from_case(sd_gen_params *g, json_t *c)
 {
     sd_gen_params_init(g);
@@ -304,22 +319,15 @@ void tu_params_from_case(sd_gen_params *g, json_t *c)
     g->negative_prompt = json_string_value(json_object_get(c, "negative_prompt"));
     g->negative_prompt_2 = json_string_value(json_object_get(c, "negative_prompt_2"));
     json_t *v;
-    if ((v = json_object_get(c, "num_inference_steps")))
-        g->steps = (int)json_integer_value(v);
-    if ((v = json_object_get(c, "guidance_scale")))
-        g->guidance = (float)json_number_value(v);
     if ((v = json_object_get(c, "seed")))
         g->seed = (uint64_t)json_integer_value(v);
-    if ((v = json_object_get(c, "strength")))
-        g->strength = (float)json_number_value(v);
-    if ((v = json_object_get(c, "aesthetic_score")))
-        g->aesthetic_score = (float)json_number_value(v);
-    if ((v = json_object_get(c, "negative_aesthetic_score")))
-        g->negative_aesthetic_score = (float)json_number_value(v);
-    if ((v = json_object_get(c, "width")))
-        g->width = (int)json_integer_value(v);
-    if ((v = json_object_get(c, "height")))
-        g->height = (int)json_integer_value(v);
+    opt_int(c, "num_inference_steps", &g->steps);
+    opt_int(c, "width", &g->width);
+    opt_int(c, "height", &g->height);
+    opt_float(c, "guidance_scale", &g->guidance);
+    opt_float(c, "strength", &g->strength);
+    opt_float(c, "aesthetic_score", &g->aesthetic_score);
+    opt_float(c, "negative_aesthetic_score", &g->negative_aesthetic_score);
     hw_pair(c, "original_size", &g->original_h, &g->original_w);
     hw_pair(c, "negative_original_size", &g->neg_original_h, &g->neg_original_w);
     hw_pair(c, "negative_crops_coords_top_left", &g->neg_crop_top, &g->neg_crop_left);

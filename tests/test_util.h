@@ -3,10 +3,15 @@
 #ifndef SDXL_TESTS_TEST_UTIL_H
 #define SDXL_TESTS_TEST_UTIL_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/gen_params.h"
+#include "common/model_spec.h"
 #include "common/safetensors.h"
+#include "kernels/ops.h"
+#include "worker/engine/unet/unet.h"
 
 /* ../shared/testdata relative to the project root (tests run from there), or
  * $SDXL_TESTDATA. Fails the calling test loudly if it does not exist. */
@@ -28,16 +33,12 @@ void tu_copy(const char *src_dir, const char *dst_dir, const char *rel);
 double tu_rel_l2(const float *a, const float *b, size_t n);
 double tu_max_abs_diff(const float *a, const float *b, size_t n);
 
-#endif
-
-#include <jansson.h>
 /* golden/manifest.json, parsed. Python wrote it, with -Infinity where JSON
  * has no spelling for it: such tokens (outside strings) are read as null. */
 json_t *tu_manifest(void);
 /* The case called name from the manifest (a new reference); fails if absent. */
 json_t *tu_manifest_case(const char *name);
 
-#include "kernels/ops.h"
 /* Downloads t and asserts ||t - golden|| / ||golden|| < tol, with equal
  * element counts; prints the error in the failure message. Returns it. */
 double tu_expect_close(const sd_tensor *t, const sd_st_file *g, const char *golden_name, double tol);
@@ -45,15 +46,12 @@ double tu_expect_close(const sd_tensor *t, const sd_st_file *g, const char *gold
 double tu_expect_close_host(const float *got, size_t n, const sd_st_file *g, const char *golden_name, double tol);
 /* A backend for tests: the CPU one. */
 sd_backend *tu_cpu(void);
-#include "worker/engine/unet/unet.h"
 /* The UNet of testdata/<model> (variant NULL: the default weights) on be;
  * fails the test on any error. */
 sd_unet *tu_load_unet(sd_backend *be, const char *model, const char *variant);
 /* Uploads a golden F32 tensor to the backend. */
 void tu_upload(sd_backend *be, sd_tensor *t, const sd_st_file *g, const char *name);
 
-#include "common/gen_params.h"
-#include "common/model_spec.h"
 /* Runs the whole pipeline of ms on the CPU: the final latents [C*h*w] and
  * the 8-bit image [h*w*3] (malloc'd). */
 sd_status tu_generate(const sd_model_spec *ms, const sd_gen_params *g, float **lat_out, uint8_t **rgb_out,
@@ -62,7 +60,6 @@ sd_status tu_generate(const sd_model_spec *ms, const sd_gen_params *g, float **l
  * 1e-4 and <name>_image within 1 level: the bounds of every pipeline golden
  * (float32 on a CPU both sides; only summation order differs). */
 void tu_expect_generated(const sd_model_spec *ms, const sd_gen_params *g, const char *golden_file, const char *name);
-#include <jansson.h>
 /* g from a golden case's diffusers keyword arguments (prompt, prompt_2,
  * negative_prompt(_2), num_inference_steps, guidance_scale, seed, strength,
  * aesthetic scores, width, height, (height, width) micro-conditioning
@@ -72,3 +69,5 @@ void tu_params_from_case(sd_gen_params *g, json_t *c);
 /* A PNG or JPEG as the pipeline's init image: [3, h, w] in [-1, 1]
  * (malloc'd); fails the test if it cannot be read. */
 float *tu_load_image_f(const char *path, int *w, int *h);
+
+#endif

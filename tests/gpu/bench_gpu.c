@@ -127,18 +127,29 @@ static int time_loop_steps(sd_unet *u, int P, const float *ids, int nids, int ba
     return rc;
 }
 
+/* The VAE's decoder on be and random latents [1, 4, lat, lat] from seed
+ * (the same values on any backend). */
+static sd_status vae_decoder_and_latents(sd_backend *be, const sd_component *cv, int lat, unsigned seed, sd_vae **v,
+                                         sd_tensor *z, sd_error *err)
+{
+    int64_t zs[4] = {1, 4, lat, lat};
+    *v = NULL;
+    memset(z, 0, sizeof *z);
+    SD_TRY(sd_vae_load_parts(v, be, cv, NULL, SD_VAE_DECODER, err));
+    SD_TRY(sd_tensor_alloc(be, z, 4, zs, err));
+    fill_random(be, z, 1, seed);
+    return SD_OK;
+}
+
 /* The VAE decoder at lat x lat latents on be: the median of 3 timed
  * decodes after a warm one, and the FLOPs of one. */
 static int time_vae_decode(sd_backend *be, const sd_component *cv, int lat, double *ms, double *flops)
 {
     sd_error err = {0};
     sd_vae *v;
-    if (sd_vae_load_parts(&v, be, cv, NULL, SD_VAE_DECODER, &err) != SD_OK)
-        DIE("%s", err.msg);
-    int64_t zs[4] = {1, 4, lat, lat};
     sd_tensor z, img = {0};
-    sd_tensor_alloc(be, &z, 4, zs, &err);
-    fill_random(be, &z, 1, 6);
+    if (vae_decoder_and_latents(be, cv, lat, 6, &v, &z, &err) != SD_OK)
+        DIE("%s", err.msg);
     if (sd_vae_decode(v, &z, &img, &err) != SD_OK)
         DIE("vae (%s): %s", sd_backend_name(be), err.msg);
     sd_tensor_free(&img);
@@ -172,20 +183,15 @@ static double vae_f32_vs_cpu(sd_backend *b32, const sd_component *cv, int lat)
     if (sd_backend_create(&cpu, "cpu", SD_DTYPE_F32, &err) != SD_OK)
         return INFINITY;
     sd_backend *bes[2] = {b32, cpu};
-    int64_t zs[4] = {1, 4, lat, lat};
     size_t n = (size_t)3 * 64 * lat * lat;
     float *img[2] = {malloc(n * sizeof(float)), malloc(n * sizeof(float))};
     int ok = img[0] && img[1];
     for (int k = 0; k < 2 && ok; k++) {
         sd_vae *v = NULL;
-        sd_tensor z = {0}, y = {0};
-        ok = sd_vae_load_parts(&v, bes[k], cv, NULL, SD_VAE_DECODER, &err) == SD_OK &&
-             sd_tensor_alloc(bes[k], &z, 4, zs, &err) == SD_OK;
-        if (ok) {
-            fill_random(bes[k], &z, 1, 7);
-            ok = sd_vae_decode(v, &z, &y, &err) == SD_OK && (size_t)sd_tensor_numel(&y) == n &&
-                 sd_tensor_to_host_f32(&y, img[k], &err) == SD_OK;
-        }
+        sd_tensor z, y = {0};
+        ok = vae_decoder_and_latents(bes[k], cv, lat, 7, &v, &z, &err) == SD_OK &&
+             sd_vae_decode(v, &z, &y, &err) == SD_OK && (size_t)sd_tensor_numel(&y) == n &&
+             sd_tensor_to_host_f32(&y, img[k], &err) == SD_OK;
         if (!ok)
             fprintf(stderr, "bench: vae fp32 check on %s: %s\n", sd_backend_name(bes[k]), err.msg);
         sd_tensor_free(&y);

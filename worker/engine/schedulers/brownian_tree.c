@@ -155,10 +155,10 @@ static int split_exact(sd_brownian_tree *t, int i, double mid)
         nd->key = 2 * t->v[nd->parent].key + (nd->is_left ? 0 : 1);
         nd->depth = t->v[nd->parent].depth + 1;
     }
+    /* the first word of generate_state: a word does not depend on how many
+     * are asked for, so only the one used is made */
     uint64_t key[2] = {nd->key, (uint64_t)nd->depth};
-    uint32_t seeds[4];
-    sd_numpy_seed_sequence(t->entropy, key, 2, POOL, seeds, 4);
-    nd->w_seed = seeds[0];
+    sd_numpy_seed_sequence(t->entropy, key, 2, POOL, &nd->w_seed, 1);
     double start = nd->start, end = nd->end;
     int l = add_node(t, start, mid, i, 1);
     int r = l < 0 ? -1 : add_node(t, mid, end, i, 0);
@@ -332,9 +332,9 @@ sd_status sd_brownian_tree_create(sd_brownian_tree **out, double t0, double t1, 
         sd_brownian_tree_free(t);
         return sd_fail(err, SD_ERR_NOMEM, "out of memory for a Brownian tree of %zu values", n);
     }
-    uint32_t seeds[3];
-    sd_numpy_seed_sequence(entropy, NULL, 0, POOL, seeds, 3);
-    randn_seeded(t, seeds[0], t->top);
+    uint32_t seed;
+    sd_numpy_seed_sequence(entropy, NULL, 0, POOL, &seed, 1);
+    randn_seeded(t, seed, t->top);
     float scale = (float)sqrt(t1 - t0);
     for (size_t k = 0; k < n; k++)
         t->top[k] = t->top[k] * scale;

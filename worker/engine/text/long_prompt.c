@@ -21,7 +21,8 @@
 typedef struct {
     int64_t *ids;
     float *weights; /* compel keeps per-token weights as float32 */
-    int n, cap;     /* tokens so far (a multiple of CHUNK once chunked) */
+    int n;          /* tokens so far (a multiple of CHUNK once chunked) */
+    int cap, wcap;  /* room in ids and in weights */
 } token_seq;
 
 typedef struct {
@@ -33,17 +34,9 @@ typedef struct {
 
 static sd_status seq_push(token_seq *s, int64_t id, float w, sd_error *err)
 {
-    int cap = s->cap;
-    if (sd_grow((void **)&s->ids, &s->cap, s->n, sizeof *s->ids, 128))
+    if (sd_grow((void **)&s->ids, &s->cap, s->n, sizeof *s->ids, 128) ||
+        sd_grow((void **)&s->weights, &s->wcap, s->n, sizeof *s->weights, 128))
         return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-    if (s->cap != cap) { /* the weights follow the ids' capacity */
-        float *nw = realloc(s->weights, (size_t)s->cap * sizeof *nw);
-        if (!nw) {
-            s->cap = cap; /* ids grew, weights did not: the next push grows both again */
-            return sd_fail(err, SD_ERR_NOMEM, "out of memory");
-        }
-        s->weights = nw;
-    }
     s->ids[s->n] = id;
     s->weights[s->n++] = w;
     return SD_OK;
